@@ -1,0 +1,144 @@
+#include "cmd/daemon.h"
+
+#include <csignal>
+#include <ctime>
+#include <thread>
+#include <vector>
+
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <spdlog/spdlog.h>
+
+#include "core/build_info.h"
+#include "core/logging.h"
+#include "net/sd_notify.h"
+
+namespace kvcached {
+namespace {
+
+const char* SignalName(int sig) {
+  switch (sig) {
+    case SIGTERM:
+      return "SIGTERM";
+    case SIGINT:
+      return "SIGINT";
+    case SIGHUP:
+      return "SIGHUP";
+    default:
+      return "signal";
+  }
+}
+
+// Owns the shutdown sequence; lives on the main thread's stack and is
+// touched only from io_context handlers (serialised by the single
+// signal_set and timer).
+struct ShutdownDriver {
+  boost::asio::io_context& ioc;
+  const CommandContext& ctx;
+  const DaemonHooks& hooks;
+  boost::asio::signal_set signals;
+  boost::asio::steady_timer poll;
+  std::chrono::steady_clock::time_point deadline{};
+  bool stopping = false;
+
+  ShutdownDriver(boost::asio::io_context& io, const CommandContext& c, const DaemonHooks& h)
+      : ioc(io), ctx(c), hooks(h), signals(io, SIGINT, SIGTERM, SIGHUP), poll(io) {}
+
+  void Arm() {
+    signals.async_wait([this](const boost::system::error_code& ec, int sig) {
+      if (ec) return;
+      OnSignal(sig);
+      Arm();
+    });
+  }
+
+  void OnSignal(int sig) {
+    if (sig == SIGHUP) return Reload();
+    if (stopping) {
+      spdlog::warn("{} again: stopping now without waiting for open connections",
+                   SignalName(sig));
+      ioc.stop();
+      return;
+    }
+    stopping = true;
+    spdlog::info("{} received: no longer accepting; finishing in-flight requests (up to {} ms)",
+                 SignalName(sig), hooks.shutdown_timeout.count());
+    SdNotify("STOPPING=1\nSTATUS=stopping");
+    hooks.begin_shutdown();
+    deadline = std::chrono::steady_clock::now() + hooks.shutdown_timeout;
+    Poll();
+  }
+
+  void Poll() {
+    size_t open = hooks.open_connections();
+    if (open == 0) {
+      spdlog::info("all connections closed; stopping");
+      ioc.stop();
+      return;
+    }
+    if (std::chrono::steady_clock::now() >= deadline) {
+      spdlog::warn("shutdown deadline passed with {} connection(s) still open; closing them",
+                   open);
+      ioc.stop();
+      return;
+    }
+    poll.expires_after(std::chrono::milliseconds(20));
+    poll.async_wait([this](const boost::system::error_code& ec) {
+      if (!ec) Poll();
+    });
+  }
+
+  void Reload() {
+    Result<Config> fresh = ctx.reload();
+    if (!fresh.ok()) {
+      spdlog::error("SIGHUP: reload refused, keeping the running settings: {}",
+                    fresh.status().message());
+      return;
+    }
+    const std::string& level = fresh->String("log-level");
+    if (Status st = SetLogLevel(level); !st.ok()) {
+      spdlog::error("SIGHUP: {}", st.message());
+      return;
+    }
+    spdlog::info("SIGHUP: reloaded settings; log level is now '{}' (other settings need a "
+                 "restart)",
+                 level);
+  }
+};
+
+}  // namespace
+
+size_t ResolveThreads(uint64_t requested) {
+  if (requested > 0) return static_cast<size_t>(requested);
+  unsigned n = std::thread::hardware_concurrency();
+  return n == 0 ? 2 : std::min(n, 8u);
+}
+
+void RegisterProcessMetrics(MetricsRegistry& metrics) {
+  const BuildInfo& b = GetBuildInfo();
+  metrics
+      .GetGauge("kvcached_build_info", "Build facts of this binary (value is always 1)",
+                {{"version", b.version},
+                 {"revision", b.revision},
+                 {"build_type", b.build_type},
+                 {"rdma", b.rdma_compiled ? "compiled" : "absent"}})
+      .Set(1);
+  metrics.GetGauge("kvcached_process_start_time_seconds", "Unix time the process started")
+      .Set(static_cast<int64_t>(std::time(nullptr)));
+}
+
+int ServeUntilSignalled(boost::asio::io_context& ioc, size_t threads, const CommandContext& ctx,
+                        const DaemonHooks& hooks) {
+  ShutdownDriver driver(ioc, ctx, hooks);
+  driver.Arm();
+  SdNotify("READY=1\nSTATUS=" + hooks.ready_status);
+
+  std::vector<std::thread> pool;
+  for (size_t i = 1; i < threads; ++i) pool.emplace_back([&ioc] { ioc.run(); });
+  ioc.run();
+  for (std::thread& t : pool) t.join();
+  spdlog::info("stopped");
+  return kExitOk;
+}
+
+}  // namespace kvcached

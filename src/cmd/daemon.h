@@ -1,0 +1,37 @@
+// Daemon plumbing shared by the long-running subcommands: run an io_context
+// on N threads until SIGTERM/SIGINT, then stop accepting, let in-flight
+// requests finish within a deadline, and return. SIGHUP re-resolves the
+// settings and applies what can change live (the log level). Tells systemd
+// (sd_notify) READY=1 after start-up and STOPPING=1 on stop. Called from
+// the main thread only.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <string>
+
+#include <boost/asio/io_context.hpp>
+
+#include "cmd/command.h"
+#include "core/metrics.h"
+
+namespace kvcached {
+
+struct DaemonHooks {
+  std::function<void()> begin_shutdown;        // stop accepting, close idle
+  std::function<size_t()> open_connections;    // shutdown ends when this is 0
+  std::chrono::milliseconds shutdown_timeout{10'000};
+  std::string ready_status;                    // sd_notify STATUS= text
+};
+
+// Blocks until stopped by a signal; returns the process exit code.
+int ServeUntilSignalled(boost::asio::io_context& ioc, size_t threads, const CommandContext& ctx,
+                        const DaemonHooks& hooks);
+
+// kvcached_build_info and kvcached_process_start_time_seconds.
+void RegisterProcessMetrics(MetricsRegistry& metrics);
+
+// Number of threads to run for a --threads value (0 = one per core, at most 8).
+size_t ResolveThreads(uint64_t requested);
+
+}  // namespace kvcached

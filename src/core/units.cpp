@@ -1,0 +1,196 @@
+#include "core/units.h"
+
+#include <cctype>
+#include <cstdio>
+
+namespace kvcached {
+namespace {
+
+std::string_view Trim(std::string_view s) {
+  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front()))) s.remove_prefix(1);
+  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.remove_suffix(1);
+  return s;
+}
+
+std::string Lower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+// A decimal number split into its whole part and up to 18 fraction digits.
+struct Decimal {
+  uint64_t whole = 0;
+  uint64_t frac = 0;        // fraction digits as an integer
+  uint64_t frac_scale = 1;  // 10^(number of fraction digits)
+  bool has_fraction = false;
+};
+
+// Reads [0-9]+(\.[0-9]+)? from the front of `s`, advancing it. Returns an
+// error message, or empty on success.
+std::string ReadDecimal(std::string_view& s, Decimal& out) {
+  size_t i = 0;
+  if (i >= s.size() || !std::isdigit(static_cast<unsigned char>(s[i]))) {
+    return "expected a number";
+  }
+  while (i < s.size() && std::isdigit(static_cast<unsigned char>(s[i]))) {
+    uint64_t digit = static_cast<uint64_t>(s[i] - '0');
+    if (__builtin_mul_overflow(out.whole, 10, &out.whole) ||
+        __builtin_add_overflow(out.whole, digit, &out.whole)) {
+      return "number too large";
+    }
+    ++i;
+  }
+  if (i < s.size() && s[i] == '.') {
+    ++i;
+    if (i >= s.size() || !std::isdigit(static_cast<unsigned char>(s[i]))) {
+      return "expected digits after the decimal point";
+    }
+    out.has_fraction = true;
+    int digits = 0;
+    while (i < s.size() && std::isdigit(static_cast<unsigned char>(s[i]))) {
+      if (digits < 18) {  // further digits cannot change a 64-bit result
+        out.frac = out.frac * 10 + static_cast<uint64_t>(s[i] - '0');
+        out.frac_scale *= 10;
+        ++digits;
+      }
+      ++i;
+    }
+  }
+  s.remove_prefix(i);
+  return {};
+}
+
+// whole * mult + frac * mult / frac_scale, or false on overflow.
+bool Scale(const Decimal& d, uint64_t mult, uint64_t& out) {
+  if (__builtin_mul_overflow(d.whole, mult, &out)) return false;
+  if (d.has_fraction) {
+    unsigned __int128 part = static_cast<unsigned __int128>(d.frac) * mult / d.frac_scale;
+    if (__builtin_add_overflow(out, static_cast<uint64_t>(part), &out)) return false;
+  }
+  return true;
+}
+
+Status Invalid(std::string_view what, std::string_view text, std::string_view why,
+               std::string_view examples) {
+  std::string msg;
+  msg += "'";
+  msg += text;
+  msg += "' is not a valid ";
+  msg += what;
+  msg += " (";
+  msg += why;
+  msg += "; examples: ";
+  msg += examples;
+  msg += ")";
+  return Status(ErrorCode::INVALID_PARAMS, std::move(msg));
+}
+
+constexpr std::string_view kSizeExamples = "4294967296, 512MB, 4 GiB, 1.5GB";
+constexpr std::string_view kDurationExamples = "500ms, 10s, 5m, 1h";
+
+}  // namespace
+
+Result<uint64_t> ParseSize(std::string_view text) {
+  std::string_view s = Trim(text);
+  if (s.empty()) return Invalid("size", text, "empty", kSizeExamples);
+  if (s.front() == '-' || s.front() == '+') {
+    return Invalid("size", text, "sizes are unsigned", kSizeExamples);
+  }
+  Decimal d;
+  if (std::string err = ReadDecimal(s, d); !err.empty()) {
+    return Invalid("size", text, err, kSizeExamples);
+  }
+  std::string unit = Lower(Trim(s));
+  uint64_t mult = 0;
+  if (unit.empty() || unit == "b") {
+    mult = 1;
+  } else {
+    // k, kb, kib (and so on): all binary multiples.
+    static constexpr std::string_view kPrefixes = "kmgtp";
+    size_t pos = kPrefixes.find(unit[0]);
+    std::string_view rest = std::string_view(unit).substr(1);
+    if (pos == std::string_view::npos || !(rest.empty() || rest == "b" || rest == "ib")) {
+      return Invalid("size", text, "unknown unit '" + std::string(Trim(s)) + "'", kSizeExamples);
+    }
+    mult = uint64_t{1} << (10 * (pos + 1));
+  }
+  if (d.has_fraction && mult == 1) {
+    return Invalid("size", text, "a fraction of a byte", kSizeExamples);
+  }
+  uint64_t out = 0;
+  if (!Scale(d, mult, out)) {
+    return Invalid("size", text, "larger than 2^64-1 bytes", kSizeExamples);
+  }
+  return out;
+}
+
+Result<std::chrono::milliseconds> ParseDuration(std::string_view text, DurationUnit bare_unit) {
+  std::string_view s = Trim(text);
+  if (s.empty()) return Invalid("duration", text, "empty", kDurationExamples);
+  if (s.front() == '-' || s.front() == '+') {
+    return Invalid("duration", text, "durations are unsigned", kDurationExamples);
+  }
+  Decimal d;
+  if (std::string err = ReadDecimal(s, d); !err.empty()) {
+    return Invalid("duration", text, err, kDurationExamples);
+  }
+  std::string unit = Lower(Trim(s));
+  uint64_t mult_ms = 0;
+  if (unit.empty()) {
+    mult_ms = bare_unit == DurationUnit::kMilliseconds ? 1 : 1000;
+  } else if (unit == "ms") {
+    mult_ms = 1;
+  } else if (unit == "s" || unit == "sec") {
+    mult_ms = 1000;
+  } else if (unit == "m" || unit == "min") {
+    mult_ms = 60'000;
+  } else if (unit == "h") {
+    mult_ms = 3'600'000;
+  } else {
+    return Invalid("duration", text, "unknown unit '" + std::string(Trim(s)) + "'",
+                   kDurationExamples);
+  }
+  constexpr uint64_t kMaxMs = uint64_t{10} * 365 * 24 * 3'600'000;
+  uint64_t ms = 0;
+  if (!Scale(d, mult_ms, ms) || ms > kMaxMs) {
+    return Invalid("duration", text, "longer than ten years", kDurationExamples);
+  }
+  return std::chrono::milliseconds(static_cast<int64_t>(ms));
+}
+
+std::string FormatSize(uint64_t size_bytes) {
+  static constexpr const char* kUnits[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB"};
+  int u = 0;
+  while (u < 5 && size_bytes >= (uint64_t{1} << (10 * (u + 1)))) ++u;
+  uint64_t mult = uint64_t{1} << (10 * u);
+  char buf[48];
+  if (size_bytes % mult == 0) {
+    std::snprintf(buf, sizeof buf, "%llu %s", static_cast<unsigned long long>(size_bytes / mult),
+                  kUnits[u]);
+  } else {
+    std::snprintf(buf, sizeof buf, "%.1f %s",
+                  static_cast<double>(size_bytes) / static_cast<double>(mult), kUnits[u]);
+  }
+  return buf;
+}
+
+std::string FormatDuration(std::chrono::milliseconds d) {
+  int64_t ms = d.count();
+  if (ms == 0) return "0s";
+  if (ms % 1000 != 0) return std::to_string(ms) + "ms";
+  int64_t s = ms / 1000;
+  std::string out;
+  if (s >= 3600) {
+    out += std::to_string(s / 3600) + "h";
+    s %= 3600;
+  }
+  if (s >= 60) {
+    out += std::to_string(s / 60) + "m";
+    s %= 60;
+  }
+  if (s > 0) out += std::to_string(s) + "s";
+  return out;
+}
+
+}  // namespace kvcached

@@ -1,0 +1,460 @@
+#include "net/http_server.h"
+
+#include <atomic>
+#include <mutex>
+#include <unordered_map>
+
+#include <boost/asio/dispatch.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <spdlog/spdlog.h>
+
+#include "core/build_info.h"
+
+namespace kvcached {
+namespace {
+
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace net = boost::asio;
+using tcp = net::ip::tcp;
+
+constexpr std::chrono::milliseconds kLingerTimeout{2000};
+constexpr size_t kLingerMaxBytes = 4 << 20;
+
+std::string ServerHeader() { return std::string("kvcached/") + GetBuildInfo().version; }
+
+bool IEquals(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (std::tolower(static_cast<unsigned char>(a[i])) !=
+        std::tolower(static_cast<unsigned char>(b[i]))) {
+      return false;
+    }
+  }
+  return true;
+}
+
+std::string_view PathOf(std::string_view target) {
+  size_t q = target.find('?');
+  return q == std::string_view::npos ? target : target.substr(0, q);
+}
+
+}  // namespace
+
+struct HttpServer::State : std::enable_shared_from_this<HttpServer::State> {
+  State(net::io_context& ioc, HttpServerOptions opts, HttpHandler h, MetricsRegistry& m)
+      : ioc(ioc),
+        options(std::move(opts)),
+        handler(std::move(h)),
+        metrics(m),
+        accept_strand(net::make_strand(ioc)),
+        acceptor(accept_strand),
+        retry_timer(accept_strand),
+        open_gauge(m.GetGauge("kvcached_http_open_connections", "Open HTTP connections",
+                              {{"server", options.name}})),
+        accepted_total(m.GetCounter("kvcached_http_connections_total",
+                                    "HTTP connections accepted", {{"server", options.name}})),
+        rejected_total(m.GetCounter("kvcached_http_connections_rejected_total",
+                                    "HTTP connections refused over --max-connections",
+                                    {{"server", options.name}})),
+        timeouts_total(m.GetCounter("kvcached_http_read_timeouts_total",
+                                    "HTTP connections closed after the read timeout",
+                                    {{"server", options.name}})),
+        malformed_total(m.GetCounter("kvcached_http_malformed_requests_total",
+                                     "HTTP requests refused as malformed or over a limit",
+                                     {{"server", options.name}})),
+        latency(m.GetHistogram("kvcached_http_request_duration_seconds",
+                               "Time from a complete request header to the response written",
+                               LatencyBucketsSeconds(), {{"server", options.name}})) {}
+
+  void DoAccept();
+  void OnAccept(beast::error_code ec, tcp::socket socket);
+
+  net::io_context& ioc;
+  const HttpServerOptions options;
+  const HttpHandler handler;
+  MetricsRegistry& metrics;
+  net::strand<net::io_context::executor_type> accept_strand;
+  tcp::acceptor acceptor;       // used on accept_strand only
+  net::steady_timer retry_timer;  // accept_strand only
+  uint16_t bound_port = 0;
+  std::string bound_host;
+  bool loopback = true;
+  std::atomic<bool> stopping{false};
+  std::atomic<uint64_t> next_connection_id{1};
+
+  std::mutex sessions_mu;  // guards sessions
+  std::unordered_map<uint64_t, std::weak_ptr<Session>> sessions;
+
+  Gauge& open_gauge;
+  Counter& accepted_total;
+  Counter& rejected_total;
+  Counter& timeouts_total;
+  Counter& malformed_total;
+  Histogram& latency;
+};
+
+// One connection. Every member is touched only on the connection's strand.
+class HttpServer::Session : public std::enable_shared_from_this<HttpServer::Session> {
+ public:
+  Session(std::shared_ptr<State> st, tcp::socket&& socket, uint64_t id)
+      : st_(std::move(st)), stream_(std::move(socket)), id_(id) {
+    beast::error_code ec;
+    tcp::endpoint ep = stream_.socket().remote_endpoint(ec);
+    peer_ = ec ? std::string("?") : ep.address().to_string() + ":" + std::to_string(ep.port());
+    stream_.socket().set_option(tcp::no_delay(true), ec);
+    st_->open_gauge.Add(1);
+  }
+
+  ~Session() {
+    st_->open_gauge.Add(-1);
+    std::lock_guard<std::mutex> lock(st_->sessions_mu);
+    st_->sessions.erase(id_);
+  }
+
+  void Start(bool reject) {
+    net::dispatch(stream_.get_executor(), [self = shared_from_this(), reject] {
+      SPDLOG_DEBUG("http/{} conn=#{} open from {}", self->st_->options.name, self->id_, self->peer_);
+      if (reject) {
+        spdlog::warn("http/{} conn=#{} from {} refused: {} connections open (--max-connections)",
+                     self->st_->options.name, self->id_, self->peer_,
+                     self->st_->options.max_connections);
+        self->SendError(503, "too many connections", /*linger=*/false);
+        return;
+      }
+      self->ReadHeader();
+    });
+  }
+
+  void Stop() {
+    net::post(stream_.get_executor(), [self = shared_from_this()] {
+      self->stopping_ = true;
+      // A connection waiting for its next request is closed now; one in the
+      // middle of a request finishes it and closes after the response.
+      if (self->idle_) self->stream_.cancel();
+    });
+  }
+
+ private:
+  void ReadHeader() {
+    if (stopping_ || st_->stopping) {
+      Close();
+      return;
+    }
+    parser_.emplace();
+    parser_->header_limit(static_cast<uint32_t>(
+        std::min<size_t>(st_->options.max_header_bytes, UINT32_MAX)));
+    parser_->body_limit(st_->options.max_body_bytes);
+    idle_ = buffer_.size() == 0;
+    method_ = "-";
+    stream_.expires_after(st_->options.read_timeout);
+    http::async_read_header(
+        stream_, buffer_, *parser_,
+        beast::bind_front_handler(&Session::OnHeader, shared_from_this()));
+  }
+
+  void OnHeader(beast::error_code ec, size_t) {
+    idle_ = false;
+    if (ec) return OnReadError(ec);
+    ++seq_;
+    started_ = std::chrono::steady_clock::now();
+    const auto& req = parser_->get();
+    method_ = std::string(req.method_string());
+    if (st_->options.token && !IsPublic(req.target())) {
+      auto auth = req.find(http::field::authorization);
+      if (auth == req.end() || !st_->options.token->VerifyBearer(auth->value())) {
+        spdlog::warn("http/{} conn=#{} req=#{} from {} {} {}: missing or wrong bearer token",
+                     st_->options.name, id_, seq_, peer_, method_, std::string(PathOf(req.target())));
+        SendError(401, "a valid 'Authorization: Bearer <token>' header is required",
+                  /*linger=*/!parser_->is_done());
+        return;
+      }
+    }
+    if (parser_->is_done()) return OnRequest({}, 0);
+    auto expect = req.find(http::field::expect);
+    if (expect != req.end() && IEquals(expect->value(), "100-continue")) {
+      continue_ = std::make_shared<http::response<http::empty_body>>(http::status::continue_,
+                                                                     req.version());
+      http::async_write(stream_, *continue_,
+                        [self = shared_from_this()](beast::error_code wec, size_t) {
+                          if (wec) return self->Close();
+                          self->ReadBody();
+                        });
+      return;
+    }
+    ReadBody();
+  }
+
+  void ReadBody() {
+    stream_.expires_after(st_->options.read_timeout);
+    http::async_read(stream_, buffer_, *parser_,
+                     beast::bind_front_handler(&Session::OnRequest, shared_from_this()));
+  }
+
+  void OnRequest(beast::error_code ec, size_t) {
+    if (ec) return OnReadError(ec);
+    HttpRequest req = parser_->release();
+    res_ = std::make_shared<HttpResponse>();
+    res_->version(req.version());
+    HttpRequestContext ctx{id_, seq_, peer_};
+    try {
+      st_->handler(req, ctx, *res_);
+    } catch (const std::exception& e) {
+      // Handlers return statuses; an exception here is a bug, not the
+      // client's fault, and must not take the connection's thread down.
+      spdlog::error("http/{} conn=#{} req=#{} handler failed: {}", st_->options.name, id_, seq_,
+                    e.what());
+      SetError(*res_, 500, "internal error");
+    }
+    keep_alive_ = req.keep_alive() && !stopping_ && !st_->stopping;
+    res_->keep_alive(keep_alive_);
+    res_->set(http::field::server, ServerHeader());
+    res_->prepare_payload();
+    if (req.method() == http::verb::head) res_->body().clear();  // length stays
+    Write();
+  }
+
+  void Write() {
+    stream_.expires_after(st_->options.read_timeout);
+    http::async_write(stream_, *res_,
+                      beast::bind_front_handler(&Session::OnWrite, shared_from_this()));
+  }
+
+  void OnWrite(beast::error_code ec, size_t) {
+    Record(res_->result_int());
+    if (ec) {
+      SPDLOG_DEBUG("http/{} conn=#{} write failed: {}", st_->options.name, id_, ec.message());
+      return Close();
+    }
+    if (!keep_alive_) return Close();
+    ReadHeader();
+  }
+
+  void OnReadError(beast::error_code ec) {
+    if (ec == http::error::end_of_stream || ec == net::error::eof ||
+        ec == net::error::connection_reset || ec == net::error::operation_aborted ||
+        ec == http::error::partial_message) {
+      return Close();
+    }
+    if (ec == beast::error::timeout) {
+      st_->timeouts_total.Inc();
+      spdlog::info("http/{} conn=#{} from {}: closed after {} ms without a complete request",
+                   st_->options.name, id_, peer_, st_->options.read_timeout.count());
+      return Close();
+    }
+    if (ec.category() != http::make_error_code(http::error::bad_target).category()) {
+      SPDLOG_DEBUG("http/{} conn=#{} read failed: {}", st_->options.name, id_, ec.message());
+      return Close();
+    }
+    st_->malformed_total.Inc();
+    if (ec == http::error::header_limit) {
+      spdlog::warn("http/{} conn=#{} from {}: request header over {} bytes (--max-header-size)",
+                   st_->options.name, id_, peer_, st_->options.max_header_bytes);
+      return SendError(431, "request header fields too large", true);
+    }
+    if (ec == http::error::body_limit) {
+      spdlog::warn("http/{} conn=#{} from {}: request body over {} bytes (--max-body-size)",
+                   st_->options.name, id_, peer_, st_->options.max_body_bytes);
+      return SendError(413, "request body larger than " +
+                                std::to_string(st_->options.max_body_bytes) + " bytes",
+                       true);
+    }
+    spdlog::warn("http/{} conn=#{} from {}: malformed HTTP request: {}", st_->options.name, id_,
+                 peer_, ec.message());
+    SendError(400, "malformed HTTP request: " + ec.message(), true);
+  }
+
+  // Answers with `status` and closes. With `linger`, the unread rest of the
+  // request is drained for a moment first, so the client reads the answer
+  // instead of a connection reset.
+  void SendError(int status, const std::string& text, bool linger) {
+    res_ = std::make_shared<HttpResponse>();
+    res_->version(11);
+    SetError(*res_, status, text);
+    res_->keep_alive(false);
+    res_->set(http::field::server, ServerHeader());
+    res_->prepare_payload();
+    stream_.expires_after(st_->options.read_timeout);
+    http::async_write(stream_, *res_,
+                      [self = shared_from_this(), linger, status](beast::error_code ec, size_t) {
+                        self->Record(status);
+                        if (ec || !linger) return self->Close();
+                        self->Linger();
+                      });
+  }
+
+  void Linger() {
+    beast::error_code ec;
+    stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+    stream_.expires_after(kLingerTimeout);
+    drain_.resize(64 << 10);
+    DrainSome();
+  }
+
+  void DrainSome() {
+    stream_.async_read_some(net::buffer(drain_),
+                            [self = shared_from_this()](beast::error_code ec, size_t n) {
+                              self->drained_ += n;
+                              if (ec || self->drained_ > kLingerMaxBytes) return self->Close();
+                              self->DrainSome();
+                            });
+  }
+
+  void Close() {
+    beast::error_code ec;
+    stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
+    stream_.socket().close(ec);
+  }
+
+  void Record(int status) {
+    if (seq_ > 0 || status != 0) {
+      st_->metrics
+          .GetCounter("kvcached_http_requests_total", "HTTP requests answered, by method and status",
+                      {{"server", st_->options.name}, {"method", method_},
+                       {"code", std::to_string(status)}})
+          .Inc();
+    }
+    if (started_ != std::chrono::steady_clock::time_point{}) {
+      st_->latency.ObserveSeconds(
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count());
+      started_ = {};
+    }
+  }
+
+  bool IsPublic(std::string_view target) const {
+    std::string_view path = PathOf(target);
+    for (const std::string& p : st_->options.public_paths) {
+      if (path == p) return true;
+    }
+    return false;
+  }
+
+  std::shared_ptr<State> st_;
+  beast::tcp_stream stream_;
+  beast::flat_buffer buffer_;
+  std::optional<http::request_parser<http::string_body>> parser_;
+  std::shared_ptr<HttpResponse> res_;
+  std::shared_ptr<http::response<http::empty_body>> continue_;
+  std::vector<char> drain_;
+  size_t drained_ = 0;
+  const uint64_t id_;
+  uint64_t seq_ = 0;
+  std::string peer_;
+  std::string method_ = "-";
+  std::chrono::steady_clock::time_point started_{};
+  bool idle_ = false;
+  bool keep_alive_ = false;
+  bool stopping_ = false;
+};
+
+void HttpServer::State::DoAccept() {
+  acceptor.async_accept(net::make_strand(ioc),
+                        [self = shared_from_this()](beast::error_code ec, tcp::socket socket) {
+                          self->OnAccept(ec, std::move(socket));
+                        });
+}
+
+void HttpServer::State::OnAccept(beast::error_code ec, tcp::socket socket) {
+  if (stopping || !acceptor.is_open()) return;
+  if (ec) {
+    spdlog::warn("http/{} accept failed: {}; retrying in 100 ms", options.name, ec.message());
+    // Out of descriptors and the like: back off instead of spinning.
+    retry_timer.expires_after(std::chrono::milliseconds(100));
+    retry_timer.async_wait([self = shared_from_this()](beast::error_code) {
+      if (!self->stopping) self->DoAccept();
+    });
+    return;
+  }
+  accepted_total.Inc();
+  uint64_t id = next_connection_id.fetch_add(1);
+  auto session = std::make_shared<Session>(shared_from_this(), std::move(socket), id);
+  bool reject = false;
+  {
+    std::lock_guard<std::mutex> lock(sessions_mu);
+    if (sessions.size() >= options.max_connections) {
+      reject = true;
+    } else {
+      sessions.emplace(id, session);
+    }
+  }
+  if (reject) rejected_total.Inc();
+  session->Start(reject);
+  DoAccept();
+}
+
+HttpServer::HttpServer(net::io_context& ioc, HttpServerOptions options, HttpHandler handler,
+                       MetricsRegistry& metrics)
+    : state_(std::make_shared<State>(ioc, std::move(options), std::move(handler), metrics)) {}
+
+HttpServer::~HttpServer() { BeginShutdown(); }
+
+Status HttpServer::Start() {
+  State& st = *state_;
+  beast::error_code ec;
+  tcp::resolver resolver(st.ioc);
+  auto results = resolver.resolve(st.options.host, std::to_string(st.options.port),
+                                  tcp::resolver::passive, ec);
+  if (ec || results.empty()) {
+    return Status(ErrorCode::INVALID_PARAMS, "cannot resolve listen address '" +
+                                                 st.options.host + "': " + ec.message());
+  }
+  tcp::endpoint ep = results.begin()->endpoint();
+  std::string where = ep.address().to_string() + ":" + std::to_string(ep.port());
+  st.acceptor.open(ep.protocol(), ec);
+  if (!ec) st.acceptor.set_option(net::socket_base::reuse_address(true), ec);
+  if (!ec) st.acceptor.bind(ep, ec);
+  if (!ec) st.acceptor.listen(net::socket_base::max_listen_connections, ec);
+  if (ec) {
+    return Status(ErrorCode::WRITE_FAIL, "cannot listen on " + where + ": " + ec.message());
+  }
+  tcp::endpoint local = st.acceptor.local_endpoint(ec);
+  st.bound_port = local.port();
+  st.bound_host = local.address().to_string();
+  st.loopback = local.address().is_loopback();
+  net::dispatch(st.accept_strand, [s = state_] { s->DoAccept(); });
+  return Status::Ok();
+}
+
+std::string HttpServer::address() const {
+  const std::string& h = state_->bound_host;
+  std::string host = h.find(':') != std::string::npos ? "[" + h + "]" : h;
+  return host + ":" + std::to_string(state_->bound_port);
+}
+
+uint16_t HttpServer::port() const { return state_->bound_port; }
+bool HttpServer::bound_to_loopback() const { return state_->loopback; }
+const HttpServerOptions& HttpServer::options() const { return state_->options; }
+
+void HttpServer::BeginShutdown() {
+  if (state_->stopping.exchange(true)) return;
+  net::dispatch(state_->accept_strand, [s = state_] {
+    beast::error_code ec;
+    s->acceptor.close(ec);
+    s->retry_timer.cancel();
+  });
+  std::vector<std::shared_ptr<Session>> live;
+  {
+    std::lock_guard<std::mutex> lock(state_->sessions_mu);
+    for (auto& [id, weak] : state_->sessions) {
+      if (auto s = weak.lock()) live.push_back(std::move(s));
+    }
+  }
+  for (auto& s : live) s->Stop();
+}
+
+size_t HttpServer::open_connections() const {
+  return static_cast<size_t>(std::max<int64_t>(0, state_->open_gauge.Value()));
+}
+
+void HttpServer::SetError(HttpResponse& res, int status, const std::string& text) {
+  res.result(static_cast<unsigned>(status));
+  res.set(http::field::content_type, "text/plain; charset=utf-8");
+  res.body() = text + "\n";
+}
+
+}  // namespace kvcached

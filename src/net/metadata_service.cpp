@@ -1,0 +1,183 @@
+#include "net/metadata_service.h"
+
+#include <boost/beast/http.hpp>
+#include <spdlog/spdlog.h>
+
+#include "core/url_query.h"
+
+namespace kvcached {
+namespace {
+
+namespace http = boost::beast::http;
+
+// Keys are logged, but bounded and with control bytes escaped so a log line
+// stays one line whatever a client sends.
+std::string Printable(std::string_view key) {
+  std::string out;
+  size_t n = std::min<size_t>(key.size(), 200);
+  for (size_t i = 0; i < n; ++i) {
+    unsigned char c = static_cast<unsigned char>(key[i]);
+    if (c < 0x20 || c == 0x7f || c == '\'') {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\x%02x", c);
+      out += buf;
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  if (key.size() > n) out += "...(" + std::to_string(key.size()) + " bytes)";
+  return out;
+}
+
+}  // namespace
+
+MetadataService::MetadataService(boost::asio::io_context& ioc, HttpServerOptions http,
+                                 MetadataLimits limits, MetricsRegistry& metrics)
+    : metrics_(metrics),
+      store_(limits),
+      server_(ioc, std::move(http),
+              [this](const HttpRequest& req, const HttpRequestContext& ctx, HttpResponse& res) {
+                Handle(req, ctx, res);
+              },
+              metrics) {
+  metrics_.AddGaugeCallback("kvcached_meta_keys", "Keys held by the metadata service", {},
+                            [this] { return static_cast<double>(store_.KeyCount()); });
+  metrics_.AddGaugeCallback("kvcached_meta_stored_bytes",
+                            "Bytes of keys and values held by the metadata service", {},
+                            [this] { return static_cast<double>(store_.TotalBytes()); });
+  metrics_.AddGaugeCallback("kvcached_meta_capacity_bytes",
+                            "Limit on the bytes the metadata service holds (--max-total-size)",
+                            {}, [this] { return static_cast<double>(store_.limits().max_total_bytes); });
+}
+
+Status MetadataService::Start() { return server_.Start(); }
+
+void MetadataService::Handle(const HttpRequest& req, const HttpRequestContext& ctx,
+                             HttpResponse& res) {
+  std::string_view target(req.target().data(), req.target().size());
+  std::string_view path = target.substr(0, target.find('?'));
+  if (path == "/metadata") return HandleMetadata(req, ctx, res);
+
+  bool read = req.method() == http::verb::get || req.method() == http::verb::head;
+  if (path == "/health") {
+    if (!read) {
+      res.set(http::field::allow, "GET, HEAD");
+      return HttpServer::SetError(res, 405, "method not allowed");
+    }
+    res.result(http::status::ok);
+    res.set(http::field::content_type, "text/plain; charset=utf-8");
+    res.body() = "OK\n";
+    return;
+  }
+  if (path == "/metrics") {
+    if (!read) {
+      res.set(http::field::allow, "GET, HEAD");
+      return HttpServer::SetError(res, 405, "method not allowed");
+    }
+    res.result(http::status::ok);
+    res.set(http::field::content_type, "text/plain; version=0.0.4; charset=utf-8");
+    res.body() = metrics_.Render();
+    return;
+  }
+  HttpServer::SetError(res, 404, "no such path; the metadata API is /metadata?key=K");
+}
+
+void MetadataService::HandleMetadata(const HttpRequest& req, const HttpRequestContext& ctx,
+                                     HttpResponse& res) {
+  const char* op = nullptr;
+  switch (req.method()) {
+    case http::verb::get:
+    case http::verb::head:
+      op = "get";
+      break;
+    case http::verb::put:
+      op = "put";
+      break;
+    case http::verb::delete_:
+      op = "delete";
+      break;
+    default:
+      res.set(http::field::allow, "GET, HEAD, PUT, DELETE");
+      return HttpServer::SetError(res, 405, "method not allowed; use GET, PUT or DELETE");
+  }
+  auto count = [&](const char* result) {
+    metrics_
+        .GetCounter("kvcached_meta_operations_total", "Metadata operations by result",
+                    {{"op", op}, {"result", result}})
+        .Inc();
+  };
+
+  std::string_view target(req.target().data(), req.target().size());
+  size_t q = target.find('?');
+  std::string_view query = q == std::string_view::npos ? std::string_view() : target.substr(q + 1);
+  Result<std::optional<std::string>> key = QueryParam(query, "key");
+  if (!key.ok()) {
+    count("bad_request");
+    return HttpServer::SetError(res, 400, "bad key escaping: " + key.status().message());
+  }
+  if (!key->has_value() || (*key)->empty()) {
+    count("bad_request");
+    return HttpServer::SetError(res, 400, "missing or empty 'key' query parameter");
+  }
+  const std::string& k = **key;
+
+  Status st;
+  if (std::string_view(op) == "get") {
+    Result<MetadataStore::Value> v = store_.Get(k);
+    if (v.ok()) {
+      res.result(http::status::ok);
+      res.set(http::field::content_type, "application/json");
+      res.body() = **v;
+      SPDLOG_DEBUG("metadata conn=#{} req=#{} get key='{}' -> 200 ({} bytes)", ctx.connection_id,
+                   ctx.request_seq, Printable(k), res.body().size());
+      count("ok");
+      return;
+    }
+    st = v.status();
+  } else if (std::string_view(op) == "put") {
+    size_t n = req.body().size();
+    st = store_.Put(k, req.body());
+    if (st.ok()) {
+      SPDLOG_DEBUG("metadata conn=#{} req=#{} put key='{}' ({} bytes) -> 200", ctx.connection_id,
+                   ctx.request_seq, Printable(k), n);
+    }
+  } else {
+    st = store_.Remove(k);
+    if (st.ok()) {
+      spdlog::info("metadata conn=#{} req=#{} from {} deleted key='{}'", ctx.connection_id,
+                   ctx.request_seq, ctx.peer, Printable(k));
+    }
+  }
+  if (st.ok()) {
+    count("ok");
+    res.result(http::status::ok);
+    res.set(http::field::content_type, "text/plain; charset=utf-8");
+    res.body() = "OK\n";
+    return;
+  }
+
+  int status = HttpStatus(st.code());
+  switch (st.code()) {
+    case ErrorCode::OBJECT_NOT_FOUND:
+      count("not_found");
+      return HttpServer::SetError(res, 404, "metadata not found");
+    case ErrorCode::OBJECT_ALREADY_EXISTS:
+      // Mooncake answers 400 here; clients treat any non-200 as failure.
+      status = 400;
+      spdlog::warn("metadata conn=#{} req=#{} from {} refused to overwrite key='{}': {}",
+                   ctx.connection_id, ctx.request_seq, ctx.peer, Printable(k), st.message());
+      count("conflict");
+      break;
+    case ErrorCode::NO_AVAILABLE_HANDLE:
+      spdlog::warn("metadata conn=#{} req=#{} put key='{}' refused: {}", ctx.connection_id,
+                   ctx.request_seq, Printable(k), st.message());
+      count("full");
+      break;
+    default:
+      count("bad_request");
+      break;
+  }
+  HttpServer::SetError(res, status, st.message());
+}
+
+}  // namespace kvcached

@@ -1,0 +1,20 @@
+// RDMA device discovery through libibverbs. Only built where rdma-core's
+// development files were found (KVCACHED_WITH_RDMA). A host without RDMA
+// (ibv_get_device_list returning nothing, errno ENOSYS) is not an error:
+// the caller gets an empty list and a reason to log. Thread-safe.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace kvcached {
+
+struct RdmaDeviceInfo {
+  std::string name;  // "mlx5_0", "rxe0"
+  int ports = 0;
+};
+
+// Lists the verbs devices; when none, `why_none` (if given) says why.
+std::vector<RdmaDeviceInfo> ListRdmaDevices(std::string* why_none = nullptr);
+
+}  // namespace kvcached
