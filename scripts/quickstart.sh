@@ -1,0 +1,135 @@
+#!/usr/bin/env bash
+# kvcached quick start, for a fresh Debian 12 or Ubuntu 22.04+ machine.
+#
+#   scripts/quickstart.sh run          install build dependencies, build, and run the main
+#                                      job on embedded defaults
+#   scripts/quickstart.sh test         install, build and run the whole test suite
+#   scripts/quickstart.sh test --long  the same with 10-minute fuzz runs
+#
+# Run as root or through sudo. Idempotent: packages already present are not
+# reinstalled and existing build directories are reused.
+set -euo pipefail
+
+cd "$(dirname "$(readlink -f "$0")")/.."
+ROOT=$(pwd)
+MODE=${1:-}
+LONG=0
+[[ ${2:-} == --long ]] && LONG=1
+JOBS=$(nproc)
+
+say() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
+die() { printf 'quickstart: %s\n' "$*" >&2; exit 1; }
+
+case "$MODE" in
+  run|test) ;;
+  *) die "usage: scripts/quickstart.sh run | test [--long]" ;;
+esac
+
+as_root() {
+  if [[ $(id -u) -eq 0 ]]; then "$@"; else sudo "$@"; fi
+}
+
+BUILD_PKGS=(cmake ninja-build g++ pkg-config git curl libcli11-dev libboost-dev libspdlog-dev
+            nlohmann-json3-dev doctest-dev libibverbs-dev librdmacm-dev)
+TEST_PKGS=(python3 python3-pytest clang)
+
+missing_packages() {
+  local p
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || echo "$p"
+  done
+}
+
+install_packages() {
+  local missing
+  missing=$(missing_packages "$@")
+  if [[ -z $missing ]]; then
+    echo "all required packages are installed"
+    return
+  fi
+  command -v apt-get >/dev/null || die "apt-get not found: install these by hand: $missing"
+  echo "installing: $missing"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q
+  # shellcheck disable=SC2086
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $missing
+}
+
+# clang's libFuzzer and sanitizer runtimes live in a versioned package on
+# Debian 12 (libclang-rt-14-dev); on Ubuntu they ship with clang itself.
+install_clang_runtime() {
+  local major pkg
+  major=$(clang --version | sed -n 's/.*clang version \([0-9]*\).*/\1/p' | head -n1)
+  pkg=libclang-rt-$major-dev
+  if apt-cache show "$pkg" >/dev/null 2>&1; then install_packages "$pkg"; fi
+}
+
+configure_and_build() {  # dir, cmake args...
+  local dir=$1
+  shift
+  cmake -S "$ROOT" -B "$ROOT/$dir" -G Ninja "$@" >/dev/null
+  cmake --build "$ROOT/$dir" -j "$JOBS"
+}
+
+run_main_job() {
+  local bin=$ROOT/build/kvcached url key
+  "$bin" --version
+  DEMO_TMP=$(mktemp -d)
+  local tmp=$DEMO_TMP
+  trap 'kill "${DEMO_PID:-}" 2>/dev/null || true; rm -rf "$DEMO_TMP"' EXIT
+  say "Starting the metadata service on a free loopback port"
+  "$bin" meta --port 0 2>"$tmp/meta.log" &
+  DEMO_PID=$!
+  local pid=$DEMO_PID
+  for _ in $(seq 1 200); do
+    url=$(sed -n 's/.*serving the metadata API at \(http[^ ]*\).*/\1/p' "$tmp/meta.log")
+    [[ -n $url ]] && break
+    kill -0 "$pid" 2>/dev/null || { cat "$tmp/meta.log"; die "kvcached meta exited"; }
+    sleep 0.05
+  done
+  [[ -n $url ]] || { cat "$tmp/meta.log"; die "kvcached meta did not start"; }
+  cat "$tmp/meta.log"
+  key="mooncake/ram/demo-segment"
+  say "PUT a segment descriptor (what a store publishes)"
+  echo "curl -X PUT --data '{...}' '$url?key=$key'"
+  curl -sS -X PUT --data '{"name":"demo-segment","protocol":"tcp","size":4294967296}' \
+    -w 'HTTP %{http_code}\n' -o /dev/null "$url?key=$key"
+  say "GET it back (what a client resolves)"
+  echo "curl '$url?key=$key'"
+  curl -sS -w '\nHTTP %{http_code}\n' "$url?key=$key"
+  say "An unknown key is 404; the service's metrics"
+  curl -sS -o /dev/null -w "GET ?key=nope -> HTTP %{http_code}\n" "$url?key=nope"
+  curl -sS "${url%/metadata}/metrics" | grep -E '^kvcached_(meta_keys|meta_stored_bytes|meta_operations_total)'
+  say "Stopping with SIGTERM"
+  kill -TERM "$pid"
+  wait "$pid"
+  echo "kvcached meta exited with status $?"
+  tail -n 3 "$tmp/meta.log"
+  say "Done. Next: 'kvcached meta --help', README.md and docs/."
+}
+
+say "Installing dependencies"
+install_packages "${BUILD_PKGS[@]}"
+
+if [[ $MODE == run ]]; then
+  say "Building (build/)"
+  configure_and_build build -DCMAKE_BUILD_TYPE=RelWithDebInfo
+  run_main_job
+  exit 0
+fi
+
+install_packages "${TEST_PKGS[@]}"
+install_clang_runtime
+
+say "Building and testing the default build (build/, g++)"
+configure_and_build build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKVCACHED_BUILD_TESTS=ON
+(cd build && ctest --output-on-failure -j "$JOBS")
+
+fuzz_seconds=30
+[[ $LONG == 1 ]] && fuzz_seconds=600
+say "Building and testing under address,undefined sanitizers with the fuzzers (build-asan/, clang++)"
+configure_and_build build-asan -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_COMPILER=clang++ \
+  -DKVCACHED_SANITIZE=ON -DKVCACHED_FUZZ=ON -DKVCACHED_FUZZ_SECONDS="$fuzz_seconds"
+(cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
+  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -j "$JOBS")
+
+say "All tests passed"
