@@ -5,7 +5,8 @@ namespace kvcached {
 
 Command BenchCommand() {
   return UnavailableCommand("bench", "Measure throughput and latency of a pool",
-                            "The load generator: with no cluster given it starts an embedded master and store. Not in this build yet.");
+                            "The load generator: with no cluster given it starts an embedded "
+                            "master and store. Not in this build yet.");
 }
 
 }  // namespace kvcached

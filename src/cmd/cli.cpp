@@ -6,9 +6,9 @@
 #include <map>
 #include <memory>
 
+#include <spdlog/spdlog.h>
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
-#include <spdlog/spdlog.h>
 
 #include "cmd/command.h"
 #include "core/build_info.h"
@@ -88,9 +88,8 @@ struct FlagCapture {
     for (const OptionSpec& spec : specs) {
       const CLI::Option* opt = options.at(spec.name);
       if (opt->count() == 0) continue;
-      out[spec.name] =
-          spec.kind == OptionKind::kBool ? (switches.at(spec.name) ? "true" : "false")
-                                         : text.at(spec.name);
+      out[spec.name] = spec.kind == OptionKind::kBool ? (switches.at(spec.name) ? "true" : "false")
+                                                      : text.at(spec.name);
     }
     return out;
   }
@@ -158,8 +157,9 @@ std::vector<OptionSpec> CommonOptions() {
   OptionSpec config;
   config.name = "config";
   config.kind = OptionKind::kPath;
-  config.help = "JSON file of settings (keys are option names with '_' for '-'); "
-                "flags and environment override it";
+  config.help =
+      "JSON file of settings (keys are option names with '_' for '-'); "
+      "flags and environment override it";
   out.push_back(config);
   OptionSpec level;
   level.name = "log-level";
@@ -172,8 +172,7 @@ std::vector<OptionSpec> CommonOptions() {
 }
 
 int RunCli(int argc, char** argv) {
-  std::vector<Command> commands = {MasterCommand(), MetaCommand(), StoreCommand(),
-                                   BenchCommand()};
+  std::vector<Command> commands = {MasterCommand(), MetaCommand(), StoreCommand(), BenchCommand()};
   CLI::App app{
       "kvcached: a distributed KV-cache pool for LLM inference servers.\n"
       "Stores contribute memory, a master places objects, clients move bytes directly.",
@@ -183,15 +182,18 @@ int RunCli(int argc, char** argv) {
   app.footer(
       "Settings: command-line flag > environment (KVCACHED_<OPTION>, MOONCAKE_*) > "
       "--config JSON file > default.\n"
-      "Exit codes: 0 ok, 1 failure, 2 bad command line, 69 unavailable, 78 bad configuration.\n"
-      "Run 'kvcached <subcommand> --help' for a subcommand's options; see kvcached(1).");
+      "Exit codes: 0 ok, 2 bad command line, 69 not available in this build, 70 internal\n"
+      "error, 75 temporary failure (e.g. address in use), 78 bad configuration.\n"
+      "Run 'kvcached <subcommand> --help' for a subcommand's options; README.md and docs/\n"
+      "describe deployment and configuration.");
 
   std::vector<FlagCapture> captures(commands.size());
   std::vector<std::vector<OptionSpec>> specs(commands.size());
   std::vector<CLI::App*> subs;
   for (size_t i = 0; i < commands.size(); ++i) {
     const Command& c = commands[i];
-    CLI::App* sub = app.add_subcommand(c.name, c.summary + (c.available ? "" : " (not yet available)"));
+    CLI::App* sub =
+        app.add_subcommand(c.name, c.summary + (c.available ? "" : " (not yet available)"));
     sub->footer(c.description + "\n\n" + std::string(app.get_footer()));
     specs[i] = CommonOptions();
     specs[i].insert(specs[i].end(), c.options.begin(), c.options.end());

@@ -5,9 +5,9 @@
 #include <thread>
 #include <vector>
 
+#include <spdlog/spdlog.h>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
-#include <spdlog/spdlog.h>
 
 #include "core/build_info.h"
 #include "core/logging.h"
@@ -55,8 +55,7 @@ struct ShutdownDriver {
   void OnSignal(int sig) {
     if (sig == SIGHUP) return Reload();
     if (stopping) {
-      spdlog::warn("{} again: stopping now without waiting for open connections",
-                   SignalName(sig));
+      spdlog::warn("{} again: stopping now without waiting for open connections", SignalName(sig));
       ioc.stop();
       return;
     }
@@ -77,8 +76,7 @@ struct ShutdownDriver {
       return;
     }
     if (std::chrono::steady_clock::now() >= deadline) {
-      spdlog::warn("shutdown deadline passed with {} connection(s) still open; closing them",
-                   open);
+      spdlog::warn("shutdown deadline passed with {} connection(s) still open; closing them", open);
       ioc.stop();
       return;
     }
@@ -100,9 +98,10 @@ struct ShutdownDriver {
       spdlog::error("SIGHUP: {}", st.message());
       return;
     }
-    spdlog::info("SIGHUP: reloaded settings; log level is now '{}' (other settings need a "
-                 "restart)",
-                 level);
+    spdlog::info(
+        "SIGHUP: reloaded settings; log level is now '{}' (other settings need a "
+        "restart)",
+        level);
   }
 };
 

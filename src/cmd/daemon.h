@@ -18,10 +18,10 @@
 namespace kvcached {
 
 struct DaemonHooks {
-  std::function<void()> begin_shutdown;        // stop accepting, close idle
-  std::function<size_t()> open_connections;    // shutdown ends when this is 0
+  std::function<void()> begin_shutdown;      // stop accepting, close idle
+  std::function<size_t()> open_connections;  // shutdown ends when this is 0
   std::chrono::milliseconds shutdown_timeout{10'000};
-  std::string ready_status;                    // sd_notify STATUS= text
+  std::string ready_status;  // sd_notify STATUS= text
 };
 
 // Blocks until stopped by a signal; returns the process exit code.

@@ -1,7 +1,7 @@
 // `kvcached meta`: the metadata HTTP service run on its own (the master
 // embeds the same MetadataService).
-#include <boost/asio/io_context.hpp>
 #include <spdlog/spdlog.h>
+#include <boost/asio/io_context.hpp>
 
 #include "cmd/command.h"
 #include "cmd/daemon.h"
@@ -102,7 +102,7 @@ int RunMeta(const CommandContext& ctx) {
   MetadataService service(ioc, http, limits, metrics);
   if (Status st = service.Start(); !st.ok()) {
     spdlog::error("{}", st.message());
-    return st.code() == ErrorCode::INVALID_PARAMS ? kExitConfig : kExitUnavailable;
+    return ExitCode(st.code());
   }
   size_t threads = ResolveThreads(cfg.Number("threads"));
   std::string url = "http://" + service.server().address() + "/metadata";

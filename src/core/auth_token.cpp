@@ -31,7 +31,8 @@ Result<AuthToken> AuthToken::FromString(std::string_view token) {
                   "the token is shorter than 16 bytes; use e.g. `openssl rand -hex 32`");
   }
   for (char c : token) {
-    if (std::isspace(static_cast<unsigned char>(c)) || std::iscntrl(static_cast<unsigned char>(c))) {
+    if (std::isspace(static_cast<unsigned char>(c)) ||
+        std::iscntrl(static_cast<unsigned char>(c))) {
       return Status(ErrorCode::INVALID_PARAMS, "the token holds spaces or control characters");
     }
   }

@@ -8,15 +8,15 @@
 namespace kvcached {
 
 struct BuildInfo {
-  const char* version;      // "0.1.0"
-  const char* revision;     // git describe of the source tree, "unknown" outside git
-  const char* build_type;   // CMAKE_BUILD_TYPE
-  bool rdma_compiled;       // src/rdma built against libibverbs/librdmacm
-  bool sanitizers;          // address,undefined build
+  const char* version;     // "0.1.0"
+  const char* revision;    // git describe of the source tree, "unknown" outside git
+  const char* build_type;  // CMAKE_BUILD_TYPE
+  bool rdma_compiled;      // src/rdma built against libibverbs/librdmacm
+  bool sanitizers;         // address,undefined build
 };
 
 const BuildInfo& GetBuildInfo();
-// "kvcached 0.1.0 (rev abc1234, Release, rdma: compiled)"
+// "kvcached 0.1.0 (rev abc1234, Release, rdma compiled)"
 std::string VersionLine();
 
 }  // namespace kvcached

@@ -105,11 +105,10 @@ Status ParseOptionValue(const OptionSpec& spec, const std::string& raw, ConfigVa
       Result<uint64_t> v = ParseSize(raw);
       if (!v.ok()) return v.status();
       if (*v < spec.min || *v > spec.max) {
-        return Status(ErrorCode::INVALID_PARAMS,
-                      "'" + raw + "' is out of range (" + FormatSize(spec.min) + " to " +
-                          (spec.max == UINT64_MAX ? std::string("unlimited")
-                                                  : FormatSize(spec.max)) +
-                          ")");
+        return Status(
+            ErrorCode::INVALID_PARAMS,
+            "'" + raw + "' is out of range (" + FormatSize(spec.min) + " to " +
+                (spec.max == UINT64_MAX ? std::string("unlimited") : FormatSize(spec.max)) + ")");
       }
       out.number = *v;
       return Status::Ok();
@@ -143,10 +142,13 @@ Status ParseOptionValue(const OptionSpec& spec, const std::string& raw, ConfigVa
       if (!v.ok()) return v.status();
       uint64_t ms = static_cast<uint64_t>(v->count());
       if (ms < spec.min || ms > spec.max) {
+        std::string upper = spec.max == UINT64_MAX
+                                ? std::string("unlimited")
+                                : FormatDuration(std::chrono::milliseconds(spec.max));
         return Status(ErrorCode::INVALID_PARAMS,
                       "'" + raw + "' is out of range (" +
-                          FormatDuration(std::chrono::milliseconds(spec.min)) + " to " +
-                          FormatDuration(std::chrono::milliseconds(spec.max)) + ")");
+                          FormatDuration(std::chrono::milliseconds(spec.min)) + " to " + upper +
+                          ")");
       }
       out.duration = *v;
       return Status::Ok();
@@ -188,6 +190,10 @@ Result<Config> ConfigResolver::Resolve(const std::map<std::string, std::string>&
 
   if (file != nullptr) {
     for (const auto& [key, unused] : file->items()) {
+      if (key == "config") {
+        return fail(ConfigSource::kFile,
+                    "config file '" + file_name + "': 'config' cannot be set inside a config file");
+      }
       bool known = false;
       for (const OptionSpec& spec : specs_) {
         if (key == FileKeyFor(spec.name) || key == spec.name) known = true;

@@ -26,7 +26,7 @@ namespace kvcached {
 enum class OptionKind { kString, kPath, kSize, kDuration, kUInt, kBool, kChoice };
 
 struct OptionSpec {
-  std::string name;           // long flag without dashes, e.g. "max-body-size"
+  std::string name;  // long flag without dashes, e.g. "max-body-size"
   OptionKind kind = OptionKind::kString;
   std::string default_value;  // raw text, parsed like any other source; "" = unset
   std::string help;
@@ -35,11 +35,11 @@ struct OptionSpec {
   std::vector<std::string> extra_env;
   // Extra flag spellings without dashes (Mooncake's "default_kv_lease_ttl").
   std::vector<std::string> aliases;
-  uint64_t min = 0;           // kUInt, kSize: inclusive bounds
+  uint64_t min = 0;  // kUInt, kSize: inclusive bounds
   uint64_t max = UINT64_MAX;
-  std::vector<std::string> choices;  // kChoice
+  std::vector<std::string> choices;                 // kChoice
   DurationUnit bare_unit = DurationUnit::kSeconds;  // kDuration: unit of a bare number
-  bool read_env = true;       // false for settings that make no sense per process env
+  bool read_env = true;  // false for settings that make no sense per process env
 };
 
 // KVCACHED_MAX_BODY_SIZE for "max-body-size".
@@ -51,13 +51,13 @@ enum class ConfigSource { kDefault, kFile, kEnv, kFlag };
 const char* ConfigSourceName(ConfigSource source);
 
 struct ConfigValue {
-  bool set = false;           // false: no source gave a value and there is no default
+  bool set = false;  // false: no source gave a value and there is no default
   std::string raw;
   ConfigSource source = ConfigSource::kDefault;
-  std::string origin;         // "--port", "KVCACHED_PORT", "config file x.json", "default"
-  uint64_t number = 0;        // kSize, kUInt
+  std::string origin;   // "--port", "KVCACHED_PORT", "config file x.json", "default"
+  uint64_t number = 0;  // kSize, kUInt
   std::chrono::milliseconds duration{0};
-  bool flag = false;          // kBool
+  bool flag = false;  // kBool
 };
 
 class Config {
@@ -68,9 +68,7 @@ class Config {
   bool IsSet(const std::string& name) const { return Get(name).set; }
   const std::string& String(const std::string& name) const { return Get(name).raw; }
   uint64_t Number(const std::string& name) const { return Get(name).number; }
-  std::chrono::milliseconds Duration(const std::string& name) const {
-    return Get(name).duration;
-  }
+  std::chrono::milliseconds Duration(const std::string& name) const { return Get(name).duration; }
   bool Bool(const std::string& name) const { return Get(name).flag; }
 
   // "port=8080 (default), threads=4 (KVCACHED_THREADS)": for the start-up log.

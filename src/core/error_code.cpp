@@ -22,7 +22,7 @@ constexpr ErrorInfo kTable[] = {
     {E::INVALID_VERSION, "INVALID_VERSION", "protocol version mismatch", 400, 76},
     {E::INVALID_KEY, "INVALID_KEY", "invalid key", 400, 1},
     {E::WRITE_FAIL, "WRITE_FAIL", "write failed", 500, 74},
-    {E::INVALID_PARAMS, "INVALID_PARAMS", "invalid parameters", 400, 2},
+    {E::INVALID_PARAMS, "INVALID_PARAMS", "invalid parameters", 400, 78},
     {E::ILLEGAL_CLIENT, "ILLEGAL_CLIENT", "client not authorised", 401, 77},
     {E::INVALID_WRITE, "INVALID_WRITE", "invalid write", 400, 1},
     {E::INVALID_READ, "INVALID_READ", "invalid read", 400, 1},

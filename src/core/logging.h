@@ -13,7 +13,7 @@
 namespace kvcached {
 
 // Level names: trace, debug, info, warn, error, critical, off.
-inline constexpr const char* kLogLevels[] = {"trace", "debug", "info", "warn",
+inline constexpr const char* kLogLevels[] = {"trace", "debug",    "info", "warn",
                                              "error", "critical", "off"};
 
 Status InitLogging(std::string_view component, std::string_view level);

@@ -22,8 +22,7 @@ std::string WithLabel(const std::string& rendered, const std::string& extra) {
 }  // namespace
 
 Histogram::Histogram(std::vector<double> bounds_seconds)
-    : bounds_(std::move(bounds_seconds)),
-      buckets_(new std::atomic<uint64_t>[bounds_.size() + 1]) {
+    : bounds_(std::move(bounds_seconds)), buckets_(new std::atomic<uint64_t>[bounds_.size() + 1]) {
   for (size_t i = 0; i <= bounds_.size(); ++i) buckets_[i].store(0);
 }
 
@@ -48,8 +47,8 @@ void Histogram::Snapshot(std::vector<uint64_t>& cumulative, double& sum_seconds,
 }
 
 std::vector<double> LatencyBucketsSeconds() {
-  return {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
-          0.025,  0.05,    0.1,    0.25,  0.5,    1,     2.5, 5, 10};
+  return {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+          0.05,   0.1,     0.25,   0.5,   1,      2.5,   5,    10};
 }
 
 std::string RenderLabels(const MetricLabels& labels) {
@@ -126,9 +125,9 @@ std::string MetricsRegistry::Render() const {
   for (const auto& [name, family] : families_) {
     out += "# HELP " + name + " " + family.help + "\n";
     out += "# TYPE " + name + " " +
-           (family.type == Type::kCounter   ? "counter"
+           (family.type == Type::kCounter ? "counter"
             : family.type == Type::kGauge ? "gauge"
-                                            : "histogram") +
+                                          : "histogram") +
            "\n";
     for (const auto& [labels, s] : family.series) {
       if (s.counter) {

@@ -176,21 +176,13 @@ std::string FormatSize(uint64_t size_bytes) {
 }
 
 std::string FormatDuration(std::chrono::milliseconds d) {
+  // One unit, the largest that divides exactly, so ParseDuration reads it back.
   int64_t ms = d.count();
   if (ms == 0) return "0s";
-  if (ms % 1000 != 0) return std::to_string(ms) + "ms";
-  int64_t s = ms / 1000;
-  std::string out;
-  if (s >= 3600) {
-    out += std::to_string(s / 3600) + "h";
-    s %= 3600;
-  }
-  if (s >= 60) {
-    out += std::to_string(s / 60) + "m";
-    s %= 60;
-  }
-  if (s > 0) out += std::to_string(s) + "s";
-  return out;
+  if (ms % 3'600'000 == 0) return std::to_string(ms / 3'600'000) + "h";
+  if (ms % 60'000 == 0) return std::to_string(ms / 60'000) + "m";
+  if (ms % 1000 == 0) return std::to_string(ms / 1000) + "s";
+  return std::to_string(ms) + "ms";
 }
 
 }  // namespace kvcached

@@ -30,7 +30,7 @@ Result<std::chrono::milliseconds> ParseDuration(std::string_view text,
 
 // "4 GiB", "1.5 MiB", "512 B": exact for whole multiples, else one decimal.
 std::string FormatSize(uint64_t size_bytes);
-// "500ms", "10s", "5m", "1h30m".
+// "500ms", "10s", "5m", "90m": one unit, readable by ParseDuration.
 std::string FormatDuration(std::chrono::milliseconds d);
 
 }  // namespace kvcached

@@ -4,6 +4,7 @@
 #include <mutex>
 #include <unordered_map>
 
+#include <spdlog/spdlog.h>
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
@@ -11,7 +12,6 @@
 #include <boost/asio/strand.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
-#include <spdlog/spdlog.h>
 
 #include "core/build_info.h"
 
@@ -57,8 +57,8 @@ struct HttpServer::State : std::enable_shared_from_this<HttpServer::State> {
         retry_timer(accept_strand),
         open_gauge(m.GetGauge("kvcached_http_open_connections", "Open HTTP connections",
                               {{"server", options.name}})),
-        accepted_total(m.GetCounter("kvcached_http_connections_total",
-                                    "HTTP connections accepted", {{"server", options.name}})),
+        accepted_total(m.GetCounter("kvcached_http_connections_total", "HTTP connections accepted",
+                                    {{"server", options.name}})),
         rejected_total(m.GetCounter("kvcached_http_connections_rejected_total",
                                     "HTTP connections refused over --max-connections",
                                     {{"server", options.name}})),
@@ -80,7 +80,7 @@ struct HttpServer::State : std::enable_shared_from_this<HttpServer::State> {
   const HttpHandler handler;
   MetricsRegistry& metrics;
   net::strand<net::io_context::executor_type> accept_strand;
-  tcp::acceptor acceptor;       // used on accept_strand only
+  tcp::acceptor acceptor;         // used on accept_strand only
   net::steady_timer retry_timer;  // accept_strand only
   uint16_t bound_port = 0;
   std::string bound_host;
@@ -119,7 +119,8 @@ class HttpServer::Session : public std::enable_shared_from_this<HttpServer::Sess
 
   void Start(bool reject) {
     net::dispatch(stream_.get_executor(), [self = shared_from_this(), reject] {
-      SPDLOG_DEBUG("http/{} conn=#{} open from {}", self->st_->options.name, self->id_, self->peer_);
+      SPDLOG_DEBUG("http/{} conn=#{} open from {}", self->st_->options.name, self->id_,
+                   self->peer_);
       if (reject) {
         spdlog::warn("http/{} conn=#{} from {} refused: {} connections open (--max-connections)",
                      self->st_->options.name, self->id_, self->peer_,
@@ -147,15 +148,15 @@ class HttpServer::Session : public std::enable_shared_from_this<HttpServer::Sess
       return;
     }
     parser_.emplace();
-    parser_->header_limit(static_cast<uint32_t>(
-        std::min<size_t>(st_->options.max_header_bytes, UINT32_MAX)));
+    parser_->header_limit(
+        static_cast<uint32_t>(std::min<size_t>(st_->options.max_header_bytes, UINT32_MAX)));
     parser_->body_limit(st_->options.max_body_bytes);
     idle_ = buffer_.size() == 0;
     method_ = "-";
+    target_.clear();
     stream_.expires_after(st_->options.read_timeout);
-    http::async_read_header(
-        stream_, buffer_, *parser_,
-        beast::bind_front_handler(&Session::OnHeader, shared_from_this()));
+    http::async_read_header(stream_, buffer_, *parser_,
+                            beast::bind_front_handler(&Session::OnHeader, shared_from_this()));
   }
 
   void OnHeader(beast::error_code ec, size_t) {
@@ -165,13 +166,15 @@ class HttpServer::Session : public std::enable_shared_from_this<HttpServer::Sess
     started_ = std::chrono::steady_clock::now();
     const auto& req = parser_->get();
     method_ = std::string(req.method_string());
+    target_ = std::string(req.target().substr(0, 200));
     if (st_->options.token && !IsPublic(req.target())) {
       auto auth = req.find(http::field::authorization);
       if (auth == req.end() || !st_->options.token->VerifyBearer(auth->value())) {
         spdlog::warn("http/{} conn=#{} req=#{} from {} {} {}: missing or wrong bearer token",
-                     st_->options.name, id_, seq_, peer_, method_, std::string(PathOf(req.target())));
+                     st_->options.name, id_, seq_, peer_, method_,
+                     std::string(PathOf(req.target())));
         SendError(401, "a valid 'Authorization: Bearer <token>' header is required",
-                  /*linger=*/!parser_->is_done());
+                  /*linger=*/!parser_->is_done(), "Bearer realm=\"kvcached\"");
         return;
       }
     }
@@ -260,9 +263,9 @@ class HttpServer::Session : public std::enable_shared_from_this<HttpServer::Sess
     if (ec == http::error::body_limit) {
       spdlog::warn("http/{} conn=#{} from {}: request body over {} bytes (--max-body-size)",
                    st_->options.name, id_, peer_, st_->options.max_body_bytes);
-      return SendError(413, "request body larger than " +
-                                std::to_string(st_->options.max_body_bytes) + " bytes",
-                       true);
+      return SendError(
+          413, "request body larger than " + std::to_string(st_->options.max_body_bytes) + " bytes",
+          true);
     }
     spdlog::warn("http/{} conn=#{} from {}: malformed HTTP request: {}", st_->options.name, id_,
                  peer_, ec.message());
@@ -272,10 +275,12 @@ class HttpServer::Session : public std::enable_shared_from_this<HttpServer::Sess
   // Answers with `status` and closes. With `linger`, the unread rest of the
   // request is drained for a moment first, so the client reads the answer
   // instead of a connection reset.
-  void SendError(int status, const std::string& text, bool linger) {
+  void SendError(int status, const std::string& text, bool linger,
+                 const char* www_authenticate = nullptr) {
     res_ = std::make_shared<HttpResponse>();
     res_->version(11);
     SetError(*res_, status, text);
+    if (www_authenticate != nullptr) res_->set(http::field::www_authenticate, www_authenticate);
     res_->keep_alive(false);
     res_->set(http::field::server, ServerHeader());
     res_->prepare_payload();
@@ -311,14 +316,16 @@ class HttpServer::Session : public std::enable_shared_from_this<HttpServer::Sess
     stream_.socket().close(ec);
   }
 
+  // Counts and times one answered request and logs it at debug level: the
+  // one line per request a person follows with --log-level debug.
   void Record(int status) {
-    if (seq_ > 0 || status != 0) {
-      st_->metrics
-          .GetCounter("kvcached_http_requests_total", "HTTP requests answered, by method and status",
-                      {{"server", st_->options.name}, {"method", method_},
-                       {"code", std::to_string(status)}})
-          .Inc();
-    }
+    SPDLOG_DEBUG("http/{} conn=#{} req=#{} {} {} -> {} ({} bytes)", st_->options.name, id_, seq_,
+                 method_, target_.empty() ? "-" : target_, status, res_ ? res_->body().size() : 0);
+    st_->metrics
+        .GetCounter(
+            "kvcached_http_requests_total", "HTTP requests answered, by method and status",
+            {{"server", st_->options.name}, {"method", method_}, {"code", std::to_string(status)}})
+        .Inc();
     if (started_ != std::chrono::steady_clock::time_point{}) {
       st_->latency.ObserveSeconds(
           std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count());
@@ -346,6 +353,7 @@ class HttpServer::Session : public std::enable_shared_from_this<HttpServer::Sess
   uint64_t seq_ = 0;
   std::string peer_;
   std::string method_ = "-";
+  std::string target_;  // first 200 bytes, for the log
   std::chrono::steady_clock::time_point started_{};
   bool idle_ = false;
   bool keep_alive_ = false;
@@ -400,8 +408,8 @@ Status HttpServer::Start() {
   auto results = resolver.resolve(st.options.host, std::to_string(st.options.port),
                                   tcp::resolver::passive, ec);
   if (ec || results.empty()) {
-    return Status(ErrorCode::INVALID_PARAMS, "cannot resolve listen address '" +
-                                                 st.options.host + "': " + ec.message());
+    return Status(ErrorCode::INVALID_PARAMS,
+                  "cannot resolve listen address '" + st.options.host + "': " + ec.message());
   }
   tcp::endpoint ep = results.begin()->endpoint();
   std::string where = ep.address().to_string() + ":" + std::to_string(ep.port());
@@ -410,7 +418,8 @@ Status HttpServer::Start() {
   if (!ec) st.acceptor.bind(ep, ec);
   if (!ec) st.acceptor.listen(net::socket_base::max_listen_connections, ec);
   if (ec) {
-    return Status(ErrorCode::WRITE_FAIL, "cannot listen on " + where + ": " + ec.message());
+    return Status(ErrorCode::UNAVAILABLE_IN_CURRENT_STATUS,
+                  "cannot listen on " + where + ": " + ec.message());
   }
   tcp::endpoint local = st.acceptor.local_endpoint(ec);
   st.bound_port = local.port();

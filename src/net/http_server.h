@@ -32,14 +32,14 @@
 namespace kvcached {
 
 struct HttpServerOptions {
-  std::string name = "http";        // for logs and the metrics label `server`
+  std::string name = "http";  // for logs and the metrics label `server`
   std::string host = "127.0.0.1";
-  uint16_t port = 0;                // 0: any free port (see port())
+  uint16_t port = 0;  // 0: any free port (see port())
   size_t max_body_bytes = 16 << 20;
   size_t max_header_bytes = 16 << 10;
   size_t max_connections = 1024;
   std::chrono::milliseconds read_timeout{30'000};
-  std::optional<AuthToken> token;   // when set, every path but public_paths needs it
+  std::optional<AuthToken> token;  // when set, every path but public_paths needs it
   std::vector<std::string> public_paths{"/health"};
 };
 
@@ -55,8 +55,8 @@ struct HttpRequestContext {
 
 // Must fill status and body; the server sets version, keep-alive, Server and
 // Content-Length. Called on a session strand; must not block for long.
-using HttpHandler = std::function<void(const HttpRequest&, const HttpRequestContext&,
-                                       HttpResponse&)>;
+using HttpHandler =
+    std::function<void(const HttpRequest&, const HttpRequestContext&, HttpResponse&)>;
 
 class HttpServer {
  public:
@@ -67,8 +67,9 @@ class HttpServer {
   HttpServer& operator=(const HttpServer&) = delete;
 
   // Resolves, binds and listens, then accepts in the background. Fails with
-  // INVALID_PARAMS (bad host) or WRITE_FAIL (bind/listen failed), the message
-  // naming the address and the OS error.
+  // INVALID_PARAMS (bad host) or UNAVAILABLE_IN_CURRENT_STATUS (bind/listen
+  // failed: address in use, permission), the message naming the address and
+  // the OS error.
   Status Start();
   // The bound address, valid after Start(): "127.0.0.1:8080".
   std::string address() const;

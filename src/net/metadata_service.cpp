@@ -1,7 +1,7 @@
 #include "net/metadata_service.h"
 
-#include <boost/beast/http.hpp>
 #include <spdlog/spdlog.h>
+#include <boost/beast/http.hpp>
 
 #include "core/url_query.h"
 
@@ -35,19 +35,21 @@ MetadataService::MetadataService(boost::asio::io_context& ioc, HttpServerOptions
                                  MetadataLimits limits, MetricsRegistry& metrics)
     : metrics_(metrics),
       store_(limits),
-      server_(ioc, std::move(http),
-              [this](const HttpRequest& req, const HttpRequestContext& ctx, HttpResponse& res) {
-                Handle(req, ctx, res);
-              },
-              metrics) {
+      server_(
+          ioc, std::move(http),
+          [this](const HttpRequest& req, const HttpRequestContext& ctx, HttpResponse& res) {
+            Handle(req, ctx, res);
+          },
+          metrics) {
   metrics_.AddGaugeCallback("kvcached_meta_keys", "Keys held by the metadata service", {},
                             [this] { return static_cast<double>(store_.KeyCount()); });
   metrics_.AddGaugeCallback("kvcached_meta_stored_bytes",
                             "Bytes of keys and values held by the metadata service", {},
                             [this] { return static_cast<double>(store_.TotalBytes()); });
-  metrics_.AddGaugeCallback("kvcached_meta_capacity_bytes",
-                            "Limit on the bytes the metadata service holds (--max-total-size)",
-                            {}, [this] { return static_cast<double>(store_.limits().max_total_bytes); });
+  metrics_.AddGaugeCallback(
+      "kvcached_meta_capacity_bytes",
+      "Limit on the bytes the metadata service holds (--max-total-size)", {},
+      [this] { return static_cast<double>(store_.limits().max_total_bytes); });
 }
 
 Status MetadataService::Start() { return server_.Start(); }
@@ -128,19 +130,12 @@ void MetadataService::HandleMetadata(const HttpRequest& req, const HttpRequestCo
       res.result(http::status::ok);
       res.set(http::field::content_type, "application/json");
       res.body() = **v;
-      SPDLOG_DEBUG("metadata conn=#{} req=#{} get key='{}' -> 200 ({} bytes)", ctx.connection_id,
-                   ctx.request_seq, Printable(k), res.body().size());
       count("ok");
       return;
     }
     st = v.status();
   } else if (std::string_view(op) == "put") {
-    size_t n = req.body().size();
     st = store_.Put(k, req.body());
-    if (st.ok()) {
-      SPDLOG_DEBUG("metadata conn=#{} req=#{} put key='{}' ({} bytes) -> 200", ctx.connection_id,
-                   ctx.request_seq, Printable(k), n);
-    }
   } else {
     st = store_.Remove(k);
     if (st.ok()) {

@@ -24,7 +24,9 @@ def test_token_required(start_meta, token_file):
     meta = start_meta("--token-file", token_file)
     url = f"{meta.url}/metadata?key=k"
     auth = ["-H", f"Authorization: Bearer {TOKEN}"]
-    assert curl("-X", "PUT", url, data=b"v").status == 401
+    r = curl("-X", "PUT", url, data=b"v")
+    assert r.status == 401
+    assert r.header("WWW-Authenticate").startswith("Bearer")
     r = curl("-X", "PUT", "-H", "Authorization: Bearer wrong-token-000000000000", url, data=b"v")
     assert r.status == 401
     assert curl("-X", "PUT", "-H", f"Authorization: Basic {TOKEN}", url, data=b"v").status == 401

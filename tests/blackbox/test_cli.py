@@ -121,5 +121,5 @@ def test_precedence_flag_over_env_over_file_over_default():
 
 def test_port_in_use_fails_clearly(meta):
     r = run_cli("meta", "--port", str(meta.port))
-    assert r.returncode == 69
+    assert r.returncode == 75  # EX_TEMPFAIL: systemd may retry
     assert f"cannot listen on 127.0.0.1:{meta.port}" in r.stderr

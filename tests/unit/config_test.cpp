@@ -131,19 +131,13 @@ TEST_CASE("config files: missing, not JSON, not an object") {
   CHECK(LoadConfigFile("/nonexistent/kvcached.json").status().message().find("cannot read") !=
         std::string::npos);
   const char* path = "/tmp/kvcached-config-test.json";
-  {
-    std::ofstream(path) << "{\"port\": 12,}";
-  }
+  { std::ofstream(path) << "{\"port\": 12,}"; }
   Result<nlohmann::json> broken = LoadConfigFile(path);
   REQUIRE_FALSE(broken.ok());
   CHECK(broken.status().message().find("not valid JSON") != std::string::npos);
-  {
-    std::ofstream(path) << "[1,2]";
-  }
+  { std::ofstream(path) << "[1,2]"; }
   CHECK(LoadConfigFile(path).status().message().find("JSON object") != std::string::npos);
-  {
-    std::ofstream(path) << "// comment\n{\"port\": 12}";
-  }
+  { std::ofstream(path) << "// comment\n{\"port\": 12}"; }
   CHECK(LoadConfigFile(path).ok());
   std::remove(path);
 }

@@ -22,8 +22,8 @@ TEST_CASE("ParseSize accepts the spellings users type") {
 }
 
 TEST_CASE("ParseSize rejects garbage, signs and overflow with a message") {
-  for (const char* bad : {"", " ", "abc", "4 gigs", "-1", "-4gb", "+4", "4..5GB", "1.5",
-                          "4gbb", "gb", "4 g b", "0x10", "1e9", ".5GB", "5.GB"}) {
+  for (const char* bad : {"", " ", "abc", "4 gigs", "-1", "-4gb", "+4", "4..5GB", "1.5", "4gbb",
+                          "gb", "4 g b", "0x10", "1e9", ".5GB", "5.GB"}) {
     CAPTURE(bad);
     Result<uint64_t> r = ParseSize(bad);
     REQUIRE_FALSE(r.ok());
@@ -65,7 +65,11 @@ TEST_CASE("Format round-trips through Parse") {
   CHECK(FormatSize(4ull << 30) == "4 GiB");
   CHECK(FormatSize(1536) == "1.5 KiB");
   CHECK(FormatDuration(milliseconds(500)) == "500ms");
-  CHECK(FormatDuration(milliseconds(5'400'000)) == "1h30m");
+  CHECK(FormatDuration(milliseconds(5'400'000)) == "90m");
+  for (int64_t ms : {1, 999, 1000, 61'000, 3'600'000, 5'400'000, 86'400'001}) {
+    CAPTURE(ms);
+    CHECK(*ParseDuration(FormatDuration(milliseconds(ms))) == milliseconds(ms));
+  }
 }
 
 }  // namespace
