@@ -89,19 +89,28 @@ Status Invalid(std::string_view what, std::string_view text, std::string_view wh
 constexpr std::string_view kSizeExamples = "4294967296, 512MB, 4 GiB, 1.5GB";
 constexpr std::string_view kDurationExamples = "500ms, 10s, 5m, 1h";
 
+// Splits "<unsigned decimal> <unit>" into the number and the lower-cased
+// unit; the shared front half of ParseSize and ParseDuration.
+Status SplitNumberAndUnit(std::string_view text, std::string_view what,
+                          std::string_view examples, Decimal& number, std::string& unit) {
+  std::string_view s = Trim(text);
+  if (s.empty()) return Invalid(what, text, "empty", examples);
+  if (s.front() == '-' || s.front() == '+') {
+    return Invalid(what, text, "a sign is not allowed", examples);
+  }
+  if (std::string err = ReadDecimal(s, number); !err.empty()) {
+    return Invalid(what, text, err, examples);
+  }
+  unit = Lower(Trim(s));
+  return Status::Ok();
+}
+
 }  // namespace
 
 Result<uint64_t> ParseSize(std::string_view text) {
-  std::string_view s = Trim(text);
-  if (s.empty()) return Invalid("size", text, "empty", kSizeExamples);
-  if (s.front() == '-' || s.front() == '+') {
-    return Invalid("size", text, "sizes are unsigned", kSizeExamples);
-  }
   Decimal d;
-  if (std::string err = ReadDecimal(s, d); !err.empty()) {
-    return Invalid("size", text, err, kSizeExamples);
-  }
-  std::string unit = Lower(Trim(s));
+  std::string unit;
+  if (Status st = SplitNumberAndUnit(text, "size", kSizeExamples, d, unit); !st.ok()) return st;
   uint64_t mult = 0;
   if (unit.empty() || unit == "b") {
     mult = 1;
@@ -111,7 +120,7 @@ Result<uint64_t> ParseSize(std::string_view text) {
     size_t pos = kPrefixes.find(unit[0]);
     std::string_view rest = std::string_view(unit).substr(1);
     if (pos == std::string_view::npos || !(rest.empty() || rest == "b" || rest == "ib")) {
-      return Invalid("size", text, "unknown unit '" + std::string(Trim(s)) + "'", kSizeExamples);
+      return Invalid("size", text, "unknown unit '" + unit + "'", kSizeExamples);
     }
     mult = uint64_t{1} << (10 * (pos + 1));
   }
@@ -126,16 +135,11 @@ Result<uint64_t> ParseSize(std::string_view text) {
 }
 
 Result<std::chrono::milliseconds> ParseDuration(std::string_view text, DurationUnit bare_unit) {
-  std::string_view s = Trim(text);
-  if (s.empty()) return Invalid("duration", text, "empty", kDurationExamples);
-  if (s.front() == '-' || s.front() == '+') {
-    return Invalid("duration", text, "durations are unsigned", kDurationExamples);
-  }
   Decimal d;
-  if (std::string err = ReadDecimal(s, d); !err.empty()) {
-    return Invalid("duration", text, err, kDurationExamples);
+  std::string unit;
+  if (Status st = SplitNumberAndUnit(text, "duration", kDurationExamples, d, unit); !st.ok()) {
+    return st;
   }
-  std::string unit = Lower(Trim(s));
   uint64_t mult_ms = 0;
   if (unit.empty()) {
     mult_ms = bare_unit == DurationUnit::kMilliseconds ? 1 : 1000;
@@ -148,8 +152,7 @@ Result<std::chrono::milliseconds> ParseDuration(std::string_view text, DurationU
   } else if (unit == "h") {
     mult_ms = 3'600'000;
   } else {
-    return Invalid("duration", text, "unknown unit '" + std::string(Trim(s)) + "'",
-                   kDurationExamples);
+    return Invalid("duration", text, "unknown unit '" + unit + "'", kDurationExamples);
   }
   constexpr uint64_t kMaxMs = uint64_t{10} * 365 * 24 * 3'600'000;
   uint64_t ms = 0;

@@ -460,6 +460,26 @@ size_t HttpServer::open_connections() const {
   return static_cast<size_t>(std::max<int64_t>(0, state_->open_gauge.Value()));
 }
 
+bool HttpServer::ServeHealthOrMetrics(const HttpRequest& req, const MetricsRegistry& metrics,
+                                      HttpResponse& res) {
+  std::string_view path = PathOf(req.target());
+  if (path != "/health" && path != "/metrics") return false;
+  if (req.method() != http::verb::get && req.method() != http::verb::head) {
+    res.set(http::field::allow, "GET, HEAD");
+    SetError(res, 405, "method not allowed");
+    return true;
+  }
+  res.result(http::status::ok);
+  if (path == "/health") {
+    res.set(http::field::content_type, "text/plain; charset=utf-8");
+    res.body() = "OK\n";
+  } else {
+    res.set(http::field::content_type, "text/plain; version=0.0.4; charset=utf-8");
+    res.body() = metrics.Render();
+  }
+  return true;
+}
+
 void HttpServer::SetError(HttpResponse& res, int status, const std::string& text) {
   res.result(static_cast<unsigned>(status));
   res.set(http::field::content_type, "text/plain; charset=utf-8");

@@ -86,6 +86,10 @@ class HttpServer {
 
   // Fills a plain-text error response (used for server-made errors too).
   static void SetError(HttpResponse& res, int status, const std::string& text);
+  // Answers GET/HEAD /health ("OK") and /metrics (Prometheus text from
+  // `metrics`), 405 for other methods there. Returns false for other paths.
+  static bool ServeHealthOrMetrics(const HttpRequest& req, const MetricsRegistry& metrics,
+                                   HttpResponse& res);
 
  private:
   class Session;

@@ -60,27 +60,7 @@ void MetadataService::Handle(const HttpRequest& req, const HttpRequestContext& c
   std::string_view path = target.substr(0, target.find('?'));
   if (path == "/metadata") return HandleMetadata(req, ctx, res);
 
-  bool read = req.method() == http::verb::get || req.method() == http::verb::head;
-  if (path == "/health") {
-    if (!read) {
-      res.set(http::field::allow, "GET, HEAD");
-      return HttpServer::SetError(res, 405, "method not allowed");
-    }
-    res.result(http::status::ok);
-    res.set(http::field::content_type, "text/plain; charset=utf-8");
-    res.body() = "OK\n";
-    return;
-  }
-  if (path == "/metrics") {
-    if (!read) {
-      res.set(http::field::allow, "GET, HEAD");
-      return HttpServer::SetError(res, 405, "method not allowed");
-    }
-    res.result(http::status::ok);
-    res.set(http::field::content_type, "text/plain; version=0.0.4; charset=utf-8");
-    res.body() = metrics_.Render();
-    return;
-  }
+  if (HttpServer::ServeHealthOrMetrics(req, metrics_, res)) return;
   HttpServer::SetError(res, 404, "no such path; the metadata API is /metadata?key=K");
 }
 
