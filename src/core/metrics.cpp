@@ -118,6 +118,11 @@ Histogram& MetricsRegistry::GetHistogram(const std::string& name, const std::str
   return *s.histogram;
 }
 
+void MetricsRegistry::AddCollector(std::function<void(std::string& out)> collect) {
+  std::lock_guard<std::mutex> lock(mu_);
+  collectors_.push_back(std::move(collect));
+}
+
 std::string MetricsRegistry::Render() const {
   std::lock_guard<std::mutex> lock(mu_);
   std::string out;
@@ -152,6 +157,7 @@ std::string MetricsRegistry::Render() const {
       }
     }
   }
+  for (const auto& collect : collectors_) collect(out);
   return out;
 }
 

@@ -72,6 +72,11 @@ class MetricsRegistry {
                           const std::vector<double>& bounds_seconds,
                           const MetricLabels& labels = {});
 
+  // Appends whole families at render time, for series whose label sets
+  // change (one per mounted segment). The callback writes complete
+  // "# HELP/# TYPE" blocks; it must be thread-safe.
+  void AddCollector(std::function<void(std::string& out)> collect);
+
   std::string Render() const;
 
  private:
@@ -91,6 +96,7 @@ class MetricsRegistry {
 
   mutable std::mutex mu_;  // guards families_ (structure only; values are atomic)
   std::map<std::string, Family> families_;
+  std::vector<std::function<void(std::string&)>> collectors_;
 };
 
 // {a="x",b="y"} with Prometheus escaping; "" for no labels.

@@ -91,8 +91,8 @@ constexpr std::string_view kDurationExamples = "500ms, 10s, 5m, 1h";
 
 // Splits "<unsigned decimal> <unit>" into the number and the lower-cased
 // unit; the shared front half of ParseSize and ParseDuration.
-Status SplitNumberAndUnit(std::string_view text, std::string_view what,
-                          std::string_view examples, Decimal& number, std::string& unit) {
+Status SplitNumberAndUnit(std::string_view text, std::string_view what, std::string_view examples,
+                          Decimal& number, std::string& unit) {
   std::string_view s = Trim(text);
   if (s.empty()) return Invalid(what, text, "empty", examples);
   if (s.front() == '-' || s.front() == '+') {

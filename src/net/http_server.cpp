@@ -14,6 +14,7 @@
 #include <boost/beast/http.hpp>
 
 #include "core/build_info.h"
+#include "net/tcp_listener.h"
 
 namespace kvcached {
 namespace {
@@ -52,9 +53,7 @@ struct HttpServer::State : std::enable_shared_from_this<HttpServer::State> {
         options(std::move(opts)),
         handler(std::move(h)),
         metrics(m),
-        accept_strand(net::make_strand(ioc)),
-        acceptor(accept_strand),
-        retry_timer(accept_strand),
+        listener(std::make_shared<TcpListener>(ioc, "http/" + options.name)),
         open_gauge(m.GetGauge("kvcached_http_open_connections", "Open HTTP connections",
                               {{"server", options.name}})),
         accepted_total(m.GetCounter("kvcached_http_connections_total", "HTTP connections accepted",
@@ -72,19 +71,13 @@ struct HttpServer::State : std::enable_shared_from_this<HttpServer::State> {
                                "Time from a complete request header to the response written",
                                LatencyBucketsSeconds(), {{"server", options.name}})) {}
 
-  void DoAccept();
-  void OnAccept(beast::error_code ec, tcp::socket socket);
+  void OnAccept(tcp::socket socket);
 
   net::io_context& ioc;
   const HttpServerOptions options;
   const HttpHandler handler;
   MetricsRegistry& metrics;
-  net::strand<net::io_context::executor_type> accept_strand;
-  tcp::acceptor acceptor;         // used on accept_strand only
-  net::steady_timer retry_timer;  // accept_strand only
-  uint16_t bound_port = 0;
-  std::string bound_host;
-  bool loopback = true;
+  std::shared_ptr<TcpListener> listener;
   std::atomic<bool> stopping{false};
   std::atomic<uint64_t> next_connection_id{1};
 
@@ -360,24 +353,8 @@ class HttpServer::Session : public std::enable_shared_from_this<HttpServer::Sess
   bool stopping_ = false;
 };
 
-void HttpServer::State::DoAccept() {
-  acceptor.async_accept(net::make_strand(ioc),
-                        [self = shared_from_this()](beast::error_code ec, tcp::socket socket) {
-                          self->OnAccept(ec, std::move(socket));
-                        });
-}
-
-void HttpServer::State::OnAccept(beast::error_code ec, tcp::socket socket) {
-  if (stopping || !acceptor.is_open()) return;
-  if (ec) {
-    spdlog::warn("http/{} accept failed: {}; retrying in 100 ms", options.name, ec.message());
-    // Out of descriptors and the like: back off instead of spinning.
-    retry_timer.expires_after(std::chrono::milliseconds(100));
-    retry_timer.async_wait([self = shared_from_this()](beast::error_code) {
-      if (!self->stopping) self->DoAccept();
-    });
-    return;
-  }
+void HttpServer::State::OnAccept(tcp::socket socket) {
+  if (stopping) return;
   accepted_total.Inc();
   uint64_t id = next_connection_id.fetch_add(1);
   auto session = std::make_shared<Session>(shared_from_this(), std::move(socket), id);
@@ -392,7 +369,6 @@ void HttpServer::State::OnAccept(beast::error_code ec, tcp::socket socket) {
   }
   if (reject) rejected_total.Inc();
   session->Start(reject);
-  DoAccept();
 }
 
 HttpServer::HttpServer(net::io_context& ioc, HttpServerOptions options, HttpHandler handler,
@@ -402,50 +378,21 @@ HttpServer::HttpServer(net::io_context& ioc, HttpServerOptions options, HttpHand
 HttpServer::~HttpServer() { BeginShutdown(); }
 
 Status HttpServer::Start() {
-  State& st = *state_;
-  beast::error_code ec;
-  tcp::resolver resolver(st.ioc);
-  auto results = resolver.resolve(st.options.host, std::to_string(st.options.port),
-                                  tcp::resolver::passive, ec);
-  if (ec || results.empty()) {
-    return Status(ErrorCode::INVALID_PARAMS,
-                  "cannot resolve listen address '" + st.options.host + "': " + ec.message());
+  if (Status st = state_->listener->Listen(state_->options.host, state_->options.port); !st.ok()) {
+    return st;
   }
-  tcp::endpoint ep = results.begin()->endpoint();
-  std::string where = ep.address().to_string() + ":" + std::to_string(ep.port());
-  st.acceptor.open(ep.protocol(), ec);
-  if (!ec) st.acceptor.set_option(net::socket_base::reuse_address(true), ec);
-  if (!ec) st.acceptor.bind(ep, ec);
-  if (!ec) st.acceptor.listen(net::socket_base::max_listen_connections, ec);
-  if (ec) {
-    return Status(ErrorCode::UNAVAILABLE_IN_CURRENT_STATUS,
-                  "cannot listen on " + where + ": " + ec.message());
-  }
-  tcp::endpoint local = st.acceptor.local_endpoint(ec);
-  st.bound_port = local.port();
-  st.bound_host = local.address().to_string();
-  st.loopback = local.address().is_loopback();
-  net::dispatch(st.accept_strand, [s = state_] { s->DoAccept(); });
+  state_->listener->Start([s = state_](tcp::socket socket) { s->OnAccept(std::move(socket)); });
   return Status::Ok();
 }
 
-std::string HttpServer::address() const {
-  const std::string& h = state_->bound_host;
-  std::string host = h.find(':') != std::string::npos ? "[" + h + "]" : h;
-  return host + ":" + std::to_string(state_->bound_port);
-}
-
-uint16_t HttpServer::port() const { return state_->bound_port; }
-bool HttpServer::bound_to_loopback() const { return state_->loopback; }
+std::string HttpServer::address() const { return state_->listener->address(); }
+uint16_t HttpServer::port() const { return state_->listener->port(); }
+bool HttpServer::bound_to_loopback() const { return state_->listener->loopback(); }
 const HttpServerOptions& HttpServer::options() const { return state_->options; }
 
 void HttpServer::BeginShutdown() {
   if (state_->stopping.exchange(true)) return;
-  net::dispatch(state_->accept_strand, [s = state_] {
-    beast::error_code ec;
-    s->acceptor.close(ec);
-    s->retry_timer.cancel();
-  });
+  state_->listener->Close();
   std::vector<std::shared_ptr<Session>> live;
   {
     std::lock_guard<std::mutex> lock(state_->sessions_mu);

@@ -1,0 +1,146 @@
+// MasterIndex: the master's whole state and the object lifecycle of
+// ARCHITECTURE.md ("Object lifecycle and invariants"): mounted segments and
+// their allocators, every object and its replicas, put start/end/revoke with
+// takeover and reclaim timeouts, read leases, LRU eviction that makes
+// progress under a storm of ExistKey, owner liveness, and the rebuild of the
+// index from the owners' object tables after a restart. It never touches
+// object bytes and does no I/O: the RPC server feeds it requests and sends
+// the table updates it queues for segment owners.
+//
+// Time is passed in explicitly (`now_ms`, a monotonic clock in
+// milliseconds), so tests drive it without sleeping. Not thread-safe: the
+// server serialises every call (one mutex).
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <random>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "core/offset_allocator.h"
+#include "core/rpc_protocol.h"
+#include "core/status.h"
+
+namespace kvcached {
+
+enum class AllocationStrategy { kRandom, kFreeRatio, kLocalFirst };
+Result<AllocationStrategy> ParseAllocationStrategy(const std::string& name);
+
+struct MasterOptions {
+  AllocationStrategy strategy = AllocationStrategy::kRandom;
+  int64_t lease_ttl_ms = 10'000;
+  int64_t put_start_discard_timeout_ms = 30'000;   // a pending put may be taken over
+  int64_t put_start_release_timeout_ms = 600'000;  // a pending put's space is reclaimed
+  double eviction_high_watermark_ratio = 0.90;
+  double eviction_ratio = 0.05;
+  int64_t client_ttl_ms = 10'000;
+  uint64_t alignment_bytes = 64;
+  uint64_t random_seed = 0;  // 0: from std::random_device
+};
+
+// Who is calling: the connection's Hello identity.
+struct Caller {
+  std::string client_id;
+  std::string host_id;
+};
+
+struct SegmentStats {
+  std::string name;
+  std::string owner;
+  std::string host_id;
+  std::string endpoint;
+  uint64_t capacity_bytes = 0;
+  uint64_t used_bytes = 0;
+  uint64_t objects = 0;
+  bool quarantined = false;  // rebuilt after a restart; no new allocations yet
+};
+
+struct MasterCounters {
+  uint64_t evicted_objects = 0;
+  uint64_t evicted_bytes = 0;
+  uint64_t lease_refusals = 0;  // leases refused to objects chosen for eviction
+  uint64_t put_takeovers = 0;
+  uint64_t put_reclaims = 0;  // pending puts whose space was reclaimed
+  uint64_t clients_expired = 0;
+  uint64_t remount_objects_rejected = 0;
+};
+
+class MasterIndex {
+ public:
+  explicit MasterIndex(MasterOptions options);
+  ~MasterIndex();
+  MasterIndex(const MasterIndex&) = delete;
+  MasterIndex& operator=(const MasterIndex&) = delete;
+
+  const MasterOptions& options() const { return options_; }
+
+  // ---- segments and liveness ----
+  // SEGMENT_ALREADY_EXISTS when another owner has the name (idempotent for
+  // the same owner and size); INVALID_PARAMS for an empty name or size 0.
+  Status Mount(const Caller& caller, const SegmentInfo& segment, int64_t now_ms);
+  // Mounts the segment with the objects its owner holds (after a master
+  // restart, or when told to remount). The owner's table is authoritative:
+  // a segment already mounted is dropped and rebuilt. Entries that are out of
+  // bounds or overlap are skipped and counted. New allocations in the segment
+  // wait one lease TTL, so ranges the old master handed to writers that
+  // never reached PutEnd are not reused while those writers may still write.
+  Status Remount(const Caller& caller, const SegmentInfo& segment,
+                 const std::vector<ObjectEntry>& objects, int64_t now_ms);
+  // SEGMENT_NOT_FOUND; ILLEGAL_CLIENT when the caller does not own it. Drops
+  // the segment's replicas; objects left without a replica are removed.
+  Status Unmount(const Caller& caller, const std::string& name, int64_t now_ms);
+  // Records liveness. remount_needed when the master holds fewer of the
+  // caller's segments than it says it owns (e.g. the master restarted).
+  PingResponse Ping(const Caller& caller, uint32_t segments_owned, int64_t now_ms);
+  // Unmounts the segments of owners silent for client_ttl; returns their ids.
+  std::vector<std::string> ExpireClients(int64_t now_ms);
+
+  // ---- objects (one result per key, in order) ----
+  CodesResponse ExistKeys(const std::vector<std::string>& keys, int64_t now_ms);
+  ReplicaListResponse GetReplicaLists(const std::vector<std::string>& keys, int64_t now_ms);
+  ReplicaListResponse PutStart(const Caller& caller, const PutStartRequest& req, int64_t now_ms);
+  CodesResponse PutEnd(const Caller& caller, const PutEndRequest& req, int64_t now_ms);
+  CodesResponse PutRevoke(const Caller& caller, const std::vector<std::string>& keys,
+                          int64_t now_ms);
+  CodesResponse Remove(const std::vector<std::string>& keys, bool force, int64_t now_ms);
+  uint64_t RemoveAll(bool force, int64_t now_ms);
+  SizesResponse GetSizes(const std::vector<std::string>& keys) const;
+
+  // Periodic work: reclaims abandoned puts, evicts doomed objects whose
+  // leases ran out, and evicts past the high watermark.
+  void Tick(int64_t now_ms);
+
+  // Table updates queued for segment owners since the last call, by owner
+  // client id. The server sends each as a TableUpdate notification.
+  std::vector<std::pair<std::string, TableUpdate>> TakeTableUpdates();
+
+  // ---- introspection ----
+  size_t object_count() const;
+  uint64_t capacity_bytes() const;
+  uint64_t used_bytes() const;
+  size_t client_count() const;
+  std::vector<SegmentStats> Segments() const;
+  const MasterCounters& counters() const { return counters_; }
+  // For the admin API: nullopt when absent.
+  struct ObjectView {
+    uint64_t size;
+    uint64_t checksum;
+    bool complete;
+    bool doomed;
+    int64_t lease_left_ms;
+    std::vector<std::pair<std::string, uint64_t>> replicas;  // segment, offset
+  };
+  std::optional<ObjectView> Lookup(const std::string& key, int64_t now_ms) const;
+
+ private:
+  friend class MasterIndexTestPeer;
+  struct Impl;
+  const MasterOptions options_;  // before impl_, which refers to it
+  MasterCounters counters_;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace kvcached

@@ -1,0 +1,303 @@
+#include "core/rpc_protocol.h"
+
+#include "core/wire.h"
+
+namespace kvcached {
+namespace {
+
+// One field list per message drives both directions (Io is WireWriter or
+// WireReader), so encoder and decoder cannot drift apart. The last two
+// List() arguments bound a count before anything is allocated: a protocol
+// maximum, and the smallest encoding an element can have.
+
+template <typename Io>
+void Fields(Io& io, HelloRequest& m) {
+  io.U8(m.role);
+  io.Str(m.client_id, kMaxIdBytes);
+  io.Str(m.host_id, kMaxIdBytes);
+  io.Str(m.token, kMaxTokenBytes);
+}
+
+template <typename Io>
+void Fields(Io& io, HelloResponse& m) {
+  io.I32(m.code);
+  io.U16(m.server_version);
+  io.Str(m.master_id, kMaxIdBytes);
+  io.U64(m.lease_ttl_ms);
+  io.Str(m.message, kMaxMessageBytes);
+}
+
+template <typename Io>
+void Fields(Io& io, ErrorBody& m) {
+  io.I32(m.code);
+  io.Str(m.message, kMaxMessageBytes);
+}
+
+template <typename Io>
+void Fields(Io& io, SegmentInfo& m) {
+  io.Str(m.name, kMaxIdBytes);
+  io.U64(m.base);
+  io.U64(m.size);
+  io.Str(m.endpoint, kMaxEndpointBytes);
+}
+
+template <typename Io>
+void Fields(Io& io, MountRequest& m) {
+  Fields(io, m.segment);
+}
+
+template <typename Io>
+void Fields(Io& io, UnmountRequest& m) {
+  io.Str(m.name, kMaxIdBytes);
+}
+
+template <typename Io>
+void Fields(Io& io, ObjectEntry& m) {
+  io.Str(m.key, kMaxKeyBytes);
+  io.U64(m.offset);
+  io.U64(m.size);
+  io.U64(m.checksum);
+}
+
+template <typename Io>
+void Fields(Io& io, RemountRequest& m) {
+  Fields(io, m.segment);
+  io.List(m.objects, kMaxRemountObjects, 4 + 24, [&](ObjectEntry& e) { Fields(io, e); });
+}
+
+template <typename Io>
+void Fields(Io& io, StatusResponse& m) {
+  io.I32(m.code);
+  io.Str(m.message, kMaxMessageBytes);
+}
+
+template <typename Io>
+void Fields(Io& io, PingRequest& m) {
+  io.U32(m.segments_owned);
+}
+
+template <typename Io>
+void Fields(Io& io, PingResponse& m) {
+  io.I32(m.code);
+  io.Str(m.master_id, kMaxIdBytes);
+  io.Bool(m.remount_needed);
+}
+
+template <typename Io>
+void Keys(Io& io, std::vector<std::string>& keys) {
+  io.List(keys, kMaxBatchKeys, 4, [&](std::string& k) { io.Str(k, kMaxKeyBytes); });
+}
+
+template <typename Io>
+void Fields(Io& io, KeysRequest& m) {
+  Keys(io, m.keys);
+}
+
+template <typename Io>
+void Fields(Io& io, RemoveRequest& m) {
+  io.Bool(m.force);
+  Keys(io, m.keys);
+}
+
+template <typename Io>
+void Fields(Io& io, CodesResponse& m) {
+  io.U64(m.lease_ttl_ms);
+  io.List(m.codes, kMaxBatchKeys, 4, [&](int32_t& c) { io.I32(c); });
+}
+
+template <typename Io>
+void Fields(Io& io, ReplicaListResponse& m) {
+  io.U64(m.lease_ttl_ms);
+  io.List(m.segments, kMaxBatchKeys * kMaxReplicas, 8, [&](SegmentRef& s) {
+    io.Str(s.name, kMaxIdBytes);
+    io.Str(s.endpoint, kMaxEndpointBytes);
+  });
+  io.List(m.items, kMaxBatchKeys, 4 + 16 + 4, [&](ReplicaItem& it) {
+    io.I32(it.code);
+    io.U64(it.size);
+    io.U64(it.checksum);
+    io.List(it.replicas, kMaxReplicas, 12, [&](Replica& r) {
+      io.U32(r.segment);
+      io.U64(r.offset);
+    });
+  });
+  if constexpr (Io::kReading) {
+    for (const ReplicaItem& it : m.items) {
+      for (const Replica& r : it.replicas) {
+        if (r.segment >= m.segments.size()) {
+          return io.Fail("replica names segment index " + std::to_string(r.segment) + " of " +
+                         std::to_string(m.segments.size()));
+        }
+      }
+    }
+  }
+}
+
+template <typename Io>
+void Fields(Io& io, PutStartRequest& m) {
+  io.U32(m.replica_num);
+  io.Str(m.preferred_segment, kMaxIdBytes);
+  io.List(m.items, kMaxBatchKeys, 4 + 8, [&](PutStartItem& it) {
+    io.Str(it.key, kMaxKeyBytes);
+    io.U64(it.size);
+  });
+}
+
+template <typename Io>
+void Fields(Io& io, PutEndRequest& m) {
+  io.List(m.items, kMaxBatchKeys, 4 + 8, [&](PutEndItem& it) {
+    io.Str(it.key, kMaxKeyBytes);
+    io.U64(it.checksum);
+  });
+}
+
+template <typename Io>
+void Fields(Io& io, RemoveAllRequest& m) {
+  io.Bool(m.force);
+}
+
+template <typename Io>
+void Fields(Io& io, RemoveAllResponse& m) {
+  io.I32(m.code);
+  io.U64(m.removed);
+}
+
+template <typename Io>
+void Fields(Io& io, SizesResponse& m) {
+  io.List(m.items, kMaxBatchKeys, 12, [&](SizeItem& it) {
+    io.I32(it.code);
+    io.U64(it.size);
+  });
+}
+
+template <typename Io>
+void Fields(Io& io, TableUpdate& m) {
+  io.Str(m.segment, kMaxIdBytes);
+  io.List(m.changes, kMaxRemountObjects, 1 + 4 + 24, [&](TableChange& c) {
+    io.U8(c.op);
+    if constexpr (Io::kReading) {
+      if (c.op != static_cast<uint8_t>(TableOp::kAdd) &&
+          c.op != static_cast<uint8_t>(TableOp::kRemove)) {
+        return io.Fail("unknown table operation " + std::to_string(c.op));
+      }
+    }
+    Fields(io, c.entry);
+  });
+}
+
+}  // namespace
+
+template <typename T>
+std::string EncodeBody(const T& msg) {
+  WireWriter w;
+  Fields(w, const_cast<T&>(msg));  // the writer only reads
+  return w.Take();
+}
+
+template <typename T>
+Status DecodeBody(std::string_view body, T& out) {
+  WireReader r(body);
+  Fields(r, out);
+  if (!r.ok()) return Status(ErrorCode::INVALID_PARAMS, r.error());
+  if (!r.AtEnd()) {
+    return Status(ErrorCode::INVALID_PARAMS,
+                  std::to_string(r.Left()) + " unexpected bytes after the last field");
+  }
+  return Status::Ok();
+}
+
+#define KVCACHED_INSTANTIATE_CODEC(T)               \
+  template std::string EncodeBody<T>(const T& msg); \
+  template Status DecodeBody<T>(std::string_view body, T & out);
+KVCACHED_INSTANTIATE_CODEC(HelloRequest)
+KVCACHED_INSTANTIATE_CODEC(HelloResponse)
+KVCACHED_INSTANTIATE_CODEC(ErrorBody)
+KVCACHED_INSTANTIATE_CODEC(MountRequest)
+KVCACHED_INSTANTIATE_CODEC(UnmountRequest)
+KVCACHED_INSTANTIATE_CODEC(RemountRequest)
+KVCACHED_INSTANTIATE_CODEC(StatusResponse)
+KVCACHED_INSTANTIATE_CODEC(PingRequest)
+KVCACHED_INSTANTIATE_CODEC(PingResponse)
+KVCACHED_INSTANTIATE_CODEC(KeysRequest)
+KVCACHED_INSTANTIATE_CODEC(RemoveRequest)
+KVCACHED_INSTANTIATE_CODEC(CodesResponse)
+KVCACHED_INSTANTIATE_CODEC(ReplicaListResponse)
+KVCACHED_INSTANTIATE_CODEC(PutStartRequest)
+KVCACHED_INSTANTIATE_CODEC(PutEndRequest)
+KVCACHED_INSTANTIATE_CODEC(RemoveAllRequest)
+KVCACHED_INSTANTIATE_CODEC(RemoveAllResponse)
+KVCACHED_INSTANTIATE_CODEC(SizesResponse)
+KVCACHED_INSTANTIATE_CODEC(TableUpdate)
+#undef KVCACHED_INSTANTIATE_CODEC
+
+void EncodeHeader(const FrameHeader& h, unsigned char out[kFrameHeaderBytes]) {
+  WireWriter w;
+  w.U32(h.magic);
+  w.U16(h.version);
+  w.U16(h.type);
+  w.U16(h.flags);
+  w.U16(h.reserved);
+  w.U64(h.request_id);
+  w.U32(h.body_bytes);
+  std::memcpy(out, w.buffer().data(), kFrameHeaderBytes);
+}
+
+Status DecodeHeader(const unsigned char in[kFrameHeaderBytes], uint32_t max_body_bytes,
+                    FrameHeader& out) {
+  WireReader r(std::string_view(reinterpret_cast<const char*>(in), kFrameHeaderBytes));
+  r.U32(out.magic);
+  r.U16(out.version);
+  r.U16(out.type);
+  r.U16(out.flags);
+  r.U16(out.reserved);
+  r.U64(out.request_id);
+  r.U32(out.body_bytes);
+  if (out.magic != kRpcMagic) {
+    return Status(ErrorCode::INVALID_PARAMS, "bad frame magic (not a kvcached RPC peer)");
+  }
+  if (out.reserved != 0 || (out.flags & ~(kFlagResponse | kFlagNotification | kFlagError)) != 0) {
+    return Status(ErrorCode::INVALID_PARAMS, "reserved header bits set");
+  }
+  if (out.body_bytes > max_body_bytes) {
+    return Status(ErrorCode::INVALID_PARAMS, "frame body of " + std::to_string(out.body_bytes) +
+                                                 " bytes over the limit of " +
+                                                 std::to_string(max_body_bytes));
+  }
+  return Status::Ok();
+}
+
+const char* MsgTypeName(MsgType type) {
+  switch (type) {
+    case MsgType::kHello:
+      return "Hello";
+    case MsgType::kMountSegment:
+      return "MountSegment";
+    case MsgType::kUnmountSegment:
+      return "UnmountSegment";
+    case MsgType::kRemountSegment:
+      return "RemountSegment";
+    case MsgType::kPing:
+      return "Ping";
+    case MsgType::kExistKey:
+      return "ExistKey";
+    case MsgType::kGetReplicaList:
+      return "GetReplicaList";
+    case MsgType::kPutStart:
+      return "PutStart";
+    case MsgType::kPutEnd:
+      return "PutEnd";
+    case MsgType::kPutRevoke:
+      return "PutRevoke";
+    case MsgType::kRemove:
+      return "Remove";
+    case MsgType::kRemoveAll:
+      return "RemoveAll";
+    case MsgType::kGetSize:
+      return "GetSize";
+    case MsgType::kTableUpdate:
+      return "TableUpdate";
+  }
+  return "Unknown";
+}
+
+}  // namespace kvcached

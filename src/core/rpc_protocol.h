@@ -1,0 +1,255 @@
+// The master RPC protocol: frame header, message types and bodies, and their
+// one codec. Every frame is a 24-byte little-endian header followed by a
+// body of `body_bytes`; docs/protocol.md is the written specification and
+// must change with this file. Decoding bounds every length (strings, lists,
+// the body itself) before allocating and rejects trailing bytes, so a frame
+// either decodes completely or is refused with a reason. Pure functions;
+// thread-safe.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/status.h"
+
+namespace kvcached {
+
+inline constexpr uint32_t kRpcMagic = 0x3143564B;  // "KVC1" on the wire
+inline constexpr uint16_t kRpcVersion = 1;
+inline constexpr size_t kFrameHeaderBytes = 24;
+inline constexpr uint32_t kMaxBodyBeforeHello = 4096;
+inline constexpr uint32_t kDefaultMaxBodyBytes = 64u << 20;
+
+// Protocol limits, enforced by the decoder.
+inline constexpr size_t kMaxKeyBytes = 4096;
+inline constexpr size_t kMaxIdBytes = 256;  // client ids, host ids, segment names
+inline constexpr size_t kMaxTokenBytes = 1024;
+inline constexpr size_t kMaxEndpointBytes = 64 << 10;  // a segment's data-plane descriptor
+inline constexpr size_t kMaxMessageBytes = 4096;       // human-readable error text
+inline constexpr size_t kMaxBatchKeys = 8192;
+inline constexpr size_t kMaxReplicas = 16;
+inline constexpr size_t kMaxRemountObjects = 4u << 20;
+
+enum class MsgType : uint16_t {
+  kHello = 1,
+  kMountSegment = 2,
+  kUnmountSegment = 3,
+  kRemountSegment = 4,
+  kPing = 5,
+  kExistKey = 6,
+  kGetReplicaList = 7,
+  kPutStart = 8,
+  kPutEnd = 9,
+  kPutRevoke = 10,
+  kRemove = 11,
+  kRemoveAll = 12,
+  kGetSize = 13,
+  kTableUpdate = 14,  // master -> segment owner, flag kFlagNotification
+};
+const char* MsgTypeName(MsgType type);  // "PutStart"; "Unknown" otherwise
+
+inline constexpr uint16_t kFlagResponse = 1;      // answers request_id
+inline constexpr uint16_t kFlagNotification = 2;  // unsolicited, request_id 0
+inline constexpr uint16_t kFlagError = 4;         // body is an ErrorBody
+
+struct FrameHeader {
+  uint32_t magic = kRpcMagic;
+  uint16_t version = kRpcVersion;
+  uint16_t type = 0;
+  uint16_t flags = 0;
+  uint16_t reserved = 0;
+  uint64_t request_id = 0;
+  uint32_t body_bytes = 0;
+};
+
+void EncodeHeader(const FrameHeader& h, unsigned char out[kFrameHeaderBytes]);
+// Checks magic, reserved bits and body length (<= max_body_bytes). The
+// version is returned as read: the caller answers a mismatch with a message
+// naming both versions.
+Status DecodeHeader(const unsigned char in[kFrameHeaderBytes], uint32_t max_body_bytes,
+                    FrameHeader& out);
+
+// ---- bodies ----------------------------------------------------------------
+
+enum class PeerRole : uint8_t { kClient = 1, kStore = 2, kAdmin = 3 };
+
+struct HelloRequest {
+  uint8_t role = static_cast<uint8_t>(PeerRole::kClient);
+  std::string client_id;  // unique per process; owner identity for its segments
+  std::string host_id;    // same value on the same host (shared-memory path)
+  std::string token;      // the cluster token when one is configured
+};
+
+struct HelloResponse {
+  int32_t code = 0;
+  uint16_t server_version = kRpcVersion;
+  std::string master_id;  // new on every master start: a change means "remount"
+  uint64_t lease_ttl_ms = 0;
+  std::string message;
+};
+
+// Whole-request failure (not hello'd, bad token, unknown type): flag kFlagError.
+struct ErrorBody {
+  int32_t code = 0;
+  std::string message;
+};
+
+struct SegmentInfo {
+  std::string name;
+  uint64_t base = 0;  // address in the owner's space (for RDMA), opaque here
+  uint64_t size = 0;
+  std::string endpoint;  // data-plane descriptor the client uses to reach it
+};
+
+struct MountRequest {
+  SegmentInfo segment;
+};
+
+struct UnmountRequest {
+  std::string name;
+};
+
+struct ObjectEntry {
+  std::string key;
+  uint64_t offset = 0;
+  uint64_t size = 0;
+  uint64_t checksum = 0;
+};
+
+// Mounts (or re-mounts after a master restart) a segment with the objects
+// its owner holds in it.
+struct RemountRequest {
+  SegmentInfo segment;
+  std::vector<ObjectEntry> objects;
+};
+
+struct StatusResponse {
+  int32_t code = 0;
+  std::string message;
+};
+
+struct PingRequest {
+  uint32_t segments_owned = 0;  // how many segments the caller believes are mounted
+};
+
+struct PingResponse {
+  int32_t code = 0;
+  std::string master_id;
+  bool remount_needed = false;  // the master lacks some of the caller's segments
+};
+
+struct KeysRequest {  // ExistKey, GetReplicaList, PutRevoke, GetSize
+  std::vector<std::string> keys;
+};
+
+struct RemoveRequest {
+  bool force = false;  // also remove leased objects
+  std::vector<std::string> keys;
+};
+
+struct CodesResponse {        // ExistKey, PutEnd, PutRevoke, Remove: one code per key
+  uint64_t lease_ttl_ms = 0;  // ExistKey: the lease granted to each found key
+  std::vector<int32_t> codes;
+};
+
+struct SegmentRef {  // referenced by index from Replica
+  std::string name;
+  std::string endpoint;
+};
+
+struct Replica {
+  uint32_t segment = 0;  // index into the response's segment list
+  uint64_t offset = 0;
+};
+
+struct ReplicaItem {
+  int32_t code = 0;
+  uint64_t size = 0;
+  uint64_t checksum = 0;
+  std::vector<Replica> replicas;
+};
+
+struct ReplicaListResponse {  // GetReplicaList and PutStart
+  uint64_t lease_ttl_ms = 0;
+  std::vector<SegmentRef> segments;
+  std::vector<ReplicaItem> items;
+};
+
+struct PutStartItem {
+  std::string key;
+  uint64_t size = 0;
+};
+
+struct PutStartRequest {
+  uint32_t replica_num = 1;
+  std::string preferred_segment;  // empty: the master chooses
+  std::vector<PutStartItem> items;
+};
+
+struct PutEndItem {
+  std::string key;
+  uint64_t checksum = 0;
+};
+
+struct PutEndRequest {
+  std::vector<PutEndItem> items;
+};
+
+struct RemoveAllRequest {
+  bool force = false;
+};
+
+struct RemoveAllResponse {
+  int32_t code = 0;
+  uint64_t removed = 0;
+};
+
+struct SizeItem {
+  int32_t code = 0;
+  uint64_t size = 0;
+};
+
+struct SizesResponse {
+  std::vector<SizeItem> items;
+};
+
+enum class TableOp : uint8_t { kAdd = 1, kRemove = 2 };
+
+struct TableChange {
+  uint8_t op = static_cast<uint8_t>(TableOp::kAdd);
+  ObjectEntry entry;  // kRemove: key, offset and size identify the range freed
+};
+
+// Master -> owner: changes to the object table of one of its segments, in
+// the order the master made them.
+struct TableUpdate {
+  std::string segment;
+  std::vector<TableChange> changes;
+};
+
+// Encodes a body. Defined for every struct above.
+template <typename T>
+std::string EncodeBody(const T& msg);
+// Decodes a whole body: INVALID_PARAMS with the reason when a field is
+// missing, over a limit, runs past the end, or bytes are left over.
+template <typename T>
+Status DecodeBody(std::string_view body, T& out);
+
+// A whole frame (header + body) ready to send.
+template <typename T>
+std::string EncodeFrame(MsgType type, uint16_t flags, uint64_t request_id, const T& msg) {
+  std::string body = EncodeBody(msg);
+  FrameHeader h;
+  h.type = static_cast<uint16_t>(type);
+  h.flags = flags;
+  h.request_id = request_id;
+  h.body_bytes = static_cast<uint32_t>(body.size());
+  std::string frame(kFrameHeaderBytes, '\0');
+  EncodeHeader(h, reinterpret_cast<unsigned char*>(frame.data()));
+  frame += body;
+  return frame;
+}
+
+}  // namespace kvcached

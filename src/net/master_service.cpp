@@ -1,0 +1,487 @@
+#include "net/master_service.h"
+
+#include <array>
+#include <cstdio>
+#include <random>
+
+#include <spdlog/spdlog.h>
+#include <boost/beast/http.hpp>
+#include <nlohmann/json.hpp>
+
+#include "core/url_query.h"
+
+namespace kvcached {
+namespace {
+
+namespace http = boost::beast::http;
+
+std::string RandomId() {
+  std::random_device rd;
+  char buf[33];
+  std::snprintf(buf, sizeof buf, "%08x%08x%08x%08x", rd(), rd(), rd(), rd());
+  return buf;
+}
+
+constexpr size_t kOpSlots = 16;  // MsgType values are below this
+
+bool IsObjectOp(MsgType t) {
+  return t == MsgType::kPutEnd || t == MsgType::kRemove || t == MsgType::kRemoveAll ||
+         t == MsgType::kUnmountSegment || t == MsgType::kPutStart;
+}
+
+int32_t Code(ErrorCode c) { return static_cast<int32_t>(c); }
+
+}  // namespace
+
+// Per-operation series, created once so the request path takes no lock.
+struct MasterService::OpMetrics {
+  std::array<Counter*, kOpSlots> requests{};
+  std::array<Counter*, kOpSlots> failures{};  // items answered with an error
+  std::array<Histogram*, kOpSlots> latency{};
+  Counter* keys{};  // keys named in requests
+};
+
+MasterService::MasterService(boost::asio::io_context& ioc, MasterServiceOptions options,
+                             MetricsRegistry& metrics)
+    : ioc_(ioc),
+      options_(std::move(options)),
+      metrics_(metrics),
+      master_id_(RandomId()),
+      index_(options_.index),
+      ops_(std::make_unique<OpMetrics>()),
+      rpc_(
+          ioc,
+          [&] {
+            RpcServerOptions o = options_.rpc;
+            o.master_id = master_id_;
+            o.lease_ttl_ms = static_cast<uint64_t>(options_.index.lease_ttl_ms);
+            return o;
+          }(),
+          [this](const RpcPeer& peer, MsgType type, std::string_view body, std::string& out,
+                 uint16_t& flags) { return Dispatch(peer, type, body, out, flags); },
+          metrics),
+      admin_(
+          ioc, options_.admin,
+          [this](const HttpRequest& req, const HttpRequestContext& ctx, HttpResponse& res) {
+            HandleAdmin(req, ctx, res);
+          },
+          metrics),
+      timer_(ioc) {
+  if (options_.meta) {
+    meta_ = std::make_unique<MetadataService>(ioc, *options_.meta, options_.meta_limits, metrics);
+  }
+  for (uint16_t t = 1; t < kOpSlots; ++t) {
+    const char* name = MsgTypeName(static_cast<MsgType>(t));
+    if (std::string_view(name) == "Unknown") continue;
+    ops_->requests[t] = &metrics.GetCounter("kvcached_master_requests_total",
+                                            "RPC requests by operation", {{"op", name}});
+    ops_->failures[t] = &metrics.GetCounter(
+        "kvcached_master_request_failures_total",
+        "Items answered with an error, by operation (not-found included)", {{"op", name}});
+    ops_->latency[t] = &metrics.GetHistogram("kvcached_master_rpc_duration_seconds",
+                                             "Time the master spent on one RPC request",
+                                             LatencyBucketsSeconds(), {{"op", name}});
+  }
+  ops_->keys = &metrics.GetCounter("kvcached_master_request_keys_total",
+                                   "Keys named in RPC requests (batches count each key)");
+  metrics.AddGaugeCallback("kvcached_master_keys", "Objects in the index (pending included)", {},
+                           [this] {
+                             std::lock_guard<std::mutex> lock(index_mu_);
+                             return static_cast<double>(index_.object_count());
+                           });
+  metrics.AddGaugeCallback("kvcached_master_active_clients",
+                           "Clients that pinged within --client-ttl", {}, [this] {
+                             std::lock_guard<std::mutex> lock(index_mu_);
+                             return static_cast<double>(index_.client_count());
+                           });
+  metrics.AddCollector([this](std::string& out) { RenderSegmentMetrics(out); });
+}
+
+MasterService::~MasterService() { BeginShutdown(); }
+
+int64_t MasterService::NowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+Status MasterService::Start() {
+  if (Status st = rpc_.Start(); !st.ok()) return st;
+  if (Status st = admin_.Start(); !st.ok()) return st;
+  if (meta_) {
+    if (Status st = meta_->Start(); !st.ok()) return st;
+  }
+  OnTick();
+  return Status::Ok();
+}
+
+void MasterService::BeginShutdown() {
+  if (stopping_.exchange(true)) return;
+  timer_.cancel();
+  rpc_.BeginShutdown();
+  admin_.BeginShutdown();
+  if (meta_) meta_->BeginShutdown();
+}
+
+size_t MasterService::open_connections() const {
+  return rpc_.open_connections() + admin_.open_connections() +
+         (meta_ ? meta_->open_connections() : 0);
+}
+
+void MasterService::OnTick() {
+  if (stopping_) return;
+  int64_t now = NowMs();
+  std::vector<std::string> expired;
+  uint64_t evicted_before = 0;
+  uint64_t evicted_after = 0;
+  {
+    std::lock_guard<std::mutex> lock(index_mu_);
+    evicted_before = index_.counters().evicted_objects;
+    expired = index_.ExpireClients(now);
+    index_.Tick(now);
+    evicted_after = index_.counters().evicted_objects;
+  }
+  for (const std::string& c : expired) {
+    spdlog::warn(
+        "client '{}' sent no ping for {} ms (--client-ttl): its segments are unmounted "
+        "and their objects dropped",
+        c, options_.index.client_ttl_ms);
+  }
+  if (evicted_after > evicted_before) {
+    spdlog::info("evicted {} object(s) (high watermark or lease expiry of doomed objects)",
+                 evicted_after - evicted_before);
+  }
+  FlushTableUpdates();
+  timer_.expires_after(options_.tick);
+  timer_.async_wait([this](boost::system::error_code ec) {
+    if (!ec) OnTick();
+  });
+}
+
+void MasterService::FlushTableUpdates() {
+  std::vector<std::pair<std::string, TableUpdate>> updates;
+  {
+    std::lock_guard<std::mutex> lock(index_mu_);
+    updates = index_.TakeTableUpdates();
+  }
+  for (auto& [owner, update] : updates) {
+    size_t n = update.changes.size();
+    if (!rpc_.Notify(owner, EncodeFrame(MsgType::kTableUpdate, kFlagNotification, 0, update))) {
+      spdlog::warn("owner '{}' of segment '{}' is not connected: {} table change(s) not delivered",
+                   owner, update.segment, n);
+    }
+  }
+}
+
+Status MasterService::Dispatch(const RpcPeer& peer, MsgType type, std::string_view body,
+                               std::string& out, uint16_t& flags) {
+  auto started = std::chrono::steady_clock::now();
+  int64_t now = NowMs();
+  Caller caller{peer.client_id, peer.host_id};
+  size_t slot = static_cast<size_t>(type);
+  uint64_t failures = 0;
+  auto count_codes = [&](const std::vector<int32_t>& codes) {
+    for (int32_t c : codes) failures += c != 0;
+  };
+  auto status_body = [&](const Status& st) {
+    failures += !st.ok();
+    out = EncodeBody(StatusResponse{static_cast<int32_t>(st.code()), st.message()});
+  };
+
+  switch (type) {
+    case MsgType::kMountSegment: {
+      MountRequest r;
+      if (Status st = DecodeBody(body, r); !st.ok()) return st;
+      Status st;
+      {
+        std::lock_guard<std::mutex> lock(index_mu_);
+        st = index_.Mount(caller, r.segment, now);
+      }
+      if (st.ok()) {
+        spdlog::info("segment '{}' ({} bytes) mounted by client '{}' on host '{}'", r.segment.name,
+                     r.segment.size, caller.client_id, caller.host_id);
+      } else {
+        spdlog::warn("mount of segment '{}' by client '{}' refused: {}", r.segment.name,
+                     caller.client_id, st.ToString());
+      }
+      status_body(st);
+      break;
+    }
+    case MsgType::kRemountSegment: {
+      RemountRequest r;
+      if (Status st = DecodeBody(body, r); !st.ok()) return st;
+      Status st;
+      uint64_t rejected_before = 0;
+      uint64_t rejected_after = 0;
+      {
+        std::lock_guard<std::mutex> lock(index_mu_);
+        rejected_before = index_.counters().remount_objects_rejected;
+        st = index_.Remount(caller, r.segment, r.objects, now);
+        rejected_after = index_.counters().remount_objects_rejected;
+      }
+      spdlog::info("segment '{}' remounted by client '{}' with {} object(s), {} rejected: {}",
+                   r.segment.name, caller.client_id, r.objects.size(),
+                   rejected_after - rejected_before, st.ToString());
+      status_body(st);
+      break;
+    }
+    case MsgType::kUnmountSegment: {
+      UnmountRequest r;
+      if (Status st = DecodeBody(body, r); !st.ok()) return st;
+      Status st;
+      {
+        std::lock_guard<std::mutex> lock(index_mu_);
+        st = index_.Unmount(caller, r.name, now);
+      }
+      spdlog::info("unmount of segment '{}' by client '{}': {}", r.name, caller.client_id,
+                   st.ToString());
+      status_body(st);
+      break;
+    }
+    case MsgType::kPing: {
+      PingRequest r;
+      if (Status st = DecodeBody(body, r); !st.ok()) return st;
+      PingResponse res;
+      {
+        std::lock_guard<std::mutex> lock(index_mu_);
+        res = index_.Ping(caller, r.segments_owned, now);
+      }
+      res.master_id = master_id_;
+      if (res.remount_needed) {
+        spdlog::info(
+            "client '{}' owns {} segment(s) this master does not know: asking it to "
+            "remount",
+            caller.client_id, r.segments_owned);
+      }
+      out = EncodeBody(res);
+      break;
+    }
+    case MsgType::kExistKey: {
+      KeysRequest r;
+      if (Status st = DecodeBody(body, r); !st.ok()) return st;
+      ops_->keys->Inc(r.keys.size());
+      CodesResponse res;
+      {
+        std::lock_guard<std::mutex> lock(index_mu_);
+        res = index_.ExistKeys(r.keys, now);
+      }
+      count_codes(res.codes);
+      out = EncodeBody(res);
+      break;
+    }
+    case MsgType::kGetReplicaList: {
+      KeysRequest r;
+      if (Status st = DecodeBody(body, r); !st.ok()) return st;
+      ops_->keys->Inc(r.keys.size());
+      ReplicaListResponse res;
+      {
+        std::lock_guard<std::mutex> lock(index_mu_);
+        res = index_.GetReplicaLists(r.keys, now);
+      }
+      for (const ReplicaItem& it : res.items) failures += it.code != 0;
+      out = EncodeBody(res);
+      break;
+    }
+    case MsgType::kPutStart: {
+      PutStartRequest r;
+      if (Status st = DecodeBody(body, r); !st.ok()) return st;
+      ops_->keys->Inc(r.items.size());
+      ReplicaListResponse res;
+      {
+        std::lock_guard<std::mutex> lock(index_mu_);
+        res = index_.PutStart(caller, r, now);
+      }
+      for (const ReplicaItem& it : res.items) failures += it.code != 0;
+      out = EncodeBody(res);
+      break;
+    }
+    case MsgType::kPutEnd: {
+      PutEndRequest r;
+      if (Status st = DecodeBody(body, r); !st.ok()) return st;
+      ops_->keys->Inc(r.items.size());
+      CodesResponse res;
+      {
+        std::lock_guard<std::mutex> lock(index_mu_);
+        res = index_.PutEnd(caller, r, now);
+      }
+      count_codes(res.codes);
+      out = EncodeBody(res);
+      break;
+    }
+    case MsgType::kPutRevoke: {
+      KeysRequest r;
+      if (Status st = DecodeBody(body, r); !st.ok()) return st;
+      ops_->keys->Inc(r.keys.size());
+      CodesResponse res;
+      {
+        std::lock_guard<std::mutex> lock(index_mu_);
+        res = index_.PutRevoke(caller, r.keys, now);
+      }
+      count_codes(res.codes);
+      out = EncodeBody(res);
+      break;
+    }
+    case MsgType::kRemove: {
+      RemoveRequest r;
+      if (Status st = DecodeBody(body, r); !st.ok()) return st;
+      ops_->keys->Inc(r.keys.size());
+      CodesResponse res;
+      {
+        std::lock_guard<std::mutex> lock(index_mu_);
+        res = index_.Remove(r.keys, r.force, now);
+      }
+      count_codes(res.codes);
+      out = EncodeBody(res);
+      break;
+    }
+    case MsgType::kRemoveAll: {
+      RemoveAllRequest r;
+      if (Status st = DecodeBody(body, r); !st.ok()) return st;
+      RemoveAllResponse res;
+      {
+        std::lock_guard<std::mutex> lock(index_mu_);
+        res.removed = index_.RemoveAll(r.force, now);
+      }
+      spdlog::info("client '{}' removed all objects{}: {} removed", caller.client_id,
+                   r.force ? " (forced)" : "", res.removed);
+      out = EncodeBody(res);
+      break;
+    }
+    case MsgType::kGetSize: {
+      KeysRequest r;
+      if (Status st = DecodeBody(body, r); !st.ok()) return st;
+      ops_->keys->Inc(r.keys.size());
+      SizesResponse res;
+      {
+        std::lock_guard<std::mutex> lock(index_mu_);
+        res = index_.GetSizes(r.keys);
+      }
+      for (const SizeItem& it : res.items) failures += it.code != 0;
+      out = EncodeBody(res);
+      break;
+    }
+    default:
+      flags = kFlagError;
+      out = EncodeBody(ErrorBody{Code(ErrorCode::NOT_SUPPORTED),
+                                 "unknown request type " + std::to_string(static_cast<int>(type))});
+      return Status::Ok();
+  }
+  if (slot < kOpSlots && ops_->requests[slot] != nullptr) {
+    ops_->requests[slot]->Inc();
+    if (failures > 0) ops_->failures[slot]->Inc(failures);
+    ops_->latency[slot]->ObserveSeconds(
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+  }
+  if (IsObjectOp(type)) FlushTableUpdates();
+  return Status::Ok();
+}
+
+void MasterService::RenderSegmentMetrics(std::string& out) {
+  std::vector<SegmentStats> segs;
+  MasterCounters c;
+  {
+    std::lock_guard<std::mutex> lock(index_mu_);
+    segs = index_.Segments();
+    c = index_.counters();
+  }
+  out +=
+      "# HELP kvcached_master_segment_capacity_bytes Capacity of each mounted segment\n"
+      "# TYPE kvcached_master_segment_capacity_bytes gauge\n";
+  for (const SegmentStats& s : segs) {
+    out += "kvcached_master_segment_capacity_bytes" + RenderLabels({{"segment", s.name}}) + " " +
+           std::to_string(s.capacity_bytes) + "\n";
+  }
+  out +=
+      "# HELP kvcached_master_segment_allocated_bytes Bytes allocated in each mounted segment\n"
+      "# TYPE kvcached_master_segment_allocated_bytes gauge\n";
+  for (const SegmentStats& s : segs) {
+    out += "kvcached_master_segment_allocated_bytes" + RenderLabels({{"segment", s.name}}) + " " +
+           std::to_string(s.used_bytes) + "\n";
+  }
+  auto counter = [&](const char* name, const char* help, uint64_t v) {
+    out += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " counter\n" + name +
+           " " + std::to_string(v) + "\n";
+  };
+  counter("kvcached_master_evictions_total", "Objects evicted", c.evicted_objects);
+  counter("kvcached_master_evicted_bytes_total", "Bytes of objects evicted", c.evicted_bytes);
+  counter("kvcached_master_lease_refusals_total",
+          "Leases refused because the object was chosen for eviction", c.lease_refusals);
+  counter("kvcached_master_put_takeovers_total",
+          "Pending puts taken over after --put-start-discard-timeout", c.put_takeovers);
+  counter("kvcached_master_put_reclaims_total",
+          "Pending puts reclaimed after --put-start-release-timeout", c.put_reclaims);
+  counter("kvcached_master_clients_expired_total", "Owners dropped after --client-ttl",
+          c.clients_expired);
+  counter("kvcached_master_remount_objects_rejected_total",
+          "Objects in remount tables that were out of bounds or overlapping",
+          c.remount_objects_rejected);
+}
+
+void MasterService::HandleAdmin(const HttpRequest& req, const HttpRequestContext& ctx,
+                                HttpResponse& res) {
+  if (HttpServer::ServeHealthOrMetrics(req, metrics_, res)) return;
+  std::string_view target(req.target().data(), req.target().size());
+  std::string_view path = target.substr(0, target.find('?'));
+  if (req.method() != http::verb::get && req.method() != http::verb::head) {
+    res.set(http::field::allow, "GET, HEAD");
+    return HttpServer::SetError(res, 405, "the admin API is read-only");
+  }
+  auto json = [&](const nlohmann::json& doc) {
+    res.result(http::status::ok);
+    res.set(http::field::content_type, "application/json");
+    res.body() = doc.dump() + "\n";
+  };
+  if (path == "/api/v1/segments" || path == "/get_all_segments") {
+    std::vector<SegmentStats> segs;
+    {
+      std::lock_guard<std::mutex> lock(index_mu_);
+      segs = index_.Segments();
+    }
+    if (path == "/get_all_segments") {  // SGLang's readiness probe: one name per line
+      res.result(http::status::ok);
+      res.set(http::field::content_type, "text/plain; charset=utf-8");
+      for (const SegmentStats& s : segs) res.body() += s.name + "\n";
+      return;
+    }
+    nlohmann::json list = nlohmann::json::array();
+    for (const SegmentStats& s : segs) {
+      list.push_back({{"name", s.name},
+                      {"owner", s.owner},
+                      {"host_id", s.host_id},
+                      {"endpoint", s.endpoint},
+                      {"capacity_bytes", s.capacity_bytes},
+                      {"allocated_bytes", s.used_bytes},
+                      {"objects", s.objects},
+                      {"rebuilt_after_restart", s.quarantined}});
+    }
+    return json({{"master_id", master_id_}, {"segments", list}});
+  }
+  if (path == "/api/v1/key") {
+    size_t q = target.find('?');
+    Result<std::optional<std::string>> key =
+        QueryParam(q == std::string_view::npos ? std::string_view() : target.substr(q + 1), "key");
+    if (!key.ok() || !key->has_value() || (*key)->empty()) {
+      return HttpServer::SetError(res, 400, "missing or badly escaped 'key' query parameter");
+    }
+    std::optional<MasterIndex::ObjectView> view;
+    {
+      std::lock_guard<std::mutex> lock(index_mu_);
+      view = index_.Lookup(**key, NowMs());
+    }
+    if (!view) return HttpServer::SetError(res, 404, "no such key");
+    nlohmann::json replicas = nlohmann::json::array();
+    for (const auto& [seg, off] : view->replicas) {
+      replicas.push_back({{"segment", seg}, {"offset", off}});
+    }
+    return json({{"key", **key},
+                 {"size", view->size},
+                 {"checksum", view->checksum},
+                 {"state", view->complete ? "complete" : "pending"},
+                 {"chosen_for_eviction", view->doomed},
+                 {"lease_remaining_ms", view->lease_left_ms},
+                 {"replicas", replicas}});
+  }
+  HttpServer::SetError(res, 404, "no such path; see /api/v1/segments, /api/v1/key?key=K");
+}
+
+}  // namespace kvcached

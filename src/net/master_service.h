@@ -1,0 +1,83 @@
+// MasterService: `kvcached master` as a class — the MasterIndex behind the
+// binary RPC server, the admin HTTP server (/health, /metrics, JSON queries
+// of a key and of all segments, /get_all_segments for SGLang's readiness
+// probe), the embedded metadata service, and the housekeeping timer (lease
+// and put timeouts, eviction, owner liveness). After every request that
+// changes objects it sends the affected segment owners their TableUpdate
+// notifications, so each owner holds the table a restarted master rebuilds
+// from.
+//
+// Threading: runs on the caller's io_context; the index is guarded by one
+// mutex (index_mu_), held only for the in-memory work of one request.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include "core/master_index.h"
+#include "core/metrics.h"
+#include "net/http_server.h"
+#include "net/metadata_service.h"
+#include "net/rpc_server.h"
+
+namespace kvcached {
+
+struct MasterServiceOptions {
+  MasterOptions index;
+  RpcServerOptions rpc;
+  HttpServerOptions admin;
+  std::optional<HttpServerOptions> meta;  // nullopt: --no-meta
+  MetadataLimits meta_limits;
+  std::chrono::milliseconds tick{100};
+};
+
+class MasterService {
+ public:
+  MasterService(boost::asio::io_context& ioc, MasterServiceOptions options,
+                MetricsRegistry& metrics);
+  ~MasterService();
+
+  // Binds every listener and starts the timer; the first failure is returned.
+  Status Start();
+  void BeginShutdown();
+  size_t open_connections() const;
+
+  const RpcServer& rpc() const { return rpc_; }
+  const HttpServer& admin() const { return admin_; }
+  const MetadataService* meta() const { return meta_.get(); }
+  const std::string& master_id() const { return master_id_; }
+
+  // The request handling itself (also what the fuzzer and tests drive).
+  Status Dispatch(const RpcPeer& peer, MsgType type, std::string_view body, std::string& response,
+                  uint16_t& flags);
+
+ private:
+  struct OpMetrics;
+  void HandleAdmin(const HttpRequest& req, const HttpRequestContext& ctx, HttpResponse& res);
+  void OnTick();
+  void FlushTableUpdates();
+  void RenderSegmentMetrics(std::string& out);
+  static int64_t NowMs();
+
+  boost::asio::io_context& ioc_;
+  MasterServiceOptions options_;
+  MetricsRegistry& metrics_;
+  std::string master_id_;
+  std::mutex index_mu_;  // guards index_
+  MasterIndex index_;
+  std::unique_ptr<OpMetrics> ops_;
+  RpcServer rpc_;
+  HttpServer admin_;
+  std::unique_ptr<MetadataService> meta_;
+  boost::asio::steady_timer timer_;
+  std::atomic<bool> stopping_{false};
+};
+
+}  // namespace kvcached

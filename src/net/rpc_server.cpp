@@ -1,0 +1,361 @@
+#include "net/rpc_server.h"
+
+#include <atomic>
+#include <deque>
+#include <mutex>
+#include <unordered_map>
+
+#include <spdlog/spdlog.h>
+#include <boost/asio/dispatch.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/read.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+
+#include "net/tcp_listener.h"
+
+namespace kvcached {
+namespace {
+
+namespace net = boost::asio;
+namespace beast = boost::beast;
+using tcp = net::ip::tcp;
+
+// A connection whose unsent frames pass this is too slow to keep: it is
+// closed, and its owner reconnects and remounts.
+constexpr size_t kMaxQueuedBytes = 256u << 20;
+
+}  // namespace
+
+struct RpcServer::State : std::enable_shared_from_this<RpcServer::State> {
+  State(net::io_context& io, RpcServerOptions o, RpcDispatcher d, MetricsRegistry& m)
+      : ioc(io),
+        options(std::move(o)),
+        dispatch(std::move(d)),
+        listener(std::make_shared<TcpListener>(io, options.name)),
+        open(m.GetGauge("kvcached_rpc_open_connections", "Open RPC connections",
+                        {{"server", options.name}})),
+        accepted(m.GetCounter("kvcached_rpc_connections_total", "RPC connections accepted",
+                              {{"server", options.name}})),
+        refused(m.GetCounter("kvcached_rpc_connections_refused_total",
+                             "RPC connections refused over --max-connections",
+                             {{"server", options.name}})),
+        malformed(m.GetCounter("kvcached_rpc_malformed_frames_total",
+                               "RPC connections closed for a malformed or oversized frame",
+                               {{"server", options.name}})),
+        hello_failures(m.GetCounter("kvcached_rpc_hello_failures_total",
+                                    "Hello refused: wrong version, bad token or no identity",
+                                    {{"server", options.name}})) {}
+
+  void OnAccept(tcp::socket socket);
+
+  net::io_context& ioc;
+  const RpcServerOptions options;
+  const RpcDispatcher dispatch;
+  std::shared_ptr<TcpListener> listener;
+  std::atomic<bool> stopping{false};
+  std::atomic<uint64_t> next_id{1};
+
+  std::mutex mu;  // guards connections and by_client
+  std::unordered_map<uint64_t, std::weak_ptr<Connection>> connections;
+  std::unordered_map<std::string, std::weak_ptr<Connection>> by_client;
+
+  Gauge& open;
+  Counter& accepted;
+  Counter& refused;
+  Counter& malformed;
+  Counter& hello_failures;
+};
+
+// One peer. Every member is touched only on the connection's strand.
+class RpcServer::Connection : public std::enable_shared_from_this<RpcServer::Connection> {
+ public:
+  Connection(std::shared_ptr<State> st, tcp::socket&& socket, uint64_t id)
+      : st_(std::move(st)), stream_(std::move(socket)) {
+    peer_.connection_id = id;
+    beast::error_code ec;
+    tcp::endpoint ep = stream_.socket().remote_endpoint(ec);
+    peer_.address = ec ? "?" : ep.address().to_string() + ":" + std::to_string(ep.port());
+    stream_.socket().set_option(tcp::no_delay(true), ec);
+    st_->open.Add(1);
+  }
+
+  ~Connection() {
+    st_->open.Add(-1);
+    std::lock_guard<std::mutex> lock(st_->mu);
+    st_->connections.erase(peer_.connection_id);
+    auto it = st_->by_client.find(peer_.client_id);
+    if (it != st_->by_client.end() && it->second.expired()) st_->by_client.erase(it);
+  }
+
+  void Start() {
+    net::dispatch(stream_.get_executor(), [self = shared_from_this()] {
+      self->stream_.expires_after(self->st_->options.hello_timeout);
+      self->ReadHeader();
+    });
+  }
+
+  void Send(std::string frame) {
+    net::post(stream_.get_executor(), [self = shared_from_this(), f = std::move(frame)]() mutable {
+      self->Enqueue(std::move(f));
+    });
+  }
+
+  void Stop() {
+    net::post(stream_.get_executor(), [self = shared_from_this()] {
+      // Answers already queued still go out; the read side stops now.
+      self->close_after_write_ = true;
+      if (!self->writing_) self->Close();
+    });
+  }
+
+ private:
+  void ReadHeader() {
+    net::async_read(
+        stream_, net::buffer(header_),
+        [self = shared_from_this()](beast::error_code ec, size_t) { self->OnHeader(ec); });
+  }
+
+  void OnHeader(beast::error_code ec) {
+    if (ec) return OnReadError(ec);
+    uint32_t limit = hello_done_ ? st_->options.max_body_bytes : kMaxBodyBeforeHello;
+    if (Status st = DecodeHeader(header_, limit, head_); !st.ok()) {
+      return Malformed(st.message());
+    }
+    if (head_.version != kRpcVersion) {
+      st_->hello_failures.Inc();
+      std::string why = "protocol version mismatch: the peer speaks version " +
+                        std::to_string(head_.version) + ", this master speaks version " +
+                        std::to_string(kRpcVersion);
+      spdlog::warn("{} conn=#{} from {}: {}", st_->options.name, peer_.connection_id, peer_.address,
+                   why);
+      return ReplyErrorAndClose(ErrorCode::INVALID_VERSION, why);
+    }
+    if ((head_.flags & (kFlagResponse | kFlagNotification | kFlagError)) != 0) {
+      return Malformed("a peer sent a frame flagged as a response or notification");
+    }
+    body_.resize(head_.body_bytes);
+    net::async_read(stream_, net::buffer(body_),
+                    [self = shared_from_this()](beast::error_code ec, size_t) {
+                      if (ec) return self->OnReadError(ec);
+                      self->OnBody();
+                    });
+  }
+
+  void OnBody() {
+    MsgType type = static_cast<MsgType>(head_.type);
+    if (!hello_done_) {
+      if (type != MsgType::kHello) {
+        st_->hello_failures.Inc();
+        return ReplyErrorAndClose(ErrorCode::ILLEGAL_CLIENT, "send Hello first");
+      }
+      return OnHello();
+    }
+    if (type == MsgType::kHello) {
+      Enqueue(ErrorFrame(ErrorCode::INVALID_PARAMS, "Hello was already done on this connection"));
+      return ReadHeader();
+    }
+    std::string response;
+    uint16_t flags = 0;
+    Status st = st_->dispatch(peer_, type, body_, response, flags);
+    if (!st.ok()) return Malformed(std::string(MsgTypeName(type)) + ": " + st.message());
+    Enqueue(Frame(head_.type, static_cast<uint16_t>(kFlagResponse | flags), response));
+    ReadHeader();
+  }
+
+  void OnHello() {
+    HelloRequest hello;
+    if (Status st = DecodeBody(body_, hello); !st.ok()) return Malformed("Hello: " + st.message());
+    HelloResponse res;
+    res.master_id = st_->options.master_id;
+    res.lease_ttl_ms = st_->options.lease_ttl_ms;
+    ErrorCode refuse = ErrorCode::OK;
+    if (st_->options.token && !st_->options.token->Matches(hello.token)) {
+      refuse = ErrorCode::ILLEGAL_CLIENT;
+      res.message = "missing or wrong cluster token";
+    } else if (hello.client_id.empty()) {
+      refuse = ErrorCode::INVALID_PARAMS;
+      res.message = "Hello needs a client id";
+    } else if (hello.role < static_cast<uint8_t>(PeerRole::kClient) ||
+               hello.role > static_cast<uint8_t>(PeerRole::kAdmin)) {
+      refuse = ErrorCode::INVALID_PARAMS;
+      res.message = "unknown role " + std::to_string(hello.role);
+    }
+    if (refuse != ErrorCode::OK) {
+      st_->hello_failures.Inc();
+      spdlog::warn("{} conn=#{} from {}: Hello refused: {}", st_->options.name, peer_.connection_id,
+                   peer_.address, res.message);
+      res.code = static_cast<int32_t>(refuse);
+      Enqueue(Frame(head_.type, kFlagResponse, EncodeBody(res)));
+      close_after_write_ = true;
+      return;
+    }
+    hello_done_ = true;
+    peer_.role = static_cast<PeerRole>(hello.role);
+    peer_.client_id = std::move(hello.client_id);
+    peer_.host_id = std::move(hello.host_id);
+    {
+      std::lock_guard<std::mutex> lock(st_->mu);
+      st_->by_client[peer_.client_id] = weak_from_this();
+    }
+    stream_.expires_never();
+    spdlog::info("{} conn=#{} from {}: hello from client '{}' on host '{}' (role {})",
+                 st_->options.name, peer_.connection_id, peer_.address, peer_.client_id,
+                 peer_.host_id, static_cast<int>(peer_.role));
+    Enqueue(Frame(head_.type, kFlagResponse, EncodeBody(res)));
+    ReadHeader();
+  }
+
+  std::string Frame(uint16_t type, uint16_t flags, std::string_view body) const {
+    FrameHeader h;
+    h.type = type;
+    h.flags = flags;
+    h.request_id = head_.request_id;
+    h.body_bytes = static_cast<uint32_t>(body.size());
+    std::string frame(kFrameHeaderBytes, '\0');
+    EncodeHeader(h, reinterpret_cast<unsigned char*>(frame.data()));
+    frame.append(body);
+    return frame;
+  }
+
+  std::string ErrorFrame(ErrorCode code, const std::string& message) const {
+    return Frame(head_.type, kFlagResponse | kFlagError,
+                 EncodeBody(ErrorBody{static_cast<int32_t>(code), message}));
+  }
+
+  void ReplyErrorAndClose(ErrorCode code, const std::string& message) {
+    Enqueue(ErrorFrame(code, message));
+    close_after_write_ = true;
+  }
+
+  void Malformed(const std::string& why) {
+    st_->malformed.Inc();
+    spdlog::warn("{} conn=#{} from {} (client '{}'): malformed frame: {}; closing",
+                 st_->options.name, peer_.connection_id, peer_.address, peer_.client_id, why);
+    Close();
+  }
+
+  void OnReadError(beast::error_code ec) {
+    if (ec == beast::error::timeout) {
+      spdlog::info("{} conn=#{} from {}: no Hello within {} ms; closing", st_->options.name,
+                   peer_.connection_id, peer_.address, st_->options.hello_timeout.count());
+    } else if (ec != net::error::eof && ec != net::error::operation_aborted) {
+      SPDLOG_DEBUG("{} conn=#{} read failed: {}", st_->options.name, peer_.connection_id,
+                   ec.message());
+    }
+    Close();
+  }
+
+  void Enqueue(std::string frame) {
+    if (closed_) return;
+    queued_bytes_ += frame.size();
+    if (queued_bytes_ > kMaxQueuedBytes) {
+      spdlog::warn("{} conn=#{} (client '{}'): {} bytes unsent, peer too slow; closing",
+                   st_->options.name, peer_.connection_id, peer_.client_id, queued_bytes_);
+      return Close();
+    }
+    out_.push_back(std::move(frame));
+    if (!writing_) DoWrite();
+  }
+
+  void DoWrite() {
+    writing_ = true;
+    net::async_write(stream_, net::buffer(out_.front()),
+                     [self = shared_from_this()](beast::error_code ec, size_t n) {
+                       self->queued_bytes_ -= self->out_.front().size();
+                       self->out_.pop_front();
+                       if (ec) return self->Close();
+                       if (!self->out_.empty()) return self->DoWrite();
+                       self->writing_ = false;
+                       if (self->close_after_write_) self->Close();
+                     });
+  }
+
+  void Close() {
+    if (closed_) return;
+    closed_ = true;
+    beast::error_code ec;
+    stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
+    stream_.socket().close(ec);
+  }
+
+  std::shared_ptr<State> st_;
+  beast::tcp_stream stream_;
+  unsigned char header_[kFrameHeaderBytes] = {};
+  FrameHeader head_;
+  std::string body_;
+  std::deque<std::string> out_;
+  size_t queued_bytes_ = 0;
+  RpcPeer peer_;
+  bool hello_done_ = false;
+  bool writing_ = false;
+  bool close_after_write_ = false;
+  bool closed_ = false;
+};
+
+void RpcServer::State::OnAccept(tcp::socket socket) {
+  if (stopping) return;
+  accepted.Inc();
+  uint64_t id = next_id.fetch_add(1);
+  auto conn = std::make_shared<Connection>(shared_from_this(), std::move(socket), id);
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    if (connections.size() >= options.max_connections) {
+      refused.Inc();
+      spdlog::warn("{} conn=#{}: refused, {} connections open (--max-connections)", options.name,
+                   id, connections.size());
+      return;  // the socket closes with `conn`
+    }
+    connections.emplace(id, conn);
+  }
+  conn->Start();
+}
+
+RpcServer::RpcServer(net::io_context& ioc, RpcServerOptions options, RpcDispatcher dispatch,
+                     MetricsRegistry& metrics)
+    : state_(std::make_shared<State>(ioc, std::move(options), std::move(dispatch), metrics)) {}
+
+RpcServer::~RpcServer() { BeginShutdown(); }
+
+Status RpcServer::Start() {
+  if (Status st = state_->listener->Listen(state_->options.host, state_->options.port); !st.ok()) {
+    return st;
+  }
+  state_->listener->Start([s = state_](tcp::socket socket) { s->OnAccept(std::move(socket)); });
+  return Status::Ok();
+}
+
+std::string RpcServer::address() const { return state_->listener->address(); }
+uint16_t RpcServer::port() const { return state_->listener->port(); }
+bool RpcServer::bound_to_loopback() const { return state_->listener->loopback(); }
+
+bool RpcServer::Notify(const std::string& client_id, std::string frame) {
+  std::shared_ptr<Connection> conn;
+  {
+    std::lock_guard<std::mutex> lock(state_->mu);
+    auto it = state_->by_client.find(client_id);
+    if (it != state_->by_client.end()) conn = it->second.lock();
+  }
+  if (!conn) return false;
+  conn->Send(std::move(frame));
+  return true;
+}
+
+void RpcServer::BeginShutdown() {
+  if (state_->stopping.exchange(true)) return;
+  state_->listener->Close();
+  std::vector<std::shared_ptr<Connection>> live;
+  {
+    std::lock_guard<std::mutex> lock(state_->mu);
+    for (auto& [id, weak] : state_->connections) {
+      if (auto c = weak.lock()) live.push_back(std::move(c));
+    }
+  }
+  for (auto& c : live) c->Stop();
+}
+
+size_t RpcServer::open_connections() const {
+  return static_cast<size_t>(std::max<int64_t>(0, state_->open.Value()));
+}
+
+}  // namespace kvcached

@@ -1,0 +1,88 @@
+// RpcServer: the TCP front end of the master's binary protocol
+// (core/rpc_protocol.h, docs/protocol.md). It owns framing, the Hello
+// handshake (protocol version, cluster token, identity), limits and
+// connection bookkeeping; decoded requests go to an RpcDispatcher.
+//
+// Before Hello succeeds a peer can make the server hold at most one header
+// and a kMaxBodyBeforeHello body (a few KB), and must finish within the
+// hello timeout. A malformed or oversized frame closes that connection with
+// a log line; others are unaffected. Requests on one connection may be
+// pipelined; responses carry the request id.
+//
+// Threading: runs on the caller's io_context with any number of threads;
+// one strand per connection. The dispatcher is called on connection strands
+// concurrently and must be thread-safe. Notify() may be called from any thread.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include <boost/asio/io_context.hpp>
+
+#include "core/auth_token.h"
+#include "core/metrics.h"
+#include "core/rpc_protocol.h"
+#include "core/status.h"
+
+namespace kvcached {
+
+struct RpcServerOptions {
+  std::string name = "rpc";
+  std::string host = "127.0.0.1";
+  uint16_t port = 0;
+  uint32_t max_body_bytes = kDefaultMaxBodyBytes;
+  size_t max_connections = 4096;
+  std::chrono::milliseconds hello_timeout{10'000};
+  std::optional<AuthToken> token;
+  std::string master_id;      // sent in HelloResponse
+  uint64_t lease_ttl_ms = 0;  // sent in HelloResponse
+};
+
+// The identity a connection proved in Hello.
+struct RpcPeer {
+  uint64_t connection_id = 0;
+  std::string address;  // "127.0.0.1:5000"
+  PeerRole role = PeerRole::kClient;
+  std::string client_id;
+  std::string host_id;
+};
+
+// Handles one decoded request: fills `response_body` (an encoded body) and
+// returns the flags (0, or kFlagError with an ErrorBody). Returning a failed
+// Status means the body did not decode: the connection is closed.
+using RpcDispatcher = std::function<Status(const RpcPeer& peer, MsgType type, std::string_view body,
+                                           std::string& response_body, uint16_t& flags)>;
+
+class RpcServer {
+ public:
+  RpcServer(boost::asio::io_context& ioc, RpcServerOptions options, RpcDispatcher dispatch,
+            MetricsRegistry& metrics);
+  ~RpcServer();
+  RpcServer(const RpcServer&) = delete;
+  RpcServer& operator=(const RpcServer&) = delete;
+
+  // Binds and listens. INVALID_PARAMS (bad host), UNAVAILABLE_IN_CURRENT_STATUS
+  // (bind failed).
+  Status Start();
+  std::string address() const;
+  uint16_t port() const;
+  bool bound_to_loopback() const;
+
+  // Sends a notification frame to the newest connection of `client_id`
+  // that said Hello; false when it has none.
+  bool Notify(const std::string& client_id, std::string frame);
+
+  void BeginShutdown();
+  size_t open_connections() const;
+
+ private:
+  class Connection;
+  struct State;
+  std::shared_ptr<State> state_;
+};
+
+}  // namespace kvcached

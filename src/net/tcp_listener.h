@@ -1,0 +1,55 @@
+// TcpListener: the listening socket every kvcached TCP server shares —
+// resolve, bind, listen, and an accept loop that backs off on errors (out
+// of descriptors) instead of spinning. Each accepted socket gets its own
+// strand and is handed to the callback. Create with std::make_shared; the
+// accept loop holds a reference until Close(). Thread-safe.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+
+#include "core/status.h"
+
+namespace kvcached {
+
+class TcpListener : public std::enable_shared_from_this<TcpListener> {
+ public:
+  using OnAccept = std::function<void(boost::asio::ip::tcp::socket)>;
+
+  TcpListener(boost::asio::io_context& ioc, std::string name);
+
+  // INVALID_PARAMS when `host` does not resolve; UNAVAILABLE_IN_CURRENT_STATUS
+  // when bind or listen fails (in use, permission), naming the address.
+  Status Listen(const std::string& host, uint16_t port);
+  // Starts accepting; `on_accept` runs on the listener's strand.
+  void Start(OnAccept on_accept);
+  // Stops accepting. Idempotent.
+  void Close();
+
+  std::string address() const;  // "127.0.0.1:8080", "[::1]:8080"
+  uint16_t port() const { return port_; }
+  bool loopback() const { return loopback_; }
+
+ private:
+  void DoAccept();
+
+  boost::asio::io_context& ioc_;
+  const std::string name_;
+  boost::asio::strand<boost::asio::io_context::executor_type> strand_;
+  boost::asio::ip::tcp::acceptor acceptor_;  // strand_ only after Listen()
+  boost::asio::steady_timer retry_;          // strand_ only
+  OnAccept on_accept_;
+  std::string host_;
+  uint16_t port_ = 0;
+  bool loopback_ = true;
+  bool closed_ = false;  // strand_ only
+};
+
+}  // namespace kvcached

@@ -1,0 +1,282 @@
+#include "core/master_index.h"
+
+#include <doctest/doctest.h>
+
+namespace kvcached {
+namespace {
+
+constexpr int32_t kOk = 0;
+constexpr int32_t Code(ErrorCode c) { return static_cast<int32_t>(c); }
+constexpr uint64_t kMiB = 1 << 20;
+
+const Caller kStoreA{"store-a", "host-a"};
+const Caller kStoreB{"store-b", "host-b"};
+const Caller kWriter{"writer", "host-a"};
+const Caller kOther{"other", "host-b"};
+
+MasterOptions Opts() {
+  MasterOptions o;
+  o.random_seed = 42;
+  o.lease_ttl_ms = 1000;
+  o.put_start_discard_timeout_ms = 3000;
+  o.put_start_release_timeout_ms = 60'000;
+  o.client_ttl_ms = 5000;
+  return o;
+}
+
+SegmentInfo Seg(const std::string& name, uint64_t size) {
+  return {name, 0x1000, size, "tcp://" + name};
+}
+
+// PutStart + PutEnd of one key; returns the PutStart item.
+ReplicaItem Put(MasterIndex& m, const std::string& key, uint64_t size, int64_t now,
+                uint64_t checksum = 7, const Caller& who = kWriter, uint32_t replicas = 1) {
+  ReplicaListResponse start = m.PutStart(who, {replicas, "", {{key, size}}}, now);
+  REQUIRE(start.items.size() == 1);
+  if (start.items[0].code == kOk) {
+    CodesResponse end = m.PutEnd(who, {{{key, checksum}}}, now);
+    REQUIRE(end.codes[0] == kOk);
+  }
+  return start.items[0];
+}
+
+TEST_CASE("put lifecycle: pending objects are invisible until PutEnd") {
+  MasterIndex m(Opts());
+  REQUIRE(m.Mount(kStoreA, Seg("a", 64 * kMiB), 0).ok());
+  ReplicaListResponse start = m.PutStart(kWriter, {1, "", {{"k", kMiB}}}, 0);
+  REQUIRE(start.items[0].code == kOk);
+  REQUIRE(start.items[0].replicas.size() == 1);
+  CHECK(start.segments[0].name == "a");
+  CHECK(start.segments[0].endpoint == "tcp://a");
+  CHECK(m.ExistKeys({"k"}, 0).codes[0] == Code(ErrorCode::OBJECT_NOT_FOUND));
+  CHECK(m.GetSizes({"k"}).items[0].code == Code(ErrorCode::OBJECT_NOT_FOUND));
+  CHECK(m.PutEnd(kOther, {{{"k", 9}}}, 0).codes[0] == Code(ErrorCode::INVALID_WRITE));
+  CHECK(m.PutEnd(kWriter, {{{"k", 9}}}, 0).codes[0] == kOk);
+  CodesResponse exist = m.ExistKeys({"k", "nope"}, 0);
+  CHECK(exist.codes == std::vector<int32_t>{kOk, Code(ErrorCode::OBJECT_NOT_FOUND)});
+  CHECK(exist.lease_ttl_ms == 1000);
+  ReplicaListResponse list = m.GetReplicaLists({"k"}, 0);
+  CHECK(list.items[0].checksum == 9);
+  CHECK(list.items[0].size == kMiB);
+  CHECK(list.items[0].replicas[0].offset == start.items[0].replicas[0].offset);
+  CHECK(m.GetSizes({"k"}).items[0].size == kMiB);
+  // Immutable: a second put is refused and changes nothing.
+  CHECK(m.PutStart(kOther, {1, "", {{"k", 2 * kMiB}}}, 0).items[0].code ==
+        Code(ErrorCode::OBJECT_ALREADY_EXISTS));
+  CHECK(m.GetSizes({"k"}).items[0].size == kMiB);
+}
+
+TEST_CASE("bad put requests") {
+  MasterIndex m(Opts());
+  REQUIRE(m.Mount(kStoreA, Seg("a", 8 * kMiB), 0).ok());
+  CHECK(m.PutStart(kWriter, {0, "", {{"k", 1}}}, 0).items[0].code ==
+        Code(ErrorCode::INVALID_PARAMS));
+  CHECK(m.PutStart(kWriter, {17, "", {{"k", 1}}}, 0).items[0].code ==
+        Code(ErrorCode::INVALID_PARAMS));
+  CHECK(m.PutStart(kWriter, {1, "", {{"k", 0}}}, 0).items[0].code ==
+        Code(ErrorCode::INVALID_PARAMS));
+  CHECK(m.PutStart(kWriter, {1, "", {{"", 1}}}, 0).items[0].code == Code(ErrorCode::INVALID_KEY));
+  CHECK(m.PutStart(kWriter, {1, "", {{"big", 9 * kMiB}}}, 0).items[0].code ==
+        Code(ErrorCode::NO_AVAILABLE_HANDLE));
+  CHECK(m.object_count() == 0);
+  CHECK(m.used_bytes() == 0);
+}
+
+TEST_CASE("replicas, preferred segment and placement strategies") {
+  MasterOptions o = Opts();
+  o.strategy = AllocationStrategy::kLocalFirst;
+  MasterIndex m(o);
+  REQUIRE(m.Mount(kStoreA, Seg("a", 64 * kMiB), 0).ok());
+  REQUIRE(m.Mount(kStoreB, Seg("b", 64 * kMiB), 0).ok());
+  ReplicaItem two = Put(m, "two", kMiB, 0, 1, kWriter, 2);
+  CHECK(two.replicas.size() == 2);
+  ReplicaItem three = Put(m, "three", kMiB, 0, 1, kWriter, 3);  // only two segments
+  CHECK(three.replicas.size() == 2);
+  // local-first: the writer is on host-a.
+  ReplicaListResponse local = m.PutStart(kWriter, {1, "", {{"local", kMiB}}}, 0);
+  CHECK(local.segments[local.items[0].replicas[0].segment].name == "a");
+  ReplicaListResponse pref = m.PutStart(kWriter, {1, "b", {{"pref", kMiB}}}, 0);
+  CHECK(pref.segments[pref.items[0].replicas[0].segment].name == "b");
+  CHECK(ParseAllocationStrategy("free-ratio").ok());
+  CHECK_FALSE(ParseAllocationStrategy("fastest").ok());
+}
+
+TEST_CASE("free-ratio placement fills the emptier segment") {
+  MasterOptions o = Opts();
+  o.strategy = AllocationStrategy::kFreeRatio;
+  MasterIndex m(o);
+  REQUIRE(m.Mount(kStoreA, Seg("a", 64 * kMiB), 0).ok());
+  REQUIRE(m.Mount(kStoreB, Seg("b", 64 * kMiB), 0).ok());
+  for (int i = 0; i < 20; ++i) Put(m, "k" + std::to_string(i), kMiB, 0);
+  std::vector<SegmentStats> segs = m.Segments();
+  REQUIRE(segs.size() == 2);
+  CHECK(segs[0].objects == 10);
+  CHECK(segs[1].objects == 10);
+}
+
+TEST_CASE("leases block removal; force overrides; RemoveAll skips leased") {
+  MasterIndex m(Opts());
+  REQUIRE(m.Mount(kStoreA, Seg("a", 64 * kMiB), 0).ok());
+  Put(m, "k", kMiB, 0);
+  Put(m, "j", kMiB, 0);
+  m.ExistKeys({"k"}, 100);  // lease until 1100
+  CHECK(m.Remove({"k"}, false, 500).codes[0] == Code(ErrorCode::OBJECT_HAS_LEASE));
+  CHECK(m.RemoveAll(false, 500) == 1);                  // only j
+  CHECK(m.Remove({"k"}, false, 1100).codes[0] == kOk);  // lease over (monotonic ms)
+  Put(m, "k", kMiB, 2000);
+  m.GetReplicaLists({"k"}, 2000);
+  CHECK(m.Remove({"k"}, true, 2001).codes[0] == kOk);
+  CHECK(m.Remove({"k"}, false, 2001).codes[0] == Code(ErrorCode::OBJECT_NOT_FOUND));
+  CHECK(m.used_bytes() == 0);
+}
+
+TEST_CASE("pending puts: takeover after the discard timeout, reclaim after release") {
+  MasterOptions o = Opts();
+  o.eviction_high_watermark_ratio = 1.0;  // this case is about puts, not eviction
+  MasterIndex m(o);
+  REQUIRE(m.Mount(kStoreA, Seg("a", 4 * kMiB), 0).ok());
+  REQUIRE(m.PutStart(kWriter, {1, "", {{"k", 2 * kMiB}}}, 0).items[0].code == kOk);
+  CHECK(m.PutStart(kOther, {1, "", {{"k", 2 * kMiB}}}, 2999).items[0].code ==
+        Code(ErrorCode::REPLICA_IS_NOT_READY));
+  ReplicaListResponse taken = m.PutStart(kOther, {1, "", {{"k", 2 * kMiB}}}, 3000);
+  REQUIRE(taken.items[0].code == kOk);
+  CHECK(m.counters().put_takeovers == 1);
+  // The abandoned range is still held: the segment is full.
+  CHECK(m.used_bytes() == 4 * kMiB);
+  // The old writer's PutEnd must not publish the new writer's range.
+  CHECK(m.PutEnd(kWriter, {{{"k", 1}}}, 3001).codes[0] == Code(ErrorCode::INVALID_WRITE));
+  CHECK(m.PutEnd(kOther, {{{"k", 2}}}, 3001).codes[0] == kOk);
+  m.Tick(59'999);
+  CHECK(m.used_bytes() == 4 * kMiB);
+  m.Tick(60'000);  // release timeout of the first put
+  CHECK(m.used_bytes() == 2 * kMiB);
+  // A put nobody ends is reclaimed after the release timeout.
+  REQUIRE(m.PutStart(kWriter, {1, "", {{"lost", kMiB}}}, 61'000).items[0].code == kOk);
+  m.Tick(121'000);
+  CHECK(m.counters().put_reclaims == 1);
+  CHECK(m.Lookup("lost", 121'000) == std::nullopt);
+  CHECK(m.used_bytes() == 2 * kMiB);
+  // PutRevoke frees at once, and only for the writer.
+  REQUIRE(m.PutStart(kWriter, {1, "", {{"r", kMiB}}}, 0).items[0].code == kOk);
+  CHECK(m.PutRevoke(kOther, {"r"}, 0).codes[0] == Code(ErrorCode::INVALID_WRITE));
+  CHECK(m.PutRevoke(kWriter, {"r", "nope"}, 0).codes ==
+        std::vector<int32_t>{kOk, Code(ErrorCode::OBJECT_NOT_FOUND)});
+  CHECK(m.used_bytes() == 2 * kMiB);
+}
+
+TEST_CASE("eviction: LRU order past the high watermark") {
+  MasterOptions o = Opts();
+  o.eviction_high_watermark_ratio = 0.5;
+  o.eviction_ratio = 0.2;
+  MasterIndex m(o);
+  REQUIRE(m.Mount(kStoreA, Seg("a", 10 * kMiB), 0).ok());
+  for (int i = 0; i < 6; ++i) Put(m, "k" + std::to_string(i), kMiB, 0);
+  m.GetReplicaLists({"k0"}, 0);  // k0 becomes most recently used (leased until 1000)
+  m.Tick(2000);                  // 6 of 10 MiB used > 50%: free 1 MiB over + 2 MiB
+  CHECK(m.counters().evicted_objects == 3);
+  CHECK(m.Lookup("k1", 2000) == std::nullopt);
+  CHECK(m.Lookup("k2", 2000) == std::nullopt);
+  CHECK(m.Lookup("k3", 2000) == std::nullopt);
+  CHECK(m.Lookup("k0", 2000).has_value());
+  CHECK(m.Lookup("k4", 2000).has_value());
+  // Evictions are reported to the owner.
+  auto updates = m.TakeTableUpdates();
+  REQUIRE(updates.size() == 1);
+  CHECK(updates[0].first == "store-a");
+  size_t removes = 0;
+  for (const TableChange& c : updates[0].second.changes) {
+    removes += c.op == static_cast<uint8_t>(TableOp::kRemove);
+  }
+  CHECK(removes == 3);
+}
+
+TEST_CASE("eviction keeps making progress under a storm of ExistKey") {
+  MasterIndex m(Opts());  // lease 1000 ms
+  REQUIRE(m.Mount(kStoreA, Seg("a", 8 * kMiB), 0).ok());
+  std::vector<std::string> all;
+  for (int i = 0; i < 8; ++i) {
+    all.push_back("k" + std::to_string(i));
+    Put(m, all.back(), kMiB, 0);
+  }
+  // Every key is leased again every 100 ms, forever.
+  int64_t now = 0;
+  int32_t status = 0;
+  for (; now < 5000; now += 100) {
+    m.ExistKeys(all, now);
+    if (now == 500) {
+      // The pool is full: a new put triggers eviction; every object is
+      // leased, so it dooms the oldest instead of failing forever.
+      status = m.PutStart(kWriter, {1, "", {{"new", kMiB}}}, now).items[0].code;
+    }
+    m.Tick(now);
+  }
+  CHECK(status == Code(ErrorCode::NO_AVAILABLE_HANDLE));  // nothing unleased at that moment
+  CHECK(m.counters().lease_refusals > 0);                 // doomed keys got no new lease
+  CHECK(m.counters().evicted_objects >= 1);               // and were freed after their lease
+  CHECK(m.PutStart(kWriter, {1, "", {{"new", kMiB}}}, now).items[0].code == kOk);
+}
+
+TEST_CASE("liveness: silent owners lose their segments; a returning owner remounts") {
+  MasterIndex m(Opts());  // client ttl 5000
+  REQUIRE(m.Mount(kStoreA, Seg("a", 8 * kMiB), 0).ok());
+  REQUIRE(m.Mount(kStoreB, Seg("b", 8 * kMiB), 0).ok());
+  Put(m, "ka", kMiB, 0, 1, kWriter);
+  m.Ping(kStoreB, 1, 4000);
+  CHECK(m.ExpireClients(4999).empty());
+  CHECK(m.ExpireClients(5000) == std::vector<std::string>{"store-a"});
+  CHECK(m.Segments().size() == 1);
+  CHECK(m.Lookup("ka", 5000) == std::nullopt);
+  CHECK(m.Ping(kStoreA, 1, 5001).remount_needed);
+  CHECK_FALSE(m.Ping(kStoreB, 1, 5001).remount_needed);
+  CHECK(m.Unmount(kStoreA, "b", 5001).code() == ErrorCode::ILLEGAL_CLIENT);
+  CHECK(m.Unmount(kStoreA, "zz", 5001).code() == ErrorCode::SEGMENT_NOT_FOUND);
+  CHECK(m.Mount(kStoreA, Seg("b", 8 * kMiB), 5001).code() == ErrorCode::SEGMENT_ALREADY_EXISTS);
+  CHECK(m.Mount(kStoreB, Seg("b", 8 * kMiB), 5001).ok());  // idempotent retry
+}
+
+TEST_CASE("restart: the index is rebuilt from remounts and quarantined ranges wait") {
+  MasterIndex first(Opts());
+  REQUIRE(first.Mount(kStoreA, Seg("a", 4 * kMiB), 0).ok());
+  ReplicaItem k1 = Put(first, "k1", kMiB, 0, 11);
+  ReplicaItem k2 = Put(first, "k2", kMiB, 0, 22);
+  std::vector<ObjectEntry> table;  // what the owner learned from TableUpdates
+  for (auto& [owner, update] : first.TakeTableUpdates()) {
+    for (const TableChange& c : update.changes) table.push_back(c.entry);
+  }
+  REQUIRE(table.size() == 2);
+  // A bad entry from the owner is skipped, not trusted.
+  table.push_back({"evil", 3 * kMiB + 64, 4 * kMiB, 0});
+  table.push_back({"dup", table[0].offset, kMiB, 0});
+
+  MasterIndex second(Opts());  // the restarted master
+  CHECK(second.Ping(kStoreA, 1, 100).remount_needed);
+  REQUIRE(second.Remount(kStoreA, Seg("a", 4 * kMiB), table, 100).ok());
+  CHECK(second.counters().remount_objects_rejected == 2);
+  CHECK(second.GetReplicaLists({"k1"}, 100).items[0].checksum == 11);
+  CHECK(second.GetReplicaLists({"k2"}, 100).items[0].replicas[0].offset == k2.replicas[0].offset);
+  CHECK_FALSE(second.Ping(kStoreA, 1, 100).remount_needed);
+  // No new allocation in the rebuilt segment for one lease TTL.
+  CHECK(second.PutStart(kWriter, {1, "", {{"n", kMiB}}}, 1099).items[0].code ==
+        Code(ErrorCode::NO_AVAILABLE_HANDLE));
+  ReplicaListResponse later = second.PutStart(kWriter, {1, "", {{"n", kMiB}}}, 1100);
+  REQUIRE(later.items[0].code == kOk);
+  CHECK(later.items[0].replicas[0].offset != k1.replicas[0].offset);
+  CHECK(later.items[0].replicas[0].offset != k2.replicas[0].offset);
+}
+
+TEST_CASE("unmount drops one replica and keeps objects that have another") {
+  MasterIndex m(Opts());
+  REQUIRE(m.Mount(kStoreA, Seg("a", 8 * kMiB), 0).ok());
+  REQUIRE(m.Mount(kStoreB, Seg("b", 8 * kMiB), 0).ok());
+  Put(m, "both", kMiB, 0, 1, kWriter, 2);
+  Put(m, "one", kMiB, 0, 1, kWriter, 1);
+  std::string where = m.Lookup("one", 0)->replicas[0].first;
+  REQUIRE(m.Unmount(where == "a" ? kStoreA : kStoreB, where, 0).ok());
+  CHECK(m.Lookup("one", 0) == std::nullopt);
+  REQUIRE(m.Lookup("both", 0).has_value());
+  CHECK(m.Lookup("both", 0)->replicas.size() == 1);
+  CHECK(m.ExistKeys({"both"}, 0).codes[0] == kOk);
+}
+
+}  // namespace
+}  // namespace kvcached

@@ -1,0 +1,146 @@
+#include "core/rpc_protocol.h"
+
+#include <doctest/doctest.h>
+
+#include "core/wire.h"
+
+namespace kvcached {
+namespace {
+
+template <typename T>
+T RoundTrip(const T& in) {
+  std::string body = EncodeBody(in);
+  T out;
+  Status st = DecodeBody(body, out);
+  REQUIRE_MESSAGE(st.ok(), st.ToString());
+  CHECK(EncodeBody(out) == body);
+  // Every strict prefix is refused, never read past.
+  for (size_t n = 0; n < body.size(); ++n) {
+    T partial;
+    CHECK_FALSE(DecodeBody(std::string_view(body).substr(0, n), partial).ok());
+  }
+  // Trailing bytes are refused.
+  T trailing;
+  CHECK(DecodeBody(body + "x", trailing).code() == ErrorCode::INVALID_PARAMS);
+  return out;
+}
+
+SegmentInfo Seg() { return {"store-a/seg0", 0x7f0000000000, 4ull << 30, "tcp://127.0.0.1:7000"}; }
+
+TEST_CASE("every message round-trips and every prefix is refused") {
+  HelloRequest hello{2, "client-1", "host-a", "token"};
+  CHECK(RoundTrip(hello).client_id == "client-1");
+  HelloResponse hr{0, kRpcVersion, "master-xyz", 10000, "welcome"};
+  CHECK(RoundTrip(hr).lease_ttl_ms == 10000);
+  CHECK(RoundTrip(ErrorBody{-601, "no"}).code == -601);
+  CHECK(RoundTrip(MountRequest{Seg()}).segment.size == (4ull << 30));
+  CHECK(RoundTrip(UnmountRequest{"s"}).name == "s");
+  RemountRequest rm{Seg(), {{"k1", 0, 100, 7}, {"k2", 4096, 200, 8}}};
+  CHECK(RoundTrip(rm).objects[1].checksum == 8);
+  CHECK(RoundTrip(StatusResponse{-704, "gone"}).message == "gone");
+  CHECK(RoundTrip(PingRequest{3}).segments_owned == 3);
+  CHECK(RoundTrip(PingResponse{0, "m", true}).remount_needed);
+  CHECK(RoundTrip(KeysRequest{{"a", "b", ""}}).keys.size() == 3);
+  CHECK(RoundTrip(RemoveRequest{true, {"a"}}).force);
+  CHECK(RoundTrip(CodesResponse{10000, {0, -704}}).codes[1] == -704);
+  ReplicaListResponse rl{10000,
+                         {{"s0", "tcp://a"}, {"s1", "tcp://b"}},
+                         {{0, 10, 99, {{0, 64}, {1, 128}}}, {-704, 0, 0, {}}}};
+  CHECK(RoundTrip(rl).items[0].replicas[1].offset == 128);
+  CHECK(RoundTrip(PutStartRequest{2, "s0", {{"k", 1 << 20}}}).items[0].size == (1 << 20));
+  CHECK(RoundTrip(PutEndRequest{{{"k", 42}}}).items[0].checksum == 42);
+  CHECK(RoundTrip(RemoveAllRequest{true}).force);
+  CHECK(RoundTrip(RemoveAllResponse{0, 12}).removed == 12);
+  CHECK(RoundTrip(SizesResponse{{{0, 5}, {-704, 0}}}).items[0].size == 5);
+  TableUpdate tu{"s0", {{1, {"k", 0, 5, 9}}, {2, {"k", 0, 5, 0}}}};
+  CHECK(RoundTrip(tu).changes[1].op == 2);
+}
+
+TEST_CASE("limits are enforced before allocation") {
+  SUBCASE("a huge list count in a tiny frame") {
+    WireWriter w;
+    w.U32(0xFFFFFFFF);
+    KeysRequest out;
+    Status st = DecodeBody(w.buffer(), out);
+    CHECK(st.code() == ErrorCode::INVALID_PARAMS);
+    CHECK(st.message().find("over the limit") != std::string::npos);
+  }
+  SUBCASE("a list count that cannot fit in the bytes left") {
+    WireWriter w;
+    w.U32(1000);
+    w.U32(0);
+    KeysRequest out;
+    CHECK(DecodeBody(w.buffer(), out).message().find("cannot fit") != std::string::npos);
+  }
+  SUBCASE("a string length past the end") {
+    WireWriter w;
+    w.U32(1);
+    w.U32(100);
+    w.buffer() += "abc";
+    KeysRequest out;
+    CHECK(DecodeBody(w.buffer(), out).message().find("past the end") != std::string::npos);
+  }
+  SUBCASE("a key over the protocol limit") {
+    KeysRequest big{{std::string(kMaxKeyBytes + 1, 'k')}};
+    KeysRequest out;
+    CHECK(DecodeBody(EncodeBody(big), out).message().find("over the limit") != std::string::npos);
+  }
+  SUBCASE("a boolean that is not 0 or 1") {
+    std::string body = EncodeBody(RemoveAllRequest{true});
+    body[0] = 2;
+    RemoveAllRequest out;
+    CHECK_FALSE(DecodeBody(body, out).ok());
+  }
+  SUBCASE("a replica pointing outside the segment list") {
+    ReplicaListResponse rl{1, {{"s0", "e"}}, {{0, 1, 1, {{1, 0}}}}};
+    ReplicaListResponse out;
+    CHECK(DecodeBody(EncodeBody(rl), out).message().find("segment index") != std::string::npos);
+  }
+  SUBCASE("an unknown table operation") {
+    TableUpdate tu{"s", {{9, {"k", 0, 1, 0}}}};
+    TableUpdate out;
+    CHECK(DecodeBody(EncodeBody(tu), out).message().find("table operation") != std::string::npos);
+  }
+}
+
+TEST_CASE("frame headers") {
+  FrameHeader h;
+  h.type = static_cast<uint16_t>(MsgType::kPutStart);
+  h.flags = kFlagResponse;
+  h.request_id = 0x1122334455667788ull;
+  h.body_bytes = 77;
+  unsigned char buf[kFrameHeaderBytes];
+  EncodeHeader(h, buf);
+  CHECK(buf[0] == 'K');
+  CHECK(buf[1] == 'V');
+  CHECK(buf[2] == 'C');
+  CHECK(buf[3] == '1');
+  FrameHeader out;
+  REQUIRE(DecodeHeader(buf, 100, out).ok());
+  CHECK(out.request_id == h.request_id);
+  CHECK(out.type == h.type);
+  CHECK(out.body_bytes == 77);
+  CHECK(DecodeHeader(buf, 76, out).message().find("over the limit") != std::string::npos);
+  unsigned char bad[kFrameHeaderBytes];
+  std::memcpy(bad, buf, sizeof bad);
+  bad[0] = 'G';
+  CHECK(DecodeHeader(bad, 100, out).message().find("magic") != std::string::npos);
+  std::memcpy(bad, buf, sizeof bad);
+  bad[10] = 1;  // reserved
+  CHECK_FALSE(DecodeHeader(bad, 100, out).ok());
+  std::memcpy(bad, buf, sizeof bad);
+  bad[8] = 0x80;  // unknown flag
+  CHECK_FALSE(DecodeHeader(bad, 100, out).ok());
+  // The version is reported, not judged, so the caller can name both.
+  std::memcpy(bad, buf, sizeof bad);
+  bad[4] = 9;
+  REQUIRE(DecodeHeader(bad, 100, out).ok());
+  CHECK(out.version == 9);
+  std::string frame = EncodeFrame(MsgType::kPing, 0, 5, PingRequest{2});
+  CHECK(frame.size() == kFrameHeaderBytes + 4);
+  CHECK(std::string(MsgTypeName(MsgType::kGetReplicaList)) == "GetReplicaList");
+  CHECK(std::string(MsgTypeName(static_cast<MsgType>(999))) == "Unknown");
+}
+
+}  // namespace
+}  // namespace kvcached
