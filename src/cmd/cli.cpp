@@ -35,6 +35,8 @@ std::string TypeName(const OptionSpec& spec) {
       return "UINT";
     case OptionKind::kBool:
       return "";
+    case OptionKind::kRatio:
+      return "RATIO";
     case OptionKind::kChoice: {
       std::string out;
       for (const std::string& c : spec.choices) out += (out.empty() ? "" : "|") + c;
@@ -227,10 +229,14 @@ int RunCli(int argc, char** argv) {
     if (!subs[i]->parsed()) continue;
     const Command& c = commands[i];
     if (!c.available) {
+      std::string available;
+      for (const Command& other : commands) {
+        if (other.available) available += (available.empty() ? "" : ", ") + other.name;
+      }
       std::fprintf(stderr,
                    "kvcached %s: this subcommand is not available in this build yet (%s). "
-                   "Available now: 'kvcached meta'.\n",
-                   c.name.c_str(), VersionLine().c_str());
+                   "Available now: %s.\n",
+                   c.name.c_str(), VersionLine().c_str(), available.c_str());
       return kExitUnavailable;
     }
     std::map<std::string, std::string> flags = captures[i].Given(specs[i]);

@@ -107,6 +107,70 @@ struct ShutdownDriver {
 
 }  // namespace
 
+OptionSpec MakeOption(std::string name, OptionKind kind, std::string default_value,
+                      std::string help, uint64_t min, uint64_t max) {
+  OptionSpec s;
+  s.name = std::move(name);
+  s.kind = kind;
+  s.default_value = std::move(default_value);
+  s.help = std::move(help);
+  s.min = min;
+  s.max = max;
+  return s;
+}
+
+std::vector<OptionSpec> DaemonOptions() {
+  return {
+      MakeOption("threads", OptionKind::kUInt, "0", "I/O threads (0: one per core, at most 8)", 0,
+                 256),
+      MakeOption("shutdown-timeout", OptionKind::kDuration, "10s",
+                 "On SIGTERM/SIGINT, how long in-flight requests may take to finish"),
+      MakeOption("token-file", OptionKind::kPath, "",
+                 "File holding the cluster token; when set, every request but /health must "
+                 "prove it ('Authorization: Bearer <token>' over HTTP, Hello over RPC)"),
+  };
+}
+
+std::vector<OptionSpec> HttpLimitOptions() {
+  return {
+      MakeOption("max-body-size", OptionKind::kSize, "16MiB",
+                 "Largest value a metadata PUT may store; larger bodies get 413", 1,
+                 uint64_t{1} << 30),
+      MakeOption("max-key-length", OptionKind::kUInt, "4096",
+                 "Longest metadata key in bytes after URL-decoding; longer keys get 400", 1,
+                 1 << 20),
+      MakeOption("max-header-size", OptionKind::kSize, "16KiB",
+                 "Largest HTTP request line plus headers; larger get 431", 1024, 1 << 20),
+      MakeOption("max-total-size", OptionKind::kSize, "1GiB",
+                 "Most bytes of metadata keys and values held; PUTs past it get 507", 1),
+      MakeOption("max-connections", OptionKind::kUInt, "1024",
+                 "Most concurrent connections per listener; more are refused", 1, 1 << 20),
+      MakeOption("read-timeout", OptionKind::kDuration, "30s",
+                 "Idle keep-alive or slow HTTP clients are closed after this long without a "
+                 "complete request (writes get the same limit)",
+                 100),
+  };
+}
+
+void ApplyHttpLimits(const Config& cfg, HttpServerOptions& http, MetadataLimits& limits) {
+  http.max_body_bytes = cfg.Number("max-body-size");
+  http.max_header_bytes = cfg.Number("max-header-size");
+  http.max_connections = cfg.Number("max-connections");
+  http.read_timeout = cfg.Duration("read-timeout");
+  limits.max_key_bytes = cfg.Number("max-key-length");
+  limits.max_value_bytes = cfg.Number("max-body-size");
+  limits.max_total_bytes = cfg.Number("max-total-size");
+}
+
+Result<std::optional<AuthToken>> LoadTokenOption(const Config& cfg) {
+  if (!cfg.IsSet("token-file")) return std::optional<AuthToken>();
+  std::string warning;
+  Result<AuthToken> token = AuthToken::LoadFile(cfg.String("token-file"), &warning);
+  if (!token.ok()) return token.status();
+  if (!warning.empty()) spdlog::warn("{}", warning);
+  return std::optional<AuthToken>(std::move(token).value());
+}
+
 size_t ResolveThreads(uint64_t requested) {
   if (requested > 0) return static_cast<size_t>(requested);
   unsigned n = std::thread::hardware_concurrency();

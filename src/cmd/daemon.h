@@ -13,7 +13,10 @@
 #include <boost/asio/io_context.hpp>
 
 #include "cmd/command.h"
+#include "core/auth_token.h"
+#include "core/metadata_store.h"
 #include "core/metrics.h"
+#include "net/http_server.h"
 
 namespace kvcached {
 
@@ -33,5 +36,19 @@ void RegisterProcessMetrics(MetricsRegistry& metrics);
 
 // Number of threads to run for a --threads value (0 = one per core, at most 8).
 size_t ResolveThreads(uint64_t requested);
+
+// One setting, declared in a line.
+OptionSpec MakeOption(std::string name, OptionKind kind, std::string default_value,
+                      std::string help, uint64_t min = 0, uint64_t max = UINT64_MAX);
+
+// --threads, --shutdown-timeout and --token-file, which every daemon has.
+std::vector<OptionSpec> DaemonOptions();
+// The limits of the HTTP servers and of the metadata store behind them.
+std::vector<OptionSpec> HttpLimitOptions();
+void ApplyHttpLimits(const Config& cfg, HttpServerOptions& http, MetadataLimits& limits);
+
+// Loads --token-file when set. Logs a warning for a file others can read;
+// INVALID_PARAMS (exit 78) for a missing, empty or weak token.
+Result<std::optional<AuthToken>> LoadTokenOption(const Config& cfg);
 
 }  // namespace kvcached

@@ -1,12 +1,169 @@
-// `kvcached master`: declared, not built yet.
+// `kvcached master`: the control plane — object index, placement, leases,
+// eviction, liveness — with its admin HTTP port and, unless --no-meta, the
+// metadata service in-process.
+#include <spdlog/spdlog.h>
+#include <boost/asio/io_context.hpp>
+
 #include "cmd/command.h"
+#include "cmd/daemon.h"
+#include "core/build_info.h"
+#include "core/units.h"
+#include "net/master_service.h"
 
 namespace kvcached {
+namespace {
+
+std::vector<OptionSpec> MasterOptionsSpec() {
+  auto with = [](OptionSpec s, std::vector<std::string> aliases,
+                 DurationUnit bare = DurationUnit::kSeconds) {
+    s.aliases = std::move(aliases);
+    s.bare_unit = bare;
+    return s;
+  };
+  std::vector<OptionSpec> o = {
+      MakeOption("host", OptionKind::kString, "127.0.0.1",
+                 "Address every listener binds; anything but loopback needs --token-file"),
+      MakeOption("port", OptionKind::kUInt, "50051",
+                 "RPC port clients and stores connect to (0: any free)", 0, 65535),
+      with(MakeOption("admin-port", OptionKind::kUInt, "9003",
+                      "HTTP port of /health, /metrics and the read-only JSON API", 0, 65535),
+           {"metrics_port"}),
+      with(MakeOption("meta-port", OptionKind::kUInt, "8080",
+                      "Port of the in-process metadata service (0: any free)", 0, 65535),
+           {"http_metadata_server_port"}),
+      MakeOption("no-meta", OptionKind::kBool, "false",
+                 "Do not run the metadata service in-process"),
+      with(MakeOption("default-kv-lease-ttl", OptionKind::kDuration, "10s",
+                      "Read lease granted by ExistKey and GetReplicaList (a bare number is "
+                      "milliseconds, as in Mooncake)",
+                      10, 3'600'000),
+           {"default_kv_lease_ttl"}, DurationUnit::kMilliseconds),
+      MakeOption("put-start-discard-timeout", OptionKind::kDuration, "30s",
+                 "A put not ended after this may be taken over by a new writer", 100),
+      MakeOption("put-start-release-timeout", OptionKind::kDuration, "10m",
+                 "The space of a put never ended is reclaimed after this", 100),
+      with(MakeOption("eviction-high-watermark-ratio", OptionKind::kRatio, "0.90",
+                      "Evict when this share of the pool is allocated"),
+           {"eviction_high_watermark_ratio"}),
+      with(MakeOption("eviction-ratio", OptionKind::kRatio, "0.05",
+                      "Share of the pool each eviction frees"),
+           {"eviction_ratio"}),
+      with(
+          MakeOption("client-ttl", OptionKind::kDuration, "10s",
+                     "Owners silent this long lose their segments (a bare number is seconds)", 100),
+          {"client_ttl"}),
+      MakeOption("allocation-strategy", OptionKind::kChoice, "random",
+                 "Where new objects go: random, free-ratio (emptiest segment first) or "
+                 "local-first (segments on the writer's host first)"),
+      MakeOption("max-frame-size", OptionKind::kSize, "64MiB",
+                 "Largest RPC frame body accepted after Hello (remount tables are the biggest)",
+                 4096, uint64_t{1} << 31),
+  };
+  for (OptionSpec& s : o) {
+    if (s.name == "allocation-strategy") s.choices = {"random", "free-ratio", "local-first"};
+  }
+  for (auto* group : {&HttpLimitOptions, &DaemonOptions}) {
+    for (OptionSpec& spec : (*group)()) o.push_back(std::move(spec));
+  }
+  return o;
+}
+
+int RunMaster(const CommandContext& ctx) {
+  const Config& cfg = ctx.config;
+  MasterServiceOptions opts;
+  MasterOptions& index = opts.index;
+  index.strategy = *ParseAllocationStrategy(cfg.String("allocation-strategy"));
+  index.lease_ttl_ms = cfg.Duration("default-kv-lease-ttl").count();
+  index.put_start_discard_timeout_ms = cfg.Duration("put-start-discard-timeout").count();
+  index.put_start_release_timeout_ms = cfg.Duration("put-start-release-timeout").count();
+  index.eviction_high_watermark_ratio = cfg.Ratio("eviction-high-watermark-ratio");
+  index.eviction_ratio = cfg.Ratio("eviction-ratio");
+  index.client_ttl_ms = cfg.Duration("client-ttl").count();
+  if (index.put_start_release_timeout_ms < index.put_start_discard_timeout_ms) {
+    spdlog::error(
+        "--put-start-release-timeout ({}) must not be shorter than "
+        "--put-start-discard-timeout ({})",
+        FormatDuration(cfg.Duration("put-start-release-timeout")),
+        FormatDuration(cfg.Duration("put-start-discard-timeout")));
+    return kExitConfig;
+  }
+
+  Result<std::optional<AuthToken>> token = LoadTokenOption(cfg);
+  if (!token.ok()) {
+    spdlog::error("{}", token.status().message());
+    return ExitCode(token.code());
+  }
+  std::string host = cfg.String("host");
+  opts.rpc.name = "rpc";
+  opts.rpc.host = host;
+  opts.rpc.port = static_cast<uint16_t>(cfg.Number("port"));
+  opts.rpc.max_body_bytes = static_cast<uint32_t>(cfg.Number("max-frame-size"));
+  opts.rpc.max_connections = cfg.Number("max-connections");
+  opts.rpc.token = *token;
+  opts.admin.name = "admin";
+  opts.admin.host = host;
+  opts.admin.port = static_cast<uint16_t>(cfg.Number("admin-port"));
+  opts.admin.token = *token;
+  ApplyHttpLimits(cfg, opts.admin, opts.meta_limits);
+  if (!cfg.Bool("no-meta")) {
+    HttpServerOptions meta = opts.admin;
+    meta.name = "meta";
+    meta.port = static_cast<uint16_t>(cfg.Number("meta-port"));
+    opts.meta = meta;
+  }
+
+  MetricsRegistry metrics;
+  RegisterProcessMetrics(metrics);
+  boost::asio::io_context ioc;
+  MasterService service(ioc, opts, metrics);
+  if (Status st = service.Start(); !st.ok()) {
+    spdlog::error("{}", st.message());
+    return ExitCode(st.code());
+  }
+  size_t threads = ResolveThreads(cfg.Number("threads"));
+  std::string meta_url =
+      service.meta() ? "http://" + service.meta()->server().address() + "/metadata" : "off";
+  spdlog::info(
+      "{} master {}: RPC on {}, admin on http://{}, metadata service {} ({} threads, "
+      "token {})",
+      VersionLine(), service.master_id(), service.rpc().address(), service.admin().address(),
+      meta_url, threads, token->has_value() ? "required" : "not required");
+  spdlog::info("lease {}, client ttl {}, eviction at {:.0f}% freeing {:.0f}%, placement {}",
+               FormatDuration(cfg.Duration("default-kv-lease-ttl")),
+               FormatDuration(cfg.Duration("client-ttl")),
+               index.eviction_high_watermark_ratio * 100, index.eviction_ratio * 100,
+               cfg.String("allocation-strategy"));
+  spdlog::debug("settings: {}", cfg.Describe());
+  if (!service.rpc().bound_to_loopback() && !token->has_value()) {
+    spdlog::warn(
+        "listening on {} without --token-file: anyone who can reach these ports can "
+        "mount segments, read object locations and remove objects",
+        service.rpc().address());
+  }
+  DaemonHooks hooks;
+  hooks.begin_shutdown = [&service] { service.BeginShutdown(); };
+  hooks.open_connections = [&service] { return service.open_connections(); };
+  hooks.shutdown_timeout = cfg.Duration("shutdown-timeout");
+  hooks.ready_status = "master rpc " + service.rpc().address() + " admin http://" +
+                       service.admin().address() + " meta " + meta_url;
+  return ServeUntilSignalled(ioc, threads, ctx, hooks);
+}
+
+}  // namespace
 
 Command MasterCommand() {
-  return UnavailableCommand("master", "Run the master: object index, placement, leases, eviction",
-                            "The control plane of the pool: segment registry, object index, "
-                            "placement, leases, eviction and liveness. Not in this build yet.");
+  Command c;
+  c.name = "master";
+  c.summary = "Run the master: object index, placement, leases, eviction, liveness";
+  c.description =
+      "The control plane of the pool. Stores mount their segments here; clients ask where to "
+      "put and where to find objects, and move the bytes themselves. Serves the binary RPC "
+      "protocol (docs/protocol.md) on --port, /health, /metrics and a read-only JSON API on "
+      "--admin-port, and the metadata service on --meta-port unless --no-meta. A restarted "
+      "master rebuilds its index from the stores' remounts.";
+  c.options = MasterOptionsSpec();
+  c.run = RunMaster;
+  return c;
 }
 
 }  // namespace kvcached

@@ -12,62 +12,16 @@
 namespace kvcached {
 namespace {
 
-OptionSpec Opt(std::string name, OptionKind kind, std::string def, std::string help) {
-  OptionSpec s;
-  s.name = std::move(name);
-  s.kind = kind;
-  s.default_value = std::move(def);
-  s.help = std::move(help);
-  return s;
-}
-
 std::vector<OptionSpec> MetaOptions() {
-  std::vector<OptionSpec> o;
-  o.push_back(Opt("host", OptionKind::kString, "127.0.0.1",
-                  "Address to listen on; anything but loopback needs --token-file to be safe"));
-  OptionSpec port = Opt("port", OptionKind::kUInt, "8080", "TCP port to listen on (0: any free)");
-  port.max = 65535;
-  o.push_back(port);
-  OptionSpec threads =
-      Opt("threads", OptionKind::kUInt, "0", "I/O threads (0: one per core, at most 8)");
-  threads.max = 256;
-  o.push_back(threads);
-  OptionSpec body = Opt("max-body-size", OptionKind::kSize, "16MiB",
-                        "Largest value a PUT may store; larger bodies get 413");
-  body.min = 1;
-  body.max = uint64_t{1} << 30;
-  o.push_back(body);
-  OptionSpec key = Opt("max-key-length", OptionKind::kUInt, "4096",
-                       "Longest key in bytes after URL-decoding; longer keys get 400");
-  key.min = 1;
-  key.max = 1 << 20;
-  o.push_back(key);
-  OptionSpec header = Opt("max-header-size", OptionKind::kSize, "16KiB",
-                          "Largest request line plus headers; larger get 431");
-  header.min = 1024;
-  header.max = 1 << 20;
-  o.push_back(header);
-  OptionSpec total = Opt("max-total-size", OptionKind::kSize, "1GiB",
-                         "Most bytes of keys and values held; PUTs past it get 507");
-  total.min = 1;
-  o.push_back(total);
-  OptionSpec conns = Opt("max-connections", OptionKind::kUInt, "1024",
-                         "Most concurrent connections; more are answered 503 and closed");
-  conns.min = 1;
-  conns.max = 1 << 20;
-  o.push_back(conns);
-  OptionSpec timeout =
-      Opt("read-timeout", OptionKind::kDuration, "30s",
-          "Idle keep-alive or slow clients are closed after this long without a complete "
-          "request (writes get the same limit)");
-  timeout.min = 100;
-  o.push_back(timeout);
-  OptionSpec shutdown = Opt("shutdown-timeout", OptionKind::kDuration, "10s",
-                            "On SIGTERM/SIGINT, how long in-flight requests may take to finish");
-  o.push_back(shutdown);
-  o.push_back(Opt("token-file", OptionKind::kPath, "",
-                  "File holding the cluster token; when set, every request but /health needs "
-                  "'Authorization: Bearer <token>'"));
+  std::vector<OptionSpec> o = {
+      MakeOption("host", OptionKind::kString, "127.0.0.1",
+                 "Address to listen on; anything but loopback needs --token-file to be safe"),
+      MakeOption("port", OptionKind::kUInt, "8080", "TCP port to listen on (0: any free)", 0,
+                 65535),
+  };
+  for (auto* group : {&HttpLimitOptions, &DaemonOptions}) {
+    for (OptionSpec& spec : (*group)()) o.push_back(std::move(spec));
+  }
   return o;
 }
 
@@ -77,24 +31,14 @@ int RunMeta(const CommandContext& ctx) {
   http.name = "meta";
   http.host = cfg.String("host");
   http.port = static_cast<uint16_t>(cfg.Number("port"));
-  http.max_body_bytes = cfg.Number("max-body-size");
-  http.max_header_bytes = cfg.Number("max-header-size");
-  http.max_connections = cfg.Number("max-connections");
-  http.read_timeout = cfg.Duration("read-timeout");
-  if (cfg.IsSet("token-file")) {
-    std::string warning;
-    Result<AuthToken> token = AuthToken::LoadFile(cfg.String("token-file"), &warning);
-    if (!token.ok()) {
-      spdlog::error("{}", token.status().message());
-      return kExitConfig;
-    }
-    if (!warning.empty()) spdlog::warn("{}", warning);
-    http.token = std::move(token).value();
-  }
   MetadataLimits limits;
-  limits.max_key_bytes = cfg.Number("max-key-length");
-  limits.max_value_bytes = cfg.Number("max-body-size");
-  limits.max_total_bytes = cfg.Number("max-total-size");
+  ApplyHttpLimits(cfg, http, limits);
+  Result<std::optional<AuthToken>> token = LoadTokenOption(cfg);
+  if (!token.ok()) {
+    spdlog::error("{}", token.status().message());
+    return ExitCode(token.code());
+  }
+  http.token = std::move(token).value();
 
   MetricsRegistry metrics;
   RegisterProcessMetrics(metrics);

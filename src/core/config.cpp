@@ -165,6 +165,28 @@ Status ParseOptionValue(const OptionSpec& spec, const std::string& raw, ConfigVa
       }
       return Status::Ok();
     }
+    case OptionKind::kRatio: {
+      // Plain decimals only ("0.9", "1", ".05"): no exponents, signs or units.
+      bool digits = false;
+      bool dot = false;
+      for (char c : raw) {
+        if (std::isdigit(static_cast<unsigned char>(c))) {
+          digits = true;
+        } else if (c == '.' && !dot) {
+          dot = true;
+        } else {
+          digits = false;
+          break;
+        }
+      }
+      double v = digits ? std::strtod(raw.c_str(), nullptr) : -1;
+      if (!digits || v < 0 || v > 1) {
+        return Status(ErrorCode::INVALID_PARAMS,
+                      "'" + raw + "' is not a ratio between 0 and 1 (e.g. 0.9)");
+      }
+      out.ratio = v;
+      return Status::Ok();
+    }
     case OptionKind::kChoice: {
       for (const std::string& c : spec.choices) {
         if (c == raw) return Status::Ok();

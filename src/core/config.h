@@ -23,7 +23,7 @@
 
 namespace kvcached {
 
-enum class OptionKind { kString, kPath, kSize, kDuration, kUInt, kBool, kChoice };
+enum class OptionKind { kString, kPath, kSize, kDuration, kUInt, kBool, kChoice, kRatio };
 
 struct OptionSpec {
   std::string name;  // long flag without dashes, e.g. "max-body-size"
@@ -58,6 +58,7 @@ struct ConfigValue {
   uint64_t number = 0;  // kSize, kUInt
   std::chrono::milliseconds duration{0};
   bool flag = false;  // kBool
+  double ratio = 0;   // kRatio: a decimal in [0, 1]
 };
 
 class Config {
@@ -70,6 +71,7 @@ class Config {
   uint64_t Number(const std::string& name) const { return Get(name).number; }
   std::chrono::milliseconds Duration(const std::string& name) const { return Get(name).duration; }
   bool Bool(const std::string& name) const { return Get(name).flag; }
+  double Ratio(const std::string& name) const { return Get(name).ratio; }
 
   // "port=8080 (default), threads=4 (KVCACHED_THREADS)": for the start-up log.
   std::string Describe() const;

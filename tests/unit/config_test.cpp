@@ -142,6 +142,23 @@ TEST_CASE("config files: missing, not JSON, not an object") {
   std::remove(path);
 }
 
+TEST_CASE("ratios are plain decimals in [0, 1]") {
+  OptionSpec r;
+  r.name = "ratio";
+  r.kind = OptionKind::kRatio;
+  ConfigValue v;
+  REQUIRE(ParseOptionValue(r, "0.9", v).ok());
+  CHECK(v.ratio == doctest::Approx(0.9));
+  REQUIRE(ParseOptionValue(r, "1", v).ok());
+  CHECK(v.ratio == 1.0);
+  REQUIRE(ParseOptionValue(r, ".05", v).ok());
+  CHECK(v.ratio == doctest::Approx(0.05));
+  for (const char* bad : {"", "1.5", "-0.1", "1e-1", "0.9x", "..5", "nan", "inf", " 0.5"}) {
+    CAPTURE(bad);
+    CHECK_FALSE(ParseOptionValue(r, bad, v).ok());
+  }
+}
+
 TEST_CASE("names derive from the option name") {
   CHECK(EnvNameFor("max-body-size") == "KVCACHED_MAX_BODY_SIZE");
   CHECK(FileKeyFor("max-body-size") == "max_body_size");

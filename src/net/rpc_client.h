@@ -1,0 +1,106 @@
+// RpcClient: a blocking client of the master's RPC protocol for stores, the
+// client library, the benchmark and tests. Every wait has a deadline (a
+// call never hangs past `call_timeout`); a broken connection is re-opened
+// on the next call with exponential backoff (a read-only request that finds
+// its idle connection stale is sent once more on a fresh one), re-resolving the master's
+// address through `resolve_address` (the seam where a leader lookup goes
+// for HA). Requests may be pipelined (CallMany). TableUpdate notifications
+// that arrive while waiting are handed to `on_table_update` on the calling
+// thread. Thread-safe: calls are serialised by an internal mutex.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "core/rpc_protocol.h"
+#include "core/status.h"
+
+namespace kvcached {
+
+struct RpcClientOptions {
+  std::string address;  // "host:port" of the master
+  HelloRequest hello;   // identity and token sent on every (re)connect
+  std::chrono::milliseconds connect_timeout{3000};
+  std::chrono::milliseconds call_timeout{5000};
+  int connect_attempts = 4;  // per call that finds the connection down
+  std::chrono::milliseconds backoff_initial{50};
+  std::chrono::milliseconds backoff_max{2000};
+  // Called before each connect; returns the address to use. Default: `address`.
+  std::function<std::string()> resolve_address;
+  std::function<void(const TableUpdate&)> on_table_update;
+};
+
+class RpcClient {
+ public:
+  explicit RpcClient(RpcClientOptions options);
+  ~RpcClient();
+  RpcClient(const RpcClient&) = delete;
+  RpcClient& operator=(const RpcClient&) = delete;
+
+  // Connects and says Hello. RPC_FAIL (cannot connect), RPC_TIMEOUT,
+  // INVALID_VERSION or ILLEGAL_CLIENT (refused Hello) with the reason.
+  Status Connect();
+  bool connected() const;
+  // The last successful Hello's answer (master id, lease TTL).
+  HelloResponse hello() const;
+
+  // One request, one response. A whole-request error from the master comes
+  // back as its ErrorCode; transport trouble as RPC_FAIL or RPC_TIMEOUT
+  // (the connection is then dropped and re-opened by the next call).
+  template <typename Req, typename Resp>
+  Status Call(MsgType type, const Req& req, Resp& resp) {
+    std::vector<std::string> bodies;
+    Status st = RoundTrip(type, {EncodeBody(req)}, bodies);
+    if (!st.ok()) return st;
+    return DecodeBody(bodies[0], resp);
+  }
+
+  // Sends every request before reading any response (one round trip for
+  // the lot); responses come back in request order.
+  template <typename Req, typename Resp>
+  Status CallMany(MsgType type, const std::vector<Req>& reqs, std::vector<Resp>& resps) {
+    std::vector<std::string> in;
+    in.reserve(reqs.size());
+    for (const Req& r : reqs) in.push_back(EncodeBody(r));
+    std::vector<std::string> bodies;
+    Status st = RoundTrip(type, std::move(in), bodies);
+    if (!st.ok()) return st;
+    resps.resize(bodies.size());
+    for (size_t i = 0; i < bodies.size(); ++i) {
+      if (Status d = DecodeBody(bodies[i], resps[i]); !d.ok()) return d;
+    }
+    return Status::Ok();
+  }
+
+  // Waits up to `wait` for notifications and dispatches them; OK when the
+  // wait ended without a transport error.
+  Status PollNotifications(std::chrono::milliseconds wait);
+
+  void Close();
+
+ private:
+  using Deadline = std::chrono::steady_clock::time_point;
+  Status RoundTrip(MsgType type, std::vector<std::string> bodies, std::vector<std::string>& out);
+  Status RoundTripLocked(MsgType type, const std::vector<std::string>& bodies,
+                         std::vector<std::string>& out);
+  Status EnsureConnectedLocked();
+  Status ConnectLocked();
+  Status SendAll(const std::string& bytes, Deadline deadline);
+  Status RecvExact(char* buf, size_t n, Deadline deadline);
+  Status ReadOneFrame(FrameHeader& head, std::string& body, Deadline deadline);
+  // Reads frames until one that is not a notification, dispatching those.
+  Status ReadFrame(FrameHeader& head, std::string& body, Deadline deadline);
+  void Dispatch(const FrameHeader& head, const std::string& body);
+  void CloseLocked();
+
+  const RpcClientOptions options_;
+  mutable std::mutex mu_;  // guards everything below
+  int fd_ = -1;
+  uint64_t next_request_id_ = 1;
+  HelloResponse hello_;
+};
+
+}  // namespace kvcached

@@ -1,0 +1,126 @@
+// Test-only: starts the real `kvcached` binary (path in $KVCACHED_BIN) with a
+// NOTIFY_SOCKET owned by the test, waits for READY=1, and stops or kills it.
+// The readiness datagram's STATUS names the listening addresses.
+#pragma once
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <fstream>
+#include <regex>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace kvcached::testing {
+
+class KvcachedProcess {
+ public:
+  // Throws std::runtime_error (with the process's stderr) when it exits or
+  // does not become ready within 20 s.
+  explicit KvcachedProcess(std::vector<std::string> args, std::vector<std::string> extra_env = {}) {
+    const char* bin = std::getenv("KVCACHED_BIN");
+    if (bin == nullptr) throw std::runtime_error("KVCACHED_BIN is not set");
+    char dir_template[] = "/tmp/kvcached-bb-XXXXXX";
+    dir_ = mkdtemp(dir_template);
+    notify_path_ = dir_ + "/notify.sock";
+    log_path_ = dir_ + "/stderr.log";
+    notify_fd_ = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", notify_path_.c_str());
+    if (bind(notify_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+      throw std::runtime_error("cannot bind the notify socket");
+    }
+    pid_ = fork();
+    if (pid_ == 0) {
+      int log = ::open(log_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+      dup2(log, 2);
+      std::vector<std::string> env_strings = {"NOTIFY_SOCKET=" + notify_path_,
+                                              "PATH=/usr/bin:/bin"};
+      for (auto& e : extra_env) env_strings.push_back(e);
+      std::vector<char*> argv = {const_cast<char*>(bin)};
+      for (auto& a : args) argv.push_back(a.data());
+      argv.push_back(nullptr);
+      std::vector<char*> envp;
+      for (auto& e : env_strings) envp.push_back(e.data());
+      envp.push_back(nullptr);
+      execve(bin, argv.data(), envp.data());
+      _exit(127);
+    }
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+    while (std::chrono::steady_clock::now() < deadline) {
+      timeval tv{0, 200'000};
+      setsockopt(notify_fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+      char buf[4096];
+      ssize_t n = recv(notify_fd_, buf, sizeof buf - 1, 0);
+      if (n > 0) {
+        std::string msg(buf, static_cast<size_t>(n));
+        if (msg.find("READY=1") != std::string::npos) {
+          size_t at = msg.find("STATUS=");
+          status_ = at == std::string::npos ? "" : msg.substr(at + 7);
+          return;
+        }
+        continue;
+      }
+      int wstatus = 0;
+      if (waitpid(pid_, &wstatus, WNOHANG) == pid_) {
+        pid_ = -1;
+        throw std::runtime_error("kvcached exited before ready:\n" + Log());
+      }
+    }
+    throw std::runtime_error("kvcached did not become ready:\n" + Log());
+  }
+
+  ~KvcachedProcess() {
+    if (pid_ > 0) {
+      kill(pid_, SIGKILL);
+      waitpid(pid_, nullptr, 0);
+    }
+    close(notify_fd_);
+    std::system(("rm -rf " + dir_).c_str());
+  }
+
+  // The first "host:port" after `word` in the readiness STATUS.
+  std::string Address(const std::string& word) const {
+    std::smatch m;
+    std::regex re(word + R"( (?:http://)?([0-9.]+:[0-9]+))");
+    if (!std::regex_search(status_, m, re))
+      throw std::runtime_error("no " + word + " in " + status_);
+    return m[1];
+  }
+  uint16_t Port(const std::string& word) const {
+    std::string a = Address(word);
+    return static_cast<uint16_t>(std::stoi(a.substr(a.rfind(':') + 1)));
+  }
+
+  // Sends `sig` and returns the exit code (128+signal when killed by one).
+  int Stop(int sig = SIGTERM) {
+    kill(pid_, sig);
+    int wstatus = 0;
+    waitpid(pid_, &wstatus, 0);
+    pid_ = -1;
+    return WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) : 128 + WTERMSIG(wstatus);
+  }
+
+  std::string Log() const {
+    std::ifstream in(log_path_);
+    std::stringstream s;
+    s << in.rdbuf();
+    return s.str();
+  }
+
+ private:
+  pid_t pid_ = -1;
+  int notify_fd_ = -1;
+  std::string dir_, notify_path_, log_path_, status_;
+};
+
+}  // namespace kvcached::testing

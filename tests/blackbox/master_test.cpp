@@ -1,0 +1,469 @@
+// Black-box tests of `kvcached master`: the real binary on free loopback
+// ports, driven through the C++ RPC client (and raw sockets for malformed
+// input), as stores and clients use it.
+#include <doctest/doctest.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
+#include <atomic>
+#include <cstdio>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <thread>
+
+#include "core/rpc_protocol.h"
+#include "kvcached_process.h"
+#include "net/rpc_client.h"
+
+namespace kvcached {
+namespace {
+
+using testing::KvcachedProcess;
+using namespace std::chrono_literals;
+
+constexpr int32_t kOk = 0;
+constexpr int32_t Code(ErrorCode c) { return static_cast<int32_t>(c); }
+constexpr uint64_t kMiB = 1 << 20;
+
+std::vector<std::string> MasterArgs(std::vector<std::string> extra = {}) {
+  std::vector<std::string> a = {"master", "--port", "0", "--admin-port", "0", "--meta-port", "0"};
+  a.insert(a.end(), extra.begin(), extra.end());
+  return a;
+}
+
+// An owner's view of its segment: what the master told it through TableUpdates.
+struct OwnerTable {
+  std::mutex mu;
+  std::map<std::string, ObjectEntry> objects;
+  void Apply(const TableUpdate& u) {
+    std::lock_guard<std::mutex> lock(mu);
+    for (const TableChange& c : u.changes) {
+      if (c.op == static_cast<uint8_t>(TableOp::kAdd)) {
+        objects[c.entry.key] = c.entry;
+      } else {
+        objects.erase(c.entry.key);
+      }
+    }
+  }
+  size_t size() {
+    std::lock_guard<std::mutex> lock(mu);
+    return objects.size();
+  }
+  std::vector<ObjectEntry> entries() {
+    std::lock_guard<std::mutex> lock(mu);
+    std::vector<ObjectEntry> out;
+    for (auto& [k, e] : objects) out.push_back(e);
+    return out;
+  }
+};
+
+std::unique_ptr<RpcClient> Connect(const std::string& address, const std::string& id,
+                                   PeerRole role = PeerRole::kClient, const std::string& token = "",
+                                   OwnerTable* table = nullptr) {
+  RpcClientOptions o;
+  o.address = address;
+  o.hello.role = static_cast<uint8_t>(role);
+  o.hello.client_id = id;
+  o.hello.host_id = "host-" + id;
+  o.hello.token = token;
+  o.call_timeout = 5s;
+  if (table != nullptr) o.on_table_update = [table](const TableUpdate& u) { table->Apply(u); };
+  auto c = std::make_unique<RpcClient>(o);
+  Status st = c->Connect();
+  REQUIRE_MESSAGE(st.ok(), st.ToString());
+  return c;
+}
+
+Status Mount(RpcClient& c, const std::string& name, uint64_t size) {
+  StatusResponse r;
+  Status st =
+      c.Call(MsgType::kMountSegment, MountRequest{{name, 0x10000, size, "tcp://" + name}}, r);
+  if (!st.ok()) return st;
+  return r.code == 0 ? Status::Ok() : Status(static_cast<ErrorCode>(r.code), r.message);
+}
+
+// PutStart + PutEnd of each key; returns the codes of PutStart (PutEnd must be OK).
+std::vector<int32_t> Put(RpcClient& c, const std::vector<std::string>& keys, uint64_t size,
+                         uint64_t checksum_base = 100) {
+  PutStartRequest start{1, "", {}};
+  for (const auto& k : keys) start.items.push_back({k, size});
+  ReplicaListResponse placed;
+  REQUIRE(c.Call(MsgType::kPutStart, start, placed).ok());
+  PutEndRequest end;
+  std::vector<int32_t> codes;
+  for (size_t i = 0; i < keys.size(); ++i) {
+    codes.push_back(placed.items[i].code);
+    if (placed.items[i].code == kOk) end.items.push_back({keys[i], checksum_base + i});
+  }
+  if (!end.items.empty()) {
+    CodesResponse ended;
+    REQUIRE(c.Call(MsgType::kPutEnd, end, ended).ok());
+    for (int32_t code : ended.codes) CHECK(code == kOk);
+  }
+  return codes;
+}
+
+std::vector<std::string> Keys(const std::string& prefix, int n) {
+  std::vector<std::string> out;
+  for (int i = 0; i < n; ++i) out.push_back(prefix + std::to_string(i));
+  return out;
+}
+
+template <typename Pred>
+bool WaitFor(Pred pred, std::chrono::milliseconds limit) {
+  auto deadline = std::chrono::steady_clock::now() + limit;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (pred()) return true;
+    std::this_thread::sleep_for(20ms);  // polling an outcome, bounded by `limit`
+  }
+  return pred();
+}
+
+TEST_CASE("the whole lifecycle, batches of 256 keys in one round trip each") {
+  KvcachedProcess master(MasterArgs());
+  OwnerTable table;
+  auto owner = Connect(master.Address("rpc"), "store-1", PeerRole::kStore, "", &table);
+  REQUIRE(Mount(*owner, "seg-1", 256 * kMiB).ok());
+  CHECK(Mount(*owner, "seg-1", 256 * kMiB).ok());  // idempotent
+  auto other = Connect(master.Address("rpc"), "store-2", PeerRole::kStore);
+  CHECK(Mount(*other, "seg-1", 256 * kMiB).code() == ErrorCode::SEGMENT_ALREADY_EXISTS);
+
+  auto writer = Connect(master.Address("rpc"), "writer");
+  std::vector<std::string> keys = Keys("page-", 256);
+  for (int32_t code : Put(*writer, keys, 64 << 10)) CHECK(code == kOk);
+  CHECK(Put(*writer, {"page-0"}, 64 << 10)[0] == Code(ErrorCode::OBJECT_ALREADY_EXISTS));
+
+  KeysRequest probe{keys};
+  probe.keys.push_back("missing");
+  CodesResponse exist;
+  REQUIRE(writer->Call(MsgType::kExistKey, probe, exist).ok());
+  REQUIRE(exist.codes.size() == 257);
+  CHECK(exist.codes[0] == kOk);
+  CHECK(exist.codes[255] == kOk);
+  CHECK(exist.codes[256] == Code(ErrorCode::OBJECT_NOT_FOUND));
+  CHECK(exist.lease_ttl_ms == 10'000);
+
+  ReplicaListResponse where;
+  REQUIRE(writer->Call(MsgType::kGetReplicaList, probe, where).ok());
+  REQUIRE(where.items.size() == 257);
+  CHECK(where.items[7].checksum == 107);
+  CHECK(where.items[7].size == (64u << 10));
+  REQUIRE(where.segments.size() == 1);
+  CHECK(where.segments[0].name == "seg-1");
+  CHECK(where.segments[0].endpoint == "tcp://seg-1");
+  CHECK(where.items[256].code == Code(ErrorCode::OBJECT_NOT_FOUND));
+
+  SizesResponse sizes;
+  REQUIRE(writer->Call(MsgType::kGetSize, KeysRequest{{"page-1", "missing"}}, sizes).ok());
+  CHECK(sizes.items[0].size == (64u << 10));
+  CHECK(sizes.items[1].code == Code(ErrorCode::OBJECT_NOT_FOUND));
+
+  // The owner learns every object placed in its segment.
+  CHECK(WaitFor([&] { return owner->PollNotifications(50ms).ok() && table.size() == 256; }, 10s));
+
+  CodesResponse removed;
+  REQUIRE(writer->Call(MsgType::kRemove, RemoveRequest{false, {"page-0"}}, removed).ok());
+  CHECK(removed.codes[0] == Code(ErrorCode::OBJECT_HAS_LEASE));  // leased by the calls above
+  REQUIRE(writer->Call(MsgType::kRemove, RemoveRequest{true, {"page-0"}}, removed).ok());
+  CHECK(removed.codes[0] == kOk);
+  RemoveAllResponse all;
+  REQUIRE(writer->Call(MsgType::kRemoveAll, RemoveAllRequest{true}, all).ok());
+  CHECK(all.removed == 255);
+  CHECK(WaitFor([&] { return owner->PollNotifications(50ms).ok() && table.size() == 0; }, 10s));
+
+  StatusResponse unmounted;
+  REQUIRE(other->Call(MsgType::kUnmountSegment, UnmountRequest{"seg-1"}, unmounted).ok());
+  CHECK(unmounted.code == Code(ErrorCode::ILLEGAL_CLIENT));
+  REQUIRE(owner->Call(MsgType::kUnmountSegment, UnmountRequest{"seg-1"}, unmounted).ok());
+  CHECK(unmounted.code == kOk);
+  CHECK(master.Stop() == 0);
+}
+
+TEST_CASE("pipelined requests on one connection") {
+  KvcachedProcess master(MasterArgs());
+  auto owner = Connect(master.Address("rpc"), "store-1", PeerRole::kStore);
+  REQUIRE(Mount(*owner, "seg", 64 * kMiB).ok());
+  auto c = Connect(master.Address("rpc"), "writer");
+  Put(*c, Keys("k", 8), 4096);
+  std::vector<KeysRequest> reqs;
+  for (int i = 0; i < 64; ++i) reqs.push_back({{"k" + std::to_string(i % 8), "nope"}});
+  std::vector<CodesResponse> resps;
+  REQUIRE(c->CallMany(MsgType::kExistKey, reqs, resps).ok());
+  REQUIRE(resps.size() == 64);
+  for (const CodesResponse& r : resps) {
+    CHECK(r.codes == std::vector<int32_t>{kOk, Code(ErrorCode::OBJECT_NOT_FOUND)});
+  }
+}
+
+TEST_CASE("concurrent writers racing PutStart on one key: exactly one wins") {
+  KvcachedProcess master(MasterArgs());
+  auto owner = Connect(master.Address("rpc"), "store-1", PeerRole::kStore);
+  REQUIRE(Mount(*owner, "seg", 64 * kMiB).ok());
+  constexpr int kWriters = 8;
+  std::vector<std::unique_ptr<RpcClient>> writers;
+  for (int i = 0; i < kWriters; ++i) {
+    writers.push_back(Connect(master.Address("rpc"), "writer-" + std::to_string(i)));
+  }
+  std::vector<int32_t> codes(kWriters, 1);
+  std::atomic<bool> go{false};
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kWriters; ++i) {
+    threads.emplace_back([&, i] {
+      while (!go) std::this_thread::yield();
+      ReplicaListResponse r;
+      if (writers[i]->Call(MsgType::kPutStart, PutStartRequest{1, "", {{"hot", kMiB}}}, r).ok()) {
+        codes[i] = r.items[0].code;
+      }
+    });
+  }
+  go = true;
+  for (auto& t : threads) t.join();
+  int winners = 0;
+  int winner = -1;
+  for (int i = 0; i < kWriters; ++i) {
+    if (codes[i] == kOk) {
+      ++winners;
+      winner = i;
+    } else {
+      CHECK(codes[i] == Code(ErrorCode::REPLICA_IS_NOT_READY));
+    }
+  }
+  REQUIRE(winners == 1);
+  CodesResponse ended;
+  int loser = (winner + 1) % kWriters;
+  REQUIRE(writers[loser]->Call(MsgType::kPutEnd, PutEndRequest{{{"hot", 1}}}, ended).ok());
+  CHECK(ended.codes[0] == Code(ErrorCode::INVALID_WRITE));
+  REQUIRE(writers[winner]->Call(MsgType::kPutEnd, PutEndRequest{{{"hot", 1}}}, ended).ok());
+  CHECK(ended.codes[0] == kOk);
+}
+
+TEST_CASE("eviction under pressure keeps puts succeeding") {
+  KvcachedProcess master(MasterArgs({"--default-kv-lease-ttl", "50ms"}));
+  auto owner = Connect(master.Address("rpc"), "store-1", PeerRole::kStore);
+  REQUIRE(Mount(*owner, "seg", 16 * kMiB).ok());
+  auto c = Connect(master.Address("rpc"), "writer");
+  for (int i = 0; i < 64; ++i) {
+    CHECK(Put(*c, {"obj-" + std::to_string(i)}, kMiB)[0] == kOk);
+  }
+  CodesResponse exist;
+  REQUIRE(c->Call(MsgType::kExistKey, KeysRequest{Keys("obj-", 64)}, exist).ok());
+  int present = 0;
+  for (int32_t code : exist.codes) present += code == kOk;
+  CHECK(present <= 16);
+  CHECK(present >= 8);
+  CHECK(exist.codes[63] == kOk);                               // the newest stays
+  CHECK(exist.codes[0] == Code(ErrorCode::OBJECT_NOT_FOUND));  // the oldest went first
+}
+
+TEST_CASE("a storm of ExistKey does not stop eviction") {
+  KvcachedProcess master(MasterArgs({"--default-kv-lease-ttl", "300ms"}));
+  auto owner = Connect(master.Address("rpc"), "store-1", PeerRole::kStore);
+  REQUIRE(Mount(*owner, "seg", 8 * kMiB).ok());
+  auto writer = Connect(master.Address("rpc"), "writer");
+  std::vector<std::string> full = Keys("hot-", 8);
+  for (int32_t code : Put(*writer, full, kMiB)) REQUIRE(code == kOk);
+
+  std::atomic<bool> stop{false};
+  std::atomic<uint64_t> storms{0};
+  std::thread storm([&] {
+    auto c = Connect(master.Address("rpc"), "reader");
+    while (!stop) {
+      CodesResponse r;
+      if (c->Call(MsgType::kExistKey, KeysRequest{full}, r).ok()) storms++;
+    }
+  });
+  // Once every key is leased by the storm, the pool has no unleased byte:
+  // the first put cannot be placed, but it dooms the oldest objects, which
+  // get no new lease and are freed when their current one ends.
+  REQUIRE(WaitFor([&] { return storms > 5; }, 10s));
+  CHECK(Put(*writer, {"newcomer"}, kMiB)[0] == Code(ErrorCode::NO_AVAILABLE_HANDLE));
+  bool placed = WaitFor([&] { return Put(*writer, {"newcomer"}, kMiB)[0] == kOk; }, 10s);
+  uint64_t storms_during = storms;
+  stop = true;
+  storm.join();
+  CHECK(placed);
+  CHECK(storms_during > 10);
+}
+
+TEST_CASE("an owner that stops pinging loses its segment after --client-ttl") {
+  KvcachedProcess master(MasterArgs({"--client-ttl", "500ms"}));
+  auto owner = Connect(master.Address("rpc"), "store-1", PeerRole::kStore);
+  REQUIRE(Mount(*owner, "seg", 8 * kMiB).ok());
+  auto writer = Connect(master.Address("rpc"), "writer");
+  REQUIRE(Put(*writer, {"k"}, kMiB)[0] == kOk);
+  CHECK(WaitFor(
+      [&] {
+        CodesResponse r;
+        return writer->Call(MsgType::kExistKey, KeysRequest{{"k"}}, r).ok() &&
+               r.codes[0] == Code(ErrorCode::OBJECT_NOT_FOUND);
+      },
+      10s));
+  PingResponse pong;
+  REQUIRE(owner->Call(MsgType::kPing, PingRequest{1}, pong).ok());
+  CHECK(pong.remount_needed);
+  CHECK(master.Log().find("sent no ping") != std::string::npos);
+}
+
+TEST_CASE("master kill -9 and restart: the index is rebuilt from the owners") {
+  auto first = std::make_unique<KvcachedProcess>(
+      MasterArgs({"--default-kv-lease-ttl", "500ms", "--client-ttl", "30s"}));
+  std::string address = first->Address("rpc");
+  std::string port = std::to_string(first->Port("rpc"));
+  OwnerTable table;
+  auto owner = Connect(address, "store-1", PeerRole::kStore, "", &table);
+  REQUIRE(Mount(*owner, "seg", 64 * kMiB).ok());
+  auto writer = Connect(address, "writer");
+  std::vector<std::string> keys = Keys("durable-", 100);
+  for (int32_t code : Put(*writer, keys, 128 << 10)) REQUIRE(code == kOk);
+  ReplicaListResponse before;
+  REQUIRE(writer->Call(MsgType::kGetReplicaList, KeysRequest{keys}, before).ok());
+  REQUIRE(WaitFor([&] { return owner->PollNotifications(50ms).ok() && table.size() == 100; }, 10s));
+  std::string first_id = owner->hello().master_id;
+
+  CHECK(first->Stop(SIGKILL) == 128 + SIGKILL);
+  first.reset();
+  KvcachedProcess second({"master", "--port", port, "--admin-port", "0", "--meta-port", "0",
+                          "--default-kv-lease-ttl", "500ms"});
+
+  // The owner's next ping finds its connection stale, reconnects, meets a
+  // new master and is told to remount.
+  PingResponse pong;
+  REQUIRE(owner->Call(MsgType::kPing, PingRequest{1}, pong).ok());
+  CHECK(pong.remount_needed);
+  CHECK(pong.master_id != first_id);
+  StatusResponse remounted;
+  REQUIRE(owner
+              ->Call(MsgType::kRemountSegment,
+                     RemountRequest{{"seg", 0x10000, 64 * kMiB, "tcp://seg"}, table.entries()},
+                     remounted)
+              .ok());
+  CHECK(remounted.code == kOk);
+
+  ReplicaListResponse after;
+  REQUIRE(writer->Call(MsgType::kGetReplicaList, KeysRequest{keys}, after).ok());
+  for (size_t i = 0; i < keys.size(); ++i) {
+    CAPTURE(keys[i]);
+    REQUIRE(after.items[i].code == kOk);
+    CHECK(after.items[i].checksum == before.items[i].checksum);
+    CHECK(after.items[i].replicas[0].offset == before.items[i].replicas[0].offset);
+  }
+  // New space is handed out once the quarantine (one lease TTL) has passed,
+  // and never over a rebuilt object.
+  CHECK(WaitFor([&] { return Put(*writer, {"fresh"}, 128 << 10)[0] == kOk; }, 10s));
+  ReplicaListResponse fresh;
+  REQUIRE(writer->Call(MsgType::kGetReplicaList, KeysRequest{{"fresh"}}, fresh).ok());
+  for (const ReplicaItem& it : before.items) {
+    CHECK(fresh.items[0].replicas[0].offset != it.replicas[0].offset);
+  }
+  CHECK(second.Log().find("remounted by client 'store-1' with 100 object(s), 0 rejected") !=
+        std::string::npos);
+}
+
+TEST_CASE("cluster token: Hello must prove it") {
+  char path[] = "/tmp/kvcached-token-XXXXXX";
+  int fd = mkstemp(path);
+  const std::string token = "0123456789abcdef0123456789abcdef";
+  REQUIRE(write(fd, token.data(), token.size()) == static_cast<ssize_t>(token.size()));
+  close(fd);
+  KvcachedProcess master(MasterArgs({"--token-file", path}));
+  RpcClientOptions o;
+  o.address = master.Address("rpc");
+  o.hello.client_id = "intruder";
+  o.hello.token = "wrong-token-000000000000000000000";
+  RpcClient bad(o);
+  Status st = bad.Connect();
+  CHECK(st.code() == ErrorCode::ILLEGAL_CLIENT);
+  CHECK(st.message().find("token") != std::string::npos);
+  o.hello.token = "";
+  RpcClient none(o);
+  CHECK(none.Connect().code() == ErrorCode::ILLEGAL_CLIENT);
+  auto good = Connect(master.Address("rpc"), "friend", PeerRole::kClient, token);
+  CodesResponse r;
+  CHECK(good->Call(MsgType::kExistKey, KeysRequest{{"x"}}, r).ok());
+  std::remove(path);
+}
+
+// Raw socket helpers for malformed input.
+int RawConnect(uint16_t port) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(port);
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  REQUIRE(connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+  timeval tv{10, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  return fd;
+}
+
+std::string ReadAll(int fd) {
+  std::string out;
+  char buf[4096];
+  ssize_t n;
+  while ((n = recv(fd, buf, sizeof buf, 0)) > 0) out.append(buf, static_cast<size_t>(n));
+  close(fd);
+  return out;
+}
+
+std::string Header(uint16_t version, uint16_t type, uint32_t body_bytes,
+                   uint32_t magic = kRpcMagic) {
+  FrameHeader h;
+  h.magic = magic;
+  h.version = version;
+  h.type = type;
+  h.request_id = 1;
+  h.body_bytes = body_bytes;
+  std::string out(kFrameHeaderBytes, '\0');
+  EncodeHeader(h, reinterpret_cast<unsigned char*>(out.data()));
+  return out;
+}
+
+TEST_CASE("version mismatch and malformed frames close only that connection") {
+  KvcachedProcess master(MasterArgs());
+  uint16_t port = master.Port("rpc");
+
+  int fd = RawConnect(port);
+  std::string hello = EncodeBody(HelloRequest{1, "future", "h", ""});
+  std::string frame = Header(2, 1, static_cast<uint32_t>(hello.size())) + hello;
+  REQUIRE(send(fd, frame.data(), frame.size(), 0) == static_cast<ssize_t>(frame.size()));
+  std::string answer = ReadAll(fd);
+  REQUIRE(answer.size() > kFrameHeaderBytes);
+  ErrorBody err;
+  REQUIRE(DecodeBody(std::string_view(answer).substr(kFrameHeaderBytes), err).ok());
+  CHECK(err.code == Code(ErrorCode::INVALID_VERSION));
+  CHECK(err.message.find("version 2") != std::string::npos);
+  CHECK(err.message.find("version 1") != std::string::npos);
+
+  const std::vector<std::string> bad = {
+      std::string("GET / HTTP/1.1\r\n\r\n") + std::string(8, 'x'),  // not our protocol
+      Header(1, 1, kMaxBodyBeforeHello + 1),                        // too big before Hello
+      Header(1, 1, 3) + "abc",                                      // Hello that is cut short
+      Header(1, 6, 4) + std::string(4, '\0'),                       // request before Hello
+      Header(1, 1, 0, 0xdeadbeef),                                  // bad magic
+  };
+  for (const std::string& payload : bad) {
+    int s = RawConnect(port);
+    REQUIRE(send(s, payload.data(), payload.size(), 0) == static_cast<ssize_t>(payload.size()));
+    std::string reply = ReadAll(s);  // returns when the master closes the connection
+    if (!reply.empty()) {
+      FrameHeader h;
+      REQUIRE(DecodeHeader(reinterpret_cast<const unsigned char*>(reply.data()), 1 << 20, h).ok());
+      CHECK((h.flags & kFlagError) != 0);
+    }
+  }
+  // A hello'd client sending a frame with a body that does not decode.
+  auto victim = Connect(master.Address("rpc"), "victim");
+  auto fine = Connect(master.Address("rpc"), "fine");
+  KeysRequest huge;
+  huge.keys.assign(kMaxBatchKeys + 1, "k");
+  CodesResponse r;
+  CHECK(victim->Call(MsgType::kExistKey, huge, r).code() == ErrorCode::RPC_FAIL);
+  CHECK(fine->Call(MsgType::kExistKey, KeysRequest{{"k"}}, r).ok());
+  CHECK(master.Log().find("malformed frame") != std::string::npos);
+  CHECK(master.Stop() == 0);
+}
+
+}  // namespace
+}  // namespace kvcached
