@@ -4,6 +4,8 @@
 #include <functional>
 #include <set>
 
+#include "core/key_table.h"
+
 namespace kvcached {
 namespace {
 
@@ -16,16 +18,61 @@ struct Loc {
 
 enum class State : uint8_t { kPending, kComplete };
 
+constexpr uint32_t kNil = KeyTable<int>::kNone;
+
+// Replica locations: the first inline (nearly every object has one), the
+// rest in a heap array, to keep an object's record small.
+class Locs {
+ public:
+  size_t size() const { return count_; }
+  bool empty() const { return count_ == 0; }
+  Loc operator[](size_t i) const { return i == 0 ? Loc{first_seg_, first_offset_} : more_[i - 1]; }
+  void push_back(Loc l) {
+    if (count_ == 0) {
+      first_seg_ = l.seg;
+      first_offset_ = l.offset;
+    } else {
+      std::unique_ptr<Loc[]> grown(new Loc[count_]);
+      for (size_t i = 1; i < count_; ++i) grown[i - 1] = more_[i - 1];
+      grown[count_ - 1] = l;
+      more_ = std::move(grown);
+    }
+    ++count_;
+  }
+  void erase(size_t i) {
+    std::vector<Loc> rest;
+    for (size_t j = 0; j < count_; ++j) {
+      if (j != i) rest.push_back((*this)[j]);
+    }
+    clear();
+    for (Loc l : rest) push_back(l);
+  }
+  void clear() {
+    more_.reset();
+    count_ = 0;
+  }
+  std::vector<Loc> ToVector() const {
+    std::vector<Loc> out;
+    for (size_t i = 0; i < count_; ++i) out.push_back((*this)[i]);
+    return out;
+  }
+
+ private:
+  uint64_t first_offset_ = 0;
+  std::unique_ptr<Loc[]> more_;
+  uint32_t first_seg_ = 0;
+  uint8_t count_ = 0;
+};
+
 struct Object {
-  const std::string* key = nullptr;  // the map's own key
   uint64_t size = 0;
   uint64_t checksum = 0;
   int64_t lease_until_ms = 0;
   int64_t started_ms = 0;  // PutStart time, while pending
   uint64_t writer = 0;     // hash of the writer's client id, while pending
-  std::vector<Loc> locs;
-  Object* lru_prev = nullptr;  // complete objects only; head = least recently used
-  Object* lru_next = nullptr;
+  Locs locs;
+  uint32_t lru_prev = kNil;  // complete objects only; head = least recently used
+  uint32_t lru_next = kNil;
   State state = State::kPending;
   bool doomed = false;  // chosen for eviction: no new leases, freed when the lease ends
 };
@@ -63,71 +110,83 @@ struct MasterIndex::Impl {
   explicit Impl(const MasterOptions& o)
       : opts(o), rng(o.random_seed ? o.random_seed : std::random_device{}()) {}
 
+  using Id = uint32_t;
   const MasterOptions& opts;
   std::mt19937_64 rng;
-  std::unordered_map<std::string, Object> objects;
-  Object* lru_head = nullptr;
-  Object* lru_tail = nullptr;
+  KeyTable<Object> objects;
+  Id lru_head = kNil;
+  Id lru_tail = kNil;
   std::vector<std::unique_ptr<Segment>> segments;  // index = segment id
   std::unordered_map<std::string, uint32_t> segment_ids;
   std::unordered_map<std::string, Client> clients;
-  std::set<std::pair<int64_t, std::string>> pending_by_time;  // (started, key) of pending puts
-  std::multimap<int64_t, Zombie> zombies;                     // release time -> range
+  std::set<std::pair<int64_t, Id>> pending_by_time;  // (started, id) of pending puts
+  std::multimap<int64_t, Zombie> zombies;            // release time -> range
   std::vector<std::string> doomed;
   std::map<std::string, std::map<uint32_t, TableUpdate>> updates;  // owner -> seg -> update
 
-  // ---- LRU ----
-  void LruAppend(Object* o) {
-    o->lru_prev = lru_tail;
-    o->lru_next = nullptr;
-    if (lru_tail) lru_tail->lru_next = o;
-    lru_tail = o;
-    if (!lru_head) lru_head = o;
+  Id Find(std::string_view key) const { return objects.Find(key); }
+
+  // ---- LRU over complete objects, by id ----
+  void LruAppend(Id id) {
+    Object& o = objects[id];
+    o.lru_prev = lru_tail;
+    o.lru_next = kNil;
+    if (lru_tail != kNil) objects[lru_tail].lru_next = id;
+    lru_tail = id;
+    if (lru_head == kNil) lru_head = id;
   }
-  void LruUnlink(Object* o) {
-    if (o->lru_prev) o->lru_prev->lru_next = o->lru_next;
-    if (o->lru_next) o->lru_next->lru_prev = o->lru_prev;
-    if (lru_head == o) lru_head = o->lru_next;
-    if (lru_tail == o) lru_tail = o->lru_prev;
-    o->lru_prev = o->lru_next = nullptr;
+  void LruUnlink(Id id) {
+    Object& o = objects[id];
+    if (o.lru_prev != kNil) objects[o.lru_prev].lru_next = o.lru_next;
+    if (o.lru_next != kNil) objects[o.lru_next].lru_prev = o.lru_prev;
+    if (lru_head == id) lru_head = o.lru_next;
+    if (lru_tail == id) lru_tail = o.lru_prev;
+    o.lru_prev = o.lru_next = kNil;
   }
-  void LruTouch(Object* o) {
-    if (lru_tail == o) return;
-    LruUnlink(o);
-    LruAppend(o);
+  void LruTouch(Id id) {
+    if (lru_tail == id) return;
+    LruUnlink(id);
+    LruAppend(id);
   }
 
   // ---- owner notifications ----
-  void Queue(uint32_t seg_id, TableOp op, const Object& o, const Loc& loc) {
+  void Queue(uint32_t seg_id, TableOp op, Id id, const Loc& loc) {
+    const Object& o = objects[id];
     Segment& s = *segments[seg_id];
     TableUpdate& u = updates[s.owner][seg_id];
     u.segment = s.name;
-    u.changes.push_back({static_cast<uint8_t>(op), {*o.key, loc.offset, o.size, o.checksum}});
+    u.changes.push_back(
+        {static_cast<uint8_t>(op), {std::string(objects.Key(id)), loc.offset, o.size, o.checksum}});
   }
 
-  bool Live(const Segment& s) const { return s.mounted; }
-
   // Frees every replica's range. `notify`: tell owners the object is gone.
-  void ReleaseLocs(Object& o, bool notify) {
-    for (const Loc& l : o.locs) {
+  void ReleaseLocs(Id id, bool notify) {
+    Object& o = objects[id];
+    for (size_t i = 0; i < o.locs.size(); ++i) {
+      Loc l = o.locs[i];
       Segment& s = *segments[l.seg];
       if (!s.mounted) continue;
-      if (notify && o.state == State::kComplete) Queue(l.seg, TableOp::kRemove, o, l);
+      if (notify && o.state == State::kComplete) Queue(l.seg, TableOp::kRemove, id, l);
       (void)s.alloc.Free(l.offset, o.size);
       --s.objects;
     }
     o.locs.clear();
   }
 
-  void Drop(std::unordered_map<std::string, Object>::iterator it, bool notify) {
-    Object& o = it->second;
-    ReleaseLocs(o, notify);
+  // Removes an object from every structure that knows it.
+  void Forget(Id id) {
+    Object& o = objects[id];
     if (o.state == State::kComplete) {
-      LruUnlink(&o);
+      LruUnlink(id);
     } else {
-      pending_by_time.erase({o.started_ms, it->first});
+      pending_by_time.erase({o.started_ms, id});
     }
-    objects.erase(it);
+    objects.Erase(id);
+  }
+
+  void Drop(Id id, bool notify) {
+    ReleaseLocs(id, notify);
+    Forget(id);
   }
 
   uint64_t Capacity() const {
@@ -150,23 +209,23 @@ struct MasterIndex::Impl {
   // a constant stream of ExistKey cannot keep the pool full forever.
   void Evict(uint64_t target_bytes, int64_t now_ms, MasterCounters& counters) {
     uint64_t counted = 0;
-    Object* o = lru_head;
-    while (o != nullptr && counted < target_bytes) {
-      Object* next = o->lru_next;
-      uint64_t bytes = o->size * o->locs.size();
-      if (o->doomed) {
-        counted += bytes;
-      } else if (o->lease_until_ms > now_ms) {
-        o->doomed = true;
-        doomed.push_back(*o->key);
-        counted += bytes;
+    Id id = lru_head;
+    while (id != kNil && counted < target_bytes) {
+      Object& o = objects[id];
+      Id next = o.lru_next;
+      uint64_t bytes = o.size * o.locs.size();
+      counted += bytes;
+      if (o.doomed) {
+        // already on its way out
+      } else if (o.lease_until_ms > now_ms) {
+        o.doomed = true;
+        doomed.emplace_back(objects.Key(id));
       } else {
-        counted += bytes;
         counters.evicted_objects++;
-        counters.evicted_bytes += o->size;
-        Drop(objects.find(*o->key), /*notify=*/true);
+        counters.evicted_bytes += o.size;
+        Drop(id, /*notify=*/true);
       }
-      o = next;
+      id = next;
     }
   }
 
@@ -174,12 +233,12 @@ struct MasterIndex::Impl {
   std::vector<uint32_t> Candidates(const Caller& caller, const std::string& preferred,
                                    int64_t now_ms) {
     std::vector<uint32_t> out;
-    for (uint32_t id = 0; id < segments.size(); ++id) {
-      const Segment& s = *segments[id];
-      if (s.mounted && s.quarantine_until_ms <= now_ms) out.push_back(id);
+    for (uint32_t sid = 0; sid < segments.size(); ++sid) {
+      const Segment& s = *segments[sid];
+      if (s.mounted && s.quarantine_until_ms <= now_ms) out.push_back(sid);
     }
-    auto free_ratio = [&](uint32_t id) {
-      const OffsetAllocator& a = segments[id]->alloc;
+    auto free_ratio = [&](uint32_t sid) {
+      const OffsetAllocator& a = segments[sid]->alloc;
       return a.capacity_bytes() == 0
                  ? 0.0
                  : static_cast<double>(a.free_bytes()) / static_cast<double>(a.capacity_bytes());
@@ -214,44 +273,47 @@ struct MasterIndex::Impl {
   std::vector<Loc> Place(const Caller& caller, const std::string& preferred, uint32_t replicas,
                          uint64_t size, int64_t now_ms) {
     std::vector<Loc> locs;
-    for (uint32_t id : Candidates(caller, preferred, now_ms)) {
+    for (uint32_t sid : Candidates(caller, preferred, now_ms)) {
       if (locs.size() >= replicas) break;
-      if (auto off = segments[id]->alloc.Allocate(size)) {
-        locs.push_back({id, *off});
-        segments[id]->objects++;
+      if (auto off = segments[sid]->alloc.Allocate(size)) {
+        locs.push_back({sid, *off});
+        segments[sid]->objects++;
       }
     }
     return locs;
   }
 
-  uint32_t SegmentIndexIn(ReplicaListResponse& res, std::map<uint32_t, uint32_t>& refs,
-                          uint32_t seg_id) {
-    auto [it, inserted] = refs.emplace(seg_id, static_cast<uint32_t>(res.segments.size()));
-    if (inserted) res.segments.push_back({segments[seg_id]->name, segments[seg_id]->endpoint});
-    return it->second;
+  // A response names each segment once; replicas point at it by index. A
+  // response rarely names more than a handful, so a linear scan wins.
+  using SegmentRefs = std::vector<std::pair<uint32_t, uint32_t>>;  // segment id -> index
+  uint32_t SegmentIndexIn(ReplicaListResponse& res, SegmentRefs& refs, uint32_t seg_id) {
+    for (const auto& [sid, index] : refs) {
+      if (sid == seg_id) return index;
+    }
+    uint32_t index = static_cast<uint32_t>(res.segments.size());
+    refs.emplace_back(seg_id, index);
+    res.segments.push_back({segments[seg_id]->name, segments[seg_id]->endpoint});
+    return index;
+  }
+
+  void FillReplicas(ReplicaListResponse& res, SegmentRefs& refs, const Locs& locs,
+                    ReplicaItem& item) {
+    item.replicas.reserve(locs.size());
+    for (size_t i = 0; i < locs.size(); ++i) {
+      item.replicas.push_back({SegmentIndexIn(res, refs, locs[i].seg), locs[i].offset});
+    }
   }
 
   void DropSegmentReplicas(uint32_t seg_id) {
-    for (auto it = objects.begin(); it != objects.end();) {
-      Object& o = it->second;
-      auto pos =
-          std::find_if(o.locs.begin(), o.locs.end(), [&](const Loc& l) { return l.seg == seg_id; });
-      if (pos == o.locs.end()) {
-        ++it;
-        continue;
+    objects.ForEach([&](Id id) {
+      Object& o = objects[id];
+      for (size_t i = 0; i < o.locs.size(); ++i) {
+        if (o.locs[i].seg != seg_id) continue;
+        o.locs.erase(i);
+        if (o.locs.empty()) Forget(id);
+        return;
       }
-      o.locs.erase(pos);
-      if (o.locs.empty()) {
-        if (o.state == State::kComplete) {
-          LruUnlink(&o);
-        } else {
-          pending_by_time.erase({o.started_ms, it->first});
-        }
-        it = objects.erase(it);
-      } else {
-        ++it;
-      }
-    }
+    });
     for (auto it = zombies.begin(); it != zombies.end();) {
       it = it->second.seg == seg_id ? zombies.erase(it) : std::next(it);
     }
@@ -321,35 +383,36 @@ Status MasterIndex::Remount(const Caller& caller, const SegmentInfo& seg,
     m.DropSegmentReplicas(it->second);
   }
   if (Status st = Mount(caller, seg, now_ms); !st.ok()) return st;
-  uint32_t id = m.segment_ids.at(seg.name);
-  Segment& s = *m.segments[id];
+  uint32_t sid = m.segment_ids.at(seg.name);
+  Segment& s = *m.segments[sid];
   s.quarantine_until_ms = now_ms + options_.lease_ttl_ms;
   for (const ObjectEntry& e : entries) {
     if (e.key.empty() || e.size == 0 || !s.alloc.Reserve(e.offset, e.size).ok()) {
       counters_.remount_objects_rejected++;
       continue;
     }
-    auto [oit, inserted] = m.objects.try_emplace(e.key);
-    Object& o = oit->second;
-    if (!inserted) {
+    uint32_t id = m.Find(e.key);
+    if (id != kNil) {
       // Another replica of a known object: keep it only if it is the same object.
+      Object& o = m.objects[id];
       if (o.state != State::kComplete || o.size != e.size || o.checksum != e.checksum ||
           o.locs.size() >= kMaxReplicas) {
         (void)s.alloc.Free(e.offset, e.size);
         counters_.remount_objects_rejected++;
         continue;
       }
-      o.locs.push_back({id, e.offset});
+      o.locs.push_back({sid, e.offset});
       s.objects++;
       continue;
     }
-    o.key = &oit->first;
+    id = m.objects.Insert(e.key);
+    Object& o = m.objects[id];
     o.size = e.size;
     o.checksum = e.checksum;
     o.state = State::kComplete;
-    o.locs.push_back({id, e.offset});
+    o.locs.push_back({sid, e.offset});
     s.objects++;
-    m.LruAppend(&o);
+    m.LruAppend(id);
   }
   return Status::Ok();
 }
@@ -409,19 +472,19 @@ CodesResponse MasterIndex::ExistKeys(const std::vector<std::string>& keys, int64
   r.lease_ttl_ms = static_cast<uint64_t>(options_.lease_ttl_ms);
   r.codes.reserve(keys.size());
   for (const std::string& k : keys) {
-    auto it = m.objects.find(k);
-    if (it == m.objects.end() || it->second.state != State::kComplete) {
+    uint32_t id = m.Find(k);
+    if (id == kNil || m.objects[id].state != State::kComplete) {
       r.codes.push_back(Code(ErrorCode::OBJECT_NOT_FOUND));
       continue;
     }
-    Object& o = it->second;
+    Object& o = m.objects[id];
     if (o.doomed) {
       counters_.lease_refusals++;
       r.codes.push_back(Code(ErrorCode::OBJECT_NOT_FOUND));
       continue;
     }
     o.lease_until_ms = std::max(o.lease_until_ms, now_ms + options_.lease_ttl_ms);
-    m.LruTouch(&o);
+    m.LruTouch(id);
     r.codes.push_back(Code(ErrorCode::OK));
   }
   return r;
@@ -433,26 +496,25 @@ ReplicaListResponse MasterIndex::GetReplicaLists(const std::vector<std::string>&
   ReplicaListResponse r;
   r.lease_ttl_ms = static_cast<uint64_t>(options_.lease_ttl_ms);
   r.items.resize(keys.size());
-  std::map<uint32_t, uint32_t> refs;
+  Impl::SegmentRefs refs;
   for (size_t i = 0; i < keys.size(); ++i) {
     ReplicaItem& item = r.items[i];
-    auto it = m.objects.find(keys[i]);
-    if (it == m.objects.end() || it->second.state != State::kComplete) {
+    uint32_t id = m.Find(keys[i]);
+    if (id == kNil || m.objects[id].state != State::kComplete) {
       item.code = Code(ErrorCode::OBJECT_NOT_FOUND);
       continue;
     }
-    Object& o = it->second;
+    Object& o = m.objects[id];
     if (o.doomed) {
       counters_.lease_refusals++;
       item.code = Code(ErrorCode::OBJECT_NOT_FOUND);
       continue;
     }
     o.lease_until_ms = std::max(o.lease_until_ms, now_ms + options_.lease_ttl_ms);
-    m.LruTouch(&o);
+    m.LruTouch(id);
     item.size = o.size;
     item.checksum = o.checksum;
-    for (const Loc& l : o.locs)
-      item.replicas.push_back({m.SegmentIndexIn(r, refs, l.seg), l.offset});
+    m.FillReplicas(r, refs, o.locs, item);
   }
   return r;
 }
@@ -463,7 +525,7 @@ ReplicaListResponse MasterIndex::PutStart(const Caller& caller, const PutStartRe
   ReplicaListResponse r;
   r.lease_ttl_ms = static_cast<uint64_t>(options_.lease_ttl_ms);
   r.items.resize(req.items.size());
-  std::map<uint32_t, uint32_t> refs;
+  Impl::SegmentRefs refs;
   bool bad_replicas = req.replica_num == 0 || req.replica_num > kMaxReplicas;
   for (size_t i = 0; i < req.items.size(); ++i) {
     const PutStartItem& in = req.items[i];
@@ -476,9 +538,9 @@ ReplicaListResponse MasterIndex::PutStart(const Caller& caller, const PutStartRe
       item.code = Code(ErrorCode::INVALID_KEY);
       continue;
     }
-    auto it = m.objects.find(in.key);
-    if (it != m.objects.end()) {
-      Object& o = it->second;
+    uint32_t existing = m.Find(in.key);
+    if (existing != kNil) {
+      Object& o = m.objects[existing];
       if (o.state == State::kComplete) {
         item.code = Code(ErrorCode::OBJECT_ALREADY_EXISTS);
         continue;
@@ -489,18 +551,20 @@ ReplicaListResponse MasterIndex::PutStart(const Caller& caller, const PutStartRe
       }
       // Take over an abandoned put. The old writer may still be writing, so
       // its ranges are reused only after the release timeout.
-      for (const Loc& l : o.locs) {
+      for (size_t j = 0; j < o.locs.size(); ++j) {
         m.zombies.emplace(o.started_ms + options_.put_start_release_timeout_ms,
-                          Zombie{l.seg, l.offset, o.size});
+                          Zombie{o.locs[j].seg, o.locs[j].offset, o.size});
       }
       o.locs.clear();
       counters_.put_takeovers++;
-      m.pending_by_time.erase({o.started_ms, it->first});
-      m.objects.erase(it);
+      m.Forget(existing);
     }
     std::vector<Loc> locs =
         m.Place(caller, req.preferred_segment, req.replica_num, in.size, now_ms);
-    if (locs.empty()) {
+    // Out of space: evict and try once more. Not when every segment is
+    // merely quarantined (rebuilt after a restart): evicting would free
+    // objects for nothing.
+    if (locs.empty() && !m.Candidates(caller, "", now_ms).empty()) {
       uint64_t cap = m.Capacity();
       uint64_t target = std::max<uint64_t>(
           in.size * req.replica_num,
@@ -512,18 +576,16 @@ ReplicaListResponse MasterIndex::PutStart(const Caller& caller, const PutStartRe
       item.code = Code(ErrorCode::NO_AVAILABLE_HANDLE);
       continue;
     }
-    auto [oit, inserted] = m.objects.try_emplace(in.key);
-    Object& o = oit->second;
-    o.key = &oit->first;
+    uint32_t id = m.objects.Insert(in.key);
+    Object& o = m.objects[id];
     o.size = in.size;
     o.state = State::kPending;
     o.started_ms = now_ms;
     o.writer = WriterHash(caller.client_id);
-    o.locs = std::move(locs);
-    m.pending_by_time.emplace(now_ms, in.key);
+    for (Loc l : locs) o.locs.push_back(l);
+    m.pending_by_time.emplace(now_ms, id);
     item.size = in.size;
-    for (const Loc& l : o.locs)
-      item.replicas.push_back({m.SegmentIndexIn(r, refs, l.seg), l.offset});
+    m.FillReplicas(r, refs, o.locs, item);
   }
   return r;
 }
@@ -534,12 +596,12 @@ CodesResponse MasterIndex::PutEnd(const Caller& caller, const PutEndRequest& req
   r.codes.reserve(req.items.size());
   uint64_t writer = WriterHash(caller.client_id);
   for (const PutEndItem& in : req.items) {
-    auto it = m.objects.find(in.key);
-    if (it == m.objects.end()) {
+    uint32_t id = m.Find(in.key);
+    if (id == kNil) {
       r.codes.push_back(Code(ErrorCode::OBJECT_NOT_FOUND));
       continue;
     }
-    Object& o = it->second;
+    Object& o = m.objects[id];
     if (o.state == State::kComplete) {
       r.codes.push_back(Code(ErrorCode::OBJECT_ALREADY_EXISTS));
       continue;
@@ -548,13 +610,13 @@ CodesResponse MasterIndex::PutEnd(const Caller& caller, const PutEndRequest& req
       r.codes.push_back(Code(ErrorCode::INVALID_WRITE));  // taken over by another writer
       continue;
     }
-    m.pending_by_time.erase({o.started_ms, in.key});
+    m.pending_by_time.erase({o.started_ms, id});
     o.state = State::kComplete;
     o.checksum = in.checksum;
     o.started_ms = 0;
     o.writer = 0;
-    m.LruAppend(&o);
-    for (const Loc& l : o.locs) m.Queue(l.seg, TableOp::kAdd, o, l);
+    m.LruAppend(id);
+    for (size_t i = 0; i < o.locs.size(); ++i) m.Queue(o.locs[i].seg, TableOp::kAdd, id, o.locs[i]);
     r.codes.push_back(Code(ErrorCode::OK));
   }
   return r;
@@ -566,13 +628,13 @@ CodesResponse MasterIndex::PutRevoke(const Caller& caller, const std::vector<std
   CodesResponse r;
   uint64_t writer = WriterHash(caller.client_id);
   for (const std::string& k : keys) {
-    auto it = m.objects.find(k);
-    if (it == m.objects.end()) {
+    uint32_t id = m.Find(k);
+    if (id == kNil) {
       r.codes.push_back(Code(ErrorCode::OBJECT_NOT_FOUND));
-    } else if (it->second.state == State::kComplete || it->second.writer != writer) {
+    } else if (m.objects[id].state == State::kComplete || m.objects[id].writer != writer) {
       r.codes.push_back(Code(ErrorCode::INVALID_WRITE));
     } else {
-      m.Drop(it, /*notify=*/false);
+      m.Drop(id, /*notify=*/false);
       r.codes.push_back(Code(ErrorCode::OK));
     }
   }
@@ -584,15 +646,15 @@ CodesResponse MasterIndex::Remove(const std::vector<std::string>& keys, bool for
   Impl& m = *impl_;
   CodesResponse r;
   for (const std::string& k : keys) {
-    auto it = m.objects.find(k);
-    if (it == m.objects.end()) {
+    uint32_t id = m.Find(k);
+    if (id == kNil) {
       r.codes.push_back(Code(ErrorCode::OBJECT_NOT_FOUND));
-    } else if (it->second.state != State::kComplete) {
+    } else if (m.objects[id].state != State::kComplete) {
       r.codes.push_back(Code(ErrorCode::REPLICA_IS_NOT_READY));
-    } else if (!force && it->second.lease_until_ms > now_ms) {
+    } else if (!force && m.objects[id].lease_until_ms > now_ms) {
       r.codes.push_back(Code(ErrorCode::OBJECT_HAS_LEASE));
     } else {
-      m.Drop(it, /*notify=*/true);
+      m.Drop(id, /*notify=*/true);
       r.codes.push_back(Code(ErrorCode::OK));
     }
   }
@@ -602,17 +664,12 @@ CodesResponse MasterIndex::Remove(const std::vector<std::string>& keys, bool for
 uint64_t MasterIndex::RemoveAll(bool force, int64_t now_ms) {
   Impl& m = *impl_;
   uint64_t removed = 0;
-  for (auto it = m.objects.begin(); it != m.objects.end();) {
-    Object& o = it->second;
-    if (o.state != State::kComplete || (!force && o.lease_until_ms > now_ms)) {
-      ++it;
-      continue;
-    }
-    auto next = std::next(it);
-    m.Drop(it, /*notify=*/true);
-    it = next;
+  m.objects.ForEach([&](uint32_t id) {
+    const Object& o = m.objects[id];
+    if (o.state != State::kComplete || (!force && o.lease_until_ms > now_ms)) return;
+    m.Drop(id, /*notify=*/true);
     ++removed;
-  }
+  });
   return removed;
 }
 
@@ -620,11 +677,11 @@ SizesResponse MasterIndex::GetSizes(const std::vector<std::string>& keys) const 
   const Impl& m = *impl_;
   SizesResponse r;
   for (const std::string& k : keys) {
-    auto it = m.objects.find(k);
-    if (it == m.objects.end() || it->second.state != State::kComplete) {
+    uint32_t id = m.Find(k);
+    if (id == kNil || m.objects[id].state != State::kComplete) {
       r.items.push_back({Code(ErrorCode::OBJECT_NOT_FOUND), 0});
     } else {
-      r.items.push_back({Code(ErrorCode::OK), it->second.size});
+      r.items.push_back({Code(ErrorCode::OK), m.objects[id].size});
     }
   }
   return r;
@@ -635,14 +692,8 @@ void MasterIndex::Tick(int64_t now_ms) {
   // Abandoned puts: space back after the release timeout.
   while (!m.pending_by_time.empty() &&
          m.pending_by_time.begin()->first + options_.put_start_release_timeout_ms <= now_ms) {
-    std::string key = m.pending_by_time.begin()->second;
-    auto it = m.objects.find(key);
-    if (it == m.objects.end()) {  // cannot happen: every exit path erases its entry
-      m.pending_by_time.erase(m.pending_by_time.begin());
-      continue;
-    }
     counters_.put_reclaims++;
-    m.Drop(it, /*notify=*/false);
+    m.Drop(m.pending_by_time.begin()->second, /*notify=*/false);  // erases the entry
   }
   while (!m.zombies.empty() && m.zombies.begin()->first <= now_ms) {
     const Zombie& z = m.zombies.begin()->second;
@@ -656,15 +707,15 @@ void MasterIndex::Tick(int64_t now_ms) {
   // Doomed objects whose leases ended.
   std::vector<std::string> still;
   for (std::string& k : m.doomed) {
-    auto it = m.objects.find(k);
-    if (it == m.objects.end() || !it->second.doomed) continue;
-    if (it->second.lease_until_ms > now_ms) {
+    uint32_t id = m.Find(k);
+    if (id == kNil || !m.objects[id].doomed) continue;
+    if (m.objects[id].lease_until_ms > now_ms) {
       still.push_back(std::move(k));
       continue;
     }
     counters_.evicted_objects++;
-    counters_.evicted_bytes += it->second.size;
-    m.Drop(it, /*notify=*/true);
+    counters_.evicted_bytes += m.objects[id].size;
+    m.Drop(id, /*notify=*/true);
   }
   m.doomed = std::move(still);
   // High watermark.
@@ -705,16 +756,18 @@ std::vector<SegmentStats> MasterIndex::Segments() const {
 
 std::optional<MasterIndex::ObjectView> MasterIndex::Lookup(const std::string& key,
                                                            int64_t now_ms) const {
-  auto it = impl_->objects.find(key);
-  if (it == impl_->objects.end()) return std::nullopt;
-  const Object& o = it->second;
+  uint32_t id = impl_->Find(key);
+  if (id == kNil) return std::nullopt;
+  const Object& o = impl_->objects[id];
   ObjectView v{o.size,
                o.checksum,
                o.state == State::kComplete,
                o.doomed,
                std::max<int64_t>(0, o.lease_until_ms - now_ms),
                {}};
-  for (const Loc& l : o.locs) v.replicas.emplace_back(impl_->segments[l.seg]->name, l.offset);
+  for (size_t i = 0; i < o.locs.size(); ++i) {
+    v.replicas.emplace_back(impl_->segments[o.locs[i].seg]->name, o.locs[i].offset);
+  }
   return v;
 }
 

@@ -258,6 +258,9 @@ TEST_CASE("restart: the index is rebuilt from remounts and quarantined ranges wa
   // No new allocation in the rebuilt segment for one lease TTL.
   CHECK(second.PutStart(kWriter, {1, "", {{"n", kMiB}}}, 1099).items[0].code ==
         Code(ErrorCode::NO_AVAILABLE_HANDLE));
+  // Quarantine is not a lack of space: nothing was chosen for eviction.
+  CHECK_FALSE(second.Lookup("k1", 1099)->doomed);
+  CHECK(second.counters().evicted_objects == 0);
   ReplicaListResponse later = second.PutStart(kWriter, {1, "", {{"n", kMiB}}}, 1100);
   REQUIRE(later.items[0].code == kOk);
   CHECK(later.items[0].replicas[0].offset != k1.replicas[0].offset);
