@@ -381,7 +381,11 @@ Status HttpServer::Start() {
   if (Status st = state_->listener->Listen(state_->options.host, state_->options.port); !st.ok()) {
     return st;
   }
-  state_->listener->Start([s = state_](tcp::socket socket) { s->OnAccept(std::move(socket)); });
+  // A weak reference: the state owns the listener, so a strong one here
+  // would keep both alive forever.
+  state_->listener->Start([weak = std::weak_ptr<State>(state_)](tcp::socket socket) {
+    if (auto s = weak.lock()) s->OnAccept(std::move(socket));
+  });
   return Status::Ok();
 }
 

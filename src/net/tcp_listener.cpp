@@ -67,6 +67,7 @@ void TcpListener::DoAccept() {
 void TcpListener::Close() {
   net::dispatch(strand_, [self = shared_from_this()] {
     self->closed_ = true;
+    self->on_accept_ = nullptr;
     boost::system::error_code ec;
     self->acceptor_.close(ec);
     self->retry_.cancel();
