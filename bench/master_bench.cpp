@@ -90,6 +90,26 @@ double ThreadCpuSeconds(clockid_t clock) {
 
 clockid_t g_master_clock;
 
+// A benchmark that counts failures as throughput would lie: every item
+// must have succeeded.
+void Expect(const std::vector<int32_t>& codes) {
+  for (int32_t c : codes) {
+    if (c != 0) {
+      std::fprintf(stderr, "an item failed with %d\n", c);
+      std::exit(1);
+    }
+  }
+}
+template <typename Item>
+void Expect(const std::vector<Item>& items) {
+  for (const Item& it : items) {
+    if (it.code != 0) {
+      std::fprintf(stderr, "an item failed with %d\n", it.code);
+      std::exit(1);
+    }
+  }
+}
+
 // Runs `round` for `seconds` and prints items/s, how busy the master's one
 // core was, and items per second of master CPU (the master's capacity
 // when the client, which shares this 2-core machine, is the bottleneck).
@@ -124,6 +144,7 @@ int main(int argc, char** argv) {
   MasterServiceOptions opts;
   opts.meta.reset();
   opts.index.eviction_high_watermark_ratio = 1.0;
+  opts.index.client_ttl_ms = 3'600'000;  // the bench client does not ping
   opts.admin.port = 0;
   MasterService service(ioc, opts, metrics);
   if (Status st = service.Start(); !st.ok()) {
@@ -181,11 +202,13 @@ int main(int argc, char** argv) {
   Measure("ExistKey", "keys", ">= 1,000,000 keys/s", seconds, [&] {
     std::vector<CodesResponse> r;
     if (!client.CallMany(MsgType::kExistKey, pipeline(), r).ok()) std::abort();
+    for (const CodesResponse& c : r) Expect(c.codes);
     return kDepth * kBatch;
   });
   Measure("GetReplicaList", "keys", ">= 1,000,000 keys/s", seconds, [&] {
     std::vector<ReplicaListResponse> r;
     if (!client.CallMany(MsgType::kGetReplicaList, pipeline(), r).ok()) std::abort();
+    for (const ReplicaListResponse& l : r) Expect(l.items);
     return kDepth * kBatch;
   });
 
@@ -204,7 +227,9 @@ int main(int argc, char** argv) {
     std::vector<ReplicaListResponse> placed;
     std::vector<CodesResponse> ended;
     if (!client.CallMany(MsgType::kPutStart, starts, placed).ok()) std::abort();
+    for (const ReplicaListResponse& l : placed) Expect(l.items);
     if (!client.CallMany(MsgType::kPutEnd, ends, ended).ok()) std::abort();
+    for (const CodesResponse& c : ended) Expect(c.codes);
     return kDepth * kBatch;
   });
 

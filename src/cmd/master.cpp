@@ -33,6 +33,10 @@ std::vector<OptionSpec> MasterOptionsSpec() {
            {"http_metadata_server_port"}),
       MakeOption("no-meta", OptionKind::kBool, "false",
                  "Do not run the metadata service in-process"),
+      with(MakeOption("enable-http-metadata-server", OptionKind::kBool, "true",
+                      "Run the metadata service in-process (Mooncake's spelling; "
+                      "=false is the same as --no-meta)"),
+           {"enable_http_metadata_server"}),
       with(MakeOption("default-kv-lease-ttl", OptionKind::kDuration, "10s",
                       "Read lease granted by ExistKey and GetReplicaList (a bare number is "
                       "milliseconds, as in Mooncake)",
@@ -104,8 +108,11 @@ int RunMaster(const CommandContext& ctx) {
   opts.admin.host = host;
   opts.admin.port = static_cast<uint16_t>(cfg.Number("admin-port"));
   opts.admin.token = *token;
+  // SGLang's readiness probe polls /get_all_segments without credentials;
+  // it reveals segment names only.
+  opts.admin.public_paths = {"/health", "/get_all_segments"};
   ApplyHttpLimits(cfg, opts.admin, opts.meta_limits);
-  if (!cfg.Bool("no-meta")) {
+  if (!cfg.Bool("no-meta") && cfg.Bool("enable-http-metadata-server")) {
     HttpServerOptions meta = opts.admin;
     meta.name = "meta";
     meta.port = static_cast<uint16_t>(cfg.Number("meta-port"));

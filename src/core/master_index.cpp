@@ -349,7 +349,9 @@ Status MasterIndex::Mount(const Caller& caller, const SegmentInfo& seg, int64_t 
     if (s.owner == caller.client_id && s.alloc.capacity_bytes() == seg.size /
                                                                        options_.alignment_bytes *
                                                                        options_.alignment_bytes) {
-      return Status::Ok();  // a retried mount
+      s.endpoint = seg.endpoint;  // a retried mount may carry a new endpoint
+      s.base = seg.base;
+      return Status::Ok();
     }
     return Status(ErrorCode::SEGMENT_ALREADY_EXISTS,
                   "segment '" + seg.name + "' is already mounted by " + s.owner);
@@ -374,6 +376,10 @@ Status MasterIndex::Mount(const Caller& caller, const SegmentInfo& seg, int64_t 
 Status MasterIndex::Remount(const Caller& caller, const SegmentInfo& seg,
                             const std::vector<ObjectEntry>& entries, int64_t now_ms) {
   Impl& m = *impl_;
+  if (seg.name.empty() || seg.size < options_.alignment_bytes) {
+    return Status(ErrorCode::INVALID_PARAMS,
+                  "segment '" + seg.name + "' has no name or is too small");
+  }
   auto it = m.segment_ids.find(seg.name);
   if (it != m.segment_ids.end() && m.segments[it->second]->mounted) {
     if (m.segments[it->second]->owner != caller.client_id) {
@@ -445,21 +451,23 @@ PingResponse MasterIndex::Ping(const Caller& caller, uint32_t segments_owned, in
   return r;
 }
 
-std::vector<std::string> MasterIndex::ExpireClients(int64_t now_ms) {
+std::vector<std::pair<std::string, size_t>> MasterIndex::ExpireClients(int64_t now_ms) {
   Impl& m = *impl_;
-  std::vector<std::string> expired;
+  std::vector<std::pair<std::string, size_t>> expired;
   for (auto it = m.clients.begin(); it != m.clients.end();) {
     if (it->second.last_ping_ms + options_.client_ttl_ms > now_ms) {
       ++it;
       continue;
     }
+    size_t lost = 0;
     for (uint32_t id = 0; id < m.segments.size(); ++id) {
       if (m.segments[id]->mounted && m.segments[id]->owner == it->first) {
         m.DropSegmentReplicas(id);
+        ++lost;
       }
     }
     m.updates.erase(it->first);
-    expired.push_back(it->first);
+    expired.emplace_back(it->first, lost);
     counters_.clients_expired++;
     it = m.clients.erase(it);
   }
@@ -678,7 +686,7 @@ SizesResponse MasterIndex::GetSizes(const std::vector<std::string>& keys) const 
   SizesResponse r;
   for (const std::string& k : keys) {
     uint32_t id = m.Find(k);
-    if (id == kNil || m.objects[id].state != State::kComplete) {
+    if (id == kNil || m.objects[id].state != State::kComplete || m.objects[id].doomed) {
       r.items.push_back({Code(ErrorCode::OBJECT_NOT_FOUND), 0});
     } else {
       r.items.push_back({Code(ErrorCode::OK), m.objects[id].size});
@@ -744,12 +752,12 @@ uint64_t MasterIndex::capacity_bytes() const { return impl_->Capacity(); }
 uint64_t MasterIndex::used_bytes() const { return impl_->Used(); }
 size_t MasterIndex::client_count() const { return impl_->clients.size(); }
 
-std::vector<SegmentStats> MasterIndex::Segments() const {
+std::vector<SegmentStats> MasterIndex::Segments(int64_t now_ms) const {
   std::vector<SegmentStats> out;
   for (const auto& s : impl_->segments) {
     if (!s->mounted) continue;
     out.push_back({s->name, s->owner, s->host_id, s->endpoint, s->alloc.capacity_bytes(),
-                   s->alloc.used_bytes(), s->objects, s->quarantine_until_ms > 0});
+                   s->alloc.used_bytes(), s->objects, s->quarantine_until_ms > now_ms});
   }
   return out;
 }

@@ -55,7 +55,7 @@ struct SegmentStats {
   uint64_t capacity_bytes = 0;
   uint64_t used_bytes = 0;
   uint64_t objects = 0;
-  bool quarantined = false;  // rebuilt after a restart; no new allocations yet
+  bool quarantined = false;  // rebuilt after a restart and no new allocations yet
 };
 
 struct MasterCounters {
@@ -85,8 +85,10 @@ class MasterIndex {
   // restart, or when told to remount). The owner's table is authoritative:
   // a segment already mounted is dropped and rebuilt. Entries that are out of
   // bounds or overlap are skipped and counted. New allocations in the segment
-  // wait one lease TTL, so ranges the old master handed to writers that
-  // never reached PutEnd are not reused while those writers may still write.
+  // wait one lease TTL, so readers holding leases from the old master finish
+  // first; a writer of a put the old master started that writes on past
+  // that wait can land on a new object's range, which readers then reject by
+  // checksum (docs/master.md, "Restart without loss").
   Status Remount(const Caller& caller, const SegmentInfo& segment,
                  const std::vector<ObjectEntry>& objects, int64_t now_ms);
   // SEGMENT_NOT_FOUND; ILLEGAL_CLIENT when the caller does not own it. Drops
@@ -95,8 +97,9 @@ class MasterIndex {
   // Records liveness. remount_needed when the master holds fewer of the
   // caller's segments than it says it owns (e.g. the master restarted).
   PingResponse Ping(const Caller& caller, uint32_t segments_owned, int64_t now_ms);
-  // Unmounts the segments of owners silent for client_ttl; returns their ids.
-  std::vector<std::string> ExpireClients(int64_t now_ms);
+  // Unmounts the segments of owners silent for client_ttl; returns the
+  // expired client ids with how many segments each lost.
+  std::vector<std::pair<std::string, size_t>> ExpireClients(int64_t now_ms);
 
   // ---- objects (one result per key, in order) ----
   CodesResponse ExistKeys(const std::vector<std::string>& keys, int64_t now_ms);
@@ -122,7 +125,7 @@ class MasterIndex {
   uint64_t capacity_bytes() const;
   uint64_t used_bytes() const;
   size_t client_count() const;
-  std::vector<SegmentStats> Segments() const;
+  std::vector<SegmentStats> Segments(int64_t now_ms) const;
   const MasterCounters& counters() const { return counters_; }
   // For the admin API: nullopt when absent.
   struct ObjectView {

@@ -71,8 +71,13 @@ MasterService::MasterService(boost::asio::io_context& ioc, MasterServiceOptions 
     meta_ = std::make_unique<MetadataService>(ioc, *options_.meta, options_.meta_limits, metrics);
   }
   for (uint16_t t = 1; t < kOpSlots; ++t) {
-    const char* name = MsgTypeName(static_cast<MsgType>(t));
-    if (std::string_view(name) == "Unknown") continue;
+    MsgType type = static_cast<MsgType>(t);
+    const char* name = MsgTypeName(type);
+    // Hello is answered by the RPC server; TableUpdate is never a request.
+    if (std::string_view(name) == "Unknown" || type == MsgType::kHello ||
+        type == MsgType::kTableUpdate) {
+      continue;
+    }
     ops_->requests[t] = &metrics.GetCounter("kvcached_master_requests_total",
                                             "RPC requests by operation", {{"op", name}});
     ops_->failures[t] = &metrics.GetCounter(
@@ -90,7 +95,9 @@ MasterService::MasterService(boost::asio::io_context& ioc, MasterServiceOptions 
                              return static_cast<double>(index_.object_count());
                            });
   metrics.AddGaugeCallback("kvcached_master_active_clients",
-                           "Clients that pinged within --client-ttl", {}, [this] {
+                           "Clients the master tracks for liveness (those that mounted or pinged "
+                           "within --client-ttl)",
+                           {}, [this] {
                              std::lock_guard<std::mutex> lock(index_mu_);
                              return static_cast<double>(index_.client_count());
                            });
@@ -131,25 +138,28 @@ size_t MasterService::open_connections() const {
 void MasterService::OnTick() {
   if (stopping_) return;
   int64_t now = NowMs();
-  std::vector<std::string> expired;
-  uint64_t evicted_before = 0;
+  std::vector<std::pair<std::string, size_t>> expired;
+  uint64_t evicted_before = logged_evictions_;
   uint64_t evicted_after = 0;
   {
     std::lock_guard<std::mutex> lock(index_mu_);
-    evicted_before = index_.counters().evicted_objects;
     expired = index_.ExpireClients(now);
     index_.Tick(now);
     evicted_after = index_.counters().evicted_objects;
   }
-  for (const std::string& c : expired) {
+  logged_evictions_ = evicted_after;
+  for (const auto& [client, segments] : expired) {
+    if (segments == 0) continue;  // a reader that stopped pinging owns nothing
     spdlog::warn(
-        "client '{}' sent no ping for {} ms (--client-ttl): its segments are unmounted "
-        "and their objects dropped",
-        c, options_.index.client_ttl_ms);
+        "client '{}' sent no ping for {} ms (--client-ttl): its {} segment(s) are "
+        "unmounted and their objects dropped",
+        client, options_.index.client_ttl_ms, segments);
   }
   if (evicted_after > evicted_before) {
-    spdlog::info("evicted {} object(s) (high watermark or lease expiry of doomed objects)",
-                 evicted_after - evicted_before);
+    spdlog::info(
+        "evicted {} object(s) since the last tick (high watermark, a put that found "
+        "no space, or doomed objects whose lease ended)",
+        evicted_after - evicted_before);
   }
   FlushTableUpdates();
   timer_.expires_after(options_.tick);
@@ -159,12 +169,11 @@ void MasterService::OnTick() {
 }
 
 void MasterService::FlushTableUpdates() {
-  std::vector<std::pair<std::string, TableUpdate>> updates;
-  {
-    std::lock_guard<std::mutex> lock(index_mu_);
-    updates = index_.TakeTableUpdates();
-  }
-  for (auto& [owner, update] : updates) {
+  // Handed to the owners' connections while the index lock is held, so two
+  // I/O threads cannot deliver one owner's changes out of order (Notify
+  // only queues the frame on the connection's strand; it never blocks).
+  std::lock_guard<std::mutex> lock(index_mu_);
+  for (auto& [owner, update] : index_.TakeTableUpdates()) {
     size_t n = update.changes.size();
     if (!rpc_.Notify(owner, EncodeFrame(MsgType::kTableUpdate, kFlagNotification, 0, update))) {
       spdlog::warn("owner '{}' of segment '{}' is not connected: {} table change(s) not delivered",
@@ -381,7 +390,7 @@ void MasterService::RenderSegmentMetrics(std::string& out) {
   MasterCounters c;
   {
     std::lock_guard<std::mutex> lock(index_mu_);
-    segs = index_.Segments();
+    segs = index_.Segments(NowMs());
     c = index_.counters();
   }
   out +=
@@ -435,7 +444,7 @@ void MasterService::HandleAdmin(const HttpRequest& req, const HttpRequestContext
     std::vector<SegmentStats> segs;
     {
       std::lock_guard<std::mutex> lock(index_mu_);
-      segs = index_.Segments();
+      segs = index_.Segments(NowMs());
     }
     if (path == "/get_all_segments") {  // SGLang's readiness probe: one name per line
       res.result(http::status::ok);
@@ -452,7 +461,7 @@ void MasterService::HandleAdmin(const HttpRequest& req, const HttpRequestContext
                       {"capacity_bytes", s.capacity_bytes},
                       {"allocated_bytes", s.used_bytes},
                       {"objects", s.objects},
-                      {"rebuilt_after_restart", s.quarantined}});
+                      {"quarantined", s.quarantined}});
     }
     return json({{"master_id", master_id_}, {"segments", list}});
   }

@@ -78,6 +78,7 @@ class MasterService {
   std::unique_ptr<MetadataService> meta_;
   boost::asio::steady_timer timer_;
   std::atomic<bool> stopping_{false};
+  uint64_t logged_evictions_ = 0;  // timer handler only
 };
 
 }  // namespace kvcached

@@ -266,6 +266,7 @@ Status RpcClient::RoundTripLocked(MsgType type, const std::vector<std::string>& 
   out.assign(bodies.size(), std::string());
   std::vector<bool> seen(bodies.size(), false);
   size_t pending = bodies.size();
+  Status request_error;
   while (st.ok() && pending > 0) {
     FrameHeader head;
     std::string body;
@@ -276,18 +277,25 @@ Status RpcClient::RoundTripLocked(MsgType type, const std::vector<std::string>& 
       st = Status(ErrorCode::RPC_FAIL, "the master answered an unknown request id");
       break;
     }
+    seen[idx] = true;
+    --pending;
     if (head.flags & kFlagError) {
+      // The master refused this request as a whole; the connection is fine.
       ErrorBody err;
       (void)DecodeBody(body, err);
-      st = Status(ErrorCodeFromInt(err.code).value_or(ErrorCode::RPC_FAIL), err.message);
-      break;
+      if (request_error.ok()) {
+        request_error = Status(ErrorCodeFromInt(err.code).value_or(ErrorCode::RPC_FAIL),
+                               err.message.empty() ? "request refused" : err.message);
+      }
+      continue;
     }
-    seen[idx] = true;
     out[idx] = std::move(body);
-    --pending;
   }
-  if (!st.ok()) CloseLocked();  // responses may be half read: start clean
-  return st;
+  if (!st.ok()) {
+    CloseLocked();  // responses may be half read: start clean
+    return st;
+  }
+  return request_error;
 }
 
 Status RpcClient::PollNotifications(std::chrono::milliseconds wait) {

@@ -1,5 +1,9 @@
 #include "net/rpc_server.h"
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+
 #include <atomic>
 #include <deque>
 #include <mutex>
@@ -77,6 +81,14 @@ class RpcServer::Connection : public std::enable_shared_from_this<RpcServer::Con
     tcp::endpoint ep = stream_.socket().remote_endpoint(ec);
     peer_.address = ec ? "?" : ep.address().to_string() + ":" + std::to_string(ep.port());
     stream_.socket().set_option(tcp::no_delay(true), ec);
+    // A peer that vanishes without a FIN (host down, cable out) is noticed
+    // by TCP keepalive within about a minute and its connection closed.
+    stream_.socket().set_option(net::socket_base::keep_alive(true), ec);
+    int fd = stream_.socket().native_handle();
+    int idle_s = 30, interval_s = 10, probes = 3;
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle_s, sizeof idle_s);
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &interval_s, sizeof interval_s);
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &probes, sizeof probes);
     st_->open.Add(1);
   }
 
@@ -147,6 +159,8 @@ class RpcServer::Connection : public std::enable_shared_from_this<RpcServer::Con
     if (!hello_done_) {
       if (type != MsgType::kHello) {
         st_->hello_failures.Inc();
+        spdlog::warn("{} conn=#{} from {}: {} before Hello; closing", st_->options.name,
+                     peer_.connection_id, peer_.address, MsgTypeName(type));
         return ReplyErrorAndClose(ErrorCode::ILLEGAL_CLIENT, "send Hello first");
       }
       return OnHello();
@@ -182,6 +196,8 @@ class RpcServer::Connection : public std::enable_shared_from_this<RpcServer::Con
       res.message = "unknown role " + std::to_string(hello.role);
     }
     if (refuse != ErrorCode::OK) {
+      res.master_id.clear();  // nothing about the cluster to a refused peer
+      res.lease_ttl_ms = 0;
       st_->hello_failures.Inc();
       spdlog::warn("{} conn=#{} from {}: Hello refused: {}", st_->options.name, peer_.connection_id,
                    peer_.address, res.message);

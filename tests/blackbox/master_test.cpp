@@ -459,6 +459,10 @@ TEST_CASE("version mismatch and malformed frames close only that connection") {
   KeysRequest huge;
   huge.keys.assign(kMaxBatchKeys + 1, "k");
   CodesResponse r;
+  // An unknown request type is refused as a whole; the connection stays usable.
+  CHECK(fine->Call(static_cast<MsgType>(99), KeysRequest{{"k"}}, r).code() ==
+        ErrorCode::NOT_SUPPORTED);
+  CHECK(fine->connected());
   CHECK(victim->Call(MsgType::kExistKey, huge, r).code() == ErrorCode::RPC_FAIL);
   CHECK(fine->Call(MsgType::kExistKey, KeysRequest{{"k"}}, r).ok());
   CHECK(master.Log().find("malformed frame") != std::string::npos);

@@ -57,6 +57,7 @@ def test_no_meta_and_token():
     try:
         assert p.meta is None
         assert curl(f"{p.url}/health").status == 200
+        assert curl(f"{p.url}/get_all_segments").status == 200  # SGLang's probe has no token
         assert curl(f"{p.url}/metrics").status == 401
         assert curl(f"{p.url}/api/v1/segments").status == 401
         r = curl("-H", "Authorization: Bearer 0123456789abcdef0123456789abcdef",
@@ -86,6 +87,15 @@ def test_master_command_line():
                 "--put-start-discard-timeout", "1m", "--put-start-release-timeout", "30s")
     assert r.returncode == 78
     assert "must not be shorter" in r.stderr
+
+
+def test_mooncake_metadata_server_flag():
+    p = start_master("--enable_http_metadata_server=false")
+    try:
+        assert p.meta is None
+        assert p.stop() == 0
+    finally:
+        p.close()
 
 
 def test_mooncake_flag_spellings():

@@ -108,7 +108,7 @@ TEST_CASE("free-ratio placement fills the emptier segment") {
   REQUIRE(m.Mount(kStoreA, Seg("a", 64 * kMiB), 0).ok());
   REQUIRE(m.Mount(kStoreB, Seg("b", 64 * kMiB), 0).ok());
   for (int i = 0; i < 20; ++i) Put(m, "k" + std::to_string(i), kMiB, 0);
-  std::vector<SegmentStats> segs = m.Segments();
+  std::vector<SegmentStats> segs = m.Segments(0);
   REQUIRE(segs.size() == 2);
   CHECK(segs[0].objects == 10);
   CHECK(segs[1].objects == 10);
@@ -223,8 +223,11 @@ TEST_CASE("liveness: silent owners lose their segments; a returning owner remoun
   Put(m, "ka", kMiB, 0, 1, kWriter);
   m.Ping(kStoreB, 1, 4000);
   CHECK(m.ExpireClients(4999).empty());
-  CHECK(m.ExpireClients(5000) == std::vector<std::string>{"store-a"});
-  CHECK(m.Segments().size() == 1);
+  auto expired = m.ExpireClients(5000);
+  REQUIRE(expired.size() == 1);
+  CHECK(expired[0].first == "store-a");
+  CHECK(expired[0].second == 1);  // segments it lost
+  CHECK(m.Segments(0).size() == 1);
   CHECK(m.Lookup("ka", 5000) == std::nullopt);
   CHECK(m.Ping(kStoreA, 1, 5001).remount_needed);
   CHECK_FALSE(m.Ping(kStoreB, 1, 5001).remount_needed);
