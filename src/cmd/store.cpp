@@ -1,12 +1,192 @@
-// `kvcached store`: declared, not built yet.
+// `kvcached store`: contributes a memory segment to the pool. This build
+// allocates the segment, mounts it at the master, keeps its object table
+// and remounts after a master restart; the data plane that serves the
+// segment's bytes (TCP, shared memory) arrives with the rest of the data-
+// plane work, and RDMA after it.
+#include <unistd.h>
+
+#include <random>
+
+#include <spdlog/spdlog.h>
+#include <boost/asio/io_context.hpp>
+
 #include "cmd/command.h"
+#include "cmd/daemon.h"
+#include "core/build_info.h"
+#include "core/units.h"
+#include "net/http_server.h"
+#include "net/segment_memory.h"
+#include "net/store_agent.h"
 
 namespace kvcached {
+namespace {
+
+std::string Hostname() {
+  char buf[256] = {};
+  if (gethostname(buf, sizeof buf - 1) != 0 || buf[0] == '\0') return "localhost";
+  return buf;
+}
+
+std::vector<OptionSpec> StoreOptions() {
+  auto env = [](OptionSpec s, std::vector<std::string> extra) {
+    s.extra_env = std::move(extra);
+    return s;
+  };
+  std::vector<OptionSpec> o = {
+      env(MakeOption("master", OptionKind::kString, "127.0.0.1:50051",
+                     "The master's RPC address, host:port"),
+          {"MOONCAKE_MASTER"}),
+      env(MakeOption("segment-size", OptionKind::kSize, "1GiB",
+                     "Memory this store contributes to the pool", 1 << 20),
+          {"MOONCAKE_GLOBAL_SEGMENT_SIZE"}),
+      MakeOption("segment-name", OptionKind::kString, "",
+                 "Name of the segment at the master (default: <host-id>:<pid>)"),
+      env(MakeOption("host-id", OptionKind::kString, "",
+                     "This host's identity; clients with the same one use shared memory "
+                     "(default: the hostname)"),
+          {"MOONCAKE_LOCAL_HOSTNAME"}),
+      MakeOption("hugepages", OptionKind::kBool, "false",
+                 "Back the segment with 2 MiB huge pages from the kernel's reserved pool"),
+      MakeOption("mlock", OptionKind::kBool, "false",
+                 "Lock the segment in RAM (needs RLIMIT_MEMLOCK at least the segment size)"),
+      env(MakeOption("protocol", OptionKind::kChoice, "tcp",
+                     "Data-plane protocol: tcp, or rdma once the RDMA transport is built"),
+          {"MOONCAKE_PROTOCOL"}),
+      MakeOption("host", OptionKind::kString, "127.0.0.1", "Address the admin port binds"),
+      MakeOption("admin-port", OptionKind::kUInt, "0",
+                 "HTTP port of /health and /metrics (0: any free; the address is logged)", 0,
+                 65535),
+      MakeOption("ping-interval", OptionKind::kDuration, "1s",
+                 "How often the store pings the master (keep well under the master's "
+                 "--client-ttl)",
+                 50, 60'000),
+  };
+  for (OptionSpec& s : o) {
+    if (s.name == "protocol") s.choices = {"tcp", "rdma"};
+  }
+  for (OptionSpec& spec : DaemonOptions()) o.push_back(std::move(spec));
+  return o;
+}
+
+std::string RandomClientId() {
+  std::random_device rd;
+  char buf[40];
+  std::snprintf(buf, sizeof buf, "store-%08x%08x", rd(), rd());
+  return buf;
+}
+
+int RunStore(const CommandContext& ctx) {
+  const Config& cfg = ctx.config;
+  if (cfg.String("protocol") == "rdma") {
+    spdlog::error("--protocol rdma: the RDMA transport is not in this build yet; use tcp");
+    return kExitUnavailable;
+  }
+  Result<std::optional<AuthToken>> token = LoadTokenOption(cfg);
+  if (!token.ok()) {
+    spdlog::error("{}", token.status().message());
+    return ExitCode(token.code());
+  }
+  std::string host_id = cfg.IsSet("host-id") ? cfg.String("host-id") : Hostname();
+  std::string name = cfg.IsSet("segment-name") ? cfg.String("segment-name")
+                                               : host_id + ":" + std::to_string(getpid());
+
+  SegmentMemoryOptions mem;
+  mem.name = "kvcached:" + name;
+  mem.size_bytes = cfg.Number("segment-size");
+  mem.hugepages = cfg.Bool("hugepages");
+  mem.lock = cfg.Bool("mlock");
+  Result<std::unique_ptr<SegmentMemory>> segment = SegmentMemory::Create(mem);
+  if (!segment.ok()) {
+    spdlog::error("cannot allocate the segment: {}", segment.status().message());
+    return kExitConfig;
+  }
+
+  StoreAgentOptions agent_opts;
+  agent_opts.rpc.address = cfg.String("master");
+  agent_opts.rpc.hello.role = static_cast<uint8_t>(PeerRole::kStore);
+  agent_opts.rpc.hello.client_id = RandomClientId();
+  agent_opts.rpc.hello.host_id = host_id;
+  if (*token) agent_opts.rpc.hello.token = token->value().secret();
+  agent_opts.segment = {name, reinterpret_cast<uint64_t>((*segment)->data()), (*segment)->size(),
+                        ""};
+  agent_opts.ping_interval = cfg.Duration("ping-interval");
+  StoreAgent agent(agent_opts);
+  if (Status st = agent.Start(); !st.ok()) {
+    spdlog::error("cannot mount segment '{}' at master {}: {}", name, cfg.String("master"),
+                  st.ToString());
+    return ExitCode(st.code());
+  }
+
+  MetricsRegistry metrics;
+  RegisterProcessMetrics(metrics);
+  metrics.AddGaugeCallback("kvcached_store_segment_capacity_bytes", "Size of this store's segment",
+                           {}, [&] { return static_cast<double>((*segment)->size()); });
+  metrics.AddGaugeCallback("kvcached_store_objects",
+                           "Objects in this store's table, as the master reported them", {},
+                           [&] { return static_cast<double>(agent.objects()); });
+  metrics.AddGaugeCallback("kvcached_store_object_bytes",
+                           "Bytes of the objects in this store's table", {},
+                           [&] { return static_cast<double>(agent.table_bytes()); });
+  metrics.AddGaugeCallback("kvcached_store_remounts", "Remounts after the master lost the segment",
+                           {}, [&] { return static_cast<double>(agent.remounts()); });
+  metrics.AddGaugeCallback("kvcached_store_master_reachable",
+                           "1 when the last ping reached the master", {},
+                           [&] { return agent.master_reachable() ? 1.0 : 0.0; });
+
+  boost::asio::io_context ioc;
+  HttpServerOptions admin;
+  admin.name = "admin";
+  admin.host = cfg.String("host");
+  admin.port = static_cast<uint16_t>(cfg.Number("admin-port"));
+  admin.token = *token;
+  HttpServer admin_server(
+      ioc, admin,
+      [&](const HttpRequest& req, const HttpRequestContext&, HttpResponse& res) {
+        if (!HttpServer::ServeHealthOrMetrics(req, metrics, res)) {
+          HttpServer::SetError(res, 404, "no such path; see /health and /metrics");
+        }
+      },
+      metrics);
+  if (Status st = admin_server.Start(); !st.ok()) {
+    spdlog::error("{}", st.message());
+    (void)agent.Stop();
+    return ExitCode(st.code());
+  }
+  spdlog::info("{} store: segment '{}' of {}{}{} on host '{}', master {}, admin http://{}",
+               VersionLine(), name, FormatSize((*segment)->size()),
+               (*segment)->hugepages() ? ", huge pages" : "",
+               (*segment)->locked() ? ", locked" : "", host_id, cfg.String("master"),
+               admin_server.address());
+  spdlog::warn(
+      "this build does not serve the segment's bytes yet (the TCP and shared-memory "
+      "data plane is the next piece of work); it mounts, keeps the object table and "
+      "remounts after a master restart");
+
+  DaemonHooks hooks;
+  hooks.begin_shutdown = [&] {
+    admin_server.BeginShutdown();
+    (void)agent.Stop();
+  };
+  hooks.open_connections = [&] { return admin_server.open_connections(); };
+  hooks.shutdown_timeout = cfg.Duration("shutdown-timeout");
+  hooks.ready_status = "store segment " + name + " admin http://" + admin_server.address();
+  return ServeUntilSignalled(ioc, 1, ctx, hooks);
+}
+
+}  // namespace
 
 Command StoreCommand() {
-  return UnavailableCommand("store", "Contribute a memory segment to the pool and serve it",
-                            "The data plane of the pool: a memory segment served over TCP, shared "
-                            "memory and RDMA. Not in this build yet.");
+  Command c;
+  c.name = "store";
+  c.summary = "Contribute a memory segment to the pool";
+  c.description =
+      "Allocates a memory segment (a memfd mapping; --hugepages, --mlock), mounts it at the "
+      "master, pings it, keeps the table of the objects placed in the segment, and remounts "
+      "with that table when the master restarts. SIGTERM unmounts. The data plane that serves "
+      "the segment's bytes to clients is not in this build yet.";
+  c.options = StoreOptions();
+  c.run = RunStore;
+  return c;
 }
 
 }  // namespace kvcached

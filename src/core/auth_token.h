@@ -24,6 +24,9 @@ class AuthToken {
   // True when `header` is "Bearer <token>" (scheme case-insensitive).
   bool VerifyBearer(std::string_view header) const;
 
+  // The secret itself, for a client to present (RPC Hello). Never log it.
+  const std::string& secret() const { return token_; }
+
  private:
   explicit AuthToken(std::string token) : token_(std::move(token)) {}
   std::string token_;

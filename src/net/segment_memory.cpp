@@ -1,0 +1,99 @@
+#include "net/segment_memory.h"
+
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <string>
+
+#include "core/units.h"
+
+namespace kvcached {
+namespace {
+
+constexpr uint64_t kHugePageBytes = 2u << 20;
+
+uint64_t MeminfoBytes(const std::string& field) {
+  std::ifstream in("/proc/meminfo");
+  std::string name;
+  uint64_t value = 0;
+  std::string unit;
+  while (in >> name >> value) {
+    std::getline(in, unit);
+    if (name == field + ":") return value * 1024;  // reported in kB
+  }
+  return 0;
+}
+
+Status Refuse(const std::string& why) { return Status(ErrorCode::NO_AVAILABLE_HANDLE, why); }
+
+}  // namespace
+
+uint64_t AvailableMemoryBytes() { return MeminfoBytes("MemAvailable"); }
+
+Result<std::unique_ptr<SegmentMemory>> SegmentMemory::Create(const SegmentMemoryOptions& o) {
+  if (o.size_bytes == 0) return Status(ErrorCode::INVALID_PARAMS, "segment size is 0");
+  if (o.hugepages && o.size_bytes % kHugePageBytes != 0) {
+    return Status(ErrorCode::INVALID_PARAMS,
+                  "with --hugepages the segment size must be a multiple of 2 MiB, not " +
+                      FormatSize(o.size_bytes));
+  }
+  if (o.hugepages) {
+    uint64_t free_huge = MeminfoBytes("HugePages_Free") / 1024 * kHugePageBytes;
+    if (free_huge < o.size_bytes) {
+      return Refuse("--hugepages needs " + FormatSize(o.size_bytes) + " of 2 MiB huge pages but " +
+                    FormatSize(free_huge) + " are free in the pool; reserve more with " +
+                    "`sysctl vm.nr_hugepages=" + std::to_string(o.size_bytes / kHugePageBytes) +
+                    "` (or more)");
+    }
+  } else if (uint64_t avail = AvailableMemoryBytes(); avail != 0 && o.size_bytes > avail) {
+    return Refuse("segment of " + FormatSize(o.size_bytes) + " is larger than the " +
+                  FormatSize(avail) + " of memory available (MemAvailable); choose a smaller " +
+                  "--segment-size");
+  }
+  if (o.lock) {
+    rlimit lim{};
+    if (getrlimit(RLIMIT_MEMLOCK, &lim) == 0 && lim.rlim_cur != RLIM_INFINITY &&
+        lim.rlim_cur < o.size_bytes && geteuid() != 0) {
+      return Refuse("--mlock needs " + FormatSize(o.size_bytes) + " locked but RLIMIT_MEMLOCK is " +
+                    FormatSize(lim.rlim_cur) + "; raise it (ulimit -l unlimited, or " +
+                    "LimitMEMLOCK=infinity in the systemd unit)");
+    }
+  }
+
+  std::unique_ptr<SegmentMemory> m(new SegmentMemory());
+  unsigned flags = MFD_CLOEXEC | (o.hugepages ? MFD_HUGETLB : 0u);
+  m->fd_ = memfd_create(o.name.c_str(), flags);
+  if (m->fd_ < 0) return Refuse(std::string("memfd_create failed: ") + std::strerror(errno));
+  if (ftruncate(m->fd_, static_cast<off_t>(o.size_bytes)) != 0) {
+    return Refuse("cannot size the segment to " + FormatSize(o.size_bytes) + ": " +
+                  std::strerror(errno));
+  }
+  int map_flags = MAP_SHARED | (o.lock ? MAP_POPULATE : 0);
+  void* p = mmap(nullptr, o.size_bytes, PROT_READ | PROT_WRITE, map_flags, m->fd_, 0);
+  if (p == MAP_FAILED) {
+    return Refuse("cannot map the " + FormatSize(o.size_bytes) +
+                  " segment: " + std::strerror(errno));
+  }
+  m->data_ = static_cast<uint8_t*>(p);
+  m->size_ = o.size_bytes;
+  m->hugepages_ = o.hugepages;
+  if (o.lock) {
+    if (mlock(m->data_, m->size_) != 0) {
+      return Refuse("cannot lock the " + FormatSize(o.size_bytes) + " segment in memory: " +
+                    std::strerror(errno) + " (check RLIMIT_MEMLOCK and free memory)");
+    }
+    m->locked_ = true;
+  }
+  return m;
+}
+
+SegmentMemory::~SegmentMemory() {
+  if (data_ != nullptr) munmap(data_, size_);
+  if (fd_ >= 0) close(fd_);
+}
+
+}  // namespace kvcached

@@ -1,0 +1,74 @@
+// StoreAgent: a segment owner's side of the control plane. It mounts the
+// segment at the master, pings every interval, keeps the table of the
+// objects in its segment from the master's TableUpdate notifications, and
+// remounts with that table whenever the master says it lacks the segment
+// (a restarted master rebuilds its index this way). Stop() unmounts.
+//
+// Threading: one background thread owns the RPC connection; the table is
+// guarded by table_mu_ and may be read from any thread.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <map>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "core/rpc_protocol.h"
+#include "core/status.h"
+#include "net/rpc_client.h"
+
+namespace kvcached {
+
+struct StoreAgentOptions {
+  RpcClientOptions rpc;  // master address, identity (role store), timeouts
+  SegmentInfo segment;
+  std::chrono::milliseconds ping_interval{1000};
+};
+
+class StoreAgent {
+ public:
+  explicit StoreAgent(StoreAgentOptions options);
+  ~StoreAgent();
+  StoreAgent(const StoreAgent&) = delete;
+  StoreAgent& operator=(const StoreAgent&) = delete;
+
+  // Connects and mounts, then starts the ping thread. Fails with the
+  // master's refusal (SEGMENT_ALREADY_EXISTS, ILLEGAL_CLIENT, ...) or the
+  // transport error; a master that is down is not retried here (the caller
+  // decides whether to wait).
+  Status Start();
+  // Stops pinging and unmounts: the master drops the segment's objects.
+  // Idempotent; returns the unmount's outcome.
+  Status Stop();
+
+  size_t objects() const;
+  uint64_t table_bytes() const;
+  uint64_t remounts() const { return remounts_; }
+  bool master_reachable() const { return reachable_; }
+  std::vector<ObjectEntry> Table() const;
+
+ private:
+  void Run();
+  void Apply(const TableUpdate& update);
+  Status Remount();
+
+  const StoreAgentOptions options_;
+  RpcClient client_;  // used by Start() before the thread exists, then by Run() only
+  std::thread thread_;
+  std::mutex stop_mu_;  // guards stopping_ for the condition variable
+  std::condition_variable stop_cv_;
+  bool stopping_ = false;
+  bool started_ = false;
+  std::atomic<uint64_t> remounts_{0};
+  std::atomic<bool> reachable_{false};
+
+  mutable std::mutex table_mu_;  // guards table_ and table_bytes_
+  std::map<std::string, ObjectEntry> table_;
+  uint64_t table_bytes_ = 0;
+};
+
+}  // namespace kvcached
