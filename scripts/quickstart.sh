@@ -4,7 +4,8 @@
 #   scripts/quickstart.sh run          install build dependencies, build, and run the main
 #                                      job on embedded defaults
 #   scripts/quickstart.sh test         install, build and run the whole test suite
-#   scripts/quickstart.sh test --long  the same with 10-minute fuzz runs
+#   scripts/quickstart.sh test --long  the same with 10-minute fuzz runs and a
+#                                      ThreadSanitizer build of everything
 #
 # Run as root or through sudo. Idempotent: packages already present are not
 # reinstalled and existing build directories are reused.
@@ -131,5 +132,12 @@ configure_and_build build-asan -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_COMPILER=cla
   -DKVCACHED_SANITIZE=ON -DKVCACHED_FUZZ=ON -DKVCACHED_FUZZ_SECONDS="$fuzz_seconds"
 (cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
   UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -j "$JOBS")
+
+if [[ $LONG == 1 ]]; then
+  say "Building and testing under ThreadSanitizer (build-tsan/, clang++)"
+  configure_and_build build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER=clang++ \
+    -DCMAKE_CXX_FLAGS=-fsanitize=thread -DCMAKE_EXE_LINKER_FLAGS=-fsanitize=thread
+  (cd build-tsan && TSAN_OPTIONS=halt_on_error=1 ctest --output-on-failure -j "$JOBS")
+fi
 
 say "All tests passed"
