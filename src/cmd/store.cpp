@@ -14,6 +14,7 @@
 #include "cmd/daemon.h"
 #include "core/build_info.h"
 #include "core/units.h"
+#include "net/data_server.h"
 #include "net/http_server.h"
 #include "net/segment_memory.h"
 #include "net/store_agent.h"
@@ -52,7 +53,11 @@ std::vector<OptionSpec> StoreOptions() {
       env(MakeOption("protocol", OptionKind::kChoice, "tcp",
                      "Data-plane protocol: tcp, or rdma once the RDMA transport is built"),
           {"MOONCAKE_PROTOCOL"}),
-      MakeOption("host", OptionKind::kString, "127.0.0.1", "Address the admin port binds"),
+      MakeOption("host", OptionKind::kString, "127.0.0.1",
+                 "Address the data and admin ports bind; others reach the store here"),
+      MakeOption("data-port", OptionKind::kUInt, "0",
+                 "TCP port of the data plane (0: any free; published in the segment's endpoint)", 0,
+                 65535),
       MakeOption("admin-port", OptionKind::kUInt, "0",
                  "HTTP port of /health and /metrics (0: any free; the address is logged)", 0,
                  65535),
@@ -101,39 +106,20 @@ int RunStore(const CommandContext& ctx) {
     return kExitConfig;
   }
 
-  StoreAgentOptions agent_opts;
-  agent_opts.rpc.address = cfg.String("master");
-  agent_opts.rpc.hello.role = static_cast<uint8_t>(PeerRole::kStore);
-  agent_opts.rpc.hello.client_id = RandomClientId();
-  agent_opts.rpc.hello.host_id = host_id;
-  if (*token) agent_opts.rpc.hello.token = token->value().secret();
-  agent_opts.segment = {name, reinterpret_cast<uint64_t>((*segment)->data()), (*segment)->size(),
-                        ""};
-  agent_opts.ping_interval = cfg.Duration("ping-interval");
-  StoreAgent agent(agent_opts);
-  if (Status st = agent.Start(); !st.ok()) {
-    spdlog::error("cannot mount segment '{}' at master {}: {}", name, cfg.String("master"),
-                  st.ToString());
-    return ExitCode(st.code());
-  }
-
+  // Listeners first: a port that cannot be bound fails before the master
+  // ever hears of the segment.
+  boost::asio::io_context ioc;
   MetricsRegistry metrics;
   RegisterProcessMetrics(metrics);
-  metrics.AddGaugeCallback("kvcached_store_segment_capacity_bytes", "Size of this store's segment",
-                           {}, [&] { return static_cast<double>((*segment)->size()); });
-  metrics.AddGaugeCallback("kvcached_store_objects",
-                           "Objects in this store's table, as the master reported them", {},
-                           [&] { return static_cast<double>(agent.objects()); });
-  metrics.AddGaugeCallback("kvcached_store_object_bytes",
-                           "Bytes of the objects in this store's table", {},
-                           [&] { return static_cast<double>(agent.table_bytes()); });
-  metrics.AddGaugeCallback("kvcached_store_remounts", "Remounts after the master lost the segment",
-                           {}, [&] { return static_cast<double>(agent.remounts()); });
-  metrics.AddGaugeCallback("kvcached_store_master_reachable",
-                           "1 when the last ping reached the master", {},
-                           [&] { return agent.master_reachable() ? 1.0 : 0.0; });
-
-  boost::asio::io_context ioc;
+  DataServerOptions data;
+  data.host = cfg.String("host");
+  data.port = static_cast<uint16_t>(cfg.Number("data-port"));
+  data.token = *token;
+  DataServer data_server(ioc, data, (*segment)->data(), (*segment)->size(), metrics);
+  if (Status st = data_server.Start(); !st.ok()) {
+    spdlog::error("{}", st.message());
+    return ExitCode(st.code());
+  }
   HttpServerOptions admin;
   admin.name = "admin";
   admin.host = cfg.String("host");
@@ -149,28 +135,74 @@ int RunStore(const CommandContext& ctx) {
       metrics);
   if (Status st = admin_server.Start(); !st.ok()) {
     spdlog::error("{}", st.message());
-    (void)agent.Stop();
     return ExitCode(st.code());
   }
-  spdlog::info("{} store: segment '{}' of {}{}{} on host '{}', master {}, admin http://{}",
-               VersionLine(), name, FormatSize((*segment)->size()),
-               (*segment)->hugepages() ? ", huge pages" : "",
-               (*segment)->locked() ? ", locked" : "", host_id, cfg.String("master"),
-               admin_server.address());
+
+  StoreAgentOptions agent_opts;
+  agent_opts.rpc.address = cfg.String("master");
+  agent_opts.rpc.hello.role = static_cast<uint8_t>(PeerRole::kStore);
+  agent_opts.rpc.hello.client_id = RandomClientId();
+  agent_opts.rpc.hello.host_id = host_id;
+  if (*token) agent_opts.rpc.hello.token = token->value().secret();
+  // A dead master must not hold up start-up or shutdown for long.
+  agent_opts.rpc.connect_timeout = std::chrono::milliseconds(1000);
+  agent_opts.rpc.connect_attempts = 2;
+  agent_opts.segment = {name, reinterpret_cast<uint64_t>((*segment)->data()), (*segment)->size(),
+                        "tcp://" + data_server.address()};
+  agent_opts.ping_interval = cfg.Duration("ping-interval");
+  StoreAgent agent(agent_opts);
+  if (Status st = agent.Start(); !st.ok()) {
+    spdlog::error("cannot mount segment '{}' at master {}: {}", name, cfg.String("master"),
+                  st.ToString());
+    return ExitCode(st.code());
+  }
+
+  metrics.AddGaugeCallback("kvcached_store_segment_capacity_bytes", "Size of this store's segment",
+                           {}, [&] { return static_cast<double>((*segment)->size()); });
+  metrics.AddGaugeCallback("kvcached_store_objects",
+                           "Objects in this store's table, as the master reported them", {},
+                           [&] { return static_cast<double>(agent.objects()); });
+  metrics.AddGaugeCallback("kvcached_store_object_bytes",
+                           "Bytes of the objects in this store's table", {},
+                           [&] { return static_cast<double>(agent.table_bytes()); });
+  metrics.AddGaugeCallback("kvcached_store_master_reachable",
+                           "1 when the last ping reached the master", {},
+                           [&] { return agent.master_reachable() ? 1.0 : 0.0; });
+  metrics.AddCollector([&](std::string& out) {
+    out +=
+        "# HELP kvcached_store_remounts_total Remounts after the master lost the segment\n"
+        "# TYPE kvcached_store_remounts_total counter\n"
+        "kvcached_store_remounts_total " +
+        std::to_string(agent.remounts()) + "\n";
+  });
+
+  spdlog::info(
+      "{} store: segment '{}' of {}{}{} on host '{}', master {}, data tcp://{}, admin "
+      "http://{}",
+      VersionLine(), name, FormatSize((*segment)->size()),
+      (*segment)->hugepages() ? ", huge pages" : "", (*segment)->locked() ? ", locked" : "",
+      host_id, cfg.String("master"), data_server.address(), admin_server.address());
+  spdlog::debug("settings: {}", cfg.Describe());
   spdlog::warn(
-      "this build does not serve the segment's bytes yet (the TCP and shared-memory "
-      "data plane is the next piece of work); it mounts, keeps the object table and "
-      "remounts after a master restart");
+      "this build serves the segment on its TCP data port only; the client library and "
+      "the shared-memory path are the next piece of work");
 
   DaemonHooks hooks;
   hooks.begin_shutdown = [&] {
     admin_server.BeginShutdown();
-    (void)agent.Stop();
+    data_server.BeginShutdown();
   };
-  hooks.open_connections = [&] { return admin_server.open_connections(); };
+  hooks.open_connections = [&] {
+    return admin_server.open_connections() + data_server.open_connections();
+  };
   hooks.shutdown_timeout = cfg.Duration("shutdown-timeout");
-  hooks.ready_status = "store segment " + name + " admin http://" + admin_server.address();
-  return ServeUntilSignalled(ioc, 1, ctx, hooks);
+  hooks.ready_status = "store segment " + name + " data tcp://" + data_server.address() +
+                       " admin http://" + admin_server.address();
+  int rc = ServeUntilSignalled(ioc, ResolveThreads(cfg.Number("threads")), ctx, hooks);
+  // Unmounted once no peer can read or write the segment any more; the
+  // master then drops its objects.
+  (void)agent.Stop();
+  return rc;
 }
 
 }  // namespace
@@ -180,10 +212,10 @@ Command StoreCommand() {
   c.name = "store";
   c.summary = "Contribute a memory segment to the pool";
   c.description =
-      "Allocates a memory segment (a memfd mapping; --hugepages, --mlock), mounts it at the "
-      "master, pings it, keeps the table of the objects placed in the segment, and remounts "
-      "with that table when the master restarts. SIGTERM unmounts. The data plane that serves "
-      "the segment's bytes to clients is not in this build yet.";
+      "Allocates a memory segment (a memfd mapping; --hugepages, --mlock), serves it on a TCP "
+      "data port, mounts it at the master, pings it, keeps the table of the objects placed in "
+      "the segment, and remounts with that table when the master restarts. SIGTERM unmounts. "
+      "The shared-memory path and RDMA are not in this build yet.";
   c.options = StoreOptions();
   c.run = RunStore;
   return c;

@@ -57,7 +57,7 @@ struct ErrorInfo {
 inline constexpr int kExitOk = 0;
 inline constexpr int kExitFailure = 1;
 inline constexpr int kExitUsage = 2;         // bad command line
-inline constexpr int kExitUnavailable = 69;  // EX_UNAVAILABLE: feature not built yet
+inline constexpr int kExitUnavailable = 69;  // EX_UNAVAILABLE: not built, or a peer is down
 inline constexpr int kExitSoftware = 70;     // EX_SOFTWARE: internal error
 inline constexpr int kExitConfig = 78;       // EX_CONFIG: bad configuration at start-up
 

@@ -171,6 +171,12 @@ void Fields(Io& io, SizesResponse& m) {
 }
 
 template <typename Io>
+void Fields(Io& io, DataRange& m) {
+  io.U64(m.offset);
+  io.U64(m.length);
+}
+
+template <typename Io>
 void Fields(Io& io, TableUpdate& m) {
   io.Str(m.segment, kMaxIdBytes);
   io.List(m.changes, kMaxRemountObjects, 1 + 4 + 24, [&](TableChange& c) {
@@ -228,6 +234,7 @@ KVCACHED_INSTANTIATE_CODEC(RemoveAllRequest)
 KVCACHED_INSTANTIATE_CODEC(RemoveAllResponse)
 KVCACHED_INSTANTIATE_CODEC(SizesResponse)
 KVCACHED_INSTANTIATE_CODEC(TableUpdate)
+KVCACHED_INSTANTIATE_CODEC(DataRange)
 #undef KVCACHED_INSTANTIATE_CODEC
 
 void EncodeHeader(const FrameHeader& h, unsigned char out[kFrameHeaderBytes]) {
@@ -296,6 +303,10 @@ const char* MsgTypeName(MsgType type) {
       return "GetSize";
     case MsgType::kTableUpdate:
       return "TableUpdate";
+    case MsgType::kDataWrite:
+      return "DataWrite";
+    case MsgType::kDataRead:
+      return "DataRead";
   }
   return "Unknown";
 }

@@ -47,6 +47,9 @@ enum class MsgType : uint16_t {
   kRemoveAll = 12,
   kGetSize = 13,
   kTableUpdate = 14,  // master -> segment owner, flag kFlagNotification
+  // The store's data port (after Hello): bytes move in the frame body.
+  kDataWrite = 32,  // body: DataRange, then `length` bytes; answer StatusResponse
+  kDataRead = 33,   // body: DataRange; answer: the `length` bytes
 };
 const char* MsgTypeName(MsgType type);  // "PutStart"; "Unknown" otherwise
 
@@ -228,6 +231,21 @@ struct TableUpdate {
   std::string segment;
   std::vector<TableChange> changes;
 };
+
+// A byte range of a segment, as the data port's requests name it. Peers
+// send any values: the store checks them against its segment before a
+// byte moves.
+struct DataRange {
+  uint64_t offset = 0;
+  uint64_t length = 0;
+};
+inline constexpr size_t kDataRangeBytes = 16;
+
+// True when [offset, offset + length) lies inside [0, size), computed
+// without overflow for any values a peer may send.
+inline bool RangeWithin(const DataRange& r, uint64_t size) {
+  return r.offset <= size && r.length <= size - r.offset;
+}
 
 // Encodes a body. Defined for every struct above.
 template <typename T>

@@ -1,9 +1,5 @@
 #include "net/rpc_server.h"
 
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <sys/socket.h>
-
 #include <atomic>
 #include <deque>
 #include <mutex>
@@ -80,15 +76,7 @@ class RpcServer::Connection : public std::enable_shared_from_this<RpcServer::Con
     beast::error_code ec;
     tcp::endpoint ep = stream_.socket().remote_endpoint(ec);
     peer_.address = ec ? "?" : ep.address().to_string() + ":" + std::to_string(ep.port());
-    stream_.socket().set_option(tcp::no_delay(true), ec);
-    // A peer that vanishes without a FIN (host down, cable out) is noticed
-    // by TCP keepalive within about a minute and its connection closed.
-    stream_.socket().set_option(net::socket_base::keep_alive(true), ec);
-    int fd = stream_.socket().native_handle();
-    int idle_s = 30, interval_s = 10, probes = 3;
-    setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle_s, sizeof idle_s);
-    setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &interval_s, sizeof interval_s);
-    setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &probes, sizeof probes);
+    ConfigurePeerSocket(stream_.socket());
     st_->open.Add(1);
   }
 

@@ -1,5 +1,6 @@
 #include "net/segment_memory.h"
 
+#include <linux/memfd.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <unistd.h>
@@ -28,6 +29,19 @@ uint64_t MeminfoBytes(const std::string& field) {
   return 0;
 }
 
+// Free 2 MiB huge pages not promised to another mapping yet.
+uint64_t FreeHugePages() {
+  auto read = [](const char* file) -> uint64_t {
+    std::ifstream in(std::string("/sys/kernel/mm/hugepages/hugepages-2048kB/") + file);
+    uint64_t v = 0;
+    in >> v;
+    return v;
+  };
+  uint64_t free_pages = read("free_hugepages");
+  uint64_t reserved = read("resv_hugepages");
+  return free_pages > reserved ? free_pages - reserved : 0;
+}
+
 Status Refuse(const std::string& why) { return Status(ErrorCode::NO_AVAILABLE_HANDLE, why); }
 
 }  // namespace
@@ -42,7 +56,7 @@ Result<std::unique_ptr<SegmentMemory>> SegmentMemory::Create(const SegmentMemory
                       FormatSize(o.size_bytes));
   }
   if (o.hugepages) {
-    uint64_t free_huge = MeminfoBytes("HugePages_Free") / 1024 * kHugePageBytes;
+    uint64_t free_huge = FreeHugePages() * kHugePageBytes;
     if (free_huge < o.size_bytes) {
       return Refuse("--hugepages needs " + FormatSize(o.size_bytes) + " of 2 MiB huge pages but " +
                     FormatSize(free_huge) + " are free in the pool; reserve more with " +
@@ -65,7 +79,8 @@ Result<std::unique_ptr<SegmentMemory>> SegmentMemory::Create(const SegmentMemory
   }
 
   std::unique_ptr<SegmentMemory> m(new SegmentMemory());
-  unsigned flags = MFD_CLOEXEC | (o.hugepages ? MFD_HUGETLB : 0u);
+  // 2 MiB pages whatever the system's default huge page size is.
+  unsigned flags = MFD_CLOEXEC | (o.hugepages ? MFD_HUGETLB | MFD_HUGE_2MB : 0u);
   m->fd_ = memfd_create(o.name.c_str(), flags);
   if (m->fd_ < 0) return Refuse(std::string("memfd_create failed: ") + std::strerror(errno));
   if (ftruncate(m->fd_, static_cast<off_t>(o.size_bytes)) != 0) {

@@ -1,5 +1,9 @@
 #include "net/tcp_listener.h"
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+
 #include <spdlog/spdlog.h>
 #include <boost/asio/dispatch.hpp>
 
@@ -72,6 +76,17 @@ void TcpListener::Close() {
     self->acceptor_.close(ec);
     self->retry_.cancel();
   });
+}
+
+void ConfigurePeerSocket(tcp::socket& socket) {
+  boost::system::error_code ec;
+  socket.set_option(tcp::no_delay(true), ec);
+  socket.set_option(net::socket_base::keep_alive(true), ec);
+  int fd = socket.native_handle();
+  int idle_s = 30, interval_s = 10, probes = 3;
+  setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle_s, sizeof idle_s);
+  setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &interval_s, sizeof interval_s);
+  setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &probes, sizeof probes);
 }
 
 std::string TcpListener::address() const {

@@ -52,4 +52,9 @@ class TcpListener : public std::enable_shared_from_this<TcpListener> {
   bool closed_ = false;  // strand_ only
 };
 
+// Options every long-lived peer connection gets: no Nagle delay, and TCP
+// keepalive (30 s idle, 3 probes 10 s apart) so a peer that vanished
+// without a FIN is noticed and its slot freed.
+void ConfigurePeerSocket(boost::asio::ip::tcp::socket& socket);
+
 }  // namespace kvcached

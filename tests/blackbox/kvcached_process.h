@@ -91,7 +91,7 @@ class KvcachedProcess {
   // The first "host:port" after `word` in the readiness STATUS.
   std::string Address(const std::string& word) const {
     std::smatch m;
-    std::regex re(word + R"( (?:http://)?([0-9.]+:[0-9]+))");
+    std::regex re(word + R"( (?:http://|tcp://)?([0-9.]+:[0-9]+))");
     if (!std::regex_search(status_, m, re))
       throw std::runtime_error("no " + word + " in " + status_);
     return m[1];

@@ -19,6 +19,8 @@ namespace {
 using testing::KvcachedProcess;
 using namespace std::chrono_literals;
 
+constexpr int32_t Code(ErrorCode c) { return static_cast<int32_t>(c); }
+
 // GET http://address/path with a raw socket; returns the body ("" on error).
 std::string HttpGet(const std::string& address, const std::string& path) {
   size_t colon = address.rfind(':');
@@ -113,7 +115,7 @@ TEST_CASE("a store mounts, keeps its table, remounts after a master kill -9, unm
                              "--default-kv-lease-ttl", "300ms"});
   // Nobody but the store knows the objects now; it remounts by itself.
   REQUIRE(WaitFor([&] { return Found(*writer, keys) == 50; }, 10s));
-  CHECK(Metric(admin, "kvcached_store_remounts") == 1);
+  CHECK(Metric(admin, "kvcached_store_remounts_total") == 1);
   ReplicaListResponse after;
   REQUIRE(writer->Call(MsgType::kGetReplicaList, KeysRequest{{"obj-7"}}, after).ok());
   CHECK(after.items[0].checksum == 1007);
@@ -123,9 +125,192 @@ TEST_CASE("a store mounts, keeps its table, remounts after a master kill -9, unm
   CHECK(restarted.Log().find("unmount of segment 'seg-a' by client") != std::string::npos);
 }
 
+// A blocking client of the store's data port, speaking the frames raw so
+// tests can also send what no real client would.
+class DataClient {
+ public:
+  explicit DataClient(const std::string& address) {
+    size_t colon = address.rfind(':');
+    fd_ = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(static_cast<uint16_t>(std::stoi(address.substr(colon + 1))));
+    inet_pton(AF_INET, address.substr(0, colon).c_str(), &a.sin_addr);
+    REQUIRE(connect(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+    timeval tv{10, 0};
+    setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  }
+  ~DataClient() { close(fd_); }
+
+  void SendFrame(MsgType type, const std::string& body, uint32_t body_bytes_override = 0) {
+    FrameHeader h;
+    h.type = static_cast<uint16_t>(type);
+    h.request_id = ++id_;
+    h.body_bytes = body_bytes_override ? body_bytes_override : static_cast<uint32_t>(body.size());
+    std::string frame(kFrameHeaderBytes, '\0');
+    EncodeHeader(h, reinterpret_cast<unsigned char*>(frame.data()));
+    frame += body;
+    REQUIRE(send(fd_, frame.data(), frame.size(), MSG_NOSIGNAL) ==
+            static_cast<ssize_t>(frame.size()));
+  }
+  // Reads one answer; false when the store closed the connection instead.
+  bool ReadFrame(FrameHeader& h, std::string& body) {
+    unsigned char raw[kFrameHeaderBytes];
+    if (!RecvAll(reinterpret_cast<char*>(raw), sizeof raw)) return false;
+    REQUIRE(DecodeHeader(raw, UINT32_MAX, h).ok());
+    body.resize(h.body_bytes);
+    return RecvAll(body.data(), body.size());
+  }
+  void Hello() {
+    SendFrame(MsgType::kHello, EncodeBody(HelloRequest{1, "data-test", "h", ""}));
+    FrameHeader h;
+    std::string body;
+    REQUIRE(ReadFrame(h, body));
+    HelloResponse r;
+    REQUIRE(DecodeBody(body, r).ok());
+    REQUIRE(r.code == 0);
+  }
+  // Returns 0 or the refusal's error code.
+  int32_t Write(uint64_t offset, const std::string& bytes, uint64_t announced = UINT64_MAX) {
+    SendFrame(
+        MsgType::kDataWrite,
+        EncodeBody(DataRange{offset, announced == UINT64_MAX ? bytes.size() : announced}) + bytes);
+    FrameHeader h;
+    std::string body;
+    REQUIRE(ReadFrame(h, body));
+    return Code(h, body);
+  }
+  int32_t Read(uint64_t offset, uint64_t length, std::string& out) {
+    SendFrame(MsgType::kDataRead, EncodeBody(DataRange{offset, length}));
+    FrameHeader h;
+    REQUIRE(ReadFrame(h, out));
+    return Code(h, out);
+  }
+  bool Closed() {
+    char c;
+    return recv(fd_, &c, 1, 0) == 0;
+  }
+
+ private:
+  static int32_t Code(const FrameHeader& h, const std::string& body) {
+    if (h.flags & kFlagError) {
+      ErrorBody e;
+      REQUIRE(DecodeBody(body, e).ok());
+      return e.code;
+    }
+    if (h.type == static_cast<uint16_t>(MsgType::kDataWrite)) {
+      StatusResponse r;
+      REQUIRE(DecodeBody(body, r).ok());
+      return r.code;
+    }
+    return 0;
+  }
+  bool RecvAll(char* p, size_t n) {
+    size_t got = 0;
+    while (got < n) {
+      ssize_t r = recv(fd_, p + got, n - got, 0);
+      if (r <= 0) return false;
+      got += static_cast<size_t>(r);
+    }
+    return true;
+  }
+  int fd_ = -1;
+  uint64_t id_ = 0;
+};
+
+TEST_CASE("the data port moves bytes and bounds-checks every range") {
+  KvcachedProcess master({"master", "--port", "0", "--admin-port", "0", "--meta-port", "0"});
+  constexpr uint64_t kSize = 64ull << 20;
+  KvcachedProcess store({"store", "--master", master.Address("rpc"), "--segment-size", "64MiB",
+                         "--segment-name", "seg-d"});
+  std::string data = store.Address("data");
+  std::string admin = store.Address("admin");
+
+  // The endpoint clients will use is published with the segment.
+  RpcClientOptions o;
+  o.address = master.Address("rpc");
+  o.hello.client_id = "reader";
+  RpcClient rpc(o);
+  REQUIRE(rpc.Connect().ok());
+  ReplicaListResponse placed;
+  REQUIRE(rpc.Call(MsgType::kPutStart, PutStartRequest{1, "", {{"k", 1}}}, placed).ok());
+  CHECK(placed.segments[0].endpoint == "tcp://" + data);
+
+  DataClient c(data);
+  c.Hello();
+  std::string payload(1 << 20, '\0');
+  for (size_t i = 0; i < payload.size(); ++i) payload[i] = static_cast<char>(i * 131 + 7);
+  REQUIRE(c.Write(4096, payload) == 0);
+  std::string back;
+  REQUIRE(c.Read(4096, payload.size(), back) == 0);
+  CHECK(back == payload);
+  REQUIRE(c.Write(kSize - 3, "end") == 0);  // the last bytes of the segment
+  REQUIRE(c.Read(kSize - 3, 3, back) == 0);
+  CHECK(back == "end");
+
+  // Every overflow class is refused, the connection goes on, nothing moves.
+  const int32_t bad_write = Code(ErrorCode::INVALID_WRITE);
+  const int32_t bad_read = Code(ErrorCode::INVALID_READ);
+  CHECK(c.Write(kSize, "x") == bad_write);              // starts at the end
+  CHECK(c.Write(kSize - 2, "xyz") == bad_write);        // runs past the end
+  CHECK(c.Write(UINT64_MAX - 1, "xyzw") == bad_write);  // offset + length wraps
+  CHECK(c.Write(kSize + 4096, std::string(100, 'z')) == bad_write);
+  CHECK(c.Read(kSize, 1, back) == bad_read);
+  CHECK(c.Read(kSize - 1, 2, back) == bad_read);
+  CHECK(c.Read(UINT64_MAX - 7, 16, back) == bad_read);
+  CHECK(c.Read(0, UINT64_MAX, back) == bad_read);
+  REQUIRE(c.Read(4096, payload.size(), back) == 0);
+  CHECK(back == payload);
+  REQUIRE(c.Read(kSize - 3, 3, back) == 0);
+  CHECK(back == "end");
+  CHECK(Metric(admin, "kvcached_store_data_refusals_total") == 8);
+
+  // Malformed frames close that connection only.
+  {
+    DataClient m(data);  // a request before Hello
+    std::string r;
+    m.SendFrame(MsgType::kDataRead, EncodeBody(DataRange{0, 1}));
+    FrameHeader h;
+    REQUIRE(m.ReadFrame(h, r));
+    CHECK((h.flags & kFlagError) != 0);
+    CHECK(m.Closed());
+  }
+  {
+    DataClient m(data);  // a write whose range disagrees with its body
+    m.Hello();
+    m.SendFrame(MsgType::kDataWrite, EncodeBody(DataRange{0, 10}) + "abc");
+    CHECK(m.Closed());
+  }
+  {
+    DataClient m(data);  // a read with a body that is not a range
+    m.Hello();
+    m.SendFrame(MsgType::kDataRead, EncodeBody(DataRange{0, 1}) + "x");
+    CHECK(m.Closed());
+  }
+  {
+    DataClient m(data);  // a control-plane message on the data port
+    m.Hello();
+    m.SendFrame(MsgType::kExistKey, EncodeBody(KeysRequest{{"k"}}));
+    CHECK(m.Closed());
+  }
+  {
+    DataClient m(data);  // an oversized body before Hello
+    m.SendFrame(MsgType::kHello, "", 1 << 20);
+    CHECK(m.Closed());
+  }
+  REQUIRE(c.Read(4096, 16, back) == 0);  // the first client is unharmed
+  CHECK(back == payload.substr(0, 16));
+  CHECK(Metric(admin, "kvcached_store_data_malformed_total") == 4);
+  CHECK(Metric(admin, "kvcached_store_bytes_received_total") ==
+        static_cast<long>(payload.size() + 3));
+  CHECK(store.Stop() == 0);
+}
+
 TEST_CASE("store start-up errors are clear") {
   auto run = [](std::vector<std::string> args) {
-    std::string cmd = std::string(std::getenv("KVCACHED_BIN")) + " store";
+    // A clean environment: stray KVCACHED_*/MOONCAKE_* settings must not count.
+    std::string cmd =
+        "env -i PATH=/usr/bin:/bin " + std::string(std::getenv("KVCACHED_BIN")) + " store";
     for (auto& a : args) cmd += " " + a;
     cmd += " 2>&1";
     FILE* p = popen(cmd.c_str(), "r");

@@ -1,0 +1,57 @@
+// DataServer: the store's TCP data port. After a Hello (with the cluster
+// token when one is set) a peer writes bytes into the segment (DataWrite:
+// received straight into the segment memory, no intermediate buffer) and
+// reads them back (DataRead: sent straight from it). Every (offset,
+// length) is checked against the segment, overflow-safe, before a byte
+// moves: an out-of-range request is refused with an error frame, logged
+// and counted, and the connection goes on; a malformed frame closes the
+// connection. The frame format is the RPC protocol's (docs/protocol.md).
+//
+// Threading: the caller's io_context, any number of threads, one strand
+// per connection. Requests on one connection are served in order. The
+// segment memory must outlive the server.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include <boost/asio/io_context.hpp>
+
+#include "core/auth_token.h"
+#include "core/metrics.h"
+#include "core/status.h"
+
+namespace kvcached {
+
+struct DataServerOptions {
+  std::string name = "data";
+  std::string host = "127.0.0.1";
+  uint16_t port = 0;
+  size_t max_connections = 4096;
+  std::chrono::milliseconds hello_timeout{10'000};
+  std::optional<AuthToken> token;
+};
+
+class DataServer {
+ public:
+  DataServer(boost::asio::io_context& ioc, DataServerOptions options, uint8_t* segment,
+             uint64_t segment_bytes, MetricsRegistry& metrics);
+  ~DataServer();
+  DataServer(const DataServer&) = delete;
+  DataServer& operator=(const DataServer&) = delete;
+
+  Status Start();
+  std::string address() const;
+  void BeginShutdown();
+  size_t open_connections() const;
+
+ private:
+  class Connection;
+  struct State;
+  std::shared_ptr<State> state_;
+};
+
+}  // namespace kvcached
