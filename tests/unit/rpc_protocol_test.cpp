@@ -103,6 +103,28 @@ TEST_CASE("limits are enforced before allocation") {
   }
 }
 
+TEST_CASE("RangeWithin is exact at the edges and never overflows") {
+  constexpr uint64_t kSize = 1000;
+  CHECK(RangeWithin({0, 0}, kSize));
+  CHECK(RangeWithin({0, kSize}, kSize));
+  CHECK(RangeWithin({kSize, 0}, kSize));
+  CHECK(RangeWithin({kSize - 1, 1}, kSize));
+  CHECK_FALSE(RangeWithin({kSize - 1, 2}, kSize));
+  CHECK_FALSE(RangeWithin({kSize, 1}, kSize));
+  CHECK_FALSE(RangeWithin({kSize + 1, 0}, kSize));
+  CHECK_FALSE(RangeWithin({0, kSize + 1}, kSize));
+  CHECK_FALSE(RangeWithin({UINT64_MAX, 1}, kSize));
+  CHECK_FALSE(RangeWithin({1, UINT64_MAX}, kSize));          // offset + length wraps to 0
+  CHECK_FALSE(RangeWithin({UINT64_MAX - 5, 16}, kSize));     // wraps to 10
+  CHECK(RangeWithin({UINT64_MAX - 5, 5}, UINT64_MAX));
+  CHECK_FALSE(RangeWithin({UINT64_MAX - 5, 6}, UINT64_MAX));
+  DataRange out;
+  CHECK(DecodeBody(EncodeBody(DataRange{7, 9}), out).ok());
+  CHECK(out.offset == 7);
+  CHECK(out.length == 9);
+  CHECK(EncodeBody(DataRange{}).size() == kDataRangeBytes);
+}
+
 TEST_CASE("frame headers") {
   FrameHeader h;
   h.type = static_cast<uint16_t>(MsgType::kPutStart);
