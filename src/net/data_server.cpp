@@ -2,8 +2,6 @@
 
 #include <array>
 #include <atomic>
-#include <mutex>
-#include <unordered_map>
 #include <vector>
 
 #include <spdlog/spdlog.h>
@@ -15,6 +13,7 @@
 
 #include "core/rpc_protocol.h"
 #include "core/wire.h"
+#include "net/connection_registry.h"
 #include "net/tcp_listener.h"
 
 namespace kvcached {
@@ -59,8 +58,7 @@ struct DataServer::State : std::enable_shared_from_this<DataServer::State> {
   std::shared_ptr<TcpListener> listener;
   std::atomic<bool> stopping{false};
   std::atomic<uint64_t> next_id{1};
-  std::mutex mu;  // guards connections
-  std::unordered_map<uint64_t, std::weak_ptr<Connection>> connections;
+  ConnectionRegistry<Connection> connections;
   Gauge& open;
   Counter& received;
   Counter& served;
@@ -84,8 +82,7 @@ class DataServer::Connection : public std::enable_shared_from_this<DataServer::C
 
   ~Connection() {
     st_->open.Add(-1);
-    std::lock_guard<std::mutex> lock(st_->mu);
-    st_->connections.erase(id_);
+    st_->connections.Remove(id_);
   }
 
   void Start() {
@@ -296,14 +293,10 @@ void DataServer::State::OnAccept(tcp::socket socket) {
   if (stopping) return;
   uint64_t id = next_id.fetch_add(1);
   auto conn = std::make_shared<Connection>(shared_from_this(), std::move(socket), id);
-  {
-    std::lock_guard<std::mutex> lock(mu);
-    if (connections.size() >= options.max_connections) {
-      spdlog::warn("{} conn=#{}: refused, {} connections open", options.name, id,
-                   connections.size());
-      return;
-    }
-    connections.emplace(id, conn);
+  if (!connections.Add(id, conn, options.max_connections)) {
+    spdlog::warn("{} conn=#{}: refused, {} connections open", options.name, id,
+                 options.max_connections);
+    return;  // the socket closes with `conn`
   }
   conn->Start();
 }
@@ -329,14 +322,7 @@ std::string DataServer::address() const { return state_->listener->address(); }
 void DataServer::BeginShutdown() {
   if (state_->stopping.exchange(true)) return;
   state_->listener->Close();
-  std::vector<std::shared_ptr<Connection>> live;
-  {
-    std::lock_guard<std::mutex> lock(state_->mu);
-    for (auto& [id, weak] : state_->connections) {
-      if (auto c = weak.lock()) live.push_back(std::move(c));
-    }
-  }
-  for (auto& c : live) c->Stop();
+  for (auto& c : state_->connections.Live()) c->Stop();
 }
 
 size_t DataServer::open_connections() const {

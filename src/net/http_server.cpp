@@ -2,7 +2,6 @@
 
 #include <atomic>
 #include <mutex>
-#include <unordered_map>
 
 #include <spdlog/spdlog.h>
 #include <boost/asio/dispatch.hpp>
@@ -14,6 +13,7 @@
 #include <boost/beast/http.hpp>
 
 #include "core/build_info.h"
+#include "net/connection_registry.h"
 #include "net/tcp_listener.h"
 
 namespace kvcached {
@@ -81,8 +81,7 @@ struct HttpServer::State : std::enable_shared_from_this<HttpServer::State> {
   std::atomic<bool> stopping{false};
   std::atomic<uint64_t> next_connection_id{1};
 
-  std::mutex sessions_mu;  // guards sessions
-  std::unordered_map<uint64_t, std::weak_ptr<Session>> sessions;
+  ConnectionRegistry<Session> sessions;
 
   Gauge& open_gauge;
   Counter& accepted_total;
@@ -106,8 +105,7 @@ class HttpServer::Session : public std::enable_shared_from_this<HttpServer::Sess
 
   ~Session() {
     st_->open_gauge.Add(-1);
-    std::lock_guard<std::mutex> lock(st_->sessions_mu);
-    st_->sessions.erase(id_);
+    st_->sessions.Remove(id_);
   }
 
   void Start(bool reject) {
@@ -358,15 +356,8 @@ void HttpServer::State::OnAccept(tcp::socket socket) {
   accepted_total.Inc();
   uint64_t id = next_connection_id.fetch_add(1);
   auto session = std::make_shared<Session>(shared_from_this(), std::move(socket), id);
-  bool reject = false;
-  {
-    std::lock_guard<std::mutex> lock(sessions_mu);
-    if (sessions.size() >= options.max_connections) {
-      reject = true;
-    } else {
-      sessions.emplace(id, session);
-    }
-  }
+  // Over the limit the session still answers 503 before it closes.
+  bool reject = !sessions.Add(id, session, options.max_connections);
   if (reject) rejected_total.Inc();
   session->Start(reject);
 }
@@ -397,14 +388,7 @@ const HttpServerOptions& HttpServer::options() const { return state_->options; }
 void HttpServer::BeginShutdown() {
   if (state_->stopping.exchange(true)) return;
   state_->listener->Close();
-  std::vector<std::shared_ptr<Session>> live;
-  {
-    std::lock_guard<std::mutex> lock(state_->sessions_mu);
-    for (auto& [id, weak] : state_->sessions) {
-      if (auto s = weak.lock()) live.push_back(std::move(s));
-    }
-  }
-  for (auto& s : live) s->Stop();
+  for (auto& s : state_->sessions.Live()) s->Stop();
 }
 
 size_t HttpServer::open_connections() const {

@@ -12,6 +12,7 @@
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 
+#include "net/connection_registry.h"
 #include "net/tcp_listener.h"
 
 namespace kvcached {
@@ -56,8 +57,8 @@ struct RpcServer::State : std::enable_shared_from_this<RpcServer::State> {
   std::atomic<bool> stopping{false};
   std::atomic<uint64_t> next_id{1};
 
-  std::mutex mu;  // guards connections and by_client
-  std::unordered_map<uint64_t, std::weak_ptr<Connection>> connections;
+  ConnectionRegistry<Connection> connections;
+  std::mutex mu;  // guards by_client
   std::unordered_map<std::string, std::weak_ptr<Connection>> by_client;
 
   Gauge& open;
@@ -82,8 +83,8 @@ class RpcServer::Connection : public std::enable_shared_from_this<RpcServer::Con
 
   ~Connection() {
     st_->open.Add(-1);
+    st_->connections.Remove(peer_.connection_id);
     std::lock_guard<std::mutex> lock(st_->mu);
-    st_->connections.erase(peer_.connection_id);
     auto it = st_->by_client.find(peer_.client_id);
     if (it != st_->by_client.end() && it->second.expired()) st_->by_client.erase(it);
   }
@@ -302,15 +303,11 @@ void RpcServer::State::OnAccept(tcp::socket socket) {
   accepted.Inc();
   uint64_t id = next_id.fetch_add(1);
   auto conn = std::make_shared<Connection>(shared_from_this(), std::move(socket), id);
-  {
-    std::lock_guard<std::mutex> lock(mu);
-    if (connections.size() >= options.max_connections) {
-      refused.Inc();
-      spdlog::warn("{} conn=#{}: refused, {} connections open (--max-connections)", options.name,
-                   id, connections.size());
-      return;  // the socket closes with `conn`
-    }
-    connections.emplace(id, conn);
+  if (!connections.Add(id, conn, options.max_connections)) {
+    refused.Inc();
+    spdlog::warn("{} conn=#{}: refused, {} connections open (--max-connections)", options.name, id,
+                 options.max_connections);
+    return;  // the socket closes with `conn`
   }
   conn->Start();
 }
@@ -352,14 +349,7 @@ bool RpcServer::Notify(const std::string& client_id, std::string frame) {
 void RpcServer::BeginShutdown() {
   if (state_->stopping.exchange(true)) return;
   state_->listener->Close();
-  std::vector<std::shared_ptr<Connection>> live;
-  {
-    std::lock_guard<std::mutex> lock(state_->mu);
-    for (auto& [id, weak] : state_->connections) {
-      if (auto c = weak.lock()) live.push_back(std::move(c));
-    }
-  }
-  for (auto& c : live) c->Stop();
+  for (auto& c : state_->connections.Live()) c->Stop();
 }
 
 size_t RpcServer::open_connections() const {

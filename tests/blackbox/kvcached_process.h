@@ -17,9 +17,22 @@
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace kvcached::testing {
+
+// Polls `pred` until it holds or `limit` passes; for outcomes that have no
+// readiness signal (a remount, an expiry). Returns the last answer.
+template <typename Pred>
+bool WaitFor(Pred pred, std::chrono::milliseconds limit) {
+  auto deadline = std::chrono::steady_clock::now() + limit;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (pred()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return pred();
+}
 
 class KvcachedProcess {
  public:

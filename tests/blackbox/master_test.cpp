@@ -21,6 +21,7 @@ namespace kvcached {
 namespace {
 
 using testing::KvcachedProcess;
+using testing::WaitFor;
 using namespace std::chrono_literals;
 
 constexpr int32_t kOk = 0;
@@ -109,16 +110,6 @@ std::vector<std::string> Keys(const std::string& prefix, int n) {
   std::vector<std::string> out;
   for (int i = 0; i < n; ++i) out.push_back(prefix + std::to_string(i));
   return out;
-}
-
-template <typename Pred>
-bool WaitFor(Pred pred, std::chrono::milliseconds limit) {
-  auto deadline = std::chrono::steady_clock::now() + limit;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (pred()) return true;
-    std::this_thread::sleep_for(20ms);  // polling an outcome, bounded by `limit`
-  }
-  return pred();
 }
 
 TEST_CASE("the whole lifecycle, batches of 256 keys in one round trip each") {

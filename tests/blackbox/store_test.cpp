@@ -17,6 +17,7 @@ namespace kvcached {
 namespace {
 
 using testing::KvcachedProcess;
+using testing::WaitFor;
 using namespace std::chrono_literals;
 
 constexpr int32_t Code(ErrorCode c) { return static_cast<int32_t>(c); }
@@ -49,16 +50,6 @@ long Metric(const std::string& admin, const std::string& name) {
   std::string text = HttpGet(admin, "/metrics");
   if (!std::regex_search(text, m, std::regex("\n" + name + " ([0-9]+)"))) return -1;
   return std::stol(m[1]);
-}
-
-template <typename Pred>
-bool WaitFor(Pred pred, std::chrono::milliseconds limit) {
-  auto deadline = std::chrono::steady_clock::now() + limit;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (pred()) return true;
-    std::this_thread::sleep_for(20ms);  // polling an outcome, bounded by `limit`
-  }
-  return pred();
 }
 
 std::unique_ptr<RpcClient> Writer(const std::string& master) {
