@@ -71,41 +71,63 @@ configure_and_build() {  # dir, cmake args...
   cmake --build "$ROOT/$dir" -j "$JOBS"
 }
 
+# Waits for `pattern` in a log file; prints the first capture group.
+wait_for_log() {  # file, sed expression with one group, pid
+  local file=$1 expr=$2 pid=$3 value
+  for _ in $(seq 1 200); do
+    value=$(sed -n "$expr" "$file" | head -n1)
+    [[ -n $value ]] && { echo "$value"; return 0; }
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.05
+  done
+  cat "$file" >&2
+  die "$(basename "$file" .log) did not start"
+}
+
 run_main_job() {
-  local bin=$ROOT/build/kvcached url key
+  local bin=$ROOT/build/kvcached rpc admin meta store_admin key
   "$bin" --version
   DEMO_TMP=$(mktemp -d)
   local tmp=$DEMO_TMP
-  trap 'kill "${DEMO_PID:-}" 2>/dev/null || true; rm -rf "$DEMO_TMP"' EXIT
-  say "Starting the metadata service on a free loopback port"
-  "$bin" meta --port 0 2>"$tmp/meta.log" &
-  DEMO_PID=$!
-  local pid=$DEMO_PID
-  for _ in $(seq 1 200); do
-    url=$(sed -n 's/.*serving the metadata API at \(http[^ ]*\).*/\1/p' "$tmp/meta.log")
-    [[ -n $url ]] && break
-    kill -0 "$pid" 2>/dev/null || { cat "$tmp/meta.log"; die "kvcached meta exited"; }
-    sleep 0.05
-  done
-  [[ -n $url ]] || { cat "$tmp/meta.log"; die "kvcached meta did not start"; }
-  cat "$tmp/meta.log"
+  trap 'kill ${MASTER_PID:-} ${STORE_PID:-} 2>/dev/null || true; rm -rf "$DEMO_TMP"' EXIT
+
+  say "Starting a single-node cluster on free loopback ports: a master (with the metadata service) and a store"
+  "$bin" master --port 0 --admin-port 0 --meta-port 0 2>"$tmp/master.log" &
+  MASTER_PID=$!
+  rpc=$(wait_for_log "$tmp/master.log" 's/.*RPC on \([0-9.:]*\),.*/\1/p' "$MASTER_PID")
+  admin=$(wait_for_log "$tmp/master.log" 's/.*admin on \(http:[^,]*\),.*/\1/p' "$MASTER_PID")
+  meta=$(wait_for_log "$tmp/master.log" 's/.*metadata service \(http:[^ ]*\) .*/\1/p' "$MASTER_PID")
+  "$bin" store --master "$rpc" --segment-size 256MiB --segment-name demo-store 2>"$tmp/store.log" &
+  STORE_PID=$!
+  store_admin=$(wait_for_log "$tmp/store.log" 's/.*admin \(http:[^ ]*\)$/\1/p' "$STORE_PID")
+  cat "$tmp/master.log" "$tmp/store.log"
+
+  say "The master's view of the pool (GET $admin/api/v1/segments)"
+  curl -sS "$admin/api/v1/segments"
+  echo
+
   key="mooncake/ram/demo-segment"
-  say "PUT a segment descriptor (what a store publishes)"
-  echo "curl -X PUT --data '{...}' '$url?key=$key'"
-  curl -sS -X PUT --data '{"name":"demo-segment","protocol":"tcp","size":4294967296}' \
-    -w 'HTTP %{http_code}\n' -o /dev/null "$url?key=$key"
-  say "GET it back (what a client resolves)"
-  echo "curl '$url?key=$key'"
-  curl -sS -w '\nHTTP %{http_code}\n' "$url?key=$key"
-  say "An unknown key is 404; the service's metrics"
-  curl -sS -o /dev/null -w "GET ?key=nope -> HTTP %{http_code}\n" "$url?key=nope"
-  curl -sS "${url%/metadata}/metrics" | grep -E '^kvcached_(meta_keys|meta_stored_bytes|meta_operations_total)'
-  say "Stopping with SIGTERM"
-  kill -TERM "$pid"
-  wait "$pid"
-  echo "kvcached meta exited with status $?"
-  tail -n 3 "$tmp/meta.log"
-  say "Done. Next: 'kvcached meta --help', README.md and docs/."
+  say "The metadata service, as Mooncake's clients use it: PUT then GET a descriptor"
+  echo "curl -X PUT --data '{...}' '$meta?key=$key'"
+  curl -sS -X PUT --data '{"name":"demo-segment","protocol":"tcp","size":268435456}' \
+    -w 'HTTP %{http_code}\n' -o /dev/null "$meta?key=$key"
+  echo "curl '$meta?key=$key'"
+  curl -sS -w '\nHTTP %{http_code}\n' "$meta?key=$key"
+  curl -sS -o /dev/null -w "GET ?key=nope -> HTTP %{http_code}\n" "$meta?key=nope"
+
+  say "Some of the store's and the master's metrics"
+  curl -sS "$store_admin/metrics" | grep -E '^kvcached_store_(segment_capacity_bytes|master_reachable)'
+  curl -sS "$admin/metrics" | grep -E '^kvcached_master_(segment_capacity_bytes|active_clients)'
+
+  say "Stopping with SIGTERM: the store unmounts, then the master stops"
+  kill -TERM "$STORE_PID"
+  wait "$STORE_PID"
+  echo "kvcached store exited with status $?"
+  kill -TERM "$MASTER_PID"
+  wait "$MASTER_PID"
+  echo "kvcached master exited with status $?"
+  tail -n 2 "$tmp/store.log"
+  say "Done. Next: 'kvcached master --help', 'kvcached store --help', README.md and docs/."
 }
 
 say "Installing dependencies"
