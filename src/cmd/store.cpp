@@ -1,8 +1,7 @@
 // `kvcached store`: contributes a memory segment to the pool. This build
-// allocates the segment, mounts it at the master, keeps its object table
-// and remounts after a master restart; the data plane that serves the
-// segment's bytes (TCP, shared memory) arrives with the rest of the data-
-// plane work, and RDMA after it.
+// allocates the segment, serves it on a TCP data port, mounts it at the
+// master, keeps its object table and remounts after a master restart; the
+// shared-memory path arrives with the client library, and RDMA after it.
 #include <unistd.h>
 
 #include <random>
@@ -108,16 +107,18 @@ int RunStore(const CommandContext& ctx) {
 
   // Listeners first: a port that cannot be bound fails before the master
   // ever hears of the segment.
-  boost::asio::io_context ioc;
+  // The registry outlives the io_context: handlers destroyed with it still
+  // update gauges.
   MetricsRegistry metrics;
   RegisterProcessMetrics(metrics);
+  boost::asio::io_context ioc;
   DataServerOptions data;
   data.host = cfg.String("host");
   data.port = static_cast<uint16_t>(cfg.Number("data-port"));
   data.token = *token;
   DataServer data_server(ioc, data, (*segment)->data(), (*segment)->size(), metrics);
   if (Status st = data_server.Start(); !st.ok()) {
-    spdlog::error("{}", st.message());
+    spdlog::error("data port: {}", st.message());
     return ExitCode(st.code());
   }
   HttpServerOptions admin;
@@ -134,8 +135,19 @@ int RunStore(const CommandContext& ctx) {
       },
       metrics);
   if (Status st = admin_server.Start(); !st.ok()) {
-    spdlog::error("{}", st.message());
+    spdlog::error("admin port: {}", st.message());
     return ExitCode(st.code());
+  }
+  if (!data_server.bound_to_loopback() && !token->has_value()) {
+    spdlog::warn(
+        "data port {} is reachable beyond this host without --token-file: any peer can "
+        "read and overwrite every byte of the segment",
+        data_server.address());
+  }
+  // Peers need an address they can dial: a wildcard bind publishes the host id.
+  std::string endpoint = "tcp://" + data_server.address();
+  if (data_server.bound_to_wildcard()) {
+    endpoint = "tcp://" + host_id + ":" + std::to_string(data_server.port());
   }
 
   StoreAgentOptions agent_opts;
@@ -148,7 +160,7 @@ int RunStore(const CommandContext& ctx) {
   agent_opts.rpc.connect_timeout = std::chrono::milliseconds(1000);
   agent_opts.rpc.connect_attempts = 2;
   agent_opts.segment = {name, reinterpret_cast<uint64_t>((*segment)->data()), (*segment)->size(),
-                        "tcp://" + data_server.address()};
+                        endpoint};
   agent_opts.ping_interval = cfg.Duration("ping-interval");
   StoreAgent agent(agent_opts);
   if (Status st = agent.Start(); !st.ok()) {

@@ -35,7 +35,7 @@ struct DataServer::State : std::enable_shared_from_this<DataServer::State> {
         segment(seg),
         segment_bytes(seg_bytes),
         listener(std::make_shared<TcpListener>(io, options.name)),
-        open(m.GetGauge("kvcached_data_open_connections", "Open data-plane connections")),
+        open(m.GetGauge("kvcached_store_data_open_connections", "Open data-plane connections")),
         received(m.GetCounter("kvcached_store_bytes_received_total",
                               "Bytes written into the segment by peers")),
         served(m.GetCounter("kvcached_store_bytes_served_total",
@@ -109,12 +109,14 @@ class DataServer::Connection : public std::enable_shared_from_this<DataServer::C
     uint32_t limit = hello_done_ ? UINT32_MAX : kMaxBodyBeforeHello;
     if (Status st = DecodeHeader(header_, limit, head_); !st.ok()) return Malformed(st.message());
     if (head_.version != kRpcVersion) {
+      spdlog::warn("{} conn=#{} from {}: protocol version {} (this store speaks {}); closing",
+                   st_->options.name, id_, peer_, head_.version, kRpcVersion);
       return ReplyAndClose(Error(ErrorCode::INVALID_VERSION,
                                  "protocol version mismatch: the peer speaks version " +
                                      std::to_string(head_.version) +
                                      ", this store speaks version " + std::to_string(kRpcVersion)));
     }
-    if (head_.flags != 0) return Malformed("a peer sent a frame flagged as a response");
+    if (head_.flags != 0) return Malformed("a peer sent a frame with response or other flags");
     MsgType type = static_cast<MsgType>(head_.type);
     if (type == MsgType::kHello) {
       if (hello_done_) return Malformed("a second Hello");
@@ -122,6 +124,8 @@ class DataServer::Connection : public std::enable_shared_from_this<DataServer::C
       return Read(net::buffer(body_), [this] { OnHello(); });
     }
     if (!hello_done_) {
+      spdlog::warn("{} conn=#{} from {}: {} before Hello; closing", st_->options.name, id_, peer_,
+                   MsgTypeName(type));
       return ReplyAndClose(Error(ErrorCode::ILLEGAL_CLIENT, "send Hello first"));
     }
     if (type == MsgType::kDataWrite) {
@@ -183,9 +187,15 @@ class DataServer::Connection : public std::enable_shared_from_this<DataServer::C
   void OnReadRange() {
     DataRange r = ParseRange();
     st_->reads.Inc();
-    if (!RangeWithin(r, st_->segment_bytes) || r.length > UINT32_MAX) {
+    if (!RangeWithin(r, st_->segment_bytes)) {
       Refuse("read", r);
       return Reply(Error(ErrorCode::INVALID_READ, RangeText(r)));
+    }
+    if (r.length > UINT32_MAX) {  // one frame body carries at most 4 GiB - 1
+      st_->refusals.Inc();
+      return Reply(Error(ErrorCode::INVALID_READ,
+                         "a read of " + std::to_string(r.length) +
+                             " bytes is over the 4 GiB - 1 a request may carry; split it"));
     }
     out_ = Header(kFlagResponse, static_cast<uint32_t>(r.length));
     std::array<net::const_buffer, 2> bufs{net::buffer(out_),
@@ -318,6 +328,9 @@ Status DataServer::Start() {
 }
 
 std::string DataServer::address() const { return state_->listener->address(); }
+uint16_t DataServer::port() const { return state_->listener->port(); }
+bool DataServer::bound_to_loopback() const { return state_->listener->loopback(); }
+bool DataServer::bound_to_wildcard() const { return state_->listener->wildcard(); }
 
 void DataServer::BeginShutdown() {
   if (state_->stopping.exchange(true)) return;

@@ -45,6 +45,9 @@ class DataServer {
 
   Status Start();
   std::string address() const;
+  uint16_t port() const;
+  bool bound_to_loopback() const;
+  bool bound_to_wildcard() const;  // 0.0.0.0 or ::
   void BeginShutdown();
   size_t open_connections() const;
 

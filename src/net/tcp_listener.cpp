@@ -41,6 +41,7 @@ Status TcpListener::Listen(const std::string& host, uint16_t port) {
   host_ = local.address().to_string();
   port_ = local.port();
   loopback_ = local.address().is_loopback();
+  wildcard_ = local.address().is_unspecified();
   return Status::Ok();
 }
 

@@ -36,6 +36,7 @@ class TcpListener : public std::enable_shared_from_this<TcpListener> {
   std::string address() const;  // "127.0.0.1:8080", "[::1]:8080"
   uint16_t port() const { return port_; }
   bool loopback() const { return loopback_; }
+  bool wildcard() const { return wildcard_; }
 
  private:
   void DoAccept();
@@ -49,6 +50,7 @@ class TcpListener : public std::enable_shared_from_this<TcpListener> {
   std::string host_;
   uint16_t port_ = 0;
   bool loopback_ = true;
+  bool wildcard_ = false;
   bool closed_ = false;  // strand_ only
 };
 
