@@ -318,13 +318,7 @@ DataServer::DataServer(net::io_context& ioc, DataServerOptions options, uint8_t*
 DataServer::~DataServer() { BeginShutdown(); }
 
 Status DataServer::Start() {
-  if (Status st = state_->listener->Listen(state_->options.host, state_->options.port); !st.ok()) {
-    return st;
-  }
-  state_->listener->Start([weak = std::weak_ptr<State>(state_)](tcp::socket socket) {
-    if (auto s = weak.lock()) s->OnAccept(std::move(socket));
-  });
-  return Status::Ok();
+  return ListenFor(*state_->listener, state_->options.host, state_->options.port, state_);
 }
 
 std::string DataServer::address() const { return state_->listener->address(); }

@@ -369,15 +369,7 @@ HttpServer::HttpServer(net::io_context& ioc, HttpServerOptions options, HttpHand
 HttpServer::~HttpServer() { BeginShutdown(); }
 
 Status HttpServer::Start() {
-  if (Status st = state_->listener->Listen(state_->options.host, state_->options.port); !st.ok()) {
-    return st;
-  }
-  // A weak reference: the state owns the listener, so a strong one here
-  // would keep both alive forever.
-  state_->listener->Start([weak = std::weak_ptr<State>(state_)](tcp::socket socket) {
-    if (auto s = weak.lock()) s->OnAccept(std::move(socket));
-  });
-  return Status::Ok();
+  return ListenFor(*state_->listener, state_->options.host, state_->options.port, state_);
 }
 
 std::string HttpServer::address() const { return state_->listener->address(); }

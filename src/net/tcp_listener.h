@@ -54,6 +54,19 @@ class TcpListener : public std::enable_shared_from_this<TcpListener> {
   bool closed_ = false;  // strand_ only
 };
 
+// Binds `listener` and hands each accepted socket to owner->OnAccept. The
+// owner (a server's shared state, which owns the listener) is held weakly:
+// a strong reference would keep both alive forever.
+template <typename Owner>
+Status ListenFor(TcpListener& listener, const std::string& host, uint16_t port,
+                 const std::shared_ptr<Owner>& owner) {
+  if (Status st = listener.Listen(host, port); !st.ok()) return st;
+  listener.Start([weak = std::weak_ptr<Owner>(owner)](boost::asio::ip::tcp::socket socket) {
+    if (auto o = weak.lock()) o->OnAccept(std::move(socket));
+  });
+  return Status::Ok();
+}
+
 // Options every long-lived peer connection gets: no Nagle delay, and TCP
 // keepalive (30 s idle, 3 probes 10 s apart) so a peer that vanished
 // without a FIN is noticed and its slot freed.
