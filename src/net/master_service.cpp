@@ -31,6 +31,25 @@ bool IsObjectOp(MsgType t) {
 
 int32_t Code(ErrorCode c) { return static_cast<int32_t>(c); }
 
+// Keys a batched request names, for kvcached_master_request_keys_total.
+size_t KeyCount(const KeysRequest& r) { return r.keys.size(); }
+size_t KeyCount(const RemoveRequest& r) { return r.keys.size(); }
+size_t KeyCount(const PutStartRequest& r) { return r.items.size(); }
+size_t KeyCount(const PutEndRequest& r) { return r.items.size(); }
+
+// Items answered with an error, for kvcached_master_request_failures_total.
+uint64_t Failures(const CodesResponse& r) {
+  uint64_t n = 0;
+  for (int32_t c : r.codes) n += c != 0;
+  return n;
+}
+template <typename Answer>
+uint64_t Failures(const Answer& r) {  // ReplicaListResponse, SizesResponse
+  uint64_t n = 0;
+  for (const auto& item : r.items) n += item.code != 0;
+  return n;
+}
+
 }  // namespace
 
 // Per-operation series, created once so the request path takes no lock.
@@ -182,6 +201,21 @@ void MasterService::FlushTableUpdates() {
   }
 }
 
+template <typename Req, typename Call>
+Status MasterService::Batched(std::string_view body, std::string& out, uint64_t& failures,
+                              Call call) {
+  Req req;
+  if (Status st = DecodeBody(body, req); !st.ok()) return st;
+  ops_->keys->Inc(KeyCount(req));
+  auto answer = [&] {
+    std::lock_guard<std::mutex> lock(index_mu_);
+    return call(req);
+  }();
+  failures += Failures(answer);
+  out = EncodeBody(answer);
+  return Status::Ok();
+}
+
 Status MasterService::Dispatch(const RpcPeer& peer, MsgType type, std::string_view body,
                                std::string& out, uint16_t& flags) {
   auto started = std::chrono::steady_clock::now();
@@ -189,9 +223,7 @@ Status MasterService::Dispatch(const RpcPeer& peer, MsgType type, std::string_vi
   Caller caller{peer.client_id, peer.host_id};
   size_t slot = static_cast<size_t>(type);
   uint64_t failures = 0;
-  auto count_codes = [&](const std::vector<int32_t>& codes) {
-    for (int32_t c : codes) failures += c != 0;
-  };
+  Status decoded;  // a batched request whose body did not decode closes the connection
   auto status_body = [&](const Status& st) {
     failures += !st.ok();
     out = EncodeBody(StatusResponse{static_cast<int32_t>(st.code()), st.message()});
@@ -265,84 +297,35 @@ Status MasterService::Dispatch(const RpcPeer& peer, MsgType type, std::string_vi
       out = EncodeBody(res);
       break;
     }
-    case MsgType::kExistKey: {
-      KeysRequest r;
-      if (Status st = DecodeBody(body, r); !st.ok()) return st;
-      ops_->keys->Inc(r.keys.size());
-      CodesResponse res;
-      {
-        std::lock_guard<std::mutex> lock(index_mu_);
-        res = index_.ExistKeys(r.keys, now);
-      }
-      count_codes(res.codes);
-      out = EncodeBody(res);
+    case MsgType::kExistKey:
+      decoded = Batched<KeysRequest>(
+          body, out, failures, [&](const KeysRequest& r) { return index_.ExistKeys(r.keys, now); });
       break;
-    }
-    case MsgType::kGetReplicaList: {
-      KeysRequest r;
-      if (Status st = DecodeBody(body, r); !st.ok()) return st;
-      ops_->keys->Inc(r.keys.size());
-      ReplicaListResponse res;
-      {
-        std::lock_guard<std::mutex> lock(index_mu_);
-        res = index_.GetReplicaLists(r.keys, now);
-      }
-      for (const ReplicaItem& it : res.items) failures += it.code != 0;
-      out = EncodeBody(res);
+    case MsgType::kGetReplicaList:
+      decoded = Batched<KeysRequest>(body, out, failures, [&](const KeysRequest& r) {
+        return index_.GetReplicaLists(r.keys, now);
+      });
       break;
-    }
-    case MsgType::kPutStart: {
-      PutStartRequest r;
-      if (Status st = DecodeBody(body, r); !st.ok()) return st;
-      ops_->keys->Inc(r.items.size());
-      ReplicaListResponse res;
-      {
-        std::lock_guard<std::mutex> lock(index_mu_);
-        res = index_.PutStart(caller, r, now);
-      }
-      for (const ReplicaItem& it : res.items) failures += it.code != 0;
-      out = EncodeBody(res);
+    case MsgType::kPutStart:
+      decoded = Batched<PutStartRequest>(body, out, failures, [&](const PutStartRequest& r) {
+        return index_.PutStart(caller, r, now);
+      });
       break;
-    }
-    case MsgType::kPutEnd: {
-      PutEndRequest r;
-      if (Status st = DecodeBody(body, r); !st.ok()) return st;
-      ops_->keys->Inc(r.items.size());
-      CodesResponse res;
-      {
-        std::lock_guard<std::mutex> lock(index_mu_);
-        res = index_.PutEnd(caller, r, now);
-      }
-      count_codes(res.codes);
-      out = EncodeBody(res);
+    case MsgType::kPutEnd:
+      decoded = Batched<PutEndRequest>(body, out, failures, [&](const PutEndRequest& r) {
+        return index_.PutEnd(caller, r, now);
+      });
       break;
-    }
-    case MsgType::kPutRevoke: {
-      KeysRequest r;
-      if (Status st = DecodeBody(body, r); !st.ok()) return st;
-      ops_->keys->Inc(r.keys.size());
-      CodesResponse res;
-      {
-        std::lock_guard<std::mutex> lock(index_mu_);
-        res = index_.PutRevoke(caller, r.keys, now);
-      }
-      count_codes(res.codes);
-      out = EncodeBody(res);
+    case MsgType::kPutRevoke:
+      decoded = Batched<KeysRequest>(body, out, failures, [&](const KeysRequest& r) {
+        return index_.PutRevoke(caller, r.keys, now);
+      });
       break;
-    }
-    case MsgType::kRemove: {
-      RemoveRequest r;
-      if (Status st = DecodeBody(body, r); !st.ok()) return st;
-      ops_->keys->Inc(r.keys.size());
-      CodesResponse res;
-      {
-        std::lock_guard<std::mutex> lock(index_mu_);
-        res = index_.Remove(r.keys, r.force, now);
-      }
-      count_codes(res.codes);
-      out = EncodeBody(res);
+    case MsgType::kRemove:
+      decoded = Batched<RemoveRequest>(body, out, failures, [&](const RemoveRequest& r) {
+        return index_.Remove(r.keys, r.force, now);
+      });
       break;
-    }
     case MsgType::kRemoveAll: {
       RemoveAllRequest r;
       if (Status st = DecodeBody(body, r); !st.ok()) return st;
@@ -356,25 +339,17 @@ Status MasterService::Dispatch(const RpcPeer& peer, MsgType type, std::string_vi
       out = EncodeBody(res);
       break;
     }
-    case MsgType::kGetSize: {
-      KeysRequest r;
-      if (Status st = DecodeBody(body, r); !st.ok()) return st;
-      ops_->keys->Inc(r.keys.size());
-      SizesResponse res;
-      {
-        std::lock_guard<std::mutex> lock(index_mu_);
-        res = index_.GetSizes(r.keys);
-      }
-      for (const SizeItem& it : res.items) failures += it.code != 0;
-      out = EncodeBody(res);
+    case MsgType::kGetSize:
+      decoded = Batched<KeysRequest>(body, out, failures,
+                                     [&](const KeysRequest& r) { return index_.GetSizes(r.keys); });
       break;
-    }
     default:
       flags = kFlagError;
       out = EncodeBody(ErrorBody{Code(ErrorCode::NOT_SUPPORTED),
                                  "unknown request type " + std::to_string(static_cast<int>(type))});
       return Status::Ok();
   }
+  if (!decoded.ok()) return decoded;
   if (slot < kOpSlots && ops_->requests[slot] != nullptr) {
     ops_->requests[slot]->Inc();
     if (failures > 0) ops_->failures[slot]->Inc(failures);

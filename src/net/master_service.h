@@ -60,6 +60,10 @@ class MasterService {
 
  private:
   struct OpMetrics;
+  // One batched per-key request: decodes `body` as Req, runs `call` under
+  // the index lock, counts keys and failed items, encodes the answer.
+  template <typename Req, typename Call>
+  Status Batched(std::string_view body, std::string& out, uint64_t& failures, Call call);
   void HandleAdmin(const HttpRequest& req, const HttpRequestContext& ctx, HttpResponse& res);
   void OnTick();
   void FlushTableUpdates();
