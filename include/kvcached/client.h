@@ -1,0 +1,155 @@
+// kvcached::Client: the C++ client of a kvcached pool. It asks the master
+// where objects live (or where to put them) and moves the bytes itself,
+// straight between the caller's memory and the store's segment: through a
+// shared mapping of the segment when the store runs on the same host
+// (same host id), else over pooled TCP connections to the store's data
+// port. Every object carries a checksum computed at put and verified at
+// get, so a get returns exactly the bytes that were put, or an error.
+//
+// Results follow Mooncake Store's conventions and error codes
+// (kvcached/error_code.h): a put of an existing key succeeds and leaves the
+// object unchanged; batch calls return one result per key, in order.
+// Every network wait has a deadline: a dead master or store fails the
+// affected keys within the configured timeouts and never hangs the caller.
+//
+// Thread-safe: any number of threads may call one Client concurrently.
+// A client with `global_segment_size > 0` also contributes a segment to
+// the pool and serves it, exactly like `kvcached store`, until Close().
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "kvcached/status.h"
+
+namespace kvcached {
+
+// How a client reaches the stores' memory.
+enum class TransportMode {
+  kAuto,  // shared memory for stores on this host, TCP for the others
+  kShm,   // shared memory only: keys held only on other hosts fail
+  kTcp,   // TCP only, even to stores on this host
+};
+
+struct ClientConfig {
+  // The settings of Mooncake's setup(), by the same names.
+  std::string local_hostname;  // host id; same value => shared memory (default: hostname)
+  std::string metadata_server = "P2PHANDSHAKE";  // or http://host:port/metadata
+  uint64_t global_segment_size = 0;              // > 0: contribute a segment of this size
+  uint64_t local_buffer_size = 0;  // accepted for compatibility; TCP and shm need none
+  std::string protocol = "tcp";    // "tcp"; "rdma" arrives with the RDMA transport
+  std::string device_names;        // RDMA devices (comma list); unused over TCP
+  std::string master_server_addr = "127.0.0.1:50051";
+
+  // kvcached's own settings.
+  std::string token;  // the cluster token, when the cluster has one
+  TransportMode transport = TransportMode::kAuto;
+  // Checksum every object at put and verify it at get (XXH3-64). Off only
+  // for trusted paths: a get then cannot detect a late or foreign write.
+  bool checksums = true;
+  std::chrono::milliseconds rpc_timeout{5000};  // one master round trip
+  // A transfer fails when no byte moved on it for this long; a large
+  // object on a slow link therefore never fails just for being large.
+  std::chrono::milliseconds io_timeout{5000};
+  std::chrono::milliseconds connect_timeout{3000};
+  unsigned tcp_streams = 4;           // parallel connections per store, at most
+  uint64_t tcp_split_bytes = 1 << 20;  // larger transfers are split in pieces of this size
+  // Only when contributing a segment: where its data port binds and how it is backed.
+  std::string segment_bind_host = "127.0.0.1";
+  std::string segment_name;  // default: <host id>:<pid>:<n>
+  bool hugepages = false;
+  std::chrono::milliseconds ping_interval{1000};
+
+  // Settings from the environment, as Mooncake reads them: the JSON file
+  // named by MOONCAKE_CONFIG_PATH, else MOONCAKE_MASTER,
+  // MOONCAKE_LOCAL_HOSTNAME, MOONCAKE_TE_META_DATA_SERVER,
+  // MOONCAKE_GLOBAL_SEGMENT_SIZE, MOONCAKE_LOCAL_BUFFER_SIZE,
+  // MOONCAKE_PROTOCOL and MOONCAKE_DEVICE (sizes like "4gb"), plus
+  // KVCACHED_TOKEN_FILE and KVCACHED_TRANSPORT. INVALID_PARAMS names the
+  // variable or file field that is wrong.
+  static Result<ClientConfig> FromEnvironment();
+};
+
+struct ReplicateConfig {
+  uint32_t replica_num = 1;
+  std::string preferred_segment;  // empty: the master chooses
+};
+
+// Caller memory: the source of a put, or the destination of a get.
+struct Slice {
+  void* data = nullptr;
+  uint64_t size = 0;
+};
+
+// What one client has done, for benchmarks and diagnostics.
+struct ClientStats {
+  uint64_t puts = 0, gets = 0;  // objects
+  uint64_t bytes_written = 0, bytes_read = 0;
+  uint64_t shm_transfers = 0, tcp_transfers = 0;
+  uint64_t checksum_mismatches = 0, lease_expirations = 0;
+  uint64_t tcp_connections_opened = 0;
+};
+
+class Client {
+ public:
+  // Connects to the master (and mounts a segment when the config asks for
+  // one). RPC_FAIL when the master cannot be reached, INVALID_PARAMS for a
+  // bad setting, NO_AVAILABLE_HANDLE when the segment's memory cannot be had.
+  static Result<std::unique_ptr<Client>> Open(const ClientConfig& config);
+  ~Client();  // Close()
+  Client(const Client&) = delete;
+  Client& operator=(const Client&) = delete;
+
+  // Stores `size` bytes from `data` under `key`. OK also when the key
+  // exists (the object is left as it was). NO_AVAILABLE_HANDLE when the
+  // pool is full; TRANSFER_FAIL when a store could not take the bytes.
+  Status Put(std::string_view key, const void* data, uint64_t size,
+             const ReplicateConfig& rc = {});
+  // Reads the object into `buffer`; returns its size. OBJECT_NOT_FOUND;
+  // INVALID_PARAMS when `capacity` is smaller than the object (nothing is
+  // written); CHECKSUM_MISMATCH or LEASE_EXPIRED instead of doubtful bytes
+  // (the buffer's contents are then unspecified).
+  Result<uint64_t> Get(std::string_view key, void* buffer, uint64_t capacity);
+
+  // Batches: one master round trip per step, transfers to different stores
+  // overlapped; one result per key, in order. `keys` and `values` (or
+  // `buffers`) have the same length, or every key fails INVALID_PARAMS.
+  std::vector<Status> BatchPut(const std::vector<std::string>& keys,
+                               const std::vector<Slice>& values, const ReplicateConfig& rc = {});
+  std::vector<Result<uint64_t>> BatchGet(const std::vector<std::string>& keys,
+                                         const std::vector<Slice>& buffers);
+
+  Result<bool> Exist(std::string_view key);
+  std::vector<Result<bool>> BatchExist(const std::vector<std::string>& keys);
+  Result<uint64_t> GetSize(std::string_view key);
+  // OBJECT_NOT_FOUND; OBJECT_HAS_LEASE while a reader holds a lease (unless force).
+  Status Remove(std::string_view key, bool force = false);
+  // Returns how many objects were removed.
+  Result<uint64_t> RemoveAll(bool force = false);
+
+  // Memory that large transfers use. Over TCP and shared memory any memory
+  // works registered or not; RDMA will need it. INVALID_PARAMS for a null
+  // or empty range or one overlapping a registered range.
+  Status RegisterBuffer(void* data, uint64_t size);
+  Status UnregisterBuffer(void* data);
+
+  // Unmounts this client's segment (its objects leave the pool) and closes
+  // every connection. Later calls fail with UNAVAILABLE_IN_CURRENT_STATUS.
+  void Close();
+
+  const std::string& host_id() const;
+  const std::string& segment_name() const;  // empty when contributing none
+  ClientStats stats() const;
+
+  class Impl;
+
+ private:
+  explicit Client(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace kvcached

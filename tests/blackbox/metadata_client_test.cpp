@@ -1,0 +1,1 @@
+// metadata client tests: being written
