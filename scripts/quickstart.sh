@@ -31,7 +31,7 @@ as_root() {
 }
 
 BUILD_PKGS=(cmake ninja-build g++ pkg-config git curl libcli11-dev libboost-dev libspdlog-dev
-            nlohmann-json3-dev doctest-dev libibverbs-dev librdmacm-dev)
+            nlohmann-json3-dev doctest-dev libxxhash-dev libibverbs-dev librdmacm-dev)
 TEST_PKGS=(python3 python3-pytest clang)
 
 missing_packages() {

@@ -1,7 +1,7 @@
-// `kvcached store`: contributes a memory segment to the pool. This build
-// allocates the segment, serves it on a TCP data port, mounts it at the
-// master, keeps its object table and remounts after a master restart; the
-// shared-memory path arrives with the client library, and RDMA after it.
+// `kvcached store`: contributes a memory segment to the pool: allocates it,
+// serves it on a TCP data port and a shared-memory socket, mounts it at the
+// master, keeps its object table and remounts after a master restart. RDMA
+// arrives with the RDMA transport.
 #include <unistd.h>
 
 #include <random>
@@ -13,10 +13,8 @@
 #include "cmd/daemon.h"
 #include "core/build_info.h"
 #include "core/units.h"
-#include "net/data_server.h"
 #include "net/http_server.h"
-#include "net/segment_memory.h"
-#include "net/store_agent.h"
+#include "net/segment_host.h"
 
 namespace kvcached {
 namespace {
@@ -60,6 +58,13 @@ std::vector<OptionSpec> StoreOptions() {
       MakeOption("admin-port", OptionKind::kUInt, "0",
                  "HTTP port of /health and /metrics (0: any free; the address is logged)", 0,
                  65535),
+      MakeOption("shm-socket", OptionKind::kString, "",
+                 "Unix socket that hands the segment to same-host clients (default: an "
+                 "abstract name; a path puts it on disk; off: no shared-memory path)"),
+      env(MakeOption("metadata-server", OptionKind::kString, "P2PHANDSHAKE",
+                     "Metadata service to publish the segment descriptor to "
+                     "(http://host:port/metadata); P2PHANDSHAKE: only through the master"),
+          {"MOONCAKE_TE_META_DATA_SERVER"}),
       MakeOption("ping-interval", OptionKind::kDuration, "1s",
                  "How often the store pings the master (keep well under the master's "
                  "--client-ttl)",
@@ -94,16 +99,30 @@ int RunStore(const CommandContext& ctx) {
   std::string name = cfg.IsSet("segment-name") ? cfg.String("segment-name")
                                                : host_id + ":" + std::to_string(getpid());
 
-  SegmentMemoryOptions mem;
-  mem.name = "kvcached:" + name;
-  mem.size_bytes = cfg.Number("segment-size");
-  mem.hugepages = cfg.Bool("hugepages");
-  mem.lock = cfg.Bool("mlock");
-  Result<std::unique_ptr<SegmentMemory>> segment = SegmentMemory::Create(mem);
-  if (!segment.ok()) {
-    spdlog::error("cannot allocate the segment: {}", segment.status().message());
+  SegmentHostOptions host_opts;
+  host_opts.master = cfg.String("master");
+  host_opts.client_id = RandomClientId();
+  host_opts.host_id = host_id;
+  host_opts.segment_name = name;
+  host_opts.memory.size_bytes = cfg.Number("segment-size");
+  host_opts.memory.hugepages = cfg.Bool("hugepages");
+  host_opts.memory.lock = cfg.Bool("mlock");
+  host_opts.bind_host = cfg.String("host");
+  host_opts.data_port = static_cast<uint16_t>(cfg.Number("data-port"));
+  host_opts.shm_socket = cfg.String("shm-socket");
+  host_opts.token = *token;
+  host_opts.metadata_server = cfg.String("metadata-server");
+  host_opts.ping_interval = cfg.Duration("ping-interval");
+  // A dead master must not hold up start-up or shutdown for long.
+  host_opts.connect_timeout = std::chrono::milliseconds(1000);
+  host_opts.connect_attempts = 2;
+  Result<std::unique_ptr<SegmentHost>> created = SegmentHost::Create(host_opts);
+  if (!created.ok()) {
+    spdlog::error("cannot allocate the segment: {}", created.status().message());
     return kExitConfig;
   }
+  SegmentHost& host = *created.value();
+  SegmentMemory& segment = host.memory();
 
   // Listeners first: a port that cannot be bound fails before the master
   // ever hears of the segment.
@@ -112,15 +131,11 @@ int RunStore(const CommandContext& ctx) {
   MetricsRegistry metrics;
   RegisterProcessMetrics(metrics);
   boost::asio::io_context ioc;
-  DataServerOptions data;
-  data.host = cfg.String("host");
-  data.port = static_cast<uint16_t>(cfg.Number("data-port"));
-  data.token = *token;
-  DataServer data_server(ioc, data, (*segment)->data(), (*segment)->size(), metrics);
-  if (Status st = data_server.Start(); !st.ok()) {
-    spdlog::error("data port: {}", st.message());
+  if (Status st = host.Serve(ioc, metrics); !st.ok()) {
+    spdlog::error("data plane: {}", st.message());
     return ExitCode(st.code());
   }
+  DataServer& data_server = *host.data_server();
   HttpServerOptions admin;
   admin.name = "admin";
   admin.host = cfg.String("host");
@@ -144,33 +159,15 @@ int RunStore(const CommandContext& ctx) {
         "read and overwrite every byte of the segment",
         data_server.address());
   }
-  // Peers need an address they can dial: a wildcard bind publishes the host id.
-  std::string endpoint = "tcp://" + data_server.address();
-  if (data_server.bound_to_wildcard()) {
-    endpoint = "tcp://" + host_id + ":" + std::to_string(data_server.port());
-  }
-
-  StoreAgentOptions agent_opts;
-  agent_opts.rpc.address = cfg.String("master");
-  agent_opts.rpc.hello.role = static_cast<uint8_t>(PeerRole::kStore);
-  agent_opts.rpc.hello.client_id = RandomClientId();
-  agent_opts.rpc.hello.host_id = host_id;
-  if (*token) agent_opts.rpc.hello.token = token->value().secret();
-  // A dead master must not hold up start-up or shutdown for long.
-  agent_opts.rpc.connect_timeout = std::chrono::milliseconds(1000);
-  agent_opts.rpc.connect_attempts = 2;
-  agent_opts.segment = {name, reinterpret_cast<uint64_t>((*segment)->data()), (*segment)->size(),
-                        endpoint};
-  agent_opts.ping_interval = cfg.Duration("ping-interval");
-  StoreAgent agent(agent_opts);
-  if (Status st = agent.Start(); !st.ok()) {
+  if (Status st = host.Mount(); !st.ok()) {
     spdlog::error("cannot mount segment '{}' at master {}: {}", name, cfg.String("master"),
                   st.ToString());
     return ExitCode(st.code());
   }
+  StoreAgent& agent = *host.agent();
 
   metrics.AddGaugeCallback("kvcached_store_segment_capacity_bytes", "Size of this store's segment",
-                           {}, [&] { return static_cast<double>((*segment)->size()); });
+                           {}, [&] { return static_cast<double>(segment.size()); });
   metrics.AddGaugeCallback("kvcached_store_objects",
                            "Objects in this store's table, as the master reported them", {},
                            [&] { return static_cast<double>(agent.objects()); });
@@ -188,32 +185,30 @@ int RunStore(const CommandContext& ctx) {
         std::to_string(agent.remounts()) + "\n";
   });
 
+  std::string shm = host.shm_server() ? host.shm_server()->path() : std::string("off");
   spdlog::info(
-      "{} store: segment '{}' of {}{}{} on host '{}', master {}, data tcp://{}, admin "
+      "{} store: segment '{}' of {}{}{} on host '{}', master {}, data tcp://{}, shm {}, admin "
       "http://{}",
-      VersionLine(), name, FormatSize((*segment)->size()),
-      (*segment)->hugepages() ? ", huge pages" : "", (*segment)->locked() ? ", locked" : "",
-      host_id, cfg.String("master"), data_server.address(), admin_server.address());
+      VersionLine(), name, FormatSize(segment.size()),
+      segment.hugepages() ? ", huge pages" : "", segment.locked() ? ", locked" : "",
+      host_id, cfg.String("master"), data_server.address(), shm, admin_server.address());
   spdlog::debug("settings: {}", cfg.Describe());
-  spdlog::warn(
-      "this build serves the segment on its TCP data port only; the client library and "
-      "the shared-memory path are the next piece of work");
 
   DaemonHooks hooks;
   hooks.begin_shutdown = [&] {
     admin_server.BeginShutdown();
-    data_server.BeginShutdown();
+    host.BeginShutdown();
   };
   hooks.open_connections = [&] {
-    return admin_server.open_connections() + data_server.open_connections();
+    return admin_server.open_connections() + host.open_connections();
   };
   hooks.shutdown_timeout = cfg.Duration("shutdown-timeout");
   hooks.ready_status = "store segment " + name + " data tcp://" + data_server.address() +
-                       " admin http://" + admin_server.address();
+                       " shm " + shm + " admin http://" + admin_server.address();
   int rc = ServeUntilSignalled(ioc, ResolveThreads(cfg.Number("threads")), ctx, hooks);
   // Unmounted once no peer can read or write the segment any more; the
   // master then drops its objects.
-  (void)agent.Stop();
+  (void)host.Unmount();
   return rc;
 }
 
@@ -225,9 +220,10 @@ Command StoreCommand() {
   c.summary = "Contribute a memory segment to the pool";
   c.description =
       "Allocates a memory segment (a memfd mapping; --hugepages, --mlock), serves it on a TCP "
-      "data port, mounts it at the master, pings it, keeps the table of the objects placed in "
-      "the segment, and remounts with that table when the master restarts. SIGTERM unmounts. "
-      "The shared-memory path and RDMA are not in this build yet.";
+      "data port and to same-host clients through a shared-memory socket, mounts it at the "
+      "master, publishes its descriptor to the metadata service, pings, keeps the table of the "
+      "objects placed in the segment, and remounts with that table when the master restarts. "
+      "SIGTERM unmounts. RDMA is not in this build yet.";
   c.options = StoreOptions();
   c.run = RunStore;
   return c;

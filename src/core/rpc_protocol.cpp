@@ -66,6 +66,12 @@ void Fields(Io& io, RemountRequest& m) {
 }
 
 template <typename Io>
+void Fields(Io& io, ShmAttachResponse& m) {
+  io.Str(m.segment, kMaxIdBytes);
+  io.U64(m.size);
+}
+
+template <typename Io>
 void Fields(Io& io, StatusResponse& m) {
   io.I32(m.code);
   io.Str(m.message, kMaxMessageBytes);
@@ -235,6 +241,7 @@ KVCACHED_INSTANTIATE_CODEC(RemoveAllResponse)
 KVCACHED_INSTANTIATE_CODEC(SizesResponse)
 KVCACHED_INSTANTIATE_CODEC(TableUpdate)
 KVCACHED_INSTANTIATE_CODEC(DataRange)
+KVCACHED_INSTANTIATE_CODEC(ShmAttachResponse)
 #undef KVCACHED_INSTANTIATE_CODEC
 
 void EncodeHeader(const FrameHeader& h, unsigned char out[kFrameHeaderBytes]) {
@@ -307,6 +314,8 @@ const char* MsgTypeName(MsgType type) {
       return "DataWrite";
     case MsgType::kDataRead:
       return "DataRead";
+    case MsgType::kShmAttach:
+      return "ShmAttach";
   }
   return "Unknown";
 }

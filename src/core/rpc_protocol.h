@@ -50,6 +50,8 @@ enum class MsgType : uint16_t {
   // The store's data port (after Hello): bytes move in the frame body.
   kDataWrite = 32,  // body: DataRange, then `length` bytes; answer StatusResponse
   kDataRead = 33,   // body: DataRange; answer: the `length` bytes
+  // The store's shared-memory socket (a Unix socket, after Hello).
+  kShmAttach = 34,  // empty body; answer ShmAttachResponse with the memfd (SCM_RIGHTS)
 };
 const char* MsgTypeName(MsgType type);  // "PutStart"; "Unknown" otherwise
 
@@ -240,6 +242,13 @@ struct DataRange {
   uint64_t length = 0;
 };
 inline constexpr size_t kDataRangeBytes = 16;
+
+// The answer to ShmAttach. The segment's memfd travels with it as
+// SCM_RIGHTS ancillary data; `size` is how much of it the segment spans.
+struct ShmAttachResponse {
+  std::string segment;
+  uint64_t size = 0;
+};
 
 // True when [offset, offset + length) lies inside [0, size), computed
 // without overflow for any values a peer may send.

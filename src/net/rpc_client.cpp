@@ -1,39 +1,13 @@
 #include "net/rpc_client.h"
 
-#include <netdb.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <poll.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
-#include <cerrno>
-#include <cstring>
 #include <thread>
 
+#include "net/socket_util.h"
+
 namespace kvcached {
-namespace {
-
-int RemainingMs(std::chrono::steady_clock::time_point deadline) {
-  auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-                  deadline - std::chrono::steady_clock::now())
-                  .count();
-  return left <= 0 ? 0 : static_cast<int>(std::min<int64_t>(left, INT32_MAX));
-}
-
-// Splits "host:port" or "[v6]:port".
-bool SplitHostPort(const std::string& address, std::string& host, std::string& port) {
-  size_t colon = address.rfind(':');
-  if (colon == std::string::npos || colon + 1 >= address.size()) return false;
-  host = address.substr(0, colon);
-  port = address.substr(colon + 1);
-  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
-    host = host.substr(1, host.size() - 2);
-  }
-  return !host.empty();
-}
-
-}  // namespace
 
 RpcClient::RpcClient(RpcClientOptions options) : options_(std::move(options)) {}
 
@@ -67,79 +41,17 @@ Status RpcClient::Connect() {
 
 Status RpcClient::ConnectLocked() {
   std::string address = options_.resolve_address ? options_.resolve_address() : options_.address;
-  std::string host, port;
-  if (!SplitHostPort(address, host, port)) {
-    return Status(ErrorCode::INVALID_PARAMS, "master address '" + address + "' is not host:port");
-  }
-  addrinfo hints{};
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  addrinfo* res = nullptr;
-  if (int rc = getaddrinfo(host.c_str(), port.c_str(), &hints, &res); rc != 0) {
-    return Status(ErrorCode::RPC_FAIL,
-                  "cannot resolve master '" + address + "': " + gai_strerror(rc));
-  }
-  Deadline deadline = std::chrono::steady_clock::now() + options_.connect_timeout;
-  std::string last_error = "no address";
-  for (addrinfo* ai = res; ai != nullptr && fd_ < 0; ai = ai->ai_next) {
-    int fd = ::socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0) continue;
-    int rc = ::connect(fd, ai->ai_addr, ai->ai_addrlen);
-    if (rc != 0 && errno == EINPROGRESS) {
-      pollfd p{fd, POLLOUT, 0};
-      rc = ::poll(&p, 1, RemainingMs(deadline));
-      int err = 0;
-      socklen_t len = sizeof err;
-      if (rc == 1 && getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err == 0) {
-        rc = 0;
-      } else {
-        last_error = rc == 0 ? "connect timed out" : std::strerror(err ? err : errno);
-        rc = -1;
-      }
-    } else if (rc != 0) {
-      last_error = std::strerror(errno);
-    }
-    if (rc == 0) {
-      int one = 1;
-      setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-      fd_ = fd;
-    } else {
-      ::close(fd);
-    }
-  }
-  freeaddrinfo(res);
-  if (fd_ < 0) {
-    return Status(ErrorCode::RPC_FAIL, "cannot connect to master " + address + ": " + last_error);
-  }
-  // Hello.
-  uint64_t id = next_request_id_++;
-  Deadline call_deadline = std::chrono::steady_clock::now() + options_.call_timeout;
-  Status st = SendAll(EncodeFrame(MsgType::kHello, 0, id, options_.hello), call_deadline);
-  FrameHeader head;
-  std::string body;
-  if (st.ok()) st = ReadFrame(head, body, call_deadline);
-  if (!st.ok()) {
+  std::string peer = "master " + address;
+  Result<int> fd = ConnectTcp(address, Clock::now() + options_.connect_timeout, peer);
+  if (!fd.ok()) return fd.status();
+  fd_ = *fd;
+  Result<HelloResponse> hello =
+      SayHello(fd_, options_.hello, Clock::now() + options_.call_timeout, peer);
+  if (!hello.ok()) {
     CloseLocked();
-    return st;
+    return hello.status();
   }
-  if (head.flags & kFlagError) {
-    ErrorBody err;
-    (void)DecodeBody(body, err);
-    CloseLocked();
-    return Status(ErrorCodeFromInt(err.code).value_or(ErrorCode::RPC_FAIL),
-                  "master refused Hello: " + err.message);
-  }
-  HelloResponse hello;
-  if (Status d = DecodeBody(body, hello); !d.ok()) {
-    CloseLocked();
-    return Status(ErrorCode::RPC_FAIL, "bad Hello answer: " + d.message());
-  }
-  if (hello.code != 0) {
-    CloseLocked();
-    return Status(ErrorCodeFromInt(hello.code).value_or(ErrorCode::RPC_FAIL),
-                  "master refused Hello: " + hello.message);
-  }
-  hello_ = std::move(hello);
+  hello_ = *hello;
   return Status::Ok();
 }
 
@@ -162,58 +74,11 @@ Status RpcClient::EnsureConnectedLocked() {
   return st;
 }
 
-Status RpcClient::SendAll(const std::string& bytes, Deadline deadline) {
-  size_t sent = 0;
-  while (sent < bytes.size()) {
-    ssize_t n = ::send(fd_, bytes.data() + sent, bytes.size() - sent, MSG_NOSIGNAL);
-    if (n > 0) {
-      sent += static_cast<size_t>(n);
-      continue;
-    }
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
-      pollfd p{fd_, POLLOUT, 0};
-      int rc = ::poll(&p, 1, RemainingMs(deadline));
-      if (rc == 0) return Status(ErrorCode::RPC_TIMEOUT, "timed out sending to the master");
-      continue;
-    }
-    return Status(ErrorCode::RPC_FAIL,
-                  std::string("send to master failed: ") + std::strerror(errno));
-  }
-  return Status::Ok();
-}
-
-Status RpcClient::RecvExact(char* buf, size_t n, Deadline deadline) {
-  size_t got = 0;
-  while (got < n) {
-    ssize_t r = ::recv(fd_, buf + got, n - got, 0);
-    if (r > 0) {
-      got += static_cast<size_t>(r);
-      continue;
-    }
-    if (r == 0) return Status(ErrorCode::RPC_FAIL, "the master closed the connection");
-    if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
-      pollfd p{fd_, POLLIN, 0};
-      int rc = ::poll(&p, 1, RemainingMs(deadline));
-      if (rc == 0) return Status(ErrorCode::RPC_TIMEOUT, "timed out waiting for the master");
-      continue;
-    }
-    return Status(ErrorCode::RPC_FAIL,
-                  std::string("receive from master failed: ") + std::strerror(errno));
-  }
-  return Status::Ok();
-}
-
 Status RpcClient::ReadOneFrame(FrameHeader& head, std::string& body, Deadline deadline) {
-  unsigned char raw[kFrameHeaderBytes];
-  if (Status st = RecvExact(reinterpret_cast<char*>(raw), sizeof raw, deadline); !st.ok()) {
-    return st;
-  }
-  if (Status st = DecodeHeader(raw, kDefaultMaxBodyBytes * 4u, head); !st.ok()) {
-    return Status(ErrorCode::RPC_FAIL, "bad frame from the master: " + st.message());
-  }
-  body.resize(head.body_bytes);
-  return RecvExact(body.data(), body.size(), deadline);
+  return RecvFrame(fd_, head, body, kDefaultMaxBodyBytes * 4u, deadline, PeerName());
 }
+
+std::string RpcClient::PeerName() const { return "master " + options_.address; }
 
 void RpcClient::Dispatch(const FrameHeader& head, const std::string& body) {
   if (head.type == static_cast<uint16_t>(MsgType::kTableUpdate) && options_.on_table_update) {
@@ -249,7 +114,7 @@ Status RpcClient::RoundTrip(MsgType type, std::vector<std::string> bodies,
 Status RpcClient::RoundTripLocked(MsgType type, const std::vector<std::string>& bodies,
                                   std::vector<std::string>& out) {
   if (Status st = EnsureConnectedLocked(); !st.ok()) return st;
-  Deadline deadline = std::chrono::steady_clock::now() + options_.call_timeout;
+  Deadline deadline = Clock::now() + options_.call_timeout;
   uint64_t first_id = next_request_id_;
   std::string wire;
   for (const std::string& body : bodies) {
@@ -262,7 +127,7 @@ Status RpcClient::RoundTripLocked(MsgType type, const std::vector<std::string>& 
     EncodeHeader(h, reinterpret_cast<unsigned char*>(wire.data() + at));
     wire += body;
   }
-  Status st = SendAll(wire, deadline);
+  Status st = SendAll(fd_, wire.data(), wire.size(), deadline, PeerName());
   out.assign(bodies.size(), std::string());
   std::vector<bool> seen(bodies.size(), false);
   size_t pending = bodies.size();
@@ -301,7 +166,7 @@ Status RpcClient::RoundTripLocked(MsgType type, const std::vector<std::string>& 
 Status RpcClient::PollNotifications(std::chrono::milliseconds wait) {
   std::lock_guard<std::mutex> lock(mu_);
   if (fd_ < 0) return Status(ErrorCode::RPC_FAIL, "not connected");
-  Deadline deadline = std::chrono::steady_clock::now() + wait;
+  Deadline deadline = Clock::now() + wait;
   while (true) {
     pollfd p{fd_, POLLIN, 0};
     int rc = ::poll(&p, 1, RemainingMs(deadline));
@@ -309,7 +174,7 @@ Status RpcClient::PollNotifications(std::chrono::milliseconds wait) {
     FrameHeader head;
     std::string body;
     // A frame is arriving: give it the call timeout to arrive whole.
-    Status st = ReadOneFrame(head, body, std::chrono::steady_clock::now() + options_.call_timeout);
+    Status st = ReadOneFrame(head, body, Clock::now() + options_.call_timeout);
     if (st.ok() && !(head.flags & kFlagNotification)) {
       st = Status(ErrorCode::RPC_FAIL, "unexpected response from the master");
     }

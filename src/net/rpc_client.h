@@ -82,14 +82,14 @@ class RpcClient {
   void Close();
 
  private:
-  using Deadline = std::chrono::steady_clock::time_point;
+  using Clock = std::chrono::steady_clock;
+  using Deadline = Clock::time_point;
   Status RoundTrip(MsgType type, std::vector<std::string> bodies, std::vector<std::string>& out);
   Status RoundTripLocked(MsgType type, const std::vector<std::string>& bodies,
                          std::vector<std::string>& out);
   Status EnsureConnectedLocked();
   Status ConnectLocked();
-  Status SendAll(const std::string& bytes, Deadline deadline);
-  Status RecvExact(char* buf, size_t n, Deadline deadline);
+  std::string PeerName() const;
   Status ReadOneFrame(FrameHeader& head, std::string& body, Deadline deadline);
   // Reads frames until one that is not a notification, dispatching those.
   Status ReadFrame(FrameHeader& head, std::string& body, Deadline deadline);

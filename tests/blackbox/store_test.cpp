@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "core/rpc_protocol.h"
+#include "core/segment_endpoint.h"
 #include "kvcached_process.h"
 #include "net/rpc_client.h"
 
@@ -225,7 +226,12 @@ TEST_CASE("the data port moves bytes and bounds-checks every range") {
   REQUIRE(rpc.Connect().ok());
   ReplicaListResponse placed;
   REQUIRE(rpc.Call(MsgType::kPutStart, PutStartRequest{1, "", {{"k", 1}}}, placed).ok());
-  CHECK(placed.segments[0].endpoint == "tcp://" + data);
+  Result<SegmentEndpoint> endpoint = ParseEndpoint(placed.segments[0].endpoint);
+  REQUIRE(endpoint.ok());
+  CHECK(endpoint->name == "seg-d");
+  CHECK(endpoint->tcp == data);
+  CHECK(endpoint->size == 64u << 20);
+  CHECK(endpoint->shm.rfind("@kvcached/", 0) == 0);
 
   DataClient c(data);
   c.Hello();

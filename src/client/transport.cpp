@@ -1,0 +1,528 @@
+#include "client/transport.h"
+
+#include <poll.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+#include <spdlog/spdlog.h>
+
+#include "core/wire.h"
+#include "net/socket_util.h"
+
+namespace kvcached {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+constexpr uint64_t kMaxPieceBytes = 1ull << 30;  // a frame body is at most 4 GiB - 1
+constexpr uint32_t kMaxSmallBody = 8192;         // error and status answers
+constexpr auto kShmRetryAfter = std::chrono::seconds(5);
+constexpr size_t kMaxIdlePerPeer = 16;
+
+void Fail(TransferOp& op, ErrorCode code, const std::string& why) {
+  if (op.result.ok()) op.result = Status(code, why);
+}
+
+std::string StoreName(const SegmentEndpoint& s, const char* how, const std::string& where) {
+  return "store of segment '" + s.name + "' (" + how + " " + where + ")";
+}
+
+}  // namespace
+
+// A same-host segment mapped into this process. The control connection
+// stays open: its hang-up says the store is gone.
+struct Transport::Mapping {
+  ~Mapping() {
+    if (base != nullptr) ::munmap(base, size);
+    if (control >= 0) ::close(control);
+  }
+  uint8_t* base = nullptr;
+  uint64_t size = 0;
+  int control = -1;
+  std::string name;
+};
+
+// One TCP connection's share of a batch: pieces sent back to back
+// (pipelined) and answered in order.
+struct Transport::Stream {
+  struct Piece {
+    TransferOp* op;
+    uint64_t offset;
+    uint64_t length;
+    uint8_t* local;
+  };
+
+  std::string address;
+  std::string peer;
+  int fd = -1;
+  std::vector<Piece> pieces;
+  uint64_t bytes = 0;  // assigned, for balancing
+  // Sending: the frame of pieces[send_idx], `sent` bytes of it so far.
+  size_t send_idx = 0;
+  unsigned char send_head[kFrameHeaderBytes + kDataRangeBytes] = {};
+  size_t send_head_len = 0;
+  uint64_t sent = 0;
+  // Receiving: the answer to pieces[recv_idx].
+  size_t recv_idx = 0;
+  unsigned char recv_head[kFrameHeaderBytes] = {};
+  size_t head_got = 0;
+  FrameHeader head;
+  std::string small;  // an error or status body
+  uint64_t body_got = 0;
+  Clock::time_point last_progress;
+
+  bool active() const { return fd >= 0 && recv_idx < pieces.size(); }
+  bool write() const { return pieces[0].op->write; }
+
+  void Broken(const std::string& why) {
+    for (size_t i = recv_idx; i < pieces.size(); ++i) {
+      Fail(*pieces[i].op, ErrorCode::TRANSFER_FAIL, why);
+    }
+    recv_idx = pieces.size();
+    if (fd >= 0) ::close(fd);
+    fd = -1;
+  }
+
+  // Sends as much as the socket takes. False when the connection broke.
+  bool Send() {
+    while (send_idx < pieces.size()) {
+      const Piece& p = pieces[send_idx];
+      bool is_write = p.op->write;
+      if (send_head_len == 0) {
+        FrameHeader h;
+        h.type = static_cast<uint16_t>(is_write ? MsgType::kDataWrite : MsgType::kDataRead);
+        h.request_id = send_idx;
+        h.body_bytes = static_cast<uint32_t>(kDataRangeBytes + (is_write ? p.length : 0));
+        EncodeHeader(h, send_head);
+        WireWriter w;
+        w.U64(p.offset);
+        w.U64(p.length);
+        std::memcpy(send_head + kFrameHeaderBytes, w.buffer().data(), kDataRangeBytes);
+        send_head_len = sizeof send_head;
+        sent = 0;
+      }
+      uint64_t payload = is_write ? p.length : 0;
+      iovec iov[2];
+      int n_iov = 0;
+      if (sent < send_head_len) {
+        iov[n_iov++] = {send_head + sent, send_head_len - sent};
+        if (payload > 0) iov[n_iov++] = {p.local, payload};
+      } else {
+        uint64_t done = sent - send_head_len;
+        iov[n_iov++] = {p.local + done, payload - done};
+      }
+      msghdr msg{};
+      msg.msg_iov = iov;
+      msg.msg_iovlen = static_cast<size_t>(n_iov);
+      ssize_t n = ::sendmsg(fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+      if (n < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return true;
+        Broken("send to " + peer + " failed: " + std::strerror(errno));
+        return false;
+      }
+      last_progress = Clock::now();
+      sent += static_cast<uint64_t>(n);
+      if (sent == send_head_len + payload) {
+        ++send_idx;
+        send_head_len = 0;
+      }
+    }
+    return true;
+  }
+
+  // Reads as much as has arrived. False when the connection broke.
+  bool Receive() {
+    while (recv_idx < pieces.size()) {
+      ssize_t n;
+      if (head_got < kFrameHeaderBytes) {
+        n = ::recv(fd, recv_head + head_got, kFrameHeaderBytes - head_got, MSG_DONTWAIT);
+        if (!Progress(n)) return fd >= 0;
+        head_got += static_cast<size_t>(n);
+        if (head_got == kFrameHeaderBytes && !CheckHeader()) return false;
+        continue;
+      }
+      const Piece& p = pieces[recv_idx];
+      bool into_local = !p.op->write && !(head.flags & kFlagError);
+      if (into_local) {
+        n = ::recv(fd, p.local + body_got, head.body_bytes - body_got, MSG_DONTWAIT);
+      } else {
+        n = ::recv(fd, small.data() + body_got, head.body_bytes - body_got, MSG_DONTWAIT);
+      }
+      if (head.body_bytes > 0) {
+        if (!Progress(n)) return fd >= 0;
+        body_got += static_cast<uint64_t>(n);
+      }
+      if (body_got == head.body_bytes) Answered();
+    }
+    return true;
+  }
+
+  // Accounts for a recv() result; false when nothing more can be read now
+  // (the stream is marked broken on EOF or error).
+  bool Progress(ssize_t n) {
+    if (n > 0) {
+      last_progress = Clock::now();
+      return true;
+    }
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return false;
+    Broken(n == 0 ? peer + " closed the connection"
+                  : "receive from " + peer + " failed: " + std::strerror(errno));
+    return false;
+  }
+
+  bool CheckHeader() {
+    const Piece& p = pieces[recv_idx];
+    Status st = DecodeHeader(recv_head, UINT32_MAX, head);
+    MsgType want = p.op->write ? MsgType::kDataWrite : MsgType::kDataRead;
+    std::string why;
+    if (!st.ok()) {
+      why = st.message();
+    } else if (head.version != kRpcVersion) {
+      why = "protocol version " + std::to_string(head.version);
+    } else if (!(head.flags & kFlagResponse) || head.type != static_cast<uint16_t>(want) ||
+               head.request_id != recv_idx) {
+      why = "an answer out of order";
+    } else if (head.flags & kFlagError || p.op->write) {
+      if (head.body_bytes > kMaxSmallBody) why = "an oversized status answer";
+    } else if (head.body_bytes != p.length) {
+      why = "a read answer of " + std::to_string(head.body_bytes) + " bytes for " +
+            std::to_string(p.length);
+    }
+    if (!why.empty()) {
+      Broken("bad answer from " + peer + ": " + why);
+      return false;
+    }
+    body_got = 0;
+    if (head.flags & kFlagError || p.op->write) small.resize(head.body_bytes);
+    return true;
+  }
+
+  void Answered() {
+    const Piece& p = pieces[recv_idx];
+    if (head.flags & kFlagError) {
+      ErrorBody err;
+      (void)DecodeBody(small, err);
+      Fail(*p.op, ErrorCodeFromInt(err.code).value_or(ErrorCode::TRANSFER_FAIL),
+           peer + " refused the transfer: " + err.message);
+    } else if (p.op->write) {
+      StatusResponse res;
+      if (!DecodeBody(small, res).ok()) {
+        Fail(*p.op, ErrorCode::TRANSFER_FAIL, "bad write answer from " + peer);
+      } else if (res.code != 0) {
+        Fail(*p.op, ErrorCodeFromInt(res.code).value_or(ErrorCode::TRANSFER_FAIL),
+             peer + " refused the write: " + res.message);
+      }
+    }
+    ++recv_idx;
+    head_got = 0;
+    body_got = 0;
+  }
+};
+
+Transport::Transport(TransportOptions options) : options_(std::move(options)) {}
+
+Transport::~Transport() { Close(); }
+
+void Transport::Close() {
+  {
+    std::lock_guard<std::mutex> lock(shm_mu_);
+    mappings_.clear();
+    shm_failures_.clear();
+  }
+  std::lock_guard<std::mutex> lock(pool_mu_);
+  for (auto& [address, fds] : idle_) {
+    for (int fd : fds) ::close(fd);
+  }
+  idle_.clear();
+}
+
+// ---- shared memory ---------------------------------------------------------
+
+std::shared_ptr<Transport::Mapping> Transport::Attach(const SegmentEndpoint& segment,
+                                                      Status& why) {
+  const std::string key = segment.instance + "/" + segment.name;
+  {
+    std::lock_guard<std::mutex> lock(shm_mu_);
+    auto it = mappings_.find(key);
+    if (it != mappings_.end()) {
+      if (IdleConnectionAlive(it->second->control)) return it->second;
+      spdlog::info("segment '{}': its store closed the shared-memory connection; unmapping",
+                   segment.name);
+      mappings_.erase(it);
+      why = Status(ErrorCode::TRANSFER_FAIL,
+                   "the store of segment '" + segment.name + "' has gone away");
+      return nullptr;
+    }
+    auto failed = shm_failures_.find(key);
+    if (failed != shm_failures_.end()) {
+      if (Clock::now() < failed->second) {
+        why = Status(ErrorCode::TRANSFER_FAIL,
+                     "shared memory with segment '" + segment.name + "' failed recently");
+        return nullptr;
+      }
+      shm_failures_.erase(failed);
+    }
+  }
+  std::string peer = StoreName(segment, "shm", segment.shm);
+  Deadline deadline = Clock::now() + options_.connect_timeout;
+  auto fail = [&](Status st) -> std::shared_ptr<Mapping> {
+    spdlog::warn("cannot map segment '{}' through {}: {}", segment.name, segment.shm,
+                 st.ToString());
+    why = Status(ErrorCode::TRANSFER_FAIL, "shared memory with " + peer + ": " + st.message());
+    std::lock_guard<std::mutex> lock(shm_mu_);
+    shm_failures_[key] = Clock::now() + kShmRetryAfter;
+    return nullptr;
+  };
+  auto m = std::make_shared<Mapping>();
+  m->name = segment.name;
+  Result<int> fd = ConnectUnix(segment.shm, deadline, peer);
+  if (!fd.ok()) return fail(fd.status());
+  m->control = *fd;
+  if (Result<HelloResponse> hello = SayHello(m->control, options_.hello, deadline, peer);
+      !hello.ok()) {
+    return fail(hello.status());
+  }
+  FrameHeader h;  // ShmAttach: a header with an empty body
+  h.type = static_cast<uint16_t>(MsgType::kShmAttach);
+  h.request_id = 1;
+  unsigned char frame[kFrameHeaderBytes];
+  EncodeHeader(h, frame);
+  if (Status st = SendAll(m->control, frame, sizeof frame, deadline, peer); !st.ok()) {
+    return fail(st);
+  }
+  FrameHeader head;
+  std::string body;
+  int memfd = -1;
+  if (Status st = RecvFrameWithFd(m->control, head, body, &memfd, 4096, deadline, peer);
+      !st.ok()) {
+    return fail(st);
+  }
+  ShmAttachResponse res;
+  Status st = (head.flags & kFlagError) ? Status(ErrorCode::TRANSFER_FAIL, "refused")
+                                        : DecodeBody(body, res);
+  struct stat info {};
+  if (st.ok() && memfd < 0) st = Status(ErrorCode::TRANSFER_FAIL, "no descriptor came");
+  if (st.ok() && (res.segment != segment.name || res.size != segment.size)) {
+    st = Status(ErrorCode::TRANSFER_FAIL, "it serves segment '" + res.segment + "' of " +
+                                              std::to_string(res.size) + " bytes instead");
+  }
+  if (st.ok() && (::fstat(memfd, &info) != 0 || static_cast<uint64_t>(info.st_size) < res.size)) {
+    st = Status(ErrorCode::TRANSFER_FAIL, "the descriptor is smaller than the segment");
+  }
+  if (st.ok()) {
+    void* base = ::mmap(nullptr, res.size, PROT_READ | PROT_WRITE, MAP_SHARED, memfd, 0);
+    if (base == MAP_FAILED) {
+      st = Status(ErrorCode::TRANSFER_FAIL, std::string("mmap: ") + std::strerror(errno));
+    } else {
+      m->base = static_cast<uint8_t*>(base);
+      m->size = res.size;
+    }
+  }
+  if (memfd >= 0) ::close(memfd);  // the mapping keeps the memory
+  if (!st.ok()) return fail(st);
+  counters_.shm_attaches++;
+  spdlog::debug("mapped segment '{}' ({} bytes) through {}", segment.name, m->size, segment.shm);
+  std::lock_guard<std::mutex> lock(shm_mu_);
+  auto [it, inserted] = mappings_.emplace(key, m);
+  return it->second;  // another thread may have attached first: use one mapping
+}
+
+bool Transport::ShmAvailable(const SegmentEndpoint& segment) {
+  if (segment.shm.empty()) return false;
+  Status why;
+  return Attach(segment, why) != nullptr;
+}
+
+void Transport::RunShm(TransferOp& op) {
+  uint8_t* base = nullptr;
+  uint64_t size = 0;
+  std::shared_ptr<Mapping> mapping;
+  if (op.path == Path::kLocal) {
+    base = options_.own_base;
+    size = options_.own_size;
+  } else {
+    Status why;
+    mapping = Attach(*op.segment, why);
+    if (!mapping) {
+      Fail(op, why.code(), why.message());
+      return;
+    }
+    base = mapping->base;
+    size = mapping->size;
+  }
+  if (!RangeWithin(DataRange{op.offset, op.length}, size)) {
+    Fail(op, ErrorCode::INVALID_PARAMS,
+         "replica [" + std::to_string(op.offset) + ", +" + std::to_string(op.length) +
+             ") lies outside segment '" + op.segment->name + "' of " + std::to_string(size) +
+             " bytes");
+    return;
+  }
+  if (op.write) {
+    std::memcpy(base + op.offset, op.local, op.length);
+  } else {
+    std::memcpy(op.local, base + op.offset, op.length);
+  }
+  counters_.shm_transfers++;
+}
+
+// ---- TCP -------------------------------------------------------------------
+
+Result<int> Transport::AcquireConnection(const std::string& address, const std::string& peer) {
+  {
+    std::lock_guard<std::mutex> lock(pool_mu_);
+    auto it = idle_.find(address);
+    while (it != idle_.end() && !it->second.empty()) {
+      int fd = it->second.back();
+      it->second.pop_back();
+      if (IdleConnectionAlive(fd)) return fd;
+      ::close(fd);  // the store closed it while idle
+    }
+  }
+  Deadline deadline = Clock::now() + options_.connect_timeout;
+  Result<int> fd = ConnectTcp(address, deadline, peer);
+  if (!fd.ok()) return fd;
+  Result<HelloResponse> hello =
+      SayHello(*fd, options_.hello, Clock::now() + options_.io_timeout, peer);
+  if (!hello.ok()) {
+    ::close(*fd);
+    return hello.status();
+  }
+  counters_.tcp_connections_opened++;
+  return fd;
+}
+
+void Transport::ReleaseConnection(const std::string& address, int fd) {
+  std::lock_guard<std::mutex> lock(pool_mu_);
+  std::vector<int>& fds = idle_[address];
+  if (fds.size() >= kMaxIdlePerPeer) {
+    ::close(fd);
+    return;
+  }
+  fds.push_back(fd);
+}
+
+void Transport::RunTcp(std::vector<TransferOp*>& ops) {
+  // Group by store, then spread each store's pieces over its streams.
+  std::map<std::string, std::vector<TransferOp*>> by_store;
+  for (TransferOp* op : ops) by_store[op->segment->tcp].push_back(op);
+  uint64_t split = std::clamp<uint64_t>(options_.tcp_split_bytes, 4096, kMaxPieceBytes);
+  std::vector<std::unique_ptr<Stream>> streams;
+  for (auto& [address, store_ops] : by_store) {
+    std::string peer = StoreName(*store_ops[0]->segment, "tcp", address);
+    uint64_t total = 0;
+    for (TransferOp* op : store_ops) total += op->length;
+    uint64_t want = std::clamp<uint64_t>((total + split - 1) / split, 1,
+                                         std::max(1u, options_.tcp_streams));
+    std::vector<std::unique_ptr<Stream>> mine;
+    Status first_error;
+    for (uint64_t i = 0; i < want; ++i) {
+      Result<int> fd = AcquireConnection(address, peer);
+      if (!fd.ok()) {
+        first_error = fd.status();
+        break;  // use the connections there are
+      }
+      auto s = std::make_unique<Stream>();
+      s->address = address;
+      s->peer = peer;
+      s->fd = *fd;
+      mine.push_back(std::move(s));
+    }
+    if (mine.empty()) {
+      for (TransferOp* op : store_ops) {
+        Fail(*op, ErrorCode::TRANSFER_FAIL, first_error.message());
+      }
+      continue;
+    }
+    for (TransferOp* op : store_ops) {
+      for (uint64_t at = 0; at < op->length; at += split) {
+        uint64_t len = std::min(split, op->length - at);
+        Stream* s = std::min_element(mine.begin(), mine.end(), [](const auto& a, const auto& b) {
+                      return a->bytes < b->bytes;
+                    })->get();
+        s->pieces.push_back({op, op->offset + at, len, op->local + at});
+        s->bytes += len + 64;  // a little per piece, so empty ones balance too
+      }
+      counters_.tcp_transfers++;
+    }
+    for (auto& s : mine) {
+      if (s->pieces.empty()) {
+        ReleaseConnection(s->address, s->fd);
+        s->fd = -1;
+      } else {
+        streams.push_back(std::move(s));
+      }
+    }
+  }
+
+  auto now = Clock::now();
+  for (auto& s : streams) s->last_progress = now;
+  std::vector<pollfd> fds;
+  std::vector<Stream*> polled;
+  while (true) {
+    fds.clear();
+    polled.clear();
+    now = Clock::now();
+    auto next_timeout = now + options_.io_timeout;
+    for (auto& s : streams) {
+      if (!s->active()) continue;
+      if (now - s->last_progress >= options_.io_timeout) {
+        s->Broken("no progress from " + s->peer + " for " +
+                  std::to_string(options_.io_timeout.count()) + " ms");
+        continue;
+      }
+      short events = POLLIN;
+      if (s->send_idx < s->pieces.size()) events |= POLLOUT;
+      fds.push_back({s->fd, events, 0});
+      polled.push_back(s.get());
+      next_timeout = std::min(next_timeout, s->last_progress + options_.io_timeout);
+    }
+    if (polled.empty()) break;
+    int rc = ::poll(fds.data(), fds.size(), std::max(1, RemainingMs(next_timeout)));
+    if (rc < 0 && errno != EINTR) {
+      for (Stream* s : polled) s->Broken(std::string("poll: ") + std::strerror(errno));
+      break;
+    }
+    for (size_t i = 0; rc > 0 && i < polled.size(); ++i) {
+      Stream* s = polled[i];
+      short re = fds[i].revents;
+      if (re == 0) continue;
+      if ((re & POLLOUT) && !s->Send()) continue;
+      if (re & (POLLIN | POLLERR | POLLHUP)) s->Receive();
+    }
+  }
+  for (auto& s : streams) {
+    if (s->fd >= 0) ReleaseConnection(s->address, s->fd);
+    s->fd = -1;
+  }
+}
+
+void Transport::Run(std::vector<TransferOp>& ops) {
+  std::vector<TransferOp*> tcp;
+  for (TransferOp& op : ops) {
+    op.result = Status::Ok();
+    if (op.length == 0) continue;
+    if (op.path == Path::kTcp) {
+      if (op.segment->tcp.empty()) {
+        Fail(op, ErrorCode::TRANSFER_FAIL,
+             "segment '" + op.segment->name + "' has no TCP data port");
+      } else {
+        tcp.push_back(&op);
+      }
+    }
+  }
+  // Shared-memory copies first: they finish fast and free the CPU for the
+  // TCP streams, which then run all at once.
+  for (TransferOp& op : ops) {
+    if (op.length > 0 && op.path != Path::kTcp) RunShm(op);
+  }
+  if (!tcp.empty()) RunTcp(tcp);
+}
+
+}  // namespace kvcached

@@ -1,0 +1,135 @@
+#include "net/segment_host.h"
+
+#include <spdlog/spdlog.h>
+
+#include "net/metadata_client.h"
+
+namespace kvcached {
+namespace {
+
+std::string MetadataKey(const std::string& segment) { return "mooncake/ram/" + segment; }
+
+bool PublishesMetadata(const std::string& server) {
+  return server.rfind("http://", 0) == 0 || server.rfind("https://", 0) == 0;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<SegmentHost>> SegmentHost::Create(SegmentHostOptions options) {
+  if (options.segment_name.empty() || options.segment_name.size() > kMaxIdBytes) {
+    return Status(ErrorCode::INVALID_PARAMS, "segment name must be 1 to 256 bytes");
+  }
+  options.memory.name = "kvcached:" + options.segment_name;
+  std::unique_ptr<SegmentHost> host(new SegmentHost(std::move(options)));
+  Result<std::unique_ptr<SegmentMemory>> mem = SegmentMemory::Create(host->options_.memory);
+  if (!mem.ok()) return mem.status();
+  host->memory_ = std::move(mem).value();
+  return host;
+}
+
+SegmentHost::~SegmentHost() {
+  BeginShutdown();
+  (void)Unmount();
+}
+
+Status SegmentHost::Serve(boost::asio::io_context& ioc, MetricsRegistry& metrics) {
+  DataServerOptions data;
+  data.host = options_.bind_host;
+  data.port = options_.data_port;
+  data.token = options_.token;
+  data.max_connections = options_.data_max_connections;
+  data_ = std::make_unique<DataServer>(ioc, data, memory_->data(), memory_->size(), metrics);
+  if (Status st = data_->Start(); !st.ok()) return st;
+
+  endpoint_.name = options_.segment_name;
+  endpoint_.host_id = options_.host_id;
+  endpoint_.instance = options_.client_id;
+  endpoint_.size = memory_->size();
+  // Peers need an address they can dial: a wildcard bind publishes the host id.
+  endpoint_.tcp = data_->bound_to_wildcard()
+                      ? options_.host_id + ":" + std::to_string(data_->port())
+                      : data_->address();
+  if (options_.shm_socket != kShmSocketOff) {
+    ShmServerOptions shm;
+    shm.path = options_.shm_socket.empty() ? "@kvcached/" + options_.client_id
+                                           : options_.shm_socket;
+    shm.segment = options_.segment_name;
+    shm.token = options_.token;
+    shm_ = std::make_unique<ShmServer>(ioc, shm, memory_->fd(), memory_->size(), metrics);
+    if (Status st = shm_->Start(); !st.ok()) return st;
+    endpoint_.shm = shm.path;
+  }
+  return Status::Ok();
+}
+
+Status SegmentHost::Mount() {
+  StoreAgentOptions agent;
+  agent.rpc.address = options_.master;
+  agent.rpc.hello.role = static_cast<uint8_t>(PeerRole::kStore);
+  agent.rpc.hello.client_id = options_.client_id;
+  agent.rpc.hello.host_id = options_.host_id;
+  if (options_.token) agent.rpc.hello.token = options_.token->secret();
+  agent.rpc.connect_timeout = options_.connect_timeout;
+  agent.rpc.connect_attempts = options_.connect_attempts;
+  agent.segment = {options_.segment_name, reinterpret_cast<uint64_t>(memory_->data()),
+                   memory_->size(), FormatEndpoint(endpoint_)};
+  agent.ping_interval = options_.ping_interval;
+  agent_ = std::make_unique<StoreAgent>(agent);
+  if (Status st = agent_->Start(); !st.ok()) {
+    agent_.reset();
+    return st;
+  }
+  Publish();
+  return Status::Ok();
+}
+
+void SegmentHost::Publish() {
+  if (!PublishesMetadata(options_.metadata_server)) return;
+  MetadataClientOptions o;
+  o.url = options_.metadata_server;
+  if (options_.token) o.token = options_.token->secret();
+  Result<MetadataClient> meta = MetadataClient::Create(o);
+  Status st = meta.ok() ? meta.value().Put(MetadataKey(name()), FormatEndpoint(endpoint_))
+                        : meta.status();
+  if (!st.ok()) {
+    spdlog::warn("could not publish segment '{}' to the metadata service {}: {} (clients take "
+                 "descriptors from the master, so the pool works without it)",
+                 name(), options_.metadata_server, st.ToString());
+    return;
+  }
+  published_ = true;
+  spdlog::info("published segment '{}' as {} at {}", name(), MetadataKey(name()),
+               options_.metadata_server);
+}
+
+void SegmentHost::Unpublish() {
+  if (!published_) return;
+  published_ = false;
+  MetadataClientOptions o;
+  o.url = options_.metadata_server;
+  if (options_.token) o.token = options_.token->secret();
+  Result<MetadataClient> meta = MetadataClient::Create(o);
+  Status st = meta.ok() ? meta.value().Delete(MetadataKey(name())) : meta.status();
+  if (!st.ok()) {
+    spdlog::warn("could not remove {} from the metadata service: {}", MetadataKey(name()),
+                 st.ToString());
+  }
+}
+
+void SegmentHost::BeginShutdown() {
+  if (data_) data_->BeginShutdown();
+  if (shm_) shm_->BeginShutdown();
+}
+
+Status SegmentHost::Unmount() {
+  Unpublish();
+  if (!agent_) return Status::Ok();
+  Status st = agent_->Stop();
+  return st;
+}
+
+size_t SegmentHost::open_connections() const {
+  return (data_ ? data_->open_connections() : 0) + (shm_ ? shm_->open_connections() : 0);
+}
+
+}  // namespace kvcached

@@ -1,0 +1,92 @@
+// SegmentHost: everything it takes to contribute a segment to the pool —
+// the memory (memfd), the TCP data port and the shared-memory socket that
+// serve it, the agent that mounts it at the master and keeps its object
+// table, and the descriptor published to the metadata service. `kvcached
+// store` is a SegmentHost with an admin port; a Client opened with
+// global_segment_size > 0 runs one in-process.
+//
+// Life cycle: Create (memory) -> Serve (listeners on the caller's
+// io_context) -> Mount (master, metadata service) -> BeginShutdown
+// (listeners) -> Unmount. Each step fails with its own error so a command
+// can say which went wrong. Not thread-safe: one owner drives the steps.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include <boost/asio/io_context.hpp>
+
+#include "core/auth_token.h"
+#include "core/metrics.h"
+#include "core/segment_endpoint.h"
+#include "core/status.h"
+#include "net/data_server.h"
+#include "net/segment_memory.h"
+#include "net/shm_server.h"
+#include "net/store_agent.h"
+
+namespace kvcached {
+
+inline constexpr const char* kShmSocketOff = "off";
+
+struct SegmentHostOptions {
+  std::string master = "127.0.0.1:50051";
+  std::string client_id;  // owner identity at the master; unique per process
+  std::string host_id;
+  std::string segment_name;
+  SegmentMemoryOptions memory;  // size, huge pages, mlock (name is set from segment_name)
+  std::string bind_host = "127.0.0.1";
+  uint16_t data_port = 0;
+  std::string shm_socket;  // empty: an abstract name; "off": no shm path; else a path
+  std::optional<AuthToken> token;
+  std::string metadata_server;  // http://...: publish the descriptor there
+  std::chrono::milliseconds ping_interval{1000};
+  std::chrono::milliseconds connect_timeout{1000};
+  int connect_attempts = 2;
+  size_t data_max_connections = 4096;
+};
+
+class SegmentHost {
+ public:
+  // Allocates the segment (SegmentMemory's errors).
+  static Result<std::unique_ptr<SegmentHost>> Create(SegmentHostOptions options);
+  ~SegmentHost();
+  SegmentHost(const SegmentHost&) = delete;
+  SegmentHost& operator=(const SegmentHost&) = delete;
+
+  // Binds the data port and the shm socket on `ioc` (accepting once it runs).
+  Status Serve(boost::asio::io_context& ioc, MetricsRegistry& metrics);
+  // Mounts at the master (StoreAgent::Start's errors) and publishes the
+  // descriptor to the metadata service (a failure there is logged, not fatal:
+  // clients take descriptors from the master).
+  Status Mount();
+  void BeginShutdown();
+  // Unpublishes and unmounts; the master drops the segment's objects. Idempotent.
+  Status Unmount();
+
+  const std::string& name() const { return options_.segment_name; }
+  const SegmentEndpoint& endpoint() const { return endpoint_; }
+  std::string endpoint_text() const { return FormatEndpoint(endpoint_); }
+  SegmentMemory& memory() const { return *memory_; }
+  StoreAgent* agent() const { return agent_.get(); }
+  DataServer* data_server() const { return data_.get(); }
+  ShmServer* shm_server() const { return shm_.get(); }
+  size_t open_connections() const;
+
+ private:
+  explicit SegmentHost(SegmentHostOptions options) : options_(std::move(options)) {}
+  void Publish();
+  void Unpublish();
+
+  SegmentHostOptions options_;
+  std::unique_ptr<SegmentMemory> memory_;
+  std::unique_ptr<DataServer> data_;
+  std::unique_ptr<ShmServer> shm_;
+  std::unique_ptr<StoreAgent> agent_;
+  SegmentEndpoint endpoint_;
+  bool published_ = false;
+};
+
+}  // namespace kvcached

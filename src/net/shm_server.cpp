@@ -1,0 +1,254 @@
+#include "net/shm_server.h"
+
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+
+#include <spdlog/spdlog.h>
+#include <boost/asio/local/stream_protocol.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/read.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/write.hpp>
+
+#include "core/rpc_protocol.h"
+#include "net/connection_registry.h"
+#include "net/socket_util.h"
+
+namespace kvcached {
+namespace {
+
+namespace net = boost::asio;
+using unix_stream = net::local::stream_protocol;
+
+unix_stream::endpoint EndpointFor(const std::string& path) {
+  if (!path.empty() && path[0] == '@') return unix_stream::endpoint(std::string(1, '\0') + path.substr(1));
+  return unix_stream::endpoint(path);
+}
+
+}  // namespace
+
+struct ShmServer::State : std::enable_shared_from_this<ShmServer::State> {
+  State(net::io_context& io, ShmServerOptions o, int fd, uint64_t bytes, MetricsRegistry& m)
+      : ioc(io),
+        options(std::move(o)),
+        memfd(fd),
+        segment_bytes(bytes),
+        acceptor(net::make_strand(io)),
+        attaches(m.GetCounter("kvcached_store_shm_attaches_total",
+                              "Segments handed to same-host clients over the shm socket")),
+        refusals(m.GetCounter("kvcached_store_shm_refusals_total",
+                              "Shm sessions refused or broken off (token, protocol, timeout)")) {}
+
+  void Accept();
+
+  net::io_context& ioc;
+  const ShmServerOptions options;
+  const int memfd;
+  const uint64_t segment_bytes;
+  unix_stream::acceptor acceptor;
+  std::atomic<bool> stopping{false};
+  std::atomic<uint64_t> next_id{1};
+  ConnectionRegistry<Connection> connections;
+  Counter& attaches;
+  Counter& refusals;
+};
+
+// One hand-over: Hello, ShmAttach, the fd (all within one deadline); then
+// the connection idles until the client closes it or the store stops.
+class ShmServer::Connection : public std::enable_shared_from_this<ShmServer::Connection> {
+ public:
+  Connection(std::shared_ptr<State> st, unix_stream::socket socket, uint64_t id)
+      : st_(std::move(st)),
+        socket_(std::move(socket)),
+        timer_(socket_.get_executor()),
+        id_(id) {}
+
+  ~Connection() { st_->connections.Remove(id_); }
+
+  void Start() {
+    timer_.expires_after(st_->options.session_timeout);
+    timer_.async_wait([self = shared_from_this()](boost::system::error_code ec) {
+      if (!ec) self->Fail("session timed out");
+    });
+    ReadHeader();
+  }
+
+  void Stop() {
+    net::post(socket_.get_executor(), [self = shared_from_this()] { self->Close(); });
+  }
+
+ private:
+  void ReadHeader() {
+    net::async_read(socket_, net::buffer(header_),
+                    [self = shared_from_this()](boost::system::error_code ec, size_t) {
+                      if (ec) return self->Close();
+                      self->OnHeader();
+                    });
+  }
+
+  void OnHeader() {
+    if (Status st = DecodeHeader(header_, kMaxBodyBeforeHello, head_); !st.ok()) {
+      return Fail(st.message());
+    }
+    if (head_.version != kRpcVersion) {
+      return Fail("protocol version " + std::to_string(head_.version) + " (this store speaks " +
+                  std::to_string(kRpcVersion) + ")");
+    }
+    MsgType type = static_cast<MsgType>(head_.type);
+    if (head_.flags != 0 || (type != MsgType::kHello && type != MsgType::kShmAttach) ||
+        (type == MsgType::kHello) == hello_done_) {
+      return Fail(std::string("unexpected ") + MsgTypeName(type));
+    }
+    body_.resize(head_.body_bytes);
+    net::async_read(socket_, net::buffer(body_),
+                    [self = shared_from_this(), type](boost::system::error_code ec, size_t) {
+                      if (ec) return self->Close();
+                      if (type == MsgType::kHello) return self->OnHello();
+                      self->OnAttach();
+                    });
+  }
+
+  void OnHello() {
+    HelloRequest hello;
+    if (Status st = DecodeBody(body_, hello); !st.ok()) return Fail("Hello: " + st.message());
+    client_ = hello.client_id;
+    HelloResponse res;
+    bool refused = st_->options.token && !st_->options.token->Matches(hello.token);
+    if (refused) {
+      res.code = static_cast<int32_t>(ErrorCode::ILLEGAL_CLIENT);
+      res.message = "missing or wrong cluster token";
+    }
+    out_ = EncodeFrame(MsgType::kHello, kFlagResponse, head_.request_id, res);
+    hello_done_ = true;
+    net::async_write(socket_, net::buffer(out_),
+                     [self = shared_from_this(), refused](boost::system::error_code ec, size_t) {
+                       if (refused) return self->Fail("missing or wrong cluster token");
+                       if (ec) return self->Close();
+                       self->ReadHeader();
+                     });
+  }
+
+  void OnAttach() {
+    if (!body_.empty()) return Fail("ShmAttach with a body");
+    std::string frame = EncodeFrame(MsgType::kShmAttach, kFlagResponse, head_.request_id,
+                                    ShmAttachResponse{st_->options.segment, st_->segment_bytes});
+    Status st = SendWithFd(socket_.native_handle(), frame, st_->memfd, "client '" + client_ + "'");
+    if (!st.ok()) return Fail(st.message());
+    st_->attaches.Inc();
+    spdlog::debug("shm conn=#{}: segment '{}' handed to client '{}'", id_, st_->options.segment,
+                  client_);
+    // The connection stays open while the client keeps its mapping: when
+    // this store goes away the client sees the hang-up and unmaps.
+    timer_.cancel();
+    net::async_read(socket_, net::buffer(header_, 1),
+                    [self = shared_from_this()](boost::system::error_code, size_t) {
+                      self->Close();
+                    });
+  }
+
+  void Fail(const std::string& why) {
+    if (closed_) return;
+    st_->refusals.Inc();
+    spdlog::warn("shm conn=#{} (client '{}') on {}: {}; closing", id_, client_, st_->options.path,
+                 why);
+    Close();
+  }
+
+  void Close() {
+    if (closed_) return;
+    closed_ = true;
+    timer_.cancel();
+    boost::system::error_code ec;
+    socket_.close(ec);
+  }
+
+  std::shared_ptr<State> st_;
+  unix_stream::socket socket_;
+  net::steady_timer timer_;
+  const uint64_t id_;
+  std::string client_;
+  unsigned char header_[kFrameHeaderBytes] = {};
+  FrameHeader head_;
+  std::string body_;
+  std::string out_;
+  bool hello_done_ = false;
+  bool closed_ = false;
+};
+
+void ShmServer::State::Accept() {
+  acceptor.async_accept(
+      net::make_strand(ioc), [self = shared_from_this()](boost::system::error_code ec,
+                                                         unix_stream::socket socket) {
+        if (self->stopping) return;
+        if (ec) {
+          if (ec == net::error::operation_aborted) return;
+          spdlog::warn("shm socket {}: accept failed: {}", self->options.path, ec.message());
+        } else {
+          uint64_t id = self->next_id.fetch_add(1);
+          auto conn = std::make_shared<Connection>(self, std::move(socket), id);
+          if (self->connections.Add(id, conn, self->options.max_connections)) {
+            conn->Start();
+          } else {
+            spdlog::warn("shm socket {}: refused a connection, {} open", self->options.path,
+                         self->options.max_connections);
+          }
+        }
+        self->Accept();
+      });
+}
+
+ShmServer::ShmServer(net::io_context& ioc, ShmServerOptions options, int memfd,
+                     uint64_t segment_bytes, MetricsRegistry& metrics)
+    : state_(std::make_shared<State>(ioc, std::move(options), memfd, segment_bytes, metrics)) {}
+
+ShmServer::~ShmServer() { BeginShutdown(); }
+
+Status ShmServer::Start() {
+  const std::string& path = state_->options.path;
+  if (path.empty() || path.size() >= sizeof(sockaddr_un::sun_path)) {
+    return Status(ErrorCode::INVALID_PARAMS,
+                  "shm socket path '" + path + "' is empty or longer than 107 bytes");
+  }
+  if (path[0] != '@' && ::access(path.c_str(), F_OK) == 0) {
+    // A socket file left by a dead store is replaced; a live one is not.
+    Result<int> live = ConnectUnix(path, std::chrono::steady_clock::now() +
+                                             std::chrono::milliseconds(500), "shm socket");
+    if (live.ok()) {
+      ::close(*live);
+      return Status(ErrorCode::UNAVAILABLE_IN_CURRENT_STATUS,
+                    "shm socket " + path + " is served by another live process");
+    }
+    ::unlink(path.c_str());
+  }
+  boost::system::error_code ec;
+  state_->acceptor.open(unix_stream(), ec);
+  if (!ec) state_->acceptor.bind(EndpointFor(path), ec);
+  if (!ec) state_->acceptor.listen(net::socket_base::max_listen_connections, ec);
+  if (ec) {
+    return Status(ErrorCode::UNAVAILABLE_IN_CURRENT_STATUS,
+                  "cannot listen on shm socket " + path + ": " + ec.message());
+  }
+  state_->Accept();
+  return Status::Ok();
+}
+
+const std::string& ShmServer::path() const { return state_->options.path; }
+
+void ShmServer::BeginShutdown() {
+  if (state_->stopping.exchange(true)) return;
+  net::post(state_->acceptor.get_executor(), [st = state_] {
+    boost::system::error_code ec;
+    st->acceptor.close(ec);
+  });
+  if (state_->options.path.size() > 0 && state_->options.path[0] != '@') {
+    ::unlink(state_->options.path.c_str());
+  }
+  for (auto& c : state_->connections.Live()) c->Stop();
+}
+
+size_t ShmServer::open_connections() const { return state_->connections.size(); }
+
+}  // namespace kvcached

@@ -1,0 +1,61 @@
+// ShmServer: the store's shared-memory path. Clients on the same host
+// connect to a Unix socket, say Hello (with the cluster token when one is
+// set), send ShmAttach, and receive the segment's memfd as SCM_RIGHTS with
+// the segment's name and size; they then map the segment once and copy
+// bytes directly. The connection then stays open, idle, for as long as the
+// client keeps the mapping, so the client learns from the hang-up that the
+// store went away and drops the mapping. Bounds are the client's to check
+// against the size it was given: a peer only ever gets a mapping of the
+// segment, never of anything else in the store.
+//
+// Socket names: "@name" is Linux's abstract namespace (nothing on disk, gone
+// with the process); anything else is a filesystem path, replaced if stale
+// at start and removed at shutdown.
+//
+// Threading: the caller's io_context; each connection on its own strand.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include <boost/asio/io_context.hpp>
+
+#include "core/auth_token.h"
+#include "core/metrics.h"
+#include "core/status.h"
+
+namespace kvcached {
+
+struct ShmServerOptions {
+  std::string path;     // "@kvcached/..." or a filesystem path
+  std::string segment;  // the segment's name, sent with the fd
+  size_t max_connections = 4096;  // one per attached client
+  std::chrono::milliseconds session_timeout{5000};  // Hello to hand-over
+  std::optional<AuthToken> token;
+};
+
+class ShmServer {
+ public:
+  ShmServer(boost::asio::io_context& ioc, ShmServerOptions options, int memfd,
+            uint64_t segment_bytes, MetricsRegistry& metrics);
+  ~ShmServer();
+  ShmServer(const ShmServer&) = delete;
+  ShmServer& operator=(const ShmServer&) = delete;
+
+  // UNAVAILABLE_IN_CURRENT_STATUS when the socket cannot be bound (a live
+  // store holds the name, permissions), naming the path.
+  Status Start();
+  const std::string& path() const;
+  void BeginShutdown();
+  size_t open_connections() const;
+
+ private:
+  class Connection;
+  struct State;
+  std::shared_ptr<State> state_;
+};
+
+}  // namespace kvcached
