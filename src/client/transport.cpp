@@ -508,6 +508,16 @@ void Transport::Run(std::vector<TransferOp>& ops) {
   for (TransferOp& op : ops) {
     op.result = Status::Ok();
     if (op.length == 0) continue;
+    // The segment's size came with its descriptor: a range outside it is
+    // refused before any connection is made or piece is planned.
+    if (!RangeWithin(DataRange{op.offset, op.length}, op.segment->size)) {
+      Fail(op, ErrorCode::INVALID_PARAMS,
+           "replica [" + std::to_string(op.offset) + ", +" + std::to_string(op.length) +
+               ") lies outside segment '" + op.segment->name + "' of " +
+               std::to_string(op.segment->size) + " bytes");
+      op.length = 0;  // nothing moves
+      continue;
+    }
     if (op.path == Path::kTcp) {
       if (op.segment->tcp.empty()) {
         Fail(op, ErrorCode::TRANSFER_FAIL,
@@ -520,7 +530,7 @@ void Transport::Run(std::vector<TransferOp>& ops) {
   // Shared-memory copies first: they finish fast and free the CPU for the
   // TCP streams, which then run all at once.
   for (TransferOp& op : ops) {
-    if (op.length > 0 && op.path != Path::kTcp) RunShm(op);
+    if (op.length > 0 && op.result.ok() && op.path != Path::kTcp) RunShm(op);
   }
   if (!tcp.empty()) RunTcp(tcp);
 }
