@@ -115,8 +115,9 @@ Result<MetadataClient> MetadataClient::Create(MetadataClientOptions options) {
   size_t sep = url.find("://");
   if (sep == std::string::npos) {
     if (url == "P2PHANDSHAKE") {
-      return bad("P2PHANDSHAKE (no metadata server) is not supported; expected " +
-                 std::string("http://HOST:PORT/metadata"));
+      return bad(
+          "P2PHANDSHAKE (no metadata server) is not supported; expected "
+          "http://HOST:PORT/metadata");
     }
     return bad(
         "no scheme; Mooncake reads a bare HOST:PORT as an etcd address, which is not supported; "
@@ -222,7 +223,7 @@ Result<std::optional<std::string>> MetadataClient::RoundTrip(Method method, std:
   }
   if (std::chrono::steady_clock::now() >= deadline) {
     return Status(ErrorCode::RPC_TIMEOUT,
-                  "resolving the host of metadata server " + url_ + " took longer than" + within);
+                  "resolving the host of metadata server " + url_ + " did not finish" + within);
   }
 
   http::request<http::string_body> req;

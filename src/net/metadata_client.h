@@ -27,9 +27,9 @@ struct MetadataClientOptions {
   std::string token;
   // Deadline of a whole request: connect, send, and read the answer.
   std::chrono::milliseconds timeout{3000};
-  // Largest answer body accepted (a GET's value, an error text); a larger one
-  // is refused before it is buffered, so a hostile server cannot make us
-  // allocate without limit.
+  // Largest answer body accepted (a GET's value, an error text; PUT and
+  // DELETE answers are a few bytes); a larger one is refused before it is
+  // buffered, so a hostile server cannot make us allocate without limit.
   size_t max_response_body_bytes = 1 << 20;
 };
 
@@ -43,8 +43,10 @@ class MetadataClient {
   static Result<MetadataClient> Create(MetadataClientOptions options);
 
   // Stores `value` (any bytes, empty allowed) under `key`, replacing the old
-  // value. Idempotent. Keys are sent percent-encoded as curl_easy_escape
-  // does, so any bytes are allowed; an empty key is INVALID_PARAMS.
+  // value; idempotent. The server refuses to replace an `rpc_meta` key with
+  // different bytes (ETCD_OPERATION_ERROR; Delete it first). Keys are sent
+  // percent-encoded as curl_easy_escape does, so any bytes are allowed; an
+  // empty key is INVALID_PARAMS.
   Status Put(std::string_view key, std::string_view value) const;
   // The stored value, or nullopt when the server answers 404.
   Result<std::optional<std::string>> Get(std::string_view key) const;
