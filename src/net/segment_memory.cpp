@@ -1,5 +1,7 @@
 #include "net/segment_memory.h"
 
+#include <fcntl.h>
+
 #include <linux/memfd.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
@@ -87,7 +89,16 @@ Result<std::unique_ptr<SegmentMemory>> SegmentMemory::Create(const SegmentMemory
     return Refuse("cannot size the segment to " + FormatSize(o.size_bytes) + ": " +
                   std::strerror(errno));
   }
-  int map_flags = MAP_SHARED | (o.lock ? MAP_POPULATE : 0);
+  // Commit the memory now: a segment the kernel cannot back fails here with
+  // a message, not later with SIGBUS in the store or in a client that maps
+  // it, and no transfer pays for allocating and zeroing pages.
+  if (fallocate(m->fd_, 0, 0, static_cast<off_t>(o.size_bytes)) != 0) {
+    return Refuse("cannot commit " + FormatSize(o.size_bytes) + " for the segment: " +
+                  std::strerror(errno) +
+                  (o.hugepages ? " (huge page pool exhausted?)" : " (out of memory?)"));
+  }
+  // The store's own page tables are filled up front as well.
+  int map_flags = MAP_SHARED | MAP_POPULATE;
   void* p = mmap(nullptr, o.size_bytes, PROT_READ | PROT_WRITE, map_flags, m->fd_, 0);
   if (p == MAP_FAILED) {
     return Refuse("cannot map the " + FormatSize(o.size_bytes) +

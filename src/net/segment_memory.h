@@ -1,9 +1,11 @@
 // SegmentMemory: the memory a store contributes to the pool — a memfd
 // mapping, so same-host clients can map the very same pages (the fd is what
 // the shared-memory path hands out), optionally backed by huge pages and
-// locked in RAM. Creation refuses sizes it cannot get and says why: the
-// huge page pool, RLIMIT_MEMLOCK, or available memory. RAII: the mapping
-// and the fd live exactly as long as the object. Thread-safe to read.
+// locked in RAM. The memory is committed (allocated and zeroed) at
+// creation, so creation refuses sizes it cannot get and says why (the huge
+// page pool, RLIMIT_MEMLOCK, available memory) and no transfer later pays
+// for first-touch page allocation. RAII: the mapping and the fd live
+// exactly as long as the object. Thread-safe to read.
 #pragma once
 
 #include <cstdint>

@@ -12,6 +12,7 @@
 #include "core/rpc_protocol.h"
 #include "core/segment_endpoint.h"
 #include "kvcached_process.h"
+#include "net/metadata_client.h"
 #include "net/rpc_client.h"
 
 namespace kvcached {
@@ -329,6 +330,33 @@ TEST_CASE("store start-up errors are clear") {
   auto [rc4, out4] = run({"--segment-size", "12", "--master", "127.0.0.1:1"});
   CHECK(rc4 == 2);
   CHECK(out4.find("--segment-size") != std::string::npos);
+}
+
+}  // namespace
+}  // namespace kvcached
+
+namespace kvcached {
+namespace {
+
+TEST_CASE("a store publishes its segment descriptor to the metadata service and removes it") {
+  KvcachedProcess master({"master", "--port", "0", "--admin-port", "0", "--meta-port", "0"});
+  std::string meta_url = "http://" + master.Address("meta") + "/metadata";
+  KvcachedProcess store({"store", "--master", master.Address("rpc"), "--segment-size", "8MiB",
+                         "--segment-name", "seg-pub", "--metadata-server", meta_url});
+  Result<MetadataClient> meta = MetadataClient::Create({meta_url});
+  REQUIRE(meta.ok());
+  Result<std::optional<std::string>> value = meta->Get("mooncake/ram/seg-pub");
+  REQUIRE(value.ok());
+  REQUIRE(value->has_value());
+  Result<SegmentEndpoint> e = ParseEndpoint(**value);
+  REQUIRE(e.ok());
+  CHECK(e->name == "seg-pub");
+  CHECK(e->size == 8u << 20);
+  CHECK(e->tcp == store.Address("data"));
+  CHECK(store.Stop(SIGTERM) == 0);
+  value = meta->Get("mooncake/ram/seg-pub");
+  REQUIRE(value.ok());
+  CHECK_FALSE(value->has_value());
 }
 
 }  // namespace
