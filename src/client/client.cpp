@@ -313,9 +313,6 @@ std::vector<Status> Client::Impl::BatchPut(const std::vector<std::string>& keys,
   }
 
   std::vector<uint64_t> sums(keys.size(), 0);
-  if (config_.checksums) {
-    for (size_t i : todo) sums[i] = ObjectChecksum(values[i].data, values[i].size);
-  }
 
   // Placement.
   std::vector<ReplicaListResponse> placed;
@@ -378,7 +375,23 @@ std::vector<Status> Client::Impl::BatchPut(const std::vector<std::string>& keys,
       op_key.push_back(i);
     }
   }
+  // The checksum comes with a shared-memory copy of the object; for objects
+  // that go only over TCP it is computed here, before the bytes leave.
+  if (config_.checksums) {
+    std::vector<bool> fused(keys.size(), false);
+    for (size_t k = 0; k < ops.size(); ++k) {
+      if (ops[k].path != Path::kTcp && !fused[op_key[k]]) {
+        ops[k].want_checksum = fused[op_key[k]] = true;
+      }
+    }
+    for (size_t i : todo) {
+      if (started[i] && !fused[i]) sums[i] = ObjectChecksum(values[i].data, values[i].size);
+    }
+  }
   transport_->Run(ops);
+  for (size_t k = 0; k < ops.size(); ++k) {
+    if (ops[k].checksum) sums[op_key[k]] = *ops[k].checksum;
+  }
   for (size_t k = 0; k < ops.size(); ++k) {
     Status& st = out[op_key[k]];
     if (st.ok() && !ops[k].result.ok()) {
@@ -551,6 +564,7 @@ std::vector<Result<uint64_t>> Client::Impl::BatchGet(const std::vector<std::stri
       op.offset = w->offsets[w->next];
       op.length = w->item->size;
       op.local = static_cast<uint8_t*>(buffers[w->key].data);
+      op.want_checksum = config_.checksums && w->item->checksum != 0;
       ops.push_back(std::move(op));
     }
     transport_->Run(ops);
@@ -566,7 +580,9 @@ std::vector<Result<uint64_t>> Client::Impl::BatchGet(const std::vector<std::stri
                       "the transfer finished after the read lease of " +
                           std::to_string(lease.count()) + " ms ran out");
         } else if (config_.checksums && w->item->checksum != 0 &&
-                   ObjectChecksum(buffers[w->key].data, w->item->size) != w->item->checksum) {
+                   (ops[k].checksum ? *ops[k].checksum
+                                    : ObjectChecksum(buffers[w->key].data, w->item->size)) !=
+                       w->item->checksum) {
           checksum_mismatches_++;
           spdlog::warn("get of '{}': checksum mismatch on the replica in segment '{}'",
                        keys[w->key], ops[k].segment->name);

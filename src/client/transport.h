@@ -19,6 +19,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -37,6 +38,10 @@ struct TransferOp {
   uint64_t length = 0;
   uint8_t* local = nullptr;  // source of a write, destination of a read
   bool write = false;
+  // Asks for ObjectChecksum() of the bytes moved, where it comes free with
+  // the copy (shared memory and own-segment paths); `checksum` then has it.
+  bool want_checksum = false;
+  std::optional<uint64_t> checksum;
   Status result;  // filled in by Run
 };
 
