@@ -56,7 +56,9 @@ struct ClientConfig {
   // object on a slow link therefore never fails just for being large.
   std::chrono::milliseconds io_timeout{5000};
   std::chrono::milliseconds connect_timeout{3000};
-  unsigned tcp_streams = 4;           // parallel connections per store, at most
+  // Connections one call uses per store, at most (calls running at the same
+  // time on other threads use connections of their own; idle ones are pooled).
+  unsigned tcp_streams = 4;
   uint64_t tcp_split_bytes = 1 << 20;  // larger transfers are split in pieces of this size
   // Only when contributing a segment: where its data port binds and how it is backed.
   std::string segment_bind_host = "127.0.0.1";

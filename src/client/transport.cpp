@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <cstring>
 
@@ -66,9 +67,9 @@ struct Transport::Stream {
   std::vector<Piece> pieces;
   uint64_t bytes = 0;  // assigned, for balancing
   // Sending: the frame of pieces[send_idx], `sent` bytes of it so far.
+  static constexpr size_t kHeadBytes = kFrameHeaderBytes + kDataRangeBytes;
+  std::vector<std::array<unsigned char, kHeadBytes>> heads;
   size_t send_idx = 0;
-  unsigned char send_head[kFrameHeaderBytes + kDataRangeBytes] = {};
-  size_t send_head_len = 0;
   uint64_t sent = 0;
   // Receiving: the answer to pieces[recv_idx].
   size_t recv_idx = 0;
@@ -91,37 +92,49 @@ struct Transport::Stream {
     fd = -1;
   }
 
-  // Sends as much as the socket takes. False when the connection broke.
+  // Encodes every piece's request head (header + range) once, up front.
+  void PrepareHeads() {
+    heads.resize(pieces.size());
+    for (size_t i = 0; i < pieces.size(); ++i) {
+      const Piece& p = pieces[i];
+      FrameHeader h;
+      h.type = static_cast<uint16_t>(p.op->write ? MsgType::kDataWrite : MsgType::kDataRead);
+      h.request_id = i;
+      h.body_bytes = static_cast<uint32_t>(kDataRangeBytes + (p.op->write ? p.length : 0));
+      EncodeHeader(h, heads[i].data());
+      WireWriter w;
+      w.U64(p.offset);
+      w.U64(p.length);
+      std::memcpy(heads[i].data() + kFrameHeaderBytes, w.buffer().data(), kDataRangeBytes);
+    }
+  }
+
+  uint64_t FrameBytes(size_t i) const {
+    return kHeadBytes + (pieces[i].op->write ? pieces[i].length : 0);
+  }
+
+  // Sends as much as the socket takes, many frames per system call (a
+  // batch of reads is a few KB of heads in one segment, not one per key).
+  // False when the connection broke.
   bool Send() {
+    constexpr size_t kMaxIov = 64;
     while (send_idx < pieces.size()) {
-      const Piece& p = pieces[send_idx];
-      bool is_write = p.op->write;
-      if (send_head_len == 0) {
-        FrameHeader h;
-        h.type = static_cast<uint16_t>(is_write ? MsgType::kDataWrite : MsgType::kDataRead);
-        h.request_id = send_idx;
-        h.body_bytes = static_cast<uint32_t>(kDataRangeBytes + (is_write ? p.length : 0));
-        EncodeHeader(h, send_head);
-        WireWriter w;
-        w.U64(p.offset);
-        w.U64(p.length);
-        std::memcpy(send_head + kFrameHeaderBytes, w.buffer().data(), kDataRangeBytes);
-        send_head_len = sizeof send_head;
-        sent = 0;
-      }
-      uint64_t payload = is_write ? p.length : 0;
-      iovec iov[2];
-      int n_iov = 0;
-      if (sent < send_head_len) {
-        iov[n_iov++] = {send_head + sent, send_head_len - sent};
-        if (payload > 0) iov[n_iov++] = {p.local, payload};
-      } else {
-        uint64_t done = sent - send_head_len;
-        iov[n_iov++] = {p.local + done, payload - done};
+      iovec iov[kMaxIov];
+      size_t n_iov = 0;
+      uint64_t skip = sent;  // bytes of pieces[send_idx]'s frame already sent
+      for (size_t i = send_idx; i < pieces.size() && n_iov + 2 <= kMaxIov; ++i) {
+        const Piece& p = pieces[i];
+        if (skip < kHeadBytes) {
+          iov[n_iov++] = {heads[i].data() + skip, kHeadBytes - skip};
+          if (p.op->write) iov[n_iov++] = {p.local, p.length};
+        } else {
+          iov[n_iov++] = {p.local + (skip - kHeadBytes), p.length - (skip - kHeadBytes)};
+        }
+        skip = 0;
       }
       msghdr msg{};
       msg.msg_iov = iov;
-      msg.msg_iovlen = static_cast<size_t>(n_iov);
+      msg.msg_iovlen = n_iov;
       ssize_t n = ::sendmsg(fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
       if (n < 0) {
         if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return true;
@@ -129,10 +142,16 @@ struct Transport::Stream {
         return false;
       }
       last_progress = Clock::now();
-      sent += static_cast<uint64_t>(n);
-      if (sent == send_head_len + payload) {
+      uint64_t left = static_cast<uint64_t>(n);
+      while (left > 0) {
+        uint64_t rest = FrameBytes(send_idx) - sent;
+        if (left < rest) {
+          sent += left;
+          break;
+        }
+        left -= rest;
+        sent = 0;
         ++send_idx;
-        send_head_len = 0;
       }
     }
     return true;
@@ -468,7 +487,10 @@ void Transport::RunTcp(std::vector<TransferOp*>& ops) {
   }
 
   auto now = Clock::now();
-  for (auto& s : streams) s->last_progress = now;
+  for (auto& s : streams) {
+    s->last_progress = now;
+    s->PrepareHeads();
+  }
   std::vector<pollfd> fds;
   std::vector<Stream*> polled;
   while (true) {

@@ -98,9 +98,15 @@ class DataServer::Connection : public std::enable_shared_from_this<DataServer::C
 
  private:
   void ReadHeader() {
-    net::async_read(stream_, net::buffer(header_),
-                    [self = shared_from_this()](beast::error_code ec, size_t) {
+    // After Hello every valid frame is a DataWrite or DataRead, which start
+    // with a header and a range: one read usually takes both (anything else
+    // closes the connection, so reading into a short frame's successor loses
+    // nothing). The header alone is enough to judge the frame.
+    size_t n = hello_done_ ? kFrameHeaderBytes + kDataRangeBytes : kFrameHeaderBytes;
+    net::async_read(stream_, net::buffer(header_, n), net::transfer_at_least(kFrameHeaderBytes),
+                    [self = shared_from_this()](beast::error_code ec, size_t got) {
                       if (ec) return self->Close();
+                      self->head_got_ = got;
                       self->OnHeader();
                     });
   }
@@ -130,13 +136,21 @@ class DataServer::Connection : public std::enable_shared_from_this<DataServer::C
     }
     if (type == MsgType::kDataWrite) {
       if (head_.body_bytes < kDataRangeBytes) return Malformed("DataWrite shorter than its range");
-      return Read(net::buffer(range_), [this] { OnWriteRange(); });
+      return WithRange([this] { OnWriteRange(); });
     }
     if (type == MsgType::kDataRead) {
       if (head_.body_bytes != kDataRangeBytes) return Malformed("DataRead body is not a range");
-      return Read(net::buffer(range_), [this] { OnReadRange(); });
+      return WithRange([this] { OnReadRange(); });
     }
     Malformed("message type " + std::to_string(head_.type) + " is not served on the data port");
+  }
+
+  // Runs `then` once the range after the header has arrived whole.
+  template <typename Then>
+  void WithRange(Then then) {
+    size_t want = kFrameHeaderBytes + kDataRangeBytes;
+    if (head_got_ >= want) return then();
+    Read(net::buffer(header_ + head_got_, want - head_got_), then);
   }
 
   void OnHello() {
@@ -158,8 +172,8 @@ class DataServer::Connection : public std::enable_shared_from_this<DataServer::C
 
   DataRange ParseRange() const {
     DataRange r;
-    WireReader reader(
-        std::string_view(reinterpret_cast<const char*>(range_.data()), range_.size()));
+    WireReader reader(std::string_view(reinterpret_cast<const char*>(header_) + kFrameHeaderBytes,
+                                       kDataRangeBytes));
     reader.U64(r.offset);
     reader.U64(r.length);
     return r;
@@ -289,9 +303,9 @@ class DataServer::Connection : public std::enable_shared_from_this<DataServer::C
   const uint64_t id_;
   std::string peer_;
   std::string client_;
-  unsigned char header_[kFrameHeaderBytes] = {};
+  unsigned char header_[kFrameHeaderBytes + kDataRangeBytes] = {};  // a data frame's head
+  size_t head_got_ = 0;
   FrameHeader head_;
-  std::array<unsigned char, kDataRangeBytes> range_{};
   std::string body_;
   std::string out_;
   std::vector<char> scratch_;
