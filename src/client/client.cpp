@@ -141,6 +141,10 @@ Status Client::Impl::Open() {
     return Status(ErrorCode::INVALID_PARAMS,
                   "protocol '" + config_.protocol + "' is not one of tcp, rdma");
   }
+  if (config_.global_segment_size > 0 &&
+      (config_.ping_interval.count() < 50 || config_.ping_interval.count() > 60'000)) {
+    return Status(ErrorCode::INVALID_PARAMS, "ping_interval must be 50 ms to 60 s");
+  }
   if (config_.tcp_streams == 0 || config_.tcp_streams > 64) {
     return Status(ErrorCode::INVALID_PARAMS, "tcp_streams must be 1 to 64");
   }
@@ -230,8 +234,8 @@ void Client::Impl::Close() {
   if (ioc_) ioc_->stop();
   for (std::thread& t : io_threads_) t.join();
   io_threads_.clear();
-  segment_.reset();
-  ioc_.reset();
+  // The segment's memory stays mapped until the client is destroyed: a call
+  // still running on another thread may be copying into it.
   if (transport_) transport_->Close();
   for (auto& r : rpc_) r->Close();
 }
@@ -423,7 +427,13 @@ std::vector<Status> Client::Impl::BatchPut(const std::vector<std::string>& keys,
       size_t i = ended[j];
       if (!st.ok()) {
         out[i] = Status(st.code(), "put of '" + keys[i] + "' (PutEnd): " + st.message());
-      } else if (j - a < res.codes.size()) {
+        // Whether the master applied it is unknown: a revoke frees the
+        // space if it did not, and is refused harmlessly if it did.
+        revoke.keys.push_back(keys[i]);
+      } else if (j - a < res.codes.size() &&
+                 res.codes[j - a] != static_cast<int32_t>(ErrorCode::OBJECT_ALREADY_EXISTS)) {
+        // Another writer that took the put over and finished it first
+        // leaves the key stored: as with any put of an existing key, OK.
         out[i] = FromCode(res.codes[j - a], keys[i], "put of");
       }
       if (out[i].ok()) {

@@ -357,6 +357,21 @@ std::shared_ptr<Transport::Mapping> Transport::Attach(const SegmentEndpoint& seg
   return it->second;  // another thread may have attached first: use one mapping
 }
 
+void Transport::SweepMappings() {
+  std::lock_guard<std::mutex> lock(shm_mu_);
+  auto now = Clock::now();
+  if (now < next_sweep_) return;
+  next_sweep_ = now + std::chrono::seconds(1);
+  for (auto it = mappings_.begin(); it != mappings_.end();) {
+    if (IdleConnectionAlive(it->second->control)) {
+      ++it;
+      continue;
+    }
+    spdlog::info("segment '{}': its store hung up; unmapping", it->second->name);
+    it = mappings_.erase(it);  // transfers still copying hold their own reference
+  }
+}
+
 bool Transport::ShmAvailable(const SegmentEndpoint& segment) {
   if (segment.shm.empty()) return false;
   Status why;
@@ -532,6 +547,7 @@ void Transport::RunTcp(std::vector<TransferOp*>& ops) {
 }
 
 void Transport::Run(std::vector<TransferOp>& ops) {
+  SweepMappings();
   std::vector<TransferOp*> tcp;
   for (TransferOp& op : ops) {
     op.result = Status::Ok();

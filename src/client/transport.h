@@ -85,6 +85,9 @@ class Transport {
   struct Mapping;
   struct Stream;
   std::shared_ptr<Mapping> Attach(const SegmentEndpoint& segment, Status& why);
+  // Unmaps segments whose store hung up (at most once a second), so a
+  // long-lived client does not keep a gone store's memory alive.
+  void SweepMappings();
   void RunShm(TransferOp& op);
   void RunTcp(std::vector<TransferOp*>& ops);
   Result<int> AcquireConnection(const std::string& address, const std::string& peer);
@@ -96,6 +99,7 @@ class Transport {
   std::mutex shm_mu_;  // guards mappings_ and shm_failures_
   std::map<std::string, std::shared_ptr<Mapping>> mappings_;  // by instance
   std::map<std::string, std::chrono::steady_clock::time_point> shm_failures_;
+  std::chrono::steady_clock::time_point next_sweep_{};
 
   std::mutex pool_mu_;  // guards idle_
   std::map<std::string, std::vector<int>> idle_;  // by "host:port"

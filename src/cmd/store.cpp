@@ -153,12 +153,6 @@ int RunStore(const CommandContext& ctx) {
     spdlog::error("admin port: {}", st.message());
     return ExitCode(st.code());
   }
-  if (!data_server.bound_to_loopback() && !token->has_value()) {
-    spdlog::warn(
-        "data port {} is reachable beyond this host without --token-file: any peer can "
-        "read and overwrite every byte of the segment",
-        data_server.address());
-  }
   if (Status st = host.Mount(); !st.ok()) {
     spdlog::error("cannot mount segment '{}' at master {}: {}", name, cfg.String("master"),
                   st.ToString());

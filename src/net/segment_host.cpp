@@ -10,7 +10,7 @@ namespace {
 std::string MetadataKey(const std::string& segment) { return "mooncake/ram/" + segment; }
 
 bool PublishesMetadata(const std::string& server) {
-  return server.rfind("http://", 0) == 0 || server.rfind("https://", 0) == 0;
+  return !server.empty() && server != "P2PHANDSHAKE";
 }
 
 }  // namespace
@@ -41,6 +41,12 @@ Status SegmentHost::Serve(boost::asio::io_context& ioc, MetricsRegistry& metrics
   data_ = std::make_unique<DataServer>(ioc, data, memory_->data(), memory_->size(), metrics);
   if (Status st = data_->Start(); !st.ok()) return st;
 
+  if (!data_->bound_to_loopback() && !options_.token) {
+    spdlog::warn(
+        "data port {} of segment '{}' is reachable beyond this host without a cluster token: "
+        "any peer can read and overwrite every byte of the segment",
+        data_->address(), options_.segment_name);
+  }
   endpoint_.name = options_.segment_name;
   endpoint_.host_id = options_.host_id;
   endpoint_.instance = options_.client_id;

@@ -1,6 +1,7 @@
 #include "net/shm_server.h"
 
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -50,6 +51,7 @@ struct ShmServer::State : std::enable_shared_from_this<ShmServer::State> {
   const uint64_t segment_bytes;
   unix_stream::acceptor acceptor;
   std::atomic<bool> stopping{false};
+  bool bound = false;  // Start() bound the path
   std::atomic<uint64_t> next_id{1};
   ConnectionRegistry<Connection> connections;
   Counter& attaches;
@@ -212,7 +214,12 @@ Status ShmServer::Start() {
     return Status(ErrorCode::INVALID_PARAMS,
                   "shm socket path '" + path + "' is empty or longer than 107 bytes");
   }
-  if (path[0] != '@' && ::access(path.c_str(), F_OK) == 0) {
+  struct stat info {};
+  if (path[0] != '@' && ::lstat(path.c_str(), &info) == 0) {
+    if (!S_ISSOCK(info.st_mode)) {
+      return Status(ErrorCode::UNAVAILABLE_IN_CURRENT_STATUS,
+                    "shm socket path " + path + " exists and is not a socket; not replacing it");
+    }
     // A socket file left by a dead store is replaced; a live one is not.
     Result<int> live = ConnectUnix(path, std::chrono::steady_clock::now() +
                                              std::chrono::milliseconds(500), "shm socket");
@@ -231,6 +238,7 @@ Status ShmServer::Start() {
     return Status(ErrorCode::UNAVAILABLE_IN_CURRENT_STATUS,
                   "cannot listen on shm socket " + path + ": " + ec.message());
   }
+  state_->bound = true;
   state_->Accept();
   return Status::Ok();
 }
@@ -243,9 +251,8 @@ void ShmServer::BeginShutdown() {
     boost::system::error_code ec;
     st->acceptor.close(ec);
   });
-  if (state_->options.path.size() > 0 && state_->options.path[0] != '@') {
-    ::unlink(state_->options.path.c_str());
-  }
+  // Only a socket this server bound is removed: never a live one of another.
+  if (state_->bound && state_->options.path[0] != '@') ::unlink(state_->options.path.c_str());
   for (auto& c : state_->connections.Live()) c->Stop();
 }
 

@@ -9,8 +9,9 @@
 // segment, never of anything else in the store.
 //
 // Socket names: "@name" is Linux's abstract namespace (nothing on disk, gone
-// with the process); anything else is a filesystem path, replaced if stale
-// at start and removed at shutdown.
+// with the process); anything else is a filesystem path: a stale socket
+// there is replaced at start (a live one, or a file that is not a socket,
+// is refused) and the socket is removed at shutdown.
 //
 // Threading: the caller's io_context; each connection on its own strand.
 #pragma once
