@@ -4,7 +4,7 @@
 //
 //   build/bench_data [--bin PATH] [--seconds S] [--sizes 64K,1M,4M] [--batches 1,16,256]
 //                    [--transports shm,tcp] [--segment-size 2GiB] [--store-threads 2]
-//                    [--no-checksums] [--json]
+//                    [--no-checksums] [--tcp-streams 4] [--split 1MiB] [--json]
 //
 // The ceilings come first: memcpy of 256 MiB, best of 5; one TCP stream
 // over 127.0.0.1 for 1 s, best of 3. Then it starts `kvcached master` and one
@@ -87,6 +87,8 @@ struct Options {
   std::vector<std::string> transports = {"shm", "tcp"};
   uint64_t segment_bytes = uint64_t{2} << 30;
   unsigned store_threads = 2;
+  unsigned tcp_streams = 4;       // ClientConfig::tcp_streams
+  uint64_t split_bytes = 1 << 20;  // ClientConfig::tcp_split_bytes
   bool checksums = true;
   bool json = false;
 };
@@ -97,6 +99,7 @@ struct Options {
                "usage: bench_data [--bin PATH] [--seconds S] [--sizes 64K,1M,4M]\n"
                "                  [--batches 1,16,256] [--transports shm,tcp]\n"
                "                  [--segment-size 2GiB] [--store-threads 2] [--no-checksums]\n"
+               "                  [--tcp-streams 4] [--split 1MiB]\n"
                "                  [--json]\n"
                "  --bin   the kvcached binary (default: $KVCACHED_BIN, else kvcached next to\n"
                "          this program)\n",
@@ -168,6 +171,11 @@ Options ParseArgs(int argc, char** argv) {
       }
     } else if (name == "--segment-size") {
       o.segment_bytes = SizeArg("segment-size", next(), 16 * kMiB);
+    } else if (name == "--tcp-streams") {
+      o.tcp_streams = static_cast<unsigned>(std::strtoul(next().c_str(), nullptr, 10));
+      if (o.tcp_streams == 0 || o.tcp_streams > 64) Usage("--tcp-streams: 1 to 64");
+    } else if (name == "--split") {
+      o.split_bytes = SizeArg("split", next(), 4096);
     } else if (name == "--store-threads") {
       o.store_threads = static_cast<unsigned>(std::strtoul(next().c_str(), nullptr, 10));
       if (o.store_threads == 0) Usage("--store-threads: bad value");
@@ -817,6 +825,8 @@ int main(int argc, char** argv) {
   base.local_hostname = kHostId;
   base.master_server_addr = master->Address("rpc");
   base.checksums = o.checksums;
+  base.tcp_streams = o.tcp_streams;
+  base.tcp_split_bytes = o.split_bytes;
 
   auto pct = [](double v, double of) { return of > 0 ? 100 * v / of : 0; };
   if (!o.json) {
