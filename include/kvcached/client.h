@@ -34,6 +34,8 @@ enum class TransportMode {
   kShm,   // shared memory only: keys held only on other hosts fail
   kTcp,   // TCP only, even to stores on this host
 };
+// In every mode a client reaches the segment it contributes itself by a
+// plain memory copy (counted as a shared-memory transfer).
 
 struct ClientConfig {
   // The settings of Mooncake's setup(), by the same names.
@@ -107,7 +109,7 @@ class Client {
   Client& operator=(const Client&) = delete;
 
   // Stores `size` bytes from `data` under `key`. OK also when the key
-  // exists (the object is left as it was). NO_AVAILABLE_HANDLE when the
+  // exists (the object is left as it was). INVALID_PARAMS for 0 bytes. NO_AVAILABLE_HANDLE when the
   // pool is full; TRANSFER_FAIL when a store could not take the bytes.
   Status Put(std::string_view key, const void* data, uint64_t size,
              const ReplicateConfig& rc = {});

@@ -116,6 +116,11 @@ int RunStore(const CommandContext& ctx) {
   // A dead master must not hold up start-up or shutdown for long.
   host_opts.connect_timeout = std::chrono::milliseconds(1000);
   host_opts.connect_attempts = 2;
+  // Declared before the segment host: its servers, destroyed with it, hold
+  // strands of the io_context and update the registry's gauges.
+  MetricsRegistry metrics;
+  RegisterProcessMetrics(metrics);
+  boost::asio::io_context ioc;
   Result<std::unique_ptr<SegmentHost>> created = SegmentHost::Create(host_opts);
   if (!created.ok()) {
     spdlog::error("cannot allocate the segment: {}", created.status().message());
@@ -126,11 +131,6 @@ int RunStore(const CommandContext& ctx) {
 
   // Listeners first: a port that cannot be bound fails before the master
   // ever hears of the segment.
-  // The registry outlives the io_context: handlers destroyed with it still
-  // update gauges.
-  MetricsRegistry metrics;
-  RegisterProcessMetrics(metrics);
-  boost::asio::io_context ioc;
   if (Status st = host.Serve(ioc, metrics); !st.ok()) {
     spdlog::error("data plane: {}", st.message());
     return ExitCode(st.code());

@@ -3,6 +3,7 @@
 // The readiness datagram's STATUS names the listening addresses.
 #pragma once
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -13,6 +14,8 @@
 #include <chrono>
 #include <cstdlib>
 #include <fstream>
+#include <iterator>
+#include <memory>
 #include <regex>
 #include <sstream>
 #include <stdexcept>
@@ -121,6 +124,32 @@ class KvcachedProcess {
     waitpid(pid_, &wstatus, 0);
     pid_ = -1;
     return WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) : 128 + WTERMSIG(wstatus);
+  }
+
+  // Sends `sig` without waiting (SIGSTOP / SIGCONT to freeze and thaw it).
+  void Signal(int sig) const {
+    if (pid_ > 0) kill(pid_, sig);
+  }
+
+  // True once every thread of the process is stopped (SIGSTOP takes effect
+  // asynchronously: kill() returns before the threads have stopped).
+  bool Stopped() const {
+    if (pid_ <= 0) return false;
+    std::string tasks = "/proc/" + std::to_string(pid_) + "/task";
+    std::unique_ptr<DIR, int (*)(DIR*)> dir(opendir(tasks.c_str()), closedir);
+    if (!dir) return false;
+    int seen = 0;
+    while (dirent* e = readdir(dir.get())) {
+      if (e->d_name[0] == '.') continue;
+      std::ifstream stat(tasks + "/" + e->d_name + "/stat");
+      std::string text((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+      size_t paren = text.rfind(')');
+      if (paren == std::string::npos || paren + 2 >= text.size()) return false;
+      char state = text[paren + 2];
+      if (state != 'T' && state != 't') return false;
+      ++seen;
+    }
+    return seen > 0;
   }
 
   std::string Log() const {
