@@ -103,6 +103,9 @@ class Client::Impl {
   std::shared_ptr<const SegmentEndpoint> Resolve(const std::string& text, Status& why);
   // The path to a replica, or an error when the configured transport rules it out.
   Result<Path> Choose(const SegmentEndpoint& segment);
+  // A replica of a PutStart or GetReplicaList answer: its segment and path.
+  using Route = std::pair<std::shared_ptr<const SegmentEndpoint>, Path>;
+  Result<Route> RouteTo(const ReplicaListResponse& res, const Replica& r);
 
   const ClientConfig config_;
   std::string client_id_;
@@ -281,6 +284,19 @@ Result<Path> Client::Impl::Choose(const SegmentEndpoint& segment) {
                 "segment '" + segment.name + "' offers no path this client may use");
 }
 
+Result<Client::Impl::Route> Client::Impl::RouteTo(const ReplicaListResponse& res,
+                                                  const Replica& r) {
+  if (r.segment >= res.segments.size()) {
+    return Status(ErrorCode::INVALID_REPLICA, "the master named a replica in no segment");
+  }
+  Status why;
+  std::shared_ptr<const SegmentEndpoint> seg = Resolve(res.segments[r.segment].endpoint, why);
+  if (!seg) return why;
+  Result<Path> path = Choose(*seg);
+  if (!path.ok()) return path.status();
+  return Route{std::move(seg), *path};
+}
+
 // ---- puts -----------------------------------------------------------------
 
 std::vector<Status> Client::Impl::BatchPut(const std::vector<std::string>& keys,
@@ -354,23 +370,14 @@ std::vector<Status> Client::Impl::BatchPut(const std::vector<std::string>& keys,
     }
     started[i] = true;
     for (const Replica& r : item.replicas) {
-      Status why;
-      std::shared_ptr<const SegmentEndpoint> seg =
-          r.segment < res.segments.size() ? Resolve(res.segments[r.segment].endpoint, why)
-                                          : nullptr;
-      if (!seg) {
-        if (why.ok()) why = Status(ErrorCode::INVALID_REPLICA, "replica names no segment");
-        if (out[i].ok()) out[i] = why;
-        continue;
-      }
-      Result<Path> path = Choose(*seg);
-      if (!path.ok()) {
-        if (out[i].ok()) out[i] = path.status();
+      Result<Route> route = RouteTo(res, r);
+      if (!route.ok()) {
+        if (out[i].ok()) out[i] = route.status();
         continue;
       }
       TransferOp op;
-      op.segment = seg;
-      op.path = *path;
+      op.segment = route->first;
+      op.path = route->second;
       op.offset = r.offset;
       op.length = values[i].size;
       op.local = static_cast<uint8_t*>(values[i].data);
@@ -499,7 +506,7 @@ std::vector<Result<uint64_t>> Client::Impl::BatchGet(const std::vector<std::stri
     size_t key;
     const ReplicaItem* item;
     const ReplicaListResponse* res;
-    std::vector<std::pair<std::shared_ptr<const SegmentEndpoint>, Path>> tries;
+    std::vector<Route> tries;
     std::vector<uint64_t> offsets;
     size_t next = 0;
     Status last;
@@ -526,20 +533,12 @@ std::vector<Result<uint64_t>> Client::Impl::BatchGet(const std::vector<std::stri
     }
     Want w{i, &item, &res, {}, {}, 0, Status()};
     for (const Replica& r : item.replicas) {
-      Status why;
-      std::shared_ptr<const SegmentEndpoint> seg =
-          r.segment < res.segments.size() ? Resolve(res.segments[r.segment].endpoint, why)
-                                          : nullptr;
-      if (!seg) {
-        w.last = why.ok() ? Status(ErrorCode::INVALID_REPLICA, "replica names no segment") : why;
+      Result<Route> route = RouteTo(res, r);
+      if (!route.ok()) {
+        w.last = route.status();
         continue;
       }
-      Result<Path> path = Choose(*seg);
-      if (!path.ok()) {
-        w.last = path.status();
-        continue;
-      }
-      w.tries.emplace_back(seg, *path);
+      w.tries.push_back(*route);
       w.offsets.push_back(r.offset);
     }
     // Same-host copies first, then the rest in the master's order.

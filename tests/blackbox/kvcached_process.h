@@ -1,10 +1,13 @@
 // Test-only: starts the real `kvcached` binary (path in $KVCACHED_BIN) with a
 // NOTIFY_SOCKET owned by the test, waits for READY=1, and stops or kills it.
-// The readiness datagram's STATUS names the listening addresses.
+// The readiness datagram's STATUS names the listening addresses. Also the
+// small HTTP helpers the tests read /metrics with.
 #pragma once
 
+#include <arpa/inet.h>
 #include <dirent.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -35,6 +38,39 @@ bool WaitFor(Pred pred, std::chrono::milliseconds limit) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   return pred();
+}
+
+// GET http://address/path with a raw socket; returns the body ("" on error).
+inline std::string HttpGet(const std::string& address, const std::string& path) {
+  size_t colon = address.rfind(':');
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<uint16_t>(std::stoi(address.substr(colon + 1))));
+  inet_pton(AF_INET, address.substr(0, colon).c_str(), &a.sin_addr);
+  timeval tv{5, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+    close(fd);
+    return "";
+  }
+  std::string req = "GET " + path + " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+  (void)!send(fd, req.data(), req.size(), MSG_NOSIGNAL);
+  std::string out;
+  char buf[4096];
+  ssize_t n;
+  while ((n = recv(fd, buf, sizeof buf, 0)) > 0) out.append(buf, static_cast<size_t>(n));
+  close(fd);
+  size_t body = out.find("\r\n\r\n");
+  return body == std::string::npos ? "" : out.substr(body + 4);
+}
+
+// The value of a Prometheus sample without labels at http://admin/metrics, or -1.
+inline long Metric(const std::string& admin, const std::string& name) {
+  std::smatch m;
+  std::string text = HttpGet(admin, "/metrics");
+  if (!std::regex_search(text, m, std::regex("\n" + name + " ([0-9]+)"))) return -1;
+  return std::stol(m[1]);
 }
 
 class KvcachedProcess {

@@ -18,41 +18,13 @@
 namespace kvcached {
 namespace {
 
+using testing::HttpGet;
 using testing::KvcachedProcess;
+using testing::Metric;
 using testing::WaitFor;
 using namespace std::chrono_literals;
 
 constexpr int32_t Code(ErrorCode c) { return static_cast<int32_t>(c); }
-
-// GET http://address/path with a raw socket; returns the body ("" on error).
-std::string HttpGet(const std::string& address, const std::string& path) {
-  size_t colon = address.rfind(':');
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(static_cast<uint16_t>(std::stoi(address.substr(colon + 1))));
-  inet_pton(AF_INET, address.substr(0, colon).c_str(), &a.sin_addr);
-  if (connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
-    close(fd);
-    return "";
-  }
-  std::string req = "GET " + path + " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
-  (void)!send(fd, req.data(), req.size(), 0);
-  std::string out;
-  char buf[4096];
-  ssize_t n;
-  while ((n = recv(fd, buf, sizeof buf, 0)) > 0) out.append(buf, static_cast<size_t>(n));
-  close(fd);
-  size_t body = out.find("\r\n\r\n");
-  return body == std::string::npos ? "" : out.substr(body + 4);
-}
-
-long Metric(const std::string& admin, const std::string& name) {
-  std::smatch m;
-  std::string text = HttpGet(admin, "/metrics");
-  if (!std::regex_search(text, m, std::regex("\n" + name + " ([0-9]+)"))) return -1;
-  return std::stol(m[1]);
-}
 
 std::unique_ptr<RpcClient> Writer(const std::string& master) {
   RpcClientOptions o;
