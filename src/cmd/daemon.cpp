@@ -62,8 +62,11 @@ struct ShutdownDriver {
     stopping = true;
     spdlog::info("{} received: no longer accepting; finishing in-flight requests (up to {} ms)",
                  SignalName(sig), hooks.shutdown_timeout.count());
-    SdNotify("STOPPING=1\nSTATUS=stopping");
+    // Listeners and connections are told first, so that anything a
+    // supervisor (or a test) does after seeing STOPPING=1 meets a server
+    // that already stops.
     hooks.begin_shutdown();
+    SdNotify("STOPPING=1\nSTATUS=stopping");
     deadline = std::chrono::steady_clock::now() + hooks.shutdown_timeout;
     Poll();
   }

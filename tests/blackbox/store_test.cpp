@@ -315,7 +315,9 @@ TEST_CASE("a store publishes its segment descriptor to the metadata service and 
   std::string meta_url = "http://" + master.Address("meta") + "/metadata";
   KvcachedProcess store({"store", "--master", master.Address("rpc"), "--segment-size", "8MiB",
                          "--segment-name", "seg-pub", "--metadata-server", meta_url});
-  Result<MetadataClient> meta = MetadataClient::Create({meta_url});
+  MetadataClientOptions options;
+  options.url = meta_url;
+  Result<MetadataClient> meta = MetadataClient::Create(options);
   REQUIRE(meta.ok());
   Result<std::optional<std::string>> value = meta->Get("mooncake/ram/seg-pub");
   REQUIRE(value.ok());
