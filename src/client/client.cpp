@@ -6,7 +6,6 @@
 #include <atomic>
 #include <map>
 #include <mutex>
-#include <random>
 #include <thread>
 #include <unordered_map>
 
@@ -17,6 +16,7 @@
 #include "client/checksum.h"
 #include "client/transport.h"
 #include "core/auth_token.h"
+#include "core/identity.h"
 #include "core/metrics.h"
 #include "core/rpc_protocol.h"
 #include "core/segment_endpoint.h"
@@ -29,19 +29,6 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 constexpr size_t kRpcConnections = 4;  // master connections shared by the caller threads
-
-std::string Hostname() {
-  char buf[256] = {};
-  if (gethostname(buf, sizeof buf - 1) != 0 || buf[0] == '\0') return "localhost";
-  return buf;
-}
-
-std::string RandomId(const char* prefix) {
-  std::random_device rd;
-  char buf[48];
-  std::snprintf(buf, sizeof buf, "%s-%08x%08x", prefix, rd(), rd());
-  return buf;
-}
 
 Status CheckKey(std::string_view key) {
   if (key.empty()) return Status(ErrorCode::INVALID_KEY, "empty key");
@@ -160,7 +147,7 @@ Status Client::Impl::Open() {
     if (!t.ok()) return t.status();
     token_ = *t;
   }
-  host_id_ = config_.local_hostname.empty() ? Hostname() : config_.local_hostname;
+  host_id_ = config_.local_hostname.empty() ? LocalHostname() : config_.local_hostname;
   client_id_ = RandomId("client");
 
   HelloRequest hello;

@@ -4,26 +4,19 @@
 // arrives with the RDMA transport.
 #include <unistd.h>
 
-#include <random>
-
 #include <spdlog/spdlog.h>
 #include <boost/asio/io_context.hpp>
 
 #include "cmd/command.h"
 #include "cmd/daemon.h"
 #include "core/build_info.h"
+#include "core/identity.h"
 #include "core/units.h"
 #include "net/http_server.h"
 #include "net/segment_host.h"
 
 namespace kvcached {
 namespace {
-
-std::string Hostname() {
-  char buf[256] = {};
-  if (gethostname(buf, sizeof buf - 1) != 0 || buf[0] == '\0') return "localhost";
-  return buf;
-}
 
 std::vector<OptionSpec> StoreOptions() {
   auto env = [](OptionSpec s, std::vector<std::string> extra) {
@@ -77,13 +70,6 @@ std::vector<OptionSpec> StoreOptions() {
   return o;
 }
 
-std::string RandomClientId() {
-  std::random_device rd;
-  char buf[40];
-  std::snprintf(buf, sizeof buf, "store-%08x%08x", rd(), rd());
-  return buf;
-}
-
 int RunStore(const CommandContext& ctx) {
   const Config& cfg = ctx.config;
   if (cfg.String("protocol") == "rdma") {
@@ -95,13 +81,13 @@ int RunStore(const CommandContext& ctx) {
     spdlog::error("{}", token.status().message());
     return ExitCode(token.code());
   }
-  std::string host_id = cfg.IsSet("host-id") ? cfg.String("host-id") : Hostname();
+  std::string host_id = cfg.IsSet("host-id") ? cfg.String("host-id") : LocalHostname();
   std::string name = cfg.IsSet("segment-name") ? cfg.String("segment-name")
                                                : host_id + ":" + std::to_string(getpid());
 
   SegmentHostOptions host_opts;
   host_opts.master = cfg.String("master");
-  host_opts.client_id = RandomClientId();
+  host_opts.client_id = RandomId("store");
   host_opts.host_id = host_id;
   host_opts.segment_name = name;
   host_opts.memory.size_bytes = cfg.Number("segment-size");

@@ -1,26 +1,18 @@
 #include "net/master_service.h"
 
 #include <array>
-#include <cstdio>
-#include <random>
 
 #include <spdlog/spdlog.h>
 #include <boost/beast/http.hpp>
 #include <nlohmann/json.hpp>
 
+#include "core/identity.h"
 #include "core/url_query.h"
 
 namespace kvcached {
 namespace {
 
 namespace http = boost::beast::http;
-
-std::string RandomId() {
-  std::random_device rd;
-  char buf[33];
-  std::snprintf(buf, sizeof buf, "%08x%08x%08x%08x", rd(), rd(), rd(), rd());
-  return buf;
-}
 
 constexpr size_t kOpSlots = 16;  // MsgType values are below this
 
@@ -65,7 +57,7 @@ MasterService::MasterService(boost::asio::io_context& ioc, MasterServiceOptions 
     : ioc_(ioc),
       options_(std::move(options)),
       metrics_(metrics),
-      master_id_(RandomId()),
+      master_id_(RandomId("", 32)),
       index_(options_.index),
       ops_(std::make_unique<OpMetrics>()),
       rpc_(

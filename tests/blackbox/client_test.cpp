@@ -31,6 +31,7 @@
 #include <thread>
 
 #include "core/rpc_protocol.h"
+#include "data_client.h"
 #include "kvcached/client.h"
 #include "kvcached_process.h"
 #include "net/rpc_client.h"
@@ -38,6 +39,7 @@
 namespace kvcached {
 namespace {
 
+using testing::DataClient;
 using testing::HttpGet;
 using testing::KvcachedProcess;
 using testing::Metric;
@@ -268,92 +270,6 @@ bool UnreadBytesAtPort(uint16_t port) {
   }
   return false;
 }
-
-// A blocking client of a store's data port, speaking the frames raw.
-class RawDataPort {
- public:
-  explicit RawDataPort(const std::string& address) {
-    size_t colon = address.rfind(':');
-    fd_ = socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_port = htons(static_cast<uint16_t>(std::stoi(address.substr(colon + 1))));
-    inet_pton(AF_INET, address.substr(0, colon).c_str(), &a.sin_addr);
-    REQUIRE(connect(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
-    timeval tv{10, 0};
-    setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  }
-  ~RawDataPort() { close(fd_); }
-  RawDataPort(const RawDataPort&) = delete;
-  RawDataPort& operator=(const RawDataPort&) = delete;
-
-  void Hello(const std::string& token = "") {
-    Send(MsgType::kHello, EncodeBody(HelloRequest{1, "bb-raw-data", "raw-host", token}));
-    FrameHeader h;
-    std::string body;
-    REQUIRE(ReadFrame(h, body));
-    HelloResponse r;
-    REQUIRE(DecodeBody(body, r).ok());
-    REQUIRE(r.code == 0);
-  }
-  // 0 or the refusal's error code.
-  int32_t Write(uint64_t offset, const std::string& bytes) {
-    Send(MsgType::kDataWrite, EncodeBody(DataRange{offset, bytes.size()}) + bytes);
-    FrameHeader h;
-    std::string body;
-    REQUIRE(ReadFrame(h, body));
-    if (h.flags & kFlagError) {
-      ErrorBody e;
-      REQUIRE(DecodeBody(body, e).ok());
-      return e.code;
-    }
-    StatusResponse r;
-    REQUIRE(DecodeBody(body, r).ok());
-    return r.code;
-  }
-  int32_t Read(uint64_t offset, uint64_t length, std::string& out) {
-    Send(MsgType::kDataRead, EncodeBody(DataRange{offset, length}));
-    FrameHeader h;
-    REQUIRE(ReadFrame(h, out));
-    if (h.flags & kFlagError) {
-      ErrorBody e;
-      REQUIRE(DecodeBody(out, e).ok());
-      return e.code;
-    }
-    return 0;
-  }
-
- private:
-  void Send(MsgType type, const std::string& body) {
-    FrameHeader h;
-    h.type = static_cast<uint16_t>(type);
-    h.request_id = ++id_;
-    h.body_bytes = static_cast<uint32_t>(body.size());
-    std::string frame(kFrameHeaderBytes, '\0');
-    EncodeHeader(h, reinterpret_cast<unsigned char*>(frame.data()));
-    frame += body;
-    REQUIRE(send(fd_, frame.data(), frame.size(), MSG_NOSIGNAL) ==
-            static_cast<ssize_t>(frame.size()));
-  }
-  bool ReadFrame(FrameHeader& h, std::string& body) {
-    unsigned char raw[kFrameHeaderBytes];
-    if (!RecvAll(reinterpret_cast<char*>(raw), sizeof raw)) return false;
-    REQUIRE(DecodeHeader(raw, UINT32_MAX, h).ok());
-    body.resize(h.body_bytes);
-    return RecvAll(body.data(), body.size());
-  }
-  bool RecvAll(char* p, size_t n) {
-    size_t got = 0;
-    while (got < n) {
-      ssize_t r = recv(fd_, p + got, n - got, 0);
-      if (r <= 0) return false;
-      got += static_cast<size_t>(r);
-    }
-    return true;
-  }
-  int fd_ = -1;
-  uint64_t id_ = 0;
-};
 
 std::string TokenFile() {
   char path[] = "/tmp/kvcached-client-token-XXXXXX";
@@ -604,7 +520,7 @@ TEST_CASE("client: every size over TCP and over shared memory, batches, replicas
     for (const auto& replica : where.replicas) {
       const std::string& segment = replica.first;
       CAPTURE(segment);
-      RawDataPort port(data_address.at(segment));
+      DataClient port(data_address.at(segment));
       port.Hello();
       std::string bytes;
       REQUIRE(port.Read(replica.second, size, bytes) == 0);
@@ -1079,7 +995,7 @@ TEST_CASE("client: a writer that dies between PutStart and PutEnd leaves no obje
     REQUIRE(placed.items[0].replicas.size() == 1);
     // Half the bytes reach the store, then the writer is gone.
     std::vector<uint8_t> v = Pattern(key, size);
-    RawDataPort port(data);
+    DataClient port(data);
     port.Hello();
     REQUIRE(port.Write(placed.items[0].replicas[0].offset,
                        std::string(reinterpret_cast<char*>(v.data()), size / 2)) == 0);
@@ -1136,7 +1052,7 @@ TEST_CASE(
   // One byte flipped behind the pool's back.
   std::vector<uint8_t> expected = Pattern(key, size);
   expected[at] ^= 0xFF;
-  RawDataPort port(data);
+  DataClient port(data);
   port.Hello();
   REQUIRE(port.Write(where.replicas[0].second + at,
                      std::string(1, static_cast<char>(expected[at]))) == 0);
@@ -1176,7 +1092,7 @@ TEST_CASE(
     // Corrupt replica `bad`, and make sure the other one is intact.
     std::vector<uint8_t> good = Pattern(twice, size);
     for (int i = 0; i < 2; ++i) {
-      RawDataPort p(data_address.at(both.replicas[i].first));
+      DataClient p(data_address.at(both.replicas[i].first));
       p.Hello();
       uint8_t b = i == bad ? static_cast<uint8_t>(good[at] ^ 0x55) : good[at];
       REQUIRE(p.Write(both.replicas[i].second + at, std::string(1, static_cast<char>(b))) == 0);
