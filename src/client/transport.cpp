@@ -168,14 +168,13 @@ struct Transport::Stream {
         if (head_got == kFrameHeaderBytes && !CheckHeader()) return false;
         continue;
       }
-      const Piece& p = pieces[recv_idx];
-      bool into_local = !p.op->write && !(head.flags & kFlagError);
-      if (into_local) {
-        n = ::recv(fd, p.local + body_got, head.body_bytes - body_got, MSG_DONTWAIT);
-      } else {
-        n = ::recv(fd, small.data() + body_got, head.body_bytes - body_got, MSG_DONTWAIT);
-      }
-      if (head.body_bytes > 0) {
+      if (body_got < head.body_bytes) {
+        const Piece& p = pieces[recv_idx];
+        // A read's bytes land in the caller's memory; status and error
+        // answers in `small`.
+        bool into_local = !p.op->write && !(head.flags & kFlagError);
+        char* dst = into_local ? reinterpret_cast<char*>(p.local) : small.data();
+        n = ::recv(fd, dst + body_got, head.body_bytes - body_got, MSG_DONTWAIT);
         if (!Progress(n)) return fd >= 0;
         body_got += static_cast<uint64_t>(n);
       }
@@ -270,16 +269,10 @@ std::shared_ptr<Transport::Mapping> Transport::Attach(const SegmentEndpoint& seg
   const std::string key = segment.instance + "/" + segment.name;
   {
     std::lock_guard<std::mutex> lock(shm_mu_);
+    // Whether the store is still there is SweepMappings' question, asked
+    // once a second rather than on every copy.
     auto it = mappings_.find(key);
-    if (it != mappings_.end()) {
-      if (IdleConnectionAlive(it->second->control)) return it->second;
-      spdlog::info("segment '{}': its store closed the shared-memory connection; unmapping",
-                   segment.name);
-      mappings_.erase(it);
-      why = Status(ErrorCode::TRANSFER_FAIL,
-                   "the store of segment '" + segment.name + "' has gone away");
-      return nullptr;
-    }
+    if (it != mappings_.end()) return it->second;
     auto failed = shm_failures_.find(key);
     if (failed != shm_failures_.end()) {
       if (Clock::now() < failed->second) {
@@ -353,8 +346,8 @@ std::shared_ptr<Transport::Mapping> Transport::Attach(const SegmentEndpoint& seg
   counters_.shm_attaches++;
   spdlog::debug("mapped segment '{}' ({} bytes) through {}", segment.name, m->size, segment.shm);
   std::lock_guard<std::mutex> lock(shm_mu_);
-  auto [it, inserted] = mappings_.emplace(key, m);
-  return it->second;  // another thread may have attached first: use one mapping
+  // Another thread may have attached first: keep one mapping.
+  return mappings_.emplace(key, m).first->second;
 }
 
 void Transport::SweepMappings() {
