@@ -389,8 +389,6 @@ std::vector<Status> Client::Impl::BatchPut(const std::vector<std::string>& keys,
   transport_->Run(ops);
   for (size_t k = 0; k < ops.size(); ++k) {
     if (ops[k].checksum) sums[op_key[k]] = *ops[k].checksum;
-  }
-  for (size_t k = 0; k < ops.size(); ++k) {
     Status& st = out[op_key[k]];
     if (st.ok() && !ops[k].result.ok()) {
       st = Status(ops[k].result.code(),
@@ -493,8 +491,11 @@ std::vector<Result<uint64_t>> Client::Impl::BatchGet(const std::vector<std::stri
     size_t key;
     const ReplicaItem* item;
     const ReplicaListResponse* res;
-    std::vector<Route> tries;
-    std::vector<uint64_t> offsets;
+    struct Try {
+      Route route;
+      uint64_t offset;
+    };
+    std::vector<Try> tries;
     size_t next = 0;
     Status last;
   };
@@ -518,28 +519,18 @@ std::vector<Result<uint64_t>> Client::Impl::BatchGet(const std::vector<std::stri
                           " bytes, the buffer " + std::to_string(buffers[i].size));
       continue;
     }
-    Want w{i, &item, &res, {}, {}, 0, Status()};
+    Want w{i, &item, &res, {}, 0, Status()};
     for (const Replica& r : item.replicas) {
       Result<Route> route = RouteTo(res, r);
       if (!route.ok()) {
         w.last = route.status();
         continue;
       }
-      w.tries.push_back(*route);
-      w.offsets.push_back(r.offset);
+      w.tries.push_back({*route, r.offset});
     }
     // Same-host copies first, then the rest in the master's order.
-    std::vector<size_t> order(w.tries.size());
-    for (size_t k = 0; k < order.size(); ++k) order[k] = k;
-    std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) {
-      return (w.tries[a].second != Path::kTcp) > (w.tries[b].second != Path::kTcp);
-    });
-    auto tries = w.tries;
-    auto offsets = w.offsets;
-    for (size_t k = 0; k < order.size(); ++k) {
-      w.tries[k] = tries[order[k]];
-      w.offsets[k] = offsets[order[k]];
-    }
+    std::stable_partition(w.tries.begin(), w.tries.end(),
+                          [](const Want::Try& t) { return t.route.second != Path::kTcp; });
     if (w.tries.empty()) {
       Status why = w.last.ok() ? Status(ErrorCode::INVALID_REPLICA, "no replica") : w.last;
       out[i] = Status(why.code(), "get of '" + keys[i] + "': " + why.message());
@@ -555,9 +546,10 @@ std::vector<Result<uint64_t>> Client::Impl::BatchGet(const std::vector<std::stri
     std::vector<TransferOp> ops;
     for (Want* w : pending) {
       TransferOp op;
-      op.segment = w->tries[w->next].first;
-      op.path = w->tries[w->next].second;
-      op.offset = w->offsets[w->next];
+      const Want::Try& t = w->tries[w->next];
+      op.segment = t.route.first;
+      op.path = t.route.second;
+      op.offset = t.offset;
       op.length = w->item->size;
       op.local = static_cast<uint8_t*>(buffers[w->key].data);
       op.want_checksum = config_.checksums && w->item->checksum != 0;

@@ -2,8 +2,6 @@
 
 #include <spdlog/spdlog.h>
 
-#include "net/metadata_client.h"
-
 namespace kvcached {
 namespace {
 
@@ -89,12 +87,16 @@ Status SegmentHost::Mount() {
   return Status::Ok();
 }
 
-void SegmentHost::Publish() {
-  if (!PublishesMetadata(options_.metadata_server)) return;
+Result<MetadataClient> SegmentHost::Metadata() const {
   MetadataClientOptions o;
   o.url = options_.metadata_server;
   if (options_.token) o.token = options_.token->secret();
-  Result<MetadataClient> meta = MetadataClient::Create(o);
+  return MetadataClient::Create(o);
+}
+
+void SegmentHost::Publish() {
+  if (!PublishesMetadata(options_.metadata_server)) return;
+  Result<MetadataClient> meta = Metadata();
   Status st = meta.ok() ? meta.value().Put(MetadataKey(name()), FormatEndpoint(endpoint_))
                         : meta.status();
   if (!st.ok()) {
@@ -111,10 +113,7 @@ void SegmentHost::Publish() {
 void SegmentHost::Unpublish() {
   if (!published_) return;
   published_ = false;
-  MetadataClientOptions o;
-  o.url = options_.metadata_server;
-  if (options_.token) o.token = options_.token->secret();
-  Result<MetadataClient> meta = MetadataClient::Create(o);
+  Result<MetadataClient> meta = Metadata();
   Status st = meta.ok() ? meta.value().Delete(MetadataKey(name())) : meta.status();
   if (!st.ok()) {
     spdlog::warn("could not remove {} from the metadata service: {}", MetadataKey(name()),
@@ -129,9 +128,7 @@ void SegmentHost::BeginShutdown() {
 
 Status SegmentHost::Unmount() {
   Unpublish();
-  if (!agent_) return Status::Ok();
-  Status st = agent_->Stop();
-  return st;
+  return agent_ ? agent_->Stop() : Status::Ok();
 }
 
 size_t SegmentHost::open_connections() const {

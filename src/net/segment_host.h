@@ -23,6 +23,7 @@
 #include "core/segment_endpoint.h"
 #include "core/status.h"
 #include "net/data_server.h"
+#include "net/metadata_client.h"
 #include "net/segment_memory.h"
 #include "net/shm_server.h"
 #include "net/store_agent.h"
@@ -77,6 +78,7 @@ class SegmentHost {
 
  private:
   explicit SegmentHost(SegmentHostOptions options) : options_(std::move(options)) {}
+  Result<MetadataClient> Metadata() const;  // a client of --metadata-server
   void Publish();
   void Unpublish();
 
