@@ -138,6 +138,9 @@ Status Client::Impl::Open() {
   if (config_.tcp_streams == 0 || config_.tcp_streams > 64) {
     return Status(ErrorCode::INVALID_PARAMS, "tcp_streams must be 1 to 64");
   }
+  if (config_.tcp_split_bytes < 4096 || config_.tcp_split_bytes > (1ull << 30)) {
+    return Status(ErrorCode::INVALID_PARAMS, "tcp_split_bytes must be 4 KiB to 1 GiB");
+  }
   if (config_.io_timeout.count() <= 0 || config_.rpc_timeout.count() <= 0 ||
       config_.connect_timeout.count() <= 0) {
     return Status(ErrorCode::INVALID_PARAMS, "timeouts must be positive");

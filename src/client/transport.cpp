@@ -445,6 +445,7 @@ void Transport::RunTcp(std::vector<TransferOp*>& ops) {
   // Group by store, then spread each store's pieces over its streams.
   std::map<std::string, std::vector<TransferOp*>> by_store;
   for (TransferOp* op : ops) by_store[op->segment->tcp].push_back(op);
+  // Client::Open refuses other values; the clamp guards direct users.
   uint64_t split = std::clamp<uint64_t>(options_.tcp_split_bytes, 4096, kMaxPieceBytes);
   std::vector<std::unique_ptr<Stream>> streams;
   for (auto& [address, store_ops] : by_store) {

@@ -1500,6 +1500,26 @@ TEST_CASE("client: Open fails cleanly: no master, a bad address, a segment too l
   malformed.master_server_addr = "no-port-here";
   CHECK(Client::Open(malformed).code() == ErrorCode::INVALID_PARAMS);
 
+  // Settings out of range are refused before anything is contacted.
+  auto refused = [&](auto change) {
+    ClientConfig c = none;
+    change(c);
+    Result<std::unique_ptr<Client>> r = Client::Open(c);
+    CHECK(r.code() == ErrorCode::INVALID_PARAMS);
+    return r.ok() ? std::string() : r.status().message();
+  };
+  CHECK(refused([](ClientConfig& c) { c.tcp_streams = 0; }).find("tcp_streams") !=
+        std::string::npos);
+  CHECK(refused([](ClientConfig& c) { c.tcp_split_bytes = 100; }).find("tcp_split_bytes") !=
+        std::string::npos);
+  CHECK(refused([](ClientConfig& c) { c.io_timeout = 0ms; }).find("timeouts") !=
+        std::string::npos);
+  CHECK(refused([](ClientConfig& c) {
+          c.global_segment_size = 1 << 20;
+          c.ping_interval = 10ms;
+        }).find("ping_interval") != std::string::npos);
+  CHECK(refused([](ClientConfig& c) { c.protocol = "udp"; }).find("udp") != std::string::npos);
+
   Cluster cl;
   std::string admin = cl.master().Address("admin");
   ClientConfig huge = cl.Config(TransportMode::kAuto);
