@@ -60,6 +60,8 @@
 #include <nlohmann/json.hpp>
 
 #include "core/build_info.h"
+#include "bench/arena.h"
+#include "bench/baseline.h"
 #include "core/units.h"
 #include "kvcached/client.h"
 
@@ -197,42 +199,10 @@ Options ParseArgs(int argc, char** argv) {
   return o;
 }
 
-// Anonymous memory written once up front, so no measurement pays for its
-// page faults. Owns the mapping.
-class Arena {
- public:
-  explicit Arena(uint64_t size_bytes) : size_(size_bytes) {
-    void* p = mmap(nullptr, size_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED) throw std::runtime_error("cannot map " + FormatSize(size_));
-    data_ = static_cast<uint8_t*>(p);
-    uint64_t x = 0x9E3779B97F4A7C15ull ^ size_;  // xorshift64: incompressible, cheap
-    for (uint64_t i = 0; i + 8 <= size_; i += 8) {
-      x ^= x << 13, x ^= x >> 7, x ^= x << 17;
-      std::memcpy(data_ + i, &x, 8);
-    }
-  }
-  ~Arena() { munmap(data_, size_); }
-  Arena(const Arena&) = delete;
-  Arena& operator=(const Arena&) = delete;
-
-  uint8_t* data() const { return data_; }
-  uint64_t size() const { return size_; }
-
- private:
-  uint8_t* data_ = nullptr;
-  uint64_t size_;
-};
-
-double MemcpyCeilingGBps() {
-  Arena src(kCeilingBufferBytes), dst(kCeilingBufferBytes);
-  double best = 1e9;
-  for (int run = 0; run < kMemcpyRuns; ++run) {
-    auto t0 = Clock::now();
-    std::memcpy(dst.data(), src.data(), kCeilingBufferBytes);
-    best = std::min(best, Seconds(Clock::now() - t0));
-  }
-  if (std::memcmp(dst.data(), src.data(), 4096) != 0) throw std::runtime_error("memcpy is broken");
-  return static_cast<double>(kCeilingBufferBytes) / best / 1e9;
+Arena MakeArena(uint64_t size_bytes) {
+  Result<Arena> a = Arena::Create(size_bytes);
+  if (!a.ok()) throw std::runtime_error(a.status().message());
+  return std::move(a).value();
 }
 
 // A socket fd that closes itself.
@@ -249,64 +219,6 @@ class Fd {
  private:
   int fd_;
 };
-
-// iperf3-style: one sender thread writing 1 MiB at a time for ~1 s, one
-// receiver thread reading, over one 127.0.0.1 connection with default
-// socket buffers. Timed from the sender's first write to the receiver's EOF.
-double TcpStreamGBps() {
-  Fd listener(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof addr;
-  if (bind(listener.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
-      listen(listener.get(), 1) != 0 ||
-      getsockname(listener.get(), reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
-    throw std::runtime_error(std::string("loopback listener: ") + std::strerror(errno));
-  }
-  std::atomic<bool> failed{false};
-  uint64_t received = 0;
-  Clock::time_point start, end;
-  std::thread receiver([&] {
-    Fd conn(accept(listener.get(), nullptr, nullptr));
-    std::vector<uint8_t> buf(kMiB, 1);
-    ssize_t n;
-    while ((n = read(conn.get(), buf.data(), buf.size())) > 0) received += static_cast<uint64_t>(n);
-    if (n < 0) failed = true;
-    end = Clock::now();
-  });
-  std::thread sender([&] {
-    Fd conn(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    if (connect(conn.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-      failed = true;
-      shutdown(listener.get(), SHUT_RDWR);  // wakes the receiver's accept
-      return;
-    }
-    std::vector<uint8_t> buf(kMiB, 2);
-    start = Clock::now();
-    while (!failed && Seconds(Clock::now() - start) < kTcpCeilingSeconds) {
-      for (size_t off = 0; off < buf.size();) {
-        ssize_t n = write(conn.get(), buf.data() + off, buf.size() - off);
-        if (n <= 0) {
-          failed = true;
-          break;
-        }
-        off += static_cast<size_t>(n);
-      }
-    }
-    shutdown(conn.get(), SHUT_WR);
-  });
-  sender.join();
-  receiver.join();
-  if (failed) throw std::runtime_error("the loopback TCP ceiling could not be measured");
-  return static_cast<double>(received) / Seconds(end - start) / 1e9;
-}
-
-double TcpCeilingGBps() {
-  double best = 0;
-  for (int run = 0; run < kTcpCeilingRuns; ++run) best = std::max(best, TcpStreamGBps());
-  return best;
-}
 
 // A `kvcached` daemon run as our child. READY=1 on our NOTIFY_SOCKET says it
 // listens; its STATUS names the addresses. Throws std::runtime_error (with
@@ -801,10 +713,13 @@ int main(int argc, char** argv) {
   const std::string dir = dir_template;
   std::optional<Daemon> master, store;
   try {
-    memcpy_gbps = MemcpyCeilingGBps();
-    tcp_gbps = TcpCeilingGBps();
-    src.emplace(arena_bytes);
-    dst.emplace(arena_bytes);
+    Result<double> m = MeasureMemcpyGBps(kMemcpyRuns);
+    Result<double> t = MeasureLoopbackTcpGBps(kTcpCeilingSeconds, kTcpCeilingRuns);
+    if (!m.ok() || !t.ok()) throw std::runtime_error((m.ok() ? t.status() : m.status()).message());
+    memcpy_gbps = *m;
+    tcp_gbps = *t;
+    src.emplace(MakeArena(arena_bytes));
+    dst.emplace(MakeArena(arena_bytes));
     master.emplace(o.bin, dir, "master",
                    std::vector<std::string>{"master", "--port", "0", "--admin-port", "0",
                                             "--no-meta", "--threads", "1"});

@@ -63,6 +63,7 @@ std::string VersionText() {
   out += "\nrevision: " + std::string(b.revision);
   out += "\nbuild type: " + std::string(b.build_type);
   out += std::string("\nsanitizers: ") + (b.sanitizers ? "address,undefined" : "off");
+  if (b.fault_hooks) out += "\nfault hooks: compiled (a test build; not for production)";
 #ifdef KVCACHED_WITH_RDMA
   std::string why;
   auto devices = ListRdmaDevices(&why);

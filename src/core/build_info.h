@@ -13,6 +13,7 @@ struct BuildInfo {
   const char* build_type;  // CMAKE_BUILD_TYPE
   bool rdma_compiled;      // src/rdma built against libibverbs/librdmacm
   bool sanitizers;         // address,undefined build
+  bool fault_hooks;        // test-only fault hooks compiled in (KVCACHED_FAULT_HOOKS)
 };
 
 const BuildInfo& GetBuildInfo();

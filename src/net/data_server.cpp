@@ -2,6 +2,8 @@
 
 #include <array>
 #include <atomic>
+#include <cstdlib>
+#include <string_view>
 #include <vector>
 
 #include <spdlog/spdlog.h>
@@ -66,6 +68,15 @@ struct DataServer::State : std::enable_shared_from_this<DataServer::State> {
   Counter& reads;
   Counter& refusals;
   Counter& malformed;
+#ifdef KVCACHED_FAULT_HOOKS
+  // Test builds only: KVCACHED_FAULT_CORRUPT_READS=1 makes every DataRead
+  // answer carry one flipped byte, so the tests can prove a client (or
+  // `kvcached bench --verify`) notices.
+  const bool corrupt_reads = [] {
+    const char* v = std::getenv("KVCACHED_FAULT_CORRUPT_READS");
+    return v != nullptr && std::string_view(v) == "1";
+  }();
+#endif
 };
 
 // One peer, served one request at a time, all on the connection's strand.
@@ -214,6 +225,13 @@ class DataServer::Connection : public std::enable_shared_from_this<DataServer::C
     out_ = Header(kFlagResponse, static_cast<uint32_t>(r.length));
     std::array<net::const_buffer, 2> bufs{net::buffer(out_),
                                           net::buffer(st_->segment + r.offset, r.length)};
+#ifdef KVCACHED_FAULT_HOOKS
+    if (st_->corrupt_reads && r.length > 0) {
+      scratch_.assign(st_->segment + r.offset, st_->segment + r.offset + r.length);
+      scratch_[r.length / 2] ^= 0x5A;
+      bufs[1] = net::buffer(scratch_.data(), scratch_.size());
+    }
+#endif
     net::async_write(stream_, bufs, [self = shared_from_this(), r](beast::error_code ec, size_t) {
       if (ec) return self->Close();
       self->st_->served.Inc(r.length);

@@ -1,0 +1,31 @@
+// The machine's own ceilings, measured in the same run as a benchmark so its
+// figures can be read as ratios: single-thread memcpy bandwidth (what the
+// shared-memory path can at best reach) and single-stream loopback TCP
+// bandwidth with 1 MiB writes, iperf3-style (what the TCP path can at best
+// reach on one host). Each call takes a second or two; not thread-safe
+// with other measurements (they would share the cores).
+#pragma once
+
+#include <string>
+
+#include "kvcached/status.h"
+
+namespace kvcached {
+
+struct Baseline {
+  double memcpy_gb_per_s = 0;  // 1 GB = 1e9 bytes
+  double loopback_tcp_gb_per_s = 0;
+  std::string memcpy_method;  // how it was measured, for reports
+  std::string loopback_tcp_method;
+};
+
+// memcpy of 256 MiB between pre-faulted buffers, best of `runs`.
+Result<double> MeasureMemcpyGBps(int runs = 5);
+// One sender and one receiver thread over one 127.0.0.1 connection, 1 MiB
+// writes for `seconds`, default socket buffers; best of `runs`. TRANSFER_FAIL
+// when the loopback connection cannot be made.
+Result<double> MeasureLoopbackTcpGBps(double seconds = 1.0, int runs = 3);
+// Both, with their method texts.
+Result<Baseline> MeasureBaseline();
+
+}  // namespace kvcached

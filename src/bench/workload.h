@@ -1,0 +1,105 @@
+// Workload: the load `kvcached bench` puts on a pool through one Client, and
+// what it measured. Threads share the client (as an inference server's
+// workers share its store object); each records per-call latencies into
+// its own histograms, merged at the end.
+//
+// Objects are identified by a number; object i of size s holds the bytes
+// of a shared random arena at an offset derived from i, so a get can check
+// every byte it read (--verify) without the bench keeping copies, and a
+// get that returns another object's bytes is caught too. Puts send straight
+// from that arena; gets land in registered per-thread buffers.
+//
+// The five kinds:
+//   put     batches of fresh keys (the pool evicts as it fills)
+//   get     batches of random keys among `keys` written before the clock starts
+//   mixed   each call a batch of gets (share read_ratio) or of fresh puts
+//   exist   batches of keys, half written before, half never written
+//   sglang  what SGLang's HiCache does per request: batch exist over the
+//           request's page keys, batch get of the leading hits into a
+//           registered host buffer, batch put of the rest (objects_per_page
+//           objects per page: K and V for MHA models, one for MLA)
+//
+// Not thread-safe: one caller runs a workload at a time.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "bench/arena.h"
+#include "bench/latency_histogram.h"
+#include "kvcached/client.h"
+
+namespace kvcached {
+
+enum class WorkloadKind { kPut, kGet, kMixed, kExist, kSglang };
+const char* WorkloadName(WorkloadKind kind);
+// INVALID_PARAMS naming the choices for anything else.
+Result<WorkloadKind> ParseWorkload(const std::string& name);
+
+struct WorkloadOptions {
+  WorkloadKind kind = WorkloadKind::kPut;
+  std::vector<uint64_t> object_sizes = {1 << 20};  // object i has object_sizes[i % n] bytes
+  size_t batch = 16;                               // keys per call
+  unsigned threads = 1;
+  std::chrono::milliseconds duration{3000};
+  uint64_t ops = 0;  // > 0: stop after this many calls (all threads) instead of `duration`
+  std::chrono::milliseconds warmup{1000};  // the same load, unmeasured, first
+  uint64_t keys = 1024;     // objects written before the clock for get/mixed/exist; sglang: objects
+  double read_ratio = 0.9;  // mixed
+  bool verify = false;      // check every byte of every get (and every exist answer)
+  size_t pages = 128;       // sglang: pages per request (SGLang's chunk)
+  unsigned objects_per_page = 2;  // sglang: 2 (K and V) for MHA, 1 for MLA
+  ReplicateConfig replicate;
+  std::string key_prefix = "kvbench";  // unique per run, so runs on one pool never collide
+  bool remove_all_at_end =
+      false;              // true: RemoveAll (a pool the bench owns); false: remove our keys
+  bool progress = false;  // interval throughput on stderr once a second
+};
+
+struct OpStats {
+  std::string name;  // "put", "get", "exist", "request"
+  uint64_t calls = 0;
+  uint64_t objects = 0;  // keys handled, whatever their result
+  uint64_t bytes = 0;    // bytes of objects moved successfully
+  // get: not found (evicted) where that is no error; exist: answered false;
+  // sglang put: another request was storing the same page (REPLICA_IS_NOT_READY)
+  uint64_t misses = 0;
+  std::map<std::string, uint64_t> errors;  // ErrorName -> objects that failed with it
+  LatencyHistogram latency;                // per call
+
+  uint64_t error_count() const;
+  void Merge(const OpStats& other);
+};
+
+struct WorkloadResult {
+  WorkloadKind kind = WorkloadKind::kPut;
+  double seconds = 0;              // the measured part
+  std::vector<OpStats> ops;        // fixed order per kind
+  uint64_t prefilled_objects = 0;  // written before the clock
+  uint64_t verified_objects = 0;
+  uint64_t wrong_objects = 0;
+  std::vector<std::string> wrong_examples;      // the first few, described
+  uint64_t pages_requested = 0, pages_hit = 0;  // sglang
+  ClientStats client;                           // the client's counters over the measured part
+  std::vector<std::string> notes;
+
+  uint64_t objects() const;  // handled (sglang: moved by its gets and puts)
+  uint64_t bytes() const;
+  uint64_t errors() const;
+};
+
+// Runs one workload: prefill (untimed), warm-up, the measured part, and
+// removal of what it wrote. A failure to set up (memory, a prefill that
+// could not write) is returned as a Status; failures of measured calls are
+// counted in the result, not returned.
+Result<WorkloadResult> RunWorkload(Client& client, const WorkloadOptions& options,
+                                   const Arena& source);
+
+// The smallest source arena RunWorkload accepts for these options.
+uint64_t SourceArenaBytes(const WorkloadOptions& options);
+
+}  // namespace kvcached

@@ -1,0 +1,222 @@
+"""`kvcached bench`: the embedded default run, a run against a separately
+started master and store over each transport, --verify against a store
+that corrupts what it serves (a test-build fault hook), exit codes and the
+errors of bad option combinations. Timings are printed, never asserted."""
+
+import json
+import os
+import pty
+import re
+import select
+import subprocess
+import time
+
+import pytest
+
+from conftest import BIN, Proc, run_cli
+
+SHORT = ["--duration", "0.5", "--warmup", "0", "--no-baseline"]
+
+
+def bench(*args, env=None, timeout=180):
+    return run_cli("bench", *args, env=env, timeout=timeout)
+
+
+def bench_json(*args, env=None, expect_rc=0):
+    r = bench("--json", *args, env=env)
+    assert r.returncode == expect_rc, f"exit {r.returncode}\nstdout:\n{r.stdout}\nstderr:\n{r.stderr}"
+    return json.loads(r.stdout)
+
+
+def status_address(proc, word):
+    for msg in proc.messages:
+        m = re.search(word + r" (?:tcp://|http://)?([0-9.]+:\d+)", msg)
+        if m:
+            return m.group(1)
+    pytest.fail(f"no '{word}' address in {proc.messages!r}")
+
+
+@pytest.fixture
+def pool():
+    """A master and one store (host id 'bench-test', 1 GiB), separately started."""
+    procs = []
+
+    def start(store_env=None):
+        master = Proc(["master", "--port", "0", "--admin-port", "0", "--no-meta"])
+        procs.append(master)
+        master.wait_ready()
+        rpc = status_address(master, "rpc")
+        store = Proc(["store", "--master", rpc, "--segment-size", "1GiB", "--host-id",
+                      "bench-test"], env=store_env)
+        procs.append(store)
+        store.wait_ready()
+        return rpc
+
+    yield start
+    for p in reversed(procs):
+        p.stop()
+
+
+def hooks_compiled():
+    return "fault hooks: compiled" in run_cli("--version").stdout
+
+
+def test_embedded_default_run_prints_every_field():
+    # Exactly the README's main job, with --json: every field present.
+    doc = bench_json()
+    s = doc["settings"]
+    assert s["mode"] == "embedded"
+    assert s["transport"] == "auto" and s["segment_bytes"] >= 256 << 20
+    base = doc["baseline"]
+    assert base["memcpy_gb_per_s"] > 0 and base["loopback_tcp_gb_per_s"] > 0
+    assert base["memcpy_method"] and base["loopback_tcp_method"]
+    assert [w["workload"] for w in doc["workloads"]] == ["put", "get"]
+    for w in doc["workloads"]:
+        assert w["seconds"] > 0 and w["objects"] > 0 and w["bytes"] > 0
+        assert w["errors"] == 0 and w["error_rate"] == 0
+        assert w["pct_of_memcpy"] > 0 and w["pct_of_loopback_tcp"] > 0
+        # auto on one host: shared memory moved every object
+        assert w["transfers"]["shm"] == w["objects"] and w["transfers"]["tcp"] == 0
+        (op,) = w["ops"]
+        assert op["op"] == w["workload"]
+        assert op["bytes"] == op["objects"] * (1 << 20)
+        lat = op["latency_us"]
+        assert lat["count"] == op["calls"] > 0
+        assert 0 < lat["p50"] <= lat["p90"] <= lat["p99"] <= lat["p99_9"] <= lat["max"]
+    assert doc["ok"] is True and doc["failures"] == []
+    print("embedded default:", {w["workload"]: round(w["gb_per_s"], 2) for w in doc["workloads"]})
+
+
+def test_table_output_and_no_progress_line_without_a_terminal():
+    r = bench(*SHORT, "--workload", "put", "--object-size", "64KiB")
+    assert r.returncode == 0, r.stderr
+    assert re.search(r"^workload\s+op\s+calls/s\s+objects/s\s+GB/s", r.stdout, re.M)
+    assert re.search(r"^put\s+put\s+[\d.]+\s+[\d,]+\s+[\d.]+", r.stdout, re.M)
+    assert r.stdout.rstrip().endswith("ok")
+    assert "\r" not in r.stderr and "objects/s" not in r.stderr
+
+
+def test_progress_line_on_a_terminal():
+    master_fd, slave_fd = pty.openpty()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KVCACHED_", "MOONCAKE_"))}
+    proc = subprocess.Popen([BIN, "bench", "--workload", "put", "--duration", "2.5", "--warmup",
+                             "0", "--no-baseline", "--object-size", "64KiB"],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=slave_fd,
+                            env=env)
+    os.close(slave_fd)
+    seen = b""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([master_fd], [], [], 1)
+        if ready:
+            try:
+                chunk = os.read(master_fd, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            seen += chunk
+        elif proc.poll() is not None:
+            break
+    out, _ = proc.communicate(timeout=60)
+    os.close(master_fd)
+    assert proc.returncode == 0, out.decode()
+    assert re.search(rb"\r\x1b\[K\s+put\s+[\d.]+ s\s+\d+ objects/s\s+[\d.]+ GB/s", seen), seen
+
+
+@pytest.mark.parametrize("transport", ["tcp", "shm"])
+def test_against_a_separate_pool_every_workload_verified(pool, transport):
+    rpc = pool()
+    doc = bench_json("--master", rpc, "--host-id", "bench-test", "--transport", transport,
+                     "--workload", "put,get,mixed,exist,sglang", "--verify", "--object-size",
+                     "64KiB,256KiB", "--batch", "8", "--threads", "2", "--pages", "16",
+                     "--keys", "256", *SHORT)
+    assert doc["settings"]["mode"] == "pool" and doc["settings"]["master"] == rpc
+    assert doc["baseline"] is None
+    by_name = {w["workload"]: w for w in doc["workloads"]}
+    assert list(by_name) == ["put", "get", "mixed", "exist", "sglang"]
+    other = "shm" if transport == "tcp" else "tcp"
+    for name, w in by_name.items():
+        assert w["errors"] == 0, (name, w)
+        assert w["transfers"][other] == 0, (name, w["transfers"])
+        if name != "exist":
+            assert w["transfers"][transport] > 0, (name, w["transfers"])
+        if name in ("get", "mixed", "exist", "sglang"):
+            assert w["verify"]["checked_objects"] > 0 and w["verify"]["wrong_objects"] == 0
+    assert by_name["get"]["prefilled_objects"] == 256
+    exist = by_name["exist"]["ops"][0]
+    # half of the keys asked about were never written
+    assert exist["misses"] >= exist["objects"] // 2
+    sg = by_name["sglang"]
+    assert [op["op"] for op in sg["ops"]] == ["exist", "get", "put", "request"]
+    assert sg["sglang"]["pages_requested"] > 0
+    assert 0 <= sg["sglang"]["pages_hit"] <= sg["sglang"]["pages_requested"]
+    assert doc["ok"] is True
+
+
+def test_ops_stops_after_exactly_that_many_calls(pool):
+    rpc = pool()
+    doc = bench_json("--master", rpc, "--workload", "put,exist", "--ops", "37", "--batch", "4",
+                     "--threads", "3", "--warmup", "0", "--keys", "64", "--object-size", "4KiB")
+    for w in doc["workloads"]:
+        assert w["ops"][0]["calls"] == 37
+        assert w["ops"][0]["objects"] == 37 * 4
+
+
+@pytest.mark.skipif(not hooks_compiled(),
+                    reason="this kvcached was built without KVCACHED_FAULT_HOOKS (a release "
+                           "build), so its store cannot be told to corrupt reads")
+def test_verify_catches_a_store_that_corrupts_what_it_serves(pool):
+    rpc = pool(store_env={"KVCACHED_FAULT_CORRUPT_READS": "1"})
+    common = ["--master", rpc, "--transport", "tcp", "--workload", "get", "--keys", "64",
+              "--batch", "4", "--object-size", "64KiB", "--ops", "20", "--warmup", "0"]
+    # Checksums off: only --verify stands between the caller and wrong bytes.
+    doc = bench_json(*common, "--no-checksums", "--verify", expect_rc=1)
+    (w,) = doc["workloads"]
+    assert w["verify"]["wrong_objects"] == w["verify"]["checked_objects"] == 80
+    assert re.search(r"byte 32768 is 0x[0-9a-f]{2}, expected", w["verify"]["examples"][0])
+    assert doc["ok"] is False
+    # Checksums on (the default): the client refuses the bytes instead.
+    doc = bench_json(*common, expect_rc=1)
+    (w,) = doc["workloads"]
+    assert w["ops"][0]["errors"] == {"CHECKSUM_MISMATCH": 80}
+    assert w["verify"]["wrong_objects"] == 0
+    # ... and --max-error-rate decides whether that fails the run.
+    doc = bench_json(*common, "--max-error-rate", "1")
+    assert doc["ok"] is True
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--workload", "scan"], "unknown workload 'scan'"),
+    (["--model", "llama-3.1-8b"], "--model describes KV pages: it needs --workload sglang"),
+    (["--workload", "sglang", "--model", "llama-3.1-8b", "--object-size", "1MiB"],
+     "--model and --object-size"),
+    (["--read-ratio", "0.5"], "--read-ratio is for --workload mixed"),
+    (["--pages", "8"], "--pages is for --workload sglang"),
+    (["--ops", "10", "--duration", "1s"], "--ops and --duration"),
+    (["--baseline", "--no-baseline"], "--baseline and --no-baseline"),
+    (["--master", "127.0.0.1:1", "--segment-size", "1GiB"], "--segment-size sizes the embedded"),
+    (["--object-size", "12parsecs"], "--object-size: '12parsecs'"),
+    (["--workload", "get", "--keys", "4", "--batch", "8"], "--keys (4) is smaller than --batch (8)"),
+    (["--segment-size", "64MiB", "--object-size", "32MiB"], "raise --segment-size"),
+    (["--batch", "0"], "--batch"),
+    (["--model", "gpt-9"], "--model"),
+])
+def test_bad_combinations_are_refused_with_a_clear_error(args, message):
+    r = bench(*args)
+    assert r.returncode == 2, (r.returncode, r.stdout, r.stderr)
+    assert message in r.stderr, r.stderr
+    assert r.stdout == ""
+
+
+def test_rdma_is_refused_until_it_is_built():
+    for args in (["--transport", "rdma"], ["--protocol", "rdma"]):
+        r = bench(*args)
+        assert r.returncode == 69, r.stderr
+        assert "RDMA transport is not in this build yet" in r.stderr
+
+
+def test_unreachable_master_is_a_clear_failure():
+    r = bench("--master", "127.0.0.1:1", *SHORT)
+    assert r.returncode != 0
+    assert "cannot open a client of 127.0.0.1:1" in r.stderr, r.stderr
