@@ -3,6 +3,7 @@
 #include <array>
 #include <atomic>
 #include <cstdlib>
+#include <cstring>
 #include <string_view>
 #include <vector>
 
@@ -79,7 +80,13 @@ struct DataServer::State : std::enable_shared_from_this<DataServer::State> {
 #endif
 };
 
-// One peer, served one request at a time, all on the connection's strand.
+// One peer, all on the connection's strand. Requests are served in order:
+// every request already received is handled before the connection reads
+// again, and the answers to a run of DataReads leave in one gathered write,
+// so a batch of small reads costs the store one recv and one sendmsg, and
+// the peer one wake-up, instead of one of each per object. Only request
+// heads pass through the input buffer; a DataWrite's bytes go straight from
+// the socket into the segment (beyond the few that arrived with its head).
 class DataServer::Connection : public std::enable_shared_from_this<DataServer::Connection> {
  public:
   Connection(std::shared_ptr<State> st, tcp::socket&& socket, uint64_t id)
@@ -99,7 +106,7 @@ class DataServer::Connection : public std::enable_shared_from_this<DataServer::C
   void Start() {
     net::dispatch(stream_.get_executor(), [self = shared_from_this()] {
       self->stream_.expires_after(self->st_->options.hello_timeout);
-      self->ReadHeader();
+      self->Next();
     });
   }
 
@@ -108,139 +115,192 @@ class DataServer::Connection : public std::enable_shared_from_this<DataServer::C
   }
 
  private:
-  void ReadHeader() {
-    // After Hello every valid frame is a DataWrite or DataRead, which start
-    // with a header and a range: one read usually takes both (anything else
-    // closes the connection, so reading into a short frame's successor loses
-    // nothing). The header alone is enough to judge the frame.
-    size_t n = hello_done_ ? kFrameHeaderBytes + kDataRangeBytes : kFrameHeaderBytes;
-    net::async_read(stream_, net::buffer(header_, n), net::transfer_at_least(kFrameHeaderBytes),
-                    [self = shared_from_this()](beast::error_code ec, size_t got) {
-                      if (ec) return self->Close();
-                      self->head_got_ = got;
-                      self->OnHeader();
-                    });
+  // Holds a whole Hello (the largest frame allowed before it) and a few
+  // hundred data request heads.
+  static constexpr size_t kInBytes = kFrameHeaderBytes + kMaxBodyBeforeHello + 4096;
+  // One gathered write carries at most this many answers or payload bytes.
+  static constexpr size_t kMaxAnswers = 128;
+  static constexpr uint64_t kMaxAnswerBytes = 16 << 20;
+  static_assert(kFrameHeaderBytes + kDataRangeBytes <= kInBytes);
+
+  struct Answer {
+    std::string head;  // the frame header, or a whole error/status frame
+    const uint8_t* payload = nullptr;
+    uint64_t payload_bytes = 0;
+    std::vector<char> corrupted;  // fault hook only: the payload with a flipped byte
+  };
+
+  size_t Buffered() const { return in_end_ - in_begin_; }
+  const unsigned char* In() const { return in_.data() + in_begin_; }
+  void Consume(size_t n) { in_begin_ += n; }
+
+  // Serves every complete request in the input buffer; then sends the
+  // answers gathered, or reads more.
+  void Next() {
+    while (Buffered() >= kFrameHeaderBytes) {
+      uint32_t limit = hello_done_ ? UINT32_MAX : kMaxBodyBeforeHello;
+      if (Status st = DecodeHeader(In(), limit, head_); !st.ok()) return Malformed(st.message());
+      if (head_.version != kRpcVersion) {
+        spdlog::warn("{} conn=#{} from {}: protocol version {} (this store speaks {}); closing",
+                     st_->options.name, id_, peer_, head_.version, kRpcVersion);
+        QueueFrame(Error(ErrorCode::INVALID_VERSION,
+                         "protocol version mismatch: the peer speaks version " +
+                             std::to_string(head_.version) + ", this store speaks version " +
+                             std::to_string(kRpcVersion)));
+        return Flush(/*close_after=*/true);
+      }
+      if (head_.flags != 0) return Malformed("a peer sent a frame with response or other flags");
+      MsgType type = static_cast<MsgType>(head_.type);
+      if (type == MsgType::kHello) {
+        if (hello_done_) return Malformed("a second Hello");
+        if (Buffered() < kFrameHeaderBytes + head_.body_bytes) break;  // fits: see kInBytes
+        switch (OnHello()) {
+          case HelloOutcome::kServe:
+            continue;
+          case HelloOutcome::kRefused:
+            return Flush(/*close_after=*/true);
+          case HelloOutcome::kClosed:
+            return;
+        }
+      }
+      if (!hello_done_) {
+        spdlog::warn("{} conn=#{} from {}: {} before Hello; closing", st_->options.name, id_, peer_,
+                     MsgTypeName(type));
+        QueueFrame(Error(ErrorCode::ILLEGAL_CLIENT, "send Hello first"));
+        return Flush(/*close_after=*/true);
+      }
+      if (type == MsgType::kDataRead) {
+        if (head_.body_bytes != kDataRangeBytes) return Malformed("DataRead body is not a range");
+        if (Buffered() < kFrameHeaderBytes + kDataRangeBytes) break;
+        OnRead(ParseRange());
+        if (answers_.size() >= kMaxAnswers || answer_bytes_ >= kMaxAnswerBytes) return Flush();
+        continue;
+      }
+      if (type == MsgType::kDataWrite) {
+        if (head_.body_bytes < kDataRangeBytes)
+          return Malformed("DataWrite shorter than its range");
+        if (Buffered() < kFrameHeaderBytes + kDataRangeBytes) break;
+        // Answers already gathered go first: the write may take a while.
+        if (!answers_.empty()) return Flush();
+        return OnWrite(ParseRange());
+      }
+      return Malformed("message type " + std::to_string(head_.type) +
+                       " is not served on the data port");
+    }
+    if (!answers_.empty()) return Flush();
+    ReadMore();
   }
 
-  void OnHeader() {
-    uint32_t limit = hello_done_ ? UINT32_MAX : kMaxBodyBeforeHello;
-    if (Status st = DecodeHeader(header_, limit, head_); !st.ok()) return Malformed(st.message());
-    if (head_.version != kRpcVersion) {
-      spdlog::warn("{} conn=#{} from {}: protocol version {} (this store speaks {}); closing",
-                   st_->options.name, id_, peer_, head_.version, kRpcVersion);
-      return ReplyAndClose(Error(ErrorCode::INVALID_VERSION,
-                                 "protocol version mismatch: the peer speaks version " +
-                                     std::to_string(head_.version) +
-                                     ", this store speaks version " + std::to_string(kRpcVersion)));
+  void ReadMore() {
+    if (in_begin_ > 0) {
+      std::memmove(in_.data(), In(), Buffered());
+      in_end_ -= in_begin_;
+      in_begin_ = 0;
     }
-    if (head_.flags != 0) return Malformed("a peer sent a frame with response or other flags");
-    MsgType type = static_cast<MsgType>(head_.type);
-    if (type == MsgType::kHello) {
-      if (hello_done_) return Malformed("a second Hello");
-      body_.resize(head_.body_bytes);
-      return Read(net::buffer(body_), [this] { OnHello(); });
-    }
-    if (!hello_done_) {
-      spdlog::warn("{} conn=#{} from {}: {} before Hello; closing", st_->options.name, id_, peer_,
-                   MsgTypeName(type));
-      return ReplyAndClose(Error(ErrorCode::ILLEGAL_CLIENT, "send Hello first"));
-    }
-    if (type == MsgType::kDataWrite) {
-      if (head_.body_bytes < kDataRangeBytes) return Malformed("DataWrite shorter than its range");
-      return WithRange([this] { OnWriteRange(); });
-    }
-    if (type == MsgType::kDataRead) {
-      if (head_.body_bytes != kDataRangeBytes) return Malformed("DataRead body is not a range");
-      return WithRange([this] { OnReadRange(); });
-    }
-    Malformed("message type " + std::to_string(head_.type) + " is not served on the data port");
+    if (in_end_ == kInBytes) return Malformed("a request head larger than the input buffer");
+    stream_.async_read_some(net::buffer(in_.data() + in_end_, kInBytes - in_end_),
+                            [self = shared_from_this()](beast::error_code ec, size_t n) {
+                              if (ec) return self->Close();
+                              self->in_end_ += n;
+                              self->Next();
+                            });
   }
 
-  // Runs `then` once the range after the header has arrived whole.
-  template <typename Then>
-  void WithRange(Then then) {
-    size_t want = kFrameHeaderBytes + kDataRangeBytes;
-    if (head_got_ >= want) return then();
-    Read(net::buffer(header_ + head_got_, want - head_got_), then);
-  }
-
-  void OnHello() {
+  enum class HelloOutcome { kServe, kRefused, kClosed };
+  // kRefused: the queued answer is the last; kClosed: nothing more to send.
+  HelloOutcome OnHello() {
     HelloRequest hello;
-    if (Status st = DecodeBody(body_, hello); !st.ok()) return Malformed("Hello: " + st.message());
+    std::string_view body(reinterpret_cast<const char*>(In()) + kFrameHeaderBytes,
+                          head_.body_bytes);
+    Status decoded = DecodeBody(body, hello);
+    Consume(kFrameHeaderBytes + head_.body_bytes);
+    if (!decoded.ok()) {
+      Malformed("Hello: " + decoded.message());
+      return HelloOutcome::kClosed;
+    }
     HelloResponse res;
     if (st_->options.token && !st_->options.token->Matches(hello.token)) {
       spdlog::warn("{} conn=#{} from {}: Hello refused: missing or wrong cluster token",
                    st_->options.name, id_, peer_);
       res.code = static_cast<int32_t>(ErrorCode::ILLEGAL_CLIENT);
       res.message = "missing or wrong cluster token";
-      return ReplyAndClose(Frame(kFlagResponse, EncodeBody(res)));
+      QueueFrame(Frame(kFlagResponse, EncodeBody(res)));
+      return HelloOutcome::kRefused;
     }
     hello_done_ = true;
     client_ = hello.client_id;
     stream_.expires_never();
-    Reply(Frame(kFlagResponse, EncodeBody(res)));
+    QueueFrame(Frame(kFlagResponse, EncodeBody(res)));
+    return HelloOutcome::kServe;
   }
 
-  DataRange ParseRange() const {
+  DataRange ParseRange() {
     DataRange r;
-    WireReader reader(std::string_view(reinterpret_cast<const char*>(header_) + kFrameHeaderBytes,
-                                       kDataRangeBytes));
+    WireReader reader(
+        std::string_view(reinterpret_cast<const char*>(In()) + kFrameHeaderBytes, kDataRangeBytes));
     reader.U64(r.offset);
     reader.U64(r.length);
+    Consume(kFrameHeaderBytes + kDataRangeBytes);
     return r;
   }
 
-  void OnWriteRange() {
-    DataRange r = ParseRange();
+  void OnRead(DataRange r) {
+    st_->reads.Inc();
+    if (!RangeWithin(r, st_->segment_bytes)) {
+      Refuse("read", r);
+      return QueueFrame(Error(ErrorCode::INVALID_READ, RangeText(r)));
+    }
+    if (r.length > UINT32_MAX) {  // one frame body carries at most 4 GiB - 1
+      st_->refusals.Inc();
+      return QueueFrame(Error(ErrorCode::INVALID_READ,
+                              "a read of " + std::to_string(r.length) +
+                                  " bytes is over the 4 GiB - 1 a request may carry; split it"));
+    }
+    Answer& a = answers_.emplace_back();
+    a.head = Header(kFlagResponse, static_cast<uint32_t>(r.length));
+    a.payload = st_->segment + r.offset;
+    a.payload_bytes = r.length;
+#ifdef KVCACHED_FAULT_HOOKS
+    if (st_->corrupt_reads && r.length > 0) {
+      a.corrupted.assign(a.payload, a.payload + r.length);
+      a.corrupted[r.length / 2] ^= 0x5A;
+      a.payload = reinterpret_cast<const uint8_t*>(a.corrupted.data());
+    }
+#endif
+    answer_bytes_ += r.length;
+  }
+
+  void OnWrite(DataRange r) {
     if (r.length != head_.body_bytes - kDataRangeBytes) {
       return Malformed("DataWrite announces " + std::to_string(r.length) + " bytes but carries " +
                        std::to_string(head_.body_bytes - kDataRangeBytes));
     }
     st_->writes.Inc();
+    // Bytes of the payload that arrived with the head.
+    size_t early = static_cast<size_t>(std::min<uint64_t>(Buffered(), r.length));
     if (!RangeWithin(r, st_->segment_bytes)) {
       Refuse("write", r);
       // The payload still has to be read past to keep the stream in frame.
-      discard_left_ = r.length;
+      Consume(early);
+      discard_left_ = r.length - early;
       return Discard(ErrorCode::INVALID_WRITE, r);
     }
-    Read(net::buffer(st_->segment + r.offset, r.length), [this, r] {
+    std::memcpy(st_->segment + r.offset, In(), early);
+    Consume(early);
+    auto done = [this, r] {
       st_->received.Inc(r.length);
-      Reply(Frame(kFlagResponse, EncodeBody(StatusResponse{0, ""})));
-    });
-  }
-
-  void OnReadRange() {
-    DataRange r = ParseRange();
-    st_->reads.Inc();
-    if (!RangeWithin(r, st_->segment_bytes)) {
-      Refuse("read", r);
-      return Reply(Error(ErrorCode::INVALID_READ, RangeText(r)));
-    }
-    if (r.length > UINT32_MAX) {  // one frame body carries at most 4 GiB - 1
-      st_->refusals.Inc();
-      return Reply(Error(ErrorCode::INVALID_READ,
-                         "a read of " + std::to_string(r.length) +
-                             " bytes is over the 4 GiB - 1 a request may carry; split it"));
-    }
-    out_ = Header(kFlagResponse, static_cast<uint32_t>(r.length));
-    std::array<net::const_buffer, 2> bufs{net::buffer(out_),
-                                          net::buffer(st_->segment + r.offset, r.length)};
-#ifdef KVCACHED_FAULT_HOOKS
-    if (st_->corrupt_reads && r.length > 0) {
-      scratch_.assign(st_->segment + r.offset, st_->segment + r.offset + r.length);
-      scratch_[r.length / 2] ^= 0x5A;
-      bufs[1] = net::buffer(scratch_.data(), scratch_.size());
-    }
-#endif
-    net::async_write(stream_, bufs, [self = shared_from_this(), r](beast::error_code ec, size_t) {
-      if (ec) return self->Close();
-      self->st_->served.Inc(r.length);
-      self->ReadHeader();
-    });
+      QueueFrame(Frame(kFlagResponse, EncodeBody(StatusResponse{0, ""})));
+      Next();
+    };
+    if (early == r.length) return done();
+    Read(net::buffer(st_->segment + r.offset + early, r.length - early), done);
   }
 
   void Discard(ErrorCode code, DataRange r) {
-    if (discard_left_ == 0) return Reply(Error(code, RangeText(r)));
+    if (discard_left_ == 0) {
+      QueueFrame(Error(code, RangeText(r)));
+      return Next();
+    }
     scratch_.resize(kDiscardChunk);
     size_t n = static_cast<size_t>(std::min<uint64_t>(discard_left_, kDiscardChunk));
     Read(net::buffer(scratch_.data(), n), [this, n, code, r] {
@@ -248,6 +308,30 @@ class DataServer::Connection : public std::enable_shared_from_this<DataServer::C
       Discard(code, r);
     });
   }
+
+  // Sends every queued answer in one gathered write, then goes on serving
+  // (or closes).
+  void Flush(bool close_after = false) {
+    out_bufs_.clear();
+    uint64_t served = 0;
+    for (const Answer& a : answers_) {
+      out_bufs_.push_back(net::buffer(a.head));
+      if (a.payload_bytes > 0) out_bufs_.push_back(net::buffer(a.payload, a.payload_bytes));
+      served += a.payload_bytes;
+    }
+    net::async_write(
+        stream_, out_bufs_,
+        [self = shared_from_this(), served, close_after](beast::error_code ec, size_t) {
+          if (ec) return self->Close();
+          self->st_->served.Inc(served);
+          self->answers_.clear();
+          self->answer_bytes_ = 0;
+          if (close_after) return self->Close();
+          self->Next();
+        });
+  }
+
+  void QueueFrame(std::string frame) { answers_.emplace_back().head = std::move(frame); }
 
   void Refuse(const char* op, DataRange r) {
     st_->refusals.Inc();
@@ -288,21 +372,6 @@ class DataServer::Connection : public std::enable_shared_from_this<DataServer::C
                  EncodeBody(ErrorBody{static_cast<int32_t>(code), message}));
   }
 
-  void Reply(std::string frame) {
-    out_ = std::move(frame);
-    net::async_write(stream_, net::buffer(out_),
-                     [self = shared_from_this()](beast::error_code ec, size_t) {
-                       if (ec) return self->Close();
-                       self->ReadHeader();
-                     });
-  }
-
-  void ReplyAndClose(std::string frame) {
-    out_ = std::move(frame);
-    net::async_write(stream_, net::buffer(out_),
-                     [self = shared_from_this()](beast::error_code, size_t) { self->Close(); });
-  }
-
   void Malformed(const std::string& why) {
     st_->malformed.Inc();
     spdlog::warn("{} conn=#{} from {} (client '{}'): malformed frame: {}; closing",
@@ -321,11 +390,12 @@ class DataServer::Connection : public std::enable_shared_from_this<DataServer::C
   const uint64_t id_;
   std::string peer_;
   std::string client_;
-  unsigned char header_[kFrameHeaderBytes + kDataRangeBytes] = {};  // a data frame's head
-  size_t head_got_ = 0;
+  std::array<unsigned char, kInBytes> in_{};  // request heads not yet served
+  size_t in_begin_ = 0, in_end_ = 0;
   FrameHeader head_;
-  std::string body_;
-  std::string out_;
+  std::vector<Answer> answers_;  // queued in request order
+  uint64_t answer_bytes_ = 0;
+  std::vector<net::const_buffer> out_bufs_;
   std::vector<char> scratch_;
   uint64_t discard_left_ = 0;
   bool hello_done_ = false;
