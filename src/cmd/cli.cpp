@@ -195,8 +195,7 @@ int RunCli(int argc, char** argv) {
   std::vector<CLI::App*> subs;
   for (size_t i = 0; i < commands.size(); ++i) {
     const Command& c = commands[i];
-    CLI::App* sub =
-        app.add_subcommand(c.name, c.summary + (c.available ? "" : " (not yet available)"));
+    CLI::App* sub = app.add_subcommand(c.name, c.summary);
     sub->footer(c.description + "\n\n" + std::string(app.get_footer()));
     specs[i] = CommonOptions();
     specs[i].insert(specs[i].end(), c.options.begin(), c.options.end());
@@ -229,17 +228,6 @@ int RunCli(int argc, char** argv) {
   for (size_t i = 0; i < commands.size(); ++i) {
     if (!subs[i]->parsed()) continue;
     const Command& c = commands[i];
-    if (!c.available) {
-      std::string available;
-      for (const Command& other : commands) {
-        if (other.available) available += (available.empty() ? "" : ", ") + other.name;
-      }
-      std::fprintf(stderr,
-                   "kvcached %s: this subcommand is not available in this build yet (%s). "
-                   "Available now: %s.\n",
-                   c.name.c_str(), VersionLine().c_str(), available.c_str());
-      return kExitUnavailable;
-    }
     std::map<std::string, std::string> flags = captures[i].Given(specs[i]);
     Resolution r = Resolve(c.name, specs[i], flags);
     if (!r.config) {

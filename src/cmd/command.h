@@ -25,7 +25,6 @@ struct Command {
   std::string summary;      // one line for `kvcached --help`
   std::string description;  // paragraph for `kvcached <name> --help`
   std::vector<OptionSpec> options;
-  bool available = true;  // false: declared but not in this build yet
   std::function<int(const CommandContext&)> run;
 };
 
@@ -39,20 +38,5 @@ std::vector<OptionSpec> CommonOptions();
 
 // Parses argv and runs the chosen subcommand; returns the exit code.
 int RunCli(int argc, char** argv);
-
-}  // namespace kvcached
-
-namespace kvcached {
-
-// A subcommand declared so `kvcached --help` shows the whole product but
-// not built yet: running it says so and exits 69 (EX_UNAVAILABLE).
-inline Command UnavailableCommand(std::string name, std::string summary, std::string description) {
-  Command c;
-  c.name = std::move(name);
-  c.summary = std::move(summary);
-  c.description = std::move(description);
-  c.available = false;
-  return c;
-}
 
 }  // namespace kvcached
