@@ -87,6 +87,10 @@ wait_for_log() {  # file, sed expression with one group, pid
 run_main_job() {
   local bin=$ROOT/build/kvcached rpc admin meta store_admin key
   "$bin" --version
+
+  say "The main job: kvcached bench on its defaults (a master and a store in one process on loopback, put then get of 1 MiB objects, next to this machine's memcpy and loopback TCP bandwidth)"
+  "$bin" bench
+
   DEMO_TMP=$(mktemp -d)
   local tmp=$DEMO_TMP
   trap 'kill ${MASTER_PID:-} ${STORE_PID:-} 2>/dev/null || true; rm -rf "$DEMO_TMP"' EXIT
@@ -115,8 +119,13 @@ run_main_job() {
   curl -sS -w '\nHTTP %{http_code}\n' "$meta?key=$key"
   curl -sS -o /dev/null -w "GET ?key=nope -> HTTP %{http_code}\n" "$meta?key=nope"
 
+  say "A short SGLang-like load against that cluster, every byte read checked"
+  "$bin" bench --master "$rpc" --workload sglang --object-size 1MiB --pages 32 --keys 128 --duration 2s \
+    --verify --quiet
+
   say "Some of the store's and the master's metrics"
-  curl -sS "$store_admin/metrics" | grep -E '^kvcached_store_(segment_capacity_bytes|master_reachable)'
+  curl -sS "$store_admin/metrics" |
+    grep -E '^kvcached_store_(segment_capacity_bytes|master_reachable|bytes_(received|served)_total)'
   curl -sS "$admin/metrics" | grep -E '^kvcached_master_(segment_capacity_bytes|active_clients)'
 
   say "Stopping with SIGTERM: the store unmounts, then the master stops"

@@ -420,7 +420,7 @@ class Report {
       }
       if (plan_.base.verify && r.kind != WorkloadKind::kPut) {
         lines.push_back(name + ": verified " + Thousands(static_cast<double>(r.verified_objects)) +
-                        " objects, " + std::to_string(r.wrong_objects) + " wrong");
+                        " objects (warm-up included), " + std::to_string(r.wrong_objects) + " wrong");
       }
       for (const std::string& e : r.wrong_examples) lines.push_back(name + ": WRONG: " + e);
       if (rate > plan_.max_error_rate) {
