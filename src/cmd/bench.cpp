@@ -87,7 +87,7 @@ std::vector<OptionSpec> BenchOptions() {
                  "The same load, unmeasured, before each workload (0: none)", 0, 3'600'000),
       MakeOption("keys", OptionKind::kUInt, "0",
                  "Objects written before the clock for get, mixed and exist; the key space of "
-                 "sglang (0: half the embedded segment, or 1 GiB worth on a pool)",
+                 "sglang (0: half the embedded segment, or 256 MiB worth on a pool)",
                  0, 100'000'000),
       MakeOption("read-ratio", OptionKind::kRatio, "0.9", "mixed: share of calls that are gets"),
       MakeOption("verify", OptionKind::kBool, "false",
@@ -281,7 +281,7 @@ Result<Plan> MakePlan(const Config& cfg) {
   if (Given(cfg, "keys")) {
     w.keys = cfg.Number("keys");
   } else {
-    uint64_t room = p.embedded ? p.segment_bytes / 2 : kGiB;
+    uint64_t room = p.embedded ? p.segment_bytes / 2 : 256 * kMiB;
     w.keys = std::clamp<uint64_t>(room / std::max<uint64_t>(mean, 1), 1, 4096);
     if (sglang) w.keys = std::max<uint64_t>(w.keys, w.pages * w.objects_per_page);
     w.keys = std::max<uint64_t>(w.keys, w.batch);
@@ -420,13 +420,22 @@ class Report {
       }
       if (plan_.base.verify && r.kind != WorkloadKind::kPut) {
         lines.push_back(name + ": verified " + Thousands(static_cast<double>(r.verified_objects)) +
-                        " objects (warm-up included), " + std::to_string(r.wrong_objects) + " wrong");
+                        " objects (warm-up included), " + std::to_string(r.wrong_objects) +
+                        " wrong");
       }
       for (const std::string& e : r.wrong_examples) lines.push_back(name + ": WRONG: " + e);
       if (rate > plan_.max_error_rate) {
         lines.push_back(name + ": " + Fmt("%.4f", rate) +
                         " of the objects failed, over --max-error-rate " +
                         Fmt("%g", plan_.max_error_rate));
+      }
+      if (r.kind == WorkloadKind::kGet && !r.ops.empty() &&
+          r.ops[0].errors.count("OBJECT_NOT_FOUND")) {
+        lines.push_back(name +
+                        ": note: keys written before the clock were evicted: the pool holds "
+                        "fewer than --keys (" +
+                        std::to_string(plan_.base.keys) +
+                        ") objects of this size; give a smaller --keys");
       }
       for (const std::string& n : r.notes) lines.push_back(name + ": note: " + n);
     }
