@@ -1,0 +1,260 @@
+/* kvcached.h: the stable C ABI of the kvcached client (libkvcached.so.0),
+ * for languages that cannot use the C++ API (include/kvcached/client.h):
+ * Python's ctypes, Rust, Go. Plain C types only; no C++ type or exception
+ * ever crosses it. Results are Mooncake Store's int error codes.
+ *
+ * Thread-safety: any number of threads may call one kvcached_client_t at
+ * once, including kvcached_close(). kvcached_destroy() must be the last call
+ * on a handle, made when no other call on it is running.
+ * Ownership: the library owns the client behind the opaque handle; the
+ * caller owns every buffer, key and array it passes, and the library keeps
+ * no pointer to them after a call returns (registered buffers excepted: a
+ * registered range must stay mapped until it is unregistered).
+ * docs/python.md describes the ABI; docs/client.md the semantics behind it. */
+#ifndef KVCACHED_KVCACHED_H_
+#define KVCACHED_KVCACHED_H_
+
+#include <stddef.h>
+#include <stdint.h>
+
+#if defined(KVCACHED_BUILDING_CAPI)
+#define KVCACHED_API __attribute__((visibility("default")))
+#else
+#define KVCACHED_API
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ABI version: the soname's major number. Bumped only by an incompatible change. */
+#define KVCACHED_ABI_VERSION 0
+
+/* Error codes: Mooncake Store's values (the one table is kvcached/error_code.h). */
+#define KVCACHED_OK 0
+#define KVCACHED_INTERNAL_ERROR (-1)
+#define KVCACHED_BUFFER_OVERFLOW (-10)
+#define KVCACHED_SEGMENT_NOT_FOUND (-101)
+#define KVCACHED_SEGMENT_ALREADY_EXISTS (-102)
+#define KVCACHED_CLIENT_NOT_FOUND (-103)
+#define KVCACHED_NO_AVAILABLE_HANDLE (-200)
+#define KVCACHED_INVALID_VERSION (-300)
+#define KVCACHED_INVALID_KEY (-400)
+#define KVCACHED_WRITE_FAIL (-500)
+#define KVCACHED_INVALID_PARAMS (-600)
+#define KVCACHED_ILLEGAL_CLIENT (-601)
+#define KVCACHED_INVALID_WRITE (-700)
+#define KVCACHED_INVALID_READ (-701)
+#define KVCACHED_INVALID_REPLICA (-702)
+#define KVCACHED_REPLICA_IS_NOT_READY (-703)
+#define KVCACHED_OBJECT_NOT_FOUND (-704)
+#define KVCACHED_OBJECT_ALREADY_EXISTS (-705)
+#define KVCACHED_OBJECT_HAS_LEASE (-706)
+#define KVCACHED_LEASE_EXPIRED (-707)
+#define KVCACHED_TRANSFER_FAIL (-800)
+#define KVCACHED_CHECKSUM_MISMATCH (-801)
+#define KVCACHED_RPC_FAIL (-900)
+#define KVCACHED_RPC_TIMEOUT (-901)
+#define KVCACHED_UNAVAILABLE_IN_CURRENT_STATUS (-1010)
+#define KVCACHED_UNAVAILABLE_IN_CURRENT_MODE (-1011)
+#define KVCACHED_NOT_SUPPORTED (-1012)
+
+typedef struct kvcached_client kvcached_client_t;
+
+/* The settings of a client. Always fill with kvcached_config_init() first,
+ * then change fields: struct_size lets later versions append fields. NULL
+ * strings and zero numbers (where noted) keep the defaults of docs/client.md.
+ * The library copies everything during kvcached_open(). */
+typedef struct kvcached_config {
+  size_t struct_size; /* sizeof(kvcached_config_t), set by kvcached_config_init */
+  /* Mooncake's setup() arguments. */
+  const char* local_hostname;     /* host id; NULL: the hostname */
+  const char* metadata_server;    /* NULL: P2PHANDSHAKE */
+  uint64_t global_segment_size;   /* bytes contributed to the pool; 0: none */
+  uint64_t local_buffer_size;     /* accepted and unused */
+  const char* protocol;           /* NULL: "tcp" */
+  const char* rdma_devices;       /* comma list; unused over TCP */
+  const char* master_server_addr; /* host:port; NULL: 127.0.0.1:50051 */
+  /* kvcached's own settings. */
+  const char* token;             /* cluster token; NULL: none */
+  const char* transport;         /* "auto", "shm" or "tcp"; NULL: auto */
+  int32_t checksums;             /* 1 on, 0 off; init sets 1 */
+  uint32_t rpc_timeout_ms;       /* 0: default (5000) */
+  uint32_t io_timeout_ms;        /* 0: default (5000) */
+  uint32_t connect_timeout_ms;   /* 0: default (3000) */
+  uint32_t tcp_streams;          /* 0: default (4) */
+  uint64_t tcp_split_bytes;      /* 0: default (1 MiB) */
+  const char* segment_bind_host; /* contributed segment's data port; NULL: 127.0.0.1 */
+  const char* segment_name;      /* NULL: <host id>:<pid>:<n> */
+  int32_t hugepages;             /* contributed segment on 2 MiB huge pages */
+  uint32_t ping_interval_ms;     /* 0: default (1000) */
+} kvcached_config_t;
+
+/* Where a put goes. NULL wherever a `const kvcached_replicate_config_t*`
+ * is taken means the defaults (one replica, the master chooses). */
+typedef struct kvcached_replicate_config {
+  uint32_t replica_num;          /* 1 to 16 */
+  const char* preferred_segment; /* a segment name to try first; NULL or "": none */
+} kvcached_replicate_config_t;
+
+/* What one client has done since it was opened (docs/client.md#statistics). */
+typedef struct kvcached_stats {
+  uint64_t puts, gets;
+  uint64_t bytes_written, bytes_read;
+  uint64_t shm_transfers, tcp_transfers;
+  uint64_t checksum_mismatches, lease_expirations;
+  uint64_t tcp_connections_opened;
+} kvcached_stats_t;
+
+/* ---- library ------------------------------------------------------------ */
+
+/* "0.1.0": the library's version (the soname is libkvcached.so.0). */
+KVCACHED_API const char* kvcached_version(void);
+
+/* The text of the last failed call on the calling thread
+ * ("OBJECT_NOT_FOUND: get of 'k': object not found"), or "" when the last
+ * call on this thread succeeded. Valid until the thread's next call. */
+KVCACHED_API const char* kvcached_last_error(void);
+
+/* "OBJECT_NOT_FOUND" for -704; "INTERNAL_ERROR" for unknown values. Static text. */
+KVCACHED_API const char* kvcached_error_name(int32_t code);
+
+/* Sets the library's log threshold: trace, debug, info, warn, error,
+ * critical, off. INVALID_PARAMS for another name. Logs go to stdout. */
+KVCACHED_API int32_t kvcached_set_log_level(const char* level);
+
+/* ---- opening and closing ------------------------------------------------- */
+
+/* Fills `config` with the defaults (struct_size included). */
+KVCACHED_API void kvcached_config_init(kvcached_config_t* config);
+
+/* Connects to the master (and mounts a segment when global_segment_size > 0).
+ * On success stores a new handle in *out and returns OK; otherwise *out is
+ * NULL and the code is Client::Open's: INVALID_PARAMS (a bad setting),
+ * RPC_FAIL, RPC_TIMEOUT, ILLEGAL_CLIENT, UNAVAILABLE_IN_CURRENT_MODE (rdma),
+ * NO_AVAILABLE_HANDLE, ... */
+KVCACHED_API int32_t kvcached_open(const kvcached_config_t* config, kvcached_client_t** out);
+
+/* As kvcached_open, from `count` name/value pairs of strings. The settings
+ * start from the defaults, or when `from_environment` is non-zero from the
+ * environment as Mooncake reads it (MOONCAKE_CONFIG_PATH's JSON, else
+ * MOONCAKE_MASTER and the other MOONCAKE_* variables, plus
+ * KVCACHED_TOKEN_FILE and KVCACHED_TRANSPORT); the pairs are then applied in
+ * order. Names: the kvcached_config_t field names (sizes like "4gb",
+ * durations as whole milliseconds in the *_ms names, booleans as
+ * 1/0/true/false), the aliases master_server_address and device_name, and
+ * config_path (a JSON file in MOONCAKE_CONFIG_PATH's format, applied where
+ * it appears) and token_file. An unknown name or a bad value fails with
+ * INVALID_PARAMS naming it. A NULL value keeps that setting unchanged. */
+KVCACHED_API int32_t kvcached_open_settings(const char* const* names, const char* const* values,
+                                            size_t count, int from_environment,
+                                            kvcached_client_t** out);
+
+/* kvcached_open_settings(NULL, NULL, 0, 1, out): settings from the environment. */
+KVCACHED_API int32_t kvcached_open_env(kvcached_client_t** out);
+
+/* Unmounts the client's segment, if any, and closes its connections. Later
+ * calls on the handle fail with UNAVAILABLE_IN_CURRENT_STATUS. Idempotent;
+ * INVALID_PARAMS for NULL. The handle stays valid until kvcached_destroy. */
+KVCACHED_API int32_t kvcached_close(kvcached_client_t* client);
+
+/* Closes (if needed) and frees the handle. NULL is ignored. */
+KVCACHED_API void kvcached_destroy(kvcached_client_t* client);
+
+/* 0 healthy; 1 closed (or NULL); 2 the master cannot be reached. Asks the
+ * master (one round trip, no lease). */
+KVCACHED_API int32_t kvcached_health_check(kvcached_client_t* client);
+
+/* Host id in use, and the contributed segment's name ("" when none). Valid
+ * while the handle lives; "" for NULL. */
+KVCACHED_API const char* kvcached_host_id(kvcached_client_t* client);
+KVCACHED_API const char* kvcached_segment_name(kvcached_client_t* client);
+
+/* Fills *out. INVALID_PARAMS for NULL arguments. */
+KVCACHED_API int32_t kvcached_stats(kvcached_client_t* client, kvcached_stats_t* out);
+
+/* ---- single objects -------------------------------------------------------
+ * Keys are `key_len` bytes at `key` (binary-safe, 1 to 4096 bytes). A NULL
+ * client, key or buffer, or a zero size, fails with INVALID_PARAMS before
+ * anything is sent; an empty or oversized key with INVALID_KEY. */
+
+/* Stores `size` bytes from `data`. OK also when the key exists (the object
+ * is left unchanged). NO_AVAILABLE_HANDLE when the pool is full. */
+KVCACHED_API int32_t kvcached_put(kvcached_client_t* client, const char* key, size_t key_len,
+                                  const void* data, uint64_t size,
+                                  const kvcached_replicate_config_t* config);
+
+/* Copies the object into `buffer` and returns its size (>= 0), or a
+ * negative code (OBJECT_NOT_FOUND, ...). When the object is larger than
+ * `capacity`, nothing is written and BUFFER_OVERFLOW comes back with the
+ * object's size in *size_needed (when not NULL). A NULL buffer with capacity
+ * 0 is a size query: BUFFER_OVERFLOW with *size_needed, or OBJECT_NOT_FOUND. */
+KVCACHED_API int64_t kvcached_get(kvcached_client_t* client, const char* key, size_t key_len,
+                                  void* buffer, uint64_t capacity, uint64_t* size_needed);
+
+/* Zero-copy forms, for memory passed to kvcached_register_buffer (RDMA will
+ * need the registration; over TCP and shared memory any memory works, and
+ * these behave as kvcached_put / kvcached_get). get_into returns the size,
+ * or INVALID_PARAMS (nothing written) when `size` is smaller than the
+ * object, or another negative code. */
+KVCACHED_API int32_t kvcached_put_from(kvcached_client_t* client, const char* key, size_t key_len,
+                                       const void* buffer, uint64_t size,
+                                       const kvcached_replicate_config_t* config);
+KVCACHED_API int64_t kvcached_get_into(kvcached_client_t* client, const char* key, size_t key_len,
+                                       void* buffer, uint64_t size);
+
+/* 1 the object exists, 0 it does not, or a negative code. Grants a read lease. */
+KVCACHED_API int32_t kvcached_exist(kvcached_client_t* client, const char* key, size_t key_len);
+
+/* The object's size, or a negative code (OBJECT_NOT_FOUND). */
+KVCACHED_API int64_t kvcached_get_size(kvcached_client_t* client, const char* key, size_t key_len);
+
+/* OK, OBJECT_NOT_FOUND, OBJECT_HAS_LEASE (unless force), REPLICA_IS_NOT_READY. */
+KVCACHED_API int32_t kvcached_remove(kvcached_client_t* client, const char* key, size_t key_len,
+                                     int force);
+
+/* How many objects were removed (>= 0), or a negative code. Without force,
+ * objects under a read lease are skipped. */
+KVCACHED_API int64_t kvcached_remove_all(kvcached_client_t* client, int force);
+
+/* ---- batches ----------------------------------------------------------------
+ * `count` keys: keys[i] of key_lens[i] bytes (key_lens NULL: NUL-terminated
+ * keys). One result per key is written to results[0..count), in order; the
+ * call returns OK once every result is written, even when some keys failed.
+ * A NULL client, keys, buffers, sizes or results array fails the whole call
+ * with INVALID_PARAMS (every result, when `results` is not NULL, is set to
+ * it). A NULL key, NULL buffer or zero size fails only that key, with
+ * INVALID_PARAMS. count 0 is OK. One master round trip per step for the
+ * whole batch; the transfers of all keys run at once. */
+
+/* results[i]: 0 or a negative code, as kvcached_put. */
+KVCACHED_API int32_t kvcached_batch_put_from(kvcached_client_t* client, size_t count,
+                                             const char* const* keys, const size_t* key_lens,
+                                             const void* const* buffers, const uint64_t* sizes,
+                                             const kvcached_replicate_config_t* config,
+                                             int32_t* results);
+
+/* results[i]: the object's size, or a negative code, as kvcached_get_into. */
+KVCACHED_API int32_t kvcached_batch_get_into(kvcached_client_t* client, size_t count,
+                                             const char* const* keys, const size_t* key_lens,
+                                             void* const* buffers, const uint64_t* sizes,
+                                             int64_t* results);
+
+/* results[i]: 1, 0 or a negative code, as kvcached_exist. */
+KVCACHED_API int32_t kvcached_batch_exist(kvcached_client_t* client, size_t count,
+                                          const char* const* keys, const size_t* key_lens,
+                                          int32_t* results);
+
+/* ---- registered memory ------------------------------------------------------ */
+
+/* INVALID_PARAMS for a NULL or empty range, or one overlapping a registered
+ * range; unregister: for an address at which no registered range starts. */
+KVCACHED_API int32_t kvcached_register_buffer(kvcached_client_t* client, void* buffer,
+                                              uint64_t size);
+KVCACHED_API int32_t kvcached_unregister_buffer(kvcached_client_t* client, void* buffer);
+
+#ifdef __cplusplus
+} /* extern "C" */
+#endif
+
+#endif /* KVCACHED_KVCACHED_H_ */

@@ -1,0 +1,41 @@
+"""kvcached: the Python client of a kvcached pool, a drop-in for Mooncake
+Store's Python API, over the C library libkvcached.so (ctypes; no compiled
+extension). docs/python.md describes it.
+
+    from kvcached import MooncakeDistributedStore, ReplicateConfig
+    store = MooncakeDistributedStore()
+    store.setup("node1", "P2PHANDSHAKE", 0, 16 << 20, "tcp", "", "10.0.0.1:50051")
+
+Submodules: kvcached.errors (Mooncake's error codes), kvcached.sglang (a
+HiCache storage backend for SGLang's dynamic backend loading),
+kvcached.shim (`python -m kvcached.shim install` makes
+`from mooncake.store import MooncakeDistributedStore` load this package).
+
+The C library is loaded on first use of a name that needs it, so
+`kvcached.errors` and `python -m kvcached.shim` work before it is built or
+installed; that first use raises ImportError naming every place tried.
+"""
+
+from . import errors
+from .errors import *  # noqa: F401,F403  the codes as module constants, as Mooncake users expect
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "MooncakeDistributedStore": ("store", "MooncakeDistributedStore"),
+    "ReplicateConfig": ("store", "ReplicateConfig"),
+    "library_path": ("_lib", "path"),
+    "library_version": ("_lib", "version"),
+}
+
+__all__ = ["errors", "__version__"] + list(_LAZY) + list(errors.NAMES.values())
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+        module, attr = _LAZY[name]
+        value = getattr(importlib.import_module(f".{module}", __name__), attr)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'kvcached' has no attribute {name!r}")

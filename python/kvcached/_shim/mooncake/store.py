@@ -1,0 +1,17 @@
+"""`mooncake.store` served by kvcached: MooncakeDistributedStore and
+ReplicateConfig are kvcached's (docs/python.md, "The Mooncake import shim")."""
+
+try:
+    import kvcached
+except ImportError:
+    # Used from a source checkout: this file is <repo>/python/kvcached/_shim/mooncake/store.py.
+    import os
+    import sys
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
+        os.path.abspath(__file__))))))
+    import kvcached
+
+from kvcached import MooncakeDistributedStore, ReplicateConfig  # noqa: F401
+from kvcached.errors import *  # noqa: F401,F403
+
+KVCACHED_SHIM = True

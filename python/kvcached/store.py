@@ -1,0 +1,508 @@
+"""MooncakeDistributedStore and ReplicateConfig: Mooncake Store's Python API
+(module mooncake.store) over kvcached's C ABI, with the same method names,
+argument order, defaults and return conventions, so SGLang, vLLM and LMCache
+run unchanged. Results are ints (0 / byte counts / Mooncake's negative error
+codes, kvcached.errors); nothing raises on the data path except TypeError
+for arguments of the wrong Python type, as Mooncake's bindings do.
+
+Thread-safety: any number of threads may call one store at once; the
+library runs each call without the GIL. setup() and close() are serialised
+by a lock. Ownership: memory passed by address (put_from, get_into,
+register_buffer, ...) stays the caller's and must outlive the call (or, when
+registered, the registration).
+"""
+
+import ctypes
+import logging
+import os
+import threading
+from array import array
+from collections.abc import Mapping, Sequence
+from ctypes import byref, c_char, c_char_p, c_uint64, c_void_p
+
+from . import _lib
+from . import errors
+
+log = logging.getLogger("kvcached")
+
+_L = _lib.lib
+_MiB = 1 << 20
+
+# setup(dict) keys Mooncake's loaders know but kvcached has no use for.
+_IGNORED_MOONCAKE_KEYS = frozenset({
+    "master_metrics_port", "check_server", "standalone_storage", "client_server_address",
+    "enable_ssd_offload", "ssd_offload_path", "tenant_id", "enable_client_http_server",
+    "client_http_port", "extra_backend_tag", "enable_group_semantics"})
+
+# setup(dict) keys passed to the library (kvcached_open_settings names).
+_SETTINGS = frozenset({
+    "local_hostname", "metadata_server", "global_segment_size", "local_buffer_size",
+    "protocol", "rdma_devices", "device_name", "master_server_addr", "master_server_address",
+    "token", "token_file", "transport", "checksums", "rpc_timeout_ms", "io_timeout_ms",
+    "connect_timeout_ms", "tcp_streams", "tcp_split_bytes", "segment_bind_host",
+    "segment_name", "hugepages", "ping_interval_ms", "config_path"})
+
+
+class ReplicateConfig:
+    """Where a put goes: `replica_num` copies (1 to 16), on
+    `preferred_segment` (or the first of `preferred_segments`) when it has
+    room, else where the master chooses. `with_soft_pin` is accepted and
+    ignored (kvcached has no soft pinning)."""
+
+    def __init__(self, replica_num=1, preferred_segment="", preferred_segments=None,
+                 with_soft_pin=False):
+        self.replica_num = replica_num
+        self.preferred_segment = preferred_segment
+        self.preferred_segments = list(preferred_segments or [])
+        self.with_soft_pin = with_soft_pin
+
+    def __repr__(self):
+        return (f"ReplicateConfig(replica_num={self.replica_num}, "
+                f"preferred_segment={self.preferred_segment!r}, "
+                f"preferred_segments={self.preferred_segments!r})")
+
+    def _as_c(self):
+        segment = self.preferred_segment or (
+            self.preferred_segments[0] if self.preferred_segments else "")
+        c = _lib.KvcachedReplicateConfig(int(self.replica_num), None)
+        if segment:
+            c.preferred_segment = segment.encode()
+        return c
+
+
+def _replicate_arg(config):
+    """A pointer for the C call, or None for the defaults."""
+    if config is None:
+        return None
+    if not isinstance(config, ReplicateConfig):
+        raise TypeError(f"config must be a ReplicateConfig, not {type(config).__name__}")
+    if config.replica_num == 1 and not config.preferred_segment and not config.preferred_segments:
+        return None
+    return byref(config._as_c())
+
+
+def _key(key):
+    if type(key) is str:
+        return key.encode()
+    if isinstance(key, (bytes, bytearray)):
+        return bytes(key)
+    raise TypeError(f"key must be str, not {type(key).__name__}")
+
+
+def _keys(keys):
+    """(bytes keys kept alive, char* array, length array) for a batch."""
+    bkeys = [k.encode() if type(k) is str else _key(k) for k in keys]
+    return bkeys, (c_char_p * len(bkeys))(*bkeys), array("Q", map(len, bkeys))
+
+
+def _readable(value):
+    """(address-or-bytes for a c_void_p argument, size, object to keep alive)."""
+    if type(value) is bytes:
+        return value, len(value), value  # ctypes passes a pointer to the bytes' own buffer
+    try:
+        view = memoryview(value)
+    except TypeError:
+        raise TypeError(f"value must be a bytes-like object, not {type(value).__name__}") from None
+    if view.readonly or not view.c_contiguous:
+        data = view.tobytes()
+        return data, len(data), data
+    view = view.cast("B")
+    buf = (c_char * view.nbytes).from_buffer(view)
+    return buf, view.nbytes, (view, buf)
+
+
+def _writable_addr(buf):
+    return ctypes.addressof((c_char * len(buf)).from_buffer(buf))
+
+
+class MooncakeDistributedStore:
+    """A client of a kvcached pool with Mooncake's MooncakeDistributedStore API.
+
+    Call setup() (or setup_from_env()) once before anything else. Calls made
+    before setup, or after close(), return UNAVAILABLE_IN_CURRENT_STATUS
+    (health_check: 1); copying gets return b"" and batch calls a list of that
+    code."""
+
+    def __init__(self):
+        self._handle = None  # the library's kvcached_client_t*, as an int
+        self._lock = threading.Lock()
+
+    # ---- lifecycle -------------------------------------------------------------
+
+    def setup(self, local_hostname, metadata_server=None, global_segment_size=16 * _MiB,
+              local_buffer_size=16 * _MiB, protocol="tcp", rdma_devices="",
+              master_server_addr="127.0.0.1:50051", engine=None, *,
+              enable_client_http_server=None, client_http_port=None, enable_ssd_offload=None,
+              ssd_offload_path=None):
+        """Connects to the master, and when global_segment_size > 0
+        contributes a segment of that size to the pool (served by this
+        process until close()). Returns 0, or Mooncake's error code:
+        RPC_FAIL (no master), INVALID_PARAMS (a bad setting; the reason is
+        logged), ILLEGAL_CLIENT (token), UNAVAILABLE_IN_CURRENT_MODE (rdma).
+
+        setup(config: dict) takes the same settings by name (Mooncake's and
+        MOONCAKE_CONFIG_PATH's spellings both work, plus kvcached's: token,
+        token_file, transport, checksums, *_timeout_ms, tcp_streams, ...).
+        `engine` (a Mooncake TransferEngine to reuse) and the keyword-only
+        options are accepted and ignored. KVCACHED_TOKEN_FILE,
+        KVCACHED_TRANSPORT and KVCACHED_SEGMENT_BIND_HOST (the address a
+        contributed segment's data port binds) from the environment apply in
+        both forms, before the arguments."""
+        if isinstance(local_hostname, Mapping):
+            settings = self._settings_from_dict(local_hostname)
+            if settings is None:
+                return errors.INVALID_PARAMS
+        else:
+            settings = [("local_hostname", local_hostname),
+                        ("metadata_server", metadata_server or "P2PHANDSHAKE"),
+                        ("global_segment_size", global_segment_size),
+                        ("local_buffer_size", local_buffer_size),
+                        ("protocol", protocol),
+                        ("rdma_devices", rdma_devices),
+                        ("master_server_addr", master_server_addr)]
+        if enable_ssd_offload:
+            log.warning("kvcached: enable_ssd_offload is not supported and is ignored")
+        if engine is not None:
+            log.info("kvcached: ignoring the TransferEngine passed to setup(); kvcached has its own")
+        return self._open(_env_settings() + settings, from_environment=False)
+
+    def setup_from_env(self, **overrides):
+        """kvcached's addition: settings from the environment as Mooncake reads
+        them (MOONCAKE_CONFIG_PATH's JSON, else MOONCAKE_MASTER,
+        MOONCAKE_LOCAL_HOSTNAME, MOONCAKE_TE_META_DATA_SERVER,
+        MOONCAKE_GLOBAL_SEGMENT_SIZE, MOONCAKE_LOCAL_BUFFER_SIZE,
+        MOONCAKE_PROTOCOL, MOONCAKE_DEVICE; plus KVCACHED_TOKEN_FILE,
+        KVCACHED_TRANSPORT and KVCACHED_SEGMENT_BIND_HOST), then the JSON file named by
+        SGLANG_HICACHE_MOONCAKE_CONFIG_PATH if set, then `overrides` (setting
+        names as in setup(dict)). Returns 0 or an error code."""
+        # The library reads the token and transport variables itself.
+        settings = [s for s in _env_settings() if s[0] == "segment_bind_host"]
+        sglang_file = os.environ.get("SGLANG_HICACHE_MOONCAKE_CONFIG_PATH")
+        if sglang_file:
+            settings.append(("config_path", sglang_file))
+        extra = self._settings_from_dict(overrides)
+        if extra is None:
+            return errors.INVALID_PARAMS
+        return self._open(settings + extra, from_environment=True)
+
+    @staticmethod
+    def _settings_from_dict(config):
+        settings = []
+        for name, value in config.items():
+            if name in _SETTINGS:
+                if value is not None:
+                    settings.append((name, value))
+            elif name in _IGNORED_MOONCAKE_KEYS:
+                continue
+            else:
+                log.error("kvcached: unknown setup() setting %r", name)
+                return None
+        return settings
+
+    def _open(self, settings, from_environment):
+        names = [n.encode() for n, _ in settings]
+        values = [_setting_text(v) for _, v in settings]
+        handle = c_void_p()
+        with self._lock:
+            if self._handle is not None:
+                _L.kvcached_destroy(self._handle)  # a second setup replaces the first client
+                self._handle = None
+            if os.environ.get("KVCACHED_LOG_LEVEL"):
+                _L.kvcached_set_log_level(os.environ["KVCACHED_LOG_LEVEL"].encode())
+            rc = _L.kvcached_open_settings((c_char_p * len(names))(*names),
+                                           (c_char_p * len(values))(*values), len(names),
+                                           1 if from_environment else 0, byref(handle))
+            if rc != 0:
+                log.error("kvcached: setup failed: %s", _lib.last_error())
+                return rc
+            self._handle = handle.value
+        return 0
+
+    def close(self):
+        """Unmounts this client's segment (its objects leave the pool) and
+        closes every connection. Later calls return
+        UNAVAILABLE_IN_CURRENT_STATUS. Returns 0; idempotent."""
+        with self._lock:
+            if self._handle is not None:
+                _L.kvcached_close(self._handle)
+        return 0
+
+    def __del__(self):
+        handle, self._handle = getattr(self, "_handle", None), None
+        if handle is not None and _L is not None:
+            try:
+                _L.kvcached_destroy(handle)
+            except Exception:  # interpreter shutdown
+                pass
+
+    def health_check(self):
+        """0 healthy, 1 not set up or closed, 2 the master cannot be reached."""
+        h = self._handle
+        if h is None:
+            return 1
+        return _L.kvcached_health_check(h)
+
+    def get_hostname(self):
+        """The host id this client uses ("" before setup)."""
+        h = self._handle
+        return "" if h is None else _L.kvcached_host_id(h).decode()
+
+    # ---- copying API --------------------------------------------------------------
+
+    def put(self, key, value, config=None):
+        """0, or a negative code. A put of an existing key returns 0 and leaves
+        the object unchanged. An empty value is INVALID_PARAMS."""
+        h = self._handle
+        if h is None:
+            return errors.UNAVAILABLE_IN_CURRENT_STATUS
+        k = _key(key)
+        data, size, keep = _readable(value)
+        return _L.kvcached_put(h, k, len(k), data, size, _replicate_arg(config))
+
+    def get(self, key):
+        """The object's bytes, or b"" when it is missing or cannot be read."""
+        h = self._handle
+        if h is None:
+            return b""
+        k = _key(key)
+        for _ in range(3):  # the object may be replaced between size and read
+            size = _L.kvcached_get_size(h, k, len(k))
+            if size <= 0:
+                return b""
+            buf = bytearray(size)
+            n = _L.kvcached_get_into(h, k, len(k), _writable_addr(buf), size)
+            if n >= 0:
+                return bytes(buf) if n == size else bytes(buf[:n])
+            if n != errors.INVALID_PARAMS:
+                return b""
+        return b""
+
+    def put_batch(self, keys, values, config=None):
+        """0 when every object was stored (or existed), else the first
+        failure's code."""
+        if len(keys) != len(values):
+            return errors.INVALID_PARAMS
+        if not keys:
+            return 0
+        if self._handle is None:
+            return errors.UNAVAILABLE_IN_CURRENT_STATUS
+        parts = [_readable(v) for v in values]
+        ptrs = [ctypes.cast(p[0], c_void_p).value if type(p[0]) is bytes
+                else ctypes.addressof(p[0]) for p in parts]
+        results = self._batch_put(keys, ptrs, [p[1] for p in parts], config)
+        return next((r for r in results if r != 0), 0)
+
+    def get_batch(self, keys):
+        """One bytes object per key, in order; b"" for a key that is missing or
+        cannot be read."""
+        h = self._handle
+        if h is None:
+            return [b""] * len(keys)
+        out = [b""] * len(keys)
+        bufs, want, where = [], [], []
+        for i, key in enumerate(keys):
+            k = _key(key)
+            size = _L.kvcached_get_size(h, k, len(k))
+            if size > 0:
+                bufs.append(bytearray(size))
+                want.append(key)
+                where.append(i)
+        if want:
+            results = self.batch_get_into(want, [_writable_addr(b) for b in bufs],
+                                          [len(b) for b in bufs])
+            for i, buf, n in zip(where, bufs, results):
+                if n > 0:
+                    out[i] = bytes(buf) if n == len(buf) else bytes(buf[:n])
+        return out
+
+    # ---- zero-copy API ----------------------------------------------------------------
+
+    def register_buffer(self, buffer_ptr, size):
+        """0, or INVALID_PARAMS for a null or empty range or one overlapping
+        a registered range. Over TCP and shared memory registration is not
+        required; code written for Mooncake registers its host pool anyway."""
+        h = self._handle
+        if h is None:
+            return errors.UNAVAILABLE_IN_CURRENT_STATUS
+        return _L.kvcached_register_buffer(h, buffer_ptr, size)
+
+    def unregister_buffer(self, buffer_ptr):
+        h = self._handle
+        if h is None:
+            return errors.UNAVAILABLE_IN_CURRENT_STATUS
+        return _L.kvcached_unregister_buffer(h, buffer_ptr)
+
+    def put_from(self, key, buffer_ptr, size, config=None):
+        """Stores `size` bytes at address `buffer_ptr`. 0 or a negative code."""
+        h = self._handle
+        if h is None:
+            return errors.UNAVAILABLE_IN_CURRENT_STATUS
+        k = _key(key)
+        return _L.kvcached_put_from(h, k, len(k), buffer_ptr, size, _replicate_arg(config))
+
+    def get_into(self, key, buffer_ptr, size):
+        """Reads the object to address `buffer_ptr`: its size in bytes, or a
+        negative code (INVALID_PARAMS, with nothing written, when `size` is
+        smaller than the object)."""
+        h = self._handle
+        if h is None:
+            return errors.UNAVAILABLE_IN_CURRENT_STATUS
+        k = _key(key)
+        return _L.kvcached_get_into(h, k, len(k), buffer_ptr, size)
+
+    def batch_put_from(self, keys, buffer_ptrs, sizes, config=None):
+        """One result per key: 0 or a negative code."""
+        if not (len(keys) == len(buffer_ptrs) == len(sizes)):
+            return [errors.INVALID_PARAMS] * len(keys)
+        return self._batch_put(keys, buffer_ptrs, sizes, config)
+
+    def _batch_put(self, keys, buffer_ptrs, sizes, config):
+        n = len(keys)
+        h = self._handle
+        if h is None:
+            return [errors.UNAVAILABLE_IN_CURRENT_STATUS] * n
+        if n == 0:
+            return []
+        bkeys, karr, lens = _keys(keys)
+        ptrs = array("Q", buffer_ptrs)
+        szs = array("Q", sizes)
+        results = array("i", bytes(4 * n))
+        _L.kvcached_batch_put_from(h, n, karr, lens.buffer_info()[0], ptrs.buffer_info()[0],
+                                   szs.buffer_info()[0], _replicate_arg(config),
+                                   results.buffer_info()[0])
+        return results.tolist()
+
+    def batch_get_into(self, keys, buffer_ptrs, sizes):
+        """One result per key: the object's size, or a negative code."""
+        n = len(keys)
+        if not (n == len(buffer_ptrs) == len(sizes)):
+            return [errors.INVALID_PARAMS] * n
+        h = self._handle
+        if h is None:
+            return [errors.UNAVAILABLE_IN_CURRENT_STATUS] * n
+        if n == 0:
+            return []
+        bkeys, karr, lens = _keys(keys)
+        ptrs = array("Q", buffer_ptrs)
+        szs = array("Q", sizes)
+        results = array("q", bytes(8 * n))
+        _L.kvcached_batch_get_into(h, n, karr, lens.buffer_info()[0], ptrs.buffer_info()[0],
+                                   szs.buffer_info()[0], results.buffer_info()[0])
+        return results.tolist()
+
+    def batch_put_from_multi_buffers(self, keys, all_buffer_ptrs, all_sizes, config=None):
+        """Mooncake's gather form: object i is the concatenation of the
+        buffers all_buffer_ptrs[i] (sizes all_sizes[i]). kvcached gathers
+        them into one staging buffer per object (one extra copy)."""
+        if not (len(keys) == len(all_buffer_ptrs) == len(all_sizes)):
+            return [errors.INVALID_PARAMS] * len(keys)
+        staging = []
+        for ptrs, sizes in zip(all_buffer_ptrs, all_sizes):
+            buf = bytearray(sum(sizes))
+            base, at = _writable_addr(buf) if buf else 0, 0
+            for p, s in zip(ptrs, sizes):
+                ctypes.memmove(base + at, p, s)
+                at += s
+            staging.append(buf)
+        return self._batch_put(keys, [_writable_addr(b) if b else 0 for b in staging],
+                               [len(b) for b in staging], config)
+
+    def batch_get_into_multi_buffers(self, keys, all_buffer_ptrs, all_sizes):
+        """The scatter form of batch_get_into: the object is split over the
+        buffers all_buffer_ptrs[i] in order. Results as batch_get_into."""
+        if not (len(keys) == len(all_buffer_ptrs) == len(all_sizes)):
+            return [errors.INVALID_PARAMS] * len(keys)
+        staging = [bytearray(sum(sizes)) for sizes in all_sizes]
+        results = self.batch_get_into(keys, [_writable_addr(b) if b else 0 for b in staging],
+                                      [len(b) for b in staging])
+        for buf, ptrs, sizes, n in zip(staging, all_buffer_ptrs, all_sizes, results):
+            if n < 0:
+                continue
+            base, at = _writable_addr(buf), 0
+            for p, s in zip(ptrs, sizes):
+                ctypes.memmove(p, base + at, min(s, max(0, n - at)))
+                at += s
+        return results
+
+    # ---- queries and removal -------------------------------------------------------------
+
+    def is_exist(self, key):
+        """1 the object exists, 0 it does not, or a negative code."""
+        h = self._handle
+        if h is None:
+            return errors.UNAVAILABLE_IN_CURRENT_STATUS
+        k = _key(key)
+        return _L.kvcached_exist(h, k, len(k))
+
+    def batch_is_exist(self, keys):
+        """One result per key: 1, 0 or a negative code."""
+        n = len(keys)
+        h = self._handle
+        if h is None:
+            return [errors.UNAVAILABLE_IN_CURRENT_STATUS] * n
+        if n == 0:
+            return []
+        bkeys, karr, lens = _keys(keys)
+        results = array("i", bytes(4 * n))
+        _L.kvcached_batch_exist(h, n, karr, lens.buffer_info()[0], results.buffer_info()[0])
+        return results.tolist()
+
+    def get_size(self, key):
+        """The object's size, or a negative code (OBJECT_NOT_FOUND)."""
+        h = self._handle
+        if h is None:
+            return errors.UNAVAILABLE_IN_CURRENT_STATUS
+        k = _key(key)
+        return _L.kvcached_get_size(h, k, len(k))
+
+    def remove(self, key, force=False):
+        """0, OBJECT_NOT_FOUND, or OBJECT_HAS_LEASE while a reader holds a
+        lease (unless force)."""
+        h = self._handle
+        if h is None:
+            return errors.UNAVAILABLE_IN_CURRENT_STATUS
+        k = _key(key)
+        return _L.kvcached_remove(h, k, len(k), 1 if force else 0)
+
+    def remove_all(self, force=False):
+        """How many objects were removed, or a negative code. Objects under a
+        read lease are skipped unless force."""
+        h = self._handle
+        if h is None:
+            return errors.UNAVAILABLE_IN_CURRENT_STATUS
+        return _L.kvcached_remove_all(h, 1 if force else 0)
+
+    # ---- kvcached's additions ----------------------------------------------------------------
+
+    def stats(self):
+        """What this client has done since setup, as a dict (docs/client.md#statistics)."""
+        h = self._handle
+        s = _lib.KvcachedStats()
+        if h is None or _L.kvcached_stats(h, byref(s)) != 0:
+            return {}
+        return {name: getattr(s, name) for name, _ in s._fields_}
+
+    def segment_name(self):
+        """The name of the segment this client contributes ("" when none)."""
+        h = self._handle
+        return "" if h is None else _L.kvcached_segment_name(h).decode()
+
+
+def _setting_text(value):
+    if isinstance(value, bool):
+        return b"1" if value else b"0"
+    if isinstance(value, bytes):
+        return value
+    return str(value).encode()
+
+
+def _env_settings():
+    """The kvcached variables that apply to every setup()."""
+    out = []
+    if os.environ.get("KVCACHED_TOKEN_FILE"):
+        out.append(("token_file", os.environ["KVCACHED_TOKEN_FILE"]))
+    if os.environ.get("KVCACHED_TRANSPORT"):
+        out.append(("transport", os.environ["KVCACHED_TRANSPORT"]))
+    if os.environ.get("KVCACHED_SEGMENT_BIND_HOST"):
+        out.append(("segment_bind_host", os.environ["KVCACHED_SEGMENT_BIND_HOST"]))
+    return out

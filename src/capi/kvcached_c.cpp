@@ -1,0 +1,757 @@
+// The C ABI (include/kvcached/kvcached.h) over kvcached::Client. Every entry
+// point is a noexcept boundary: C++ exceptions become INTERNAL_ERROR with the
+// text in the calling thread's last-error slot, and nothing but C types
+// crosses. Arguments the C++ API would trip over (NULL pointers, zero sizes)
+// are refused here, before anything is sent.
+#include "kvcached/kvcached.h"
+
+#include <charconv>
+#include <cstddef>
+#include <cstring>
+#include <exception>
+#include <fstream>
+#include <memory>
+#include <new>
+#include <sstream>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "core/auth_token.h"
+#include "core/build_info.h"
+#include "core/logging.h"
+#include "core/units.h"
+#include "kvcached/client.h"
+
+struct kvcached_client {
+  std::unique_ptr<kvcached::Client> client;
+};
+
+namespace kvcached {
+namespace {
+
+// The text of the calling thread's last failed call; "" after a success.
+thread_local std::string t_last_error;
+
+static_assert(static_cast<int32_t>(ErrorCode::OBJECT_NOT_FOUND) == KVCACHED_OBJECT_NOT_FOUND);
+static_assert(static_cast<int32_t>(ErrorCode::INVALID_PARAMS) == KVCACHED_INVALID_PARAMS);
+static_assert(static_cast<int32_t>(ErrorCode::BUFFER_OVERFLOW) == KVCACHED_BUFFER_OVERFLOW);
+static_assert(static_cast<int32_t>(ErrorCode::NOT_SUPPORTED) == KVCACHED_NOT_SUPPORTED);
+static_assert(static_cast<int32_t>(ErrorCode::UNAVAILABLE_IN_CURRENT_STATUS) ==
+              KVCACHED_UNAVAILABLE_IN_CURRENT_STATUS);
+
+void ClearError() noexcept { t_last_error.clear(); }
+
+int32_t Fail(const Status& st) noexcept {
+  try {
+    t_last_error = st.ToString();
+  } catch (...) {
+    t_last_error.clear();  // out of memory: the code still tells what happened
+  }
+  return static_cast<int32_t>(st.code());
+}
+
+int32_t Fail(ErrorCode code, const char* message) noexcept {
+  try {
+    t_last_error = std::string(ErrorName(code)) + ": " + message;
+  } catch (...) {
+    t_last_error.clear();
+  }
+  return static_cast<int32_t>(code);
+}
+
+// Returns `st`'s code, recording its text when it failed.
+int32_t Report(const Status& st) noexcept {
+  if (st.ok()) {
+    ClearError();
+    return KVCACHED_OK;
+  }
+  return Fail(st);
+}
+
+// Runs `fn`; an escaping exception becomes INTERNAL_ERROR.
+template <typename Fn>
+auto Boundary(Fn&& fn) noexcept -> decltype(fn()) {
+  try {
+    return fn();
+  } catch (const std::bad_alloc&) {
+    return Fail(ErrorCode::INTERNAL_ERROR, "out of memory");
+  } catch (const std::exception& e) {
+    return Fail(ErrorCode::INTERNAL_ERROR, e.what());
+  } catch (...) {
+    return Fail(ErrorCode::INTERNAL_ERROR, "unknown exception");
+  }
+}
+
+std::string_view KeyOf(const char* key, size_t key_len) { return std::string_view(key, key_len); }
+
+// The checks every single-key call makes before anything is sent.
+Status CheckCall(const kvcached_client* c, const char* key) {
+  if (c == nullptr || !c->client) return Status(ErrorCode::INVALID_PARAMS, "client is NULL");
+  if (key == nullptr) return Status(ErrorCode::INVALID_PARAMS, "key is NULL");
+  return Status::Ok();
+}
+
+ReplicateConfig ToReplicate(const kvcached_replicate_config_t* rc) {
+  ReplicateConfig out;
+  if (rc == nullptr) return out;
+  out.replica_num = rc->replica_num;
+  if (rc->preferred_segment != nullptr) out.preferred_segment = rc->preferred_segment;
+  return out;
+}
+
+// ---- settings ----------------------------------------------------------------
+
+Status BadValue(std::string_view name, std::string_view value, std::string_view why) {
+  return Status(ErrorCode::INVALID_PARAMS, "setting " + std::string(name) + "='" +
+                                               std::string(value) + "': " + std::string(why));
+}
+
+Status ParseBool(std::string_view name, std::string_view v, bool& out) {
+  if (v == "1" || v == "true" || v == "True" || v == "yes" || v == "on") {
+    out = true;
+  } else if (v == "0" || v == "false" || v == "False" || v == "no" || v == "off") {
+    out = false;
+  } else {
+    return BadValue(name, v, "not a boolean (1/0/true/false)");
+  }
+  return Status::Ok();
+}
+
+Status ParseMs(std::string_view name, std::string_view v, std::chrono::milliseconds& out) {
+  Result<std::chrono::milliseconds> d = ParseDuration(v, DurationUnit::kMilliseconds);
+  if (!d.ok()) return BadValue(name, v, d.status().message());
+  out = *d;
+  return Status::Ok();
+}
+
+Status ParseBytes(std::string_view name, std::string_view v, uint64_t& out) {
+  Result<uint64_t> s = ParseSize(v);
+  if (!s.ok()) return BadValue(name, v, s.status().message());
+  out = *s;
+  return Status::Ok();
+}
+
+Status ParseTransport(std::string_view name, std::string_view v, TransportMode& out) {
+  if (v == "auto") {
+    out = TransportMode::kAuto;
+  } else if (v == "shm") {
+    out = TransportMode::kShm;
+  } else if (v == "tcp") {
+    out = TransportMode::kTcp;
+  } else {
+    return BadValue(name, v, "not one of auto, shm, tcp");
+  }
+  return Status::Ok();
+}
+
+// A JSON file in MOONCAKE_CONFIG_PATH's format (docs/client.md), read the
+// same way: string fields are strings, sizes numbers or size strings, null
+// or absent fields keep the setting, unknown fields are ignored.
+Status ApplyConfigFile(const std::string& path, ClientConfig& c) {
+  std::ifstream in(path);
+  if (!in) return Status(ErrorCode::INVALID_PARAMS, "cannot read config file '" + path + "'");
+  std::stringstream text;
+  text << in.rdbuf();
+  nlohmann::json j = nlohmann::json::parse(text.str(), nullptr, false);
+  if (j.is_discarded() || !j.is_object()) {
+    return Status(ErrorCode::INVALID_PARAMS, path + ": not a JSON object");
+  }
+  struct StringField {
+    const char* name;
+    std::string* out;
+  };
+  for (StringField f :
+       {StringField{"local_hostname", &c.local_hostname},
+        StringField{"metadata_server", &c.metadata_server},
+        StringField{"master_server_address", &c.master_server_addr},
+        StringField{"protocol", &c.protocol}, StringField{"device_name", &c.device_names}}) {
+    auto it = j.find(f.name);
+    if (it == j.end() || it->is_null()) continue;
+    if (!it->is_string()) {
+      return Status(ErrorCode::INVALID_PARAMS, path + ": field '" + f.name + "' must be a string");
+    }
+    *f.out = it->get<std::string>();
+  }
+  struct SizeField {
+    const char* name;
+    uint64_t* out;
+  };
+  for (SizeField f : {SizeField{"global_segment_size", &c.global_segment_size},
+                      SizeField{"local_buffer_size", &c.local_buffer_size}}) {
+    auto it = j.find(f.name);
+    if (it == j.end() || it->is_null()) continue;
+    if (it->is_number_unsigned()) {
+      *f.out = it->get<uint64_t>();
+    } else if (it->is_string()) {
+      Result<uint64_t> size = ParseSize(it->get<std::string>());
+      if (!size.ok()) {
+        return Status(ErrorCode::INVALID_PARAMS,
+                      path + ": field " + f.name + ": " + size.status().message());
+      }
+      *f.out = *size;
+    } else {
+      return Status(
+          ErrorCode::INVALID_PARAMS,
+          path + ": field '" + f.name + "' must be a size (a number or a string like \"4gb\")");
+    }
+  }
+  return Status::Ok();
+}
+
+Status ApplySetting(std::string_view name, std::string_view v, ClientConfig& c) {
+  if (name == "local_hostname") {
+    c.local_hostname = v;
+  } else if (name == "metadata_server") {
+    c.metadata_server = v;
+  } else if (name == "global_segment_size") {
+    return ParseBytes(name, v, c.global_segment_size);
+  } else if (name == "local_buffer_size") {
+    return ParseBytes(name, v, c.local_buffer_size);
+  } else if (name == "protocol") {
+    c.protocol = v;
+  } else if (name == "rdma_devices" || name == "device_name") {
+    c.device_names = v;
+  } else if (name == "master_server_addr" || name == "master_server_address") {
+    c.master_server_addr = v;
+  } else if (name == "token") {
+    c.token = v;
+  } else if (name == "token_file") {
+    Result<AuthToken> token = AuthToken::LoadFile(std::string(v));
+    if (!token.ok()) return BadValue(name, v, token.status().message());
+    c.token = token->secret();
+  } else if (name == "transport") {
+    return ParseTransport(name, v, c.transport);
+  } else if (name == "checksums") {
+    return ParseBool(name, v, c.checksums);
+  } else if (name == "hugepages") {
+    return ParseBool(name, v, c.hugepages);
+  } else if (name == "rpc_timeout_ms") {
+    return ParseMs(name, v, c.rpc_timeout);
+  } else if (name == "io_timeout_ms") {
+    return ParseMs(name, v, c.io_timeout);
+  } else if (name == "connect_timeout_ms") {
+    return ParseMs(name, v, c.connect_timeout);
+  } else if (name == "ping_interval_ms") {
+    return ParseMs(name, v, c.ping_interval);
+  } else if (name == "tcp_streams") {
+    unsigned n = 0;  // Open checks the range
+    auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
+    if (ec != std::errc() || end != v.data() + v.size()) {
+      return BadValue(name, v, "not a whole number");
+    }
+    c.tcp_streams = n;
+  } else if (name == "tcp_split_bytes") {
+    return ParseBytes(name, v, c.tcp_split_bytes);
+  } else if (name == "segment_bind_host") {
+    c.segment_bind_host = v;
+  } else if (name == "segment_name") {
+    c.segment_name = v;
+  } else if (name == "config_path") {
+    return ApplyConfigFile(std::string(v), c);
+  } else {
+    return Status(ErrorCode::INVALID_PARAMS, "unknown setting '" + std::string(name) + "'");
+  }
+  return Status::Ok();
+}
+
+Result<ClientConfig> FromCStruct(const kvcached_config_t& in) {
+  ClientConfig c;
+  // Fields past what the caller's struct_size covers keep their defaults.
+  auto has = [&in](size_t end_offset) { return in.struct_size >= end_offset; };
+#define KVCACHED_HAS(field) has(offsetof(kvcached_config_t, field) + sizeof(in.field))
+  if (KVCACHED_HAS(local_hostname) && in.local_hostname) c.local_hostname = in.local_hostname;
+  if (KVCACHED_HAS(metadata_server) && in.metadata_server) c.metadata_server = in.metadata_server;
+  if (KVCACHED_HAS(global_segment_size)) c.global_segment_size = in.global_segment_size;
+  if (KVCACHED_HAS(local_buffer_size)) c.local_buffer_size = in.local_buffer_size;
+  if (KVCACHED_HAS(protocol) && in.protocol) c.protocol = in.protocol;
+  if (KVCACHED_HAS(rdma_devices) && in.rdma_devices) c.device_names = in.rdma_devices;
+  if (KVCACHED_HAS(master_server_addr) && in.master_server_addr) {
+    c.master_server_addr = in.master_server_addr;
+  }
+  if (KVCACHED_HAS(token) && in.token) c.token = in.token;
+  if (KVCACHED_HAS(transport) && in.transport) {
+    if (Status st = ParseTransport("transport", in.transport, c.transport); !st.ok()) return st;
+  }
+  if (KVCACHED_HAS(checksums)) c.checksums = in.checksums != 0;
+  if (KVCACHED_HAS(rpc_timeout_ms) && in.rpc_timeout_ms) {
+    c.rpc_timeout = std::chrono::milliseconds(in.rpc_timeout_ms);
+  }
+  if (KVCACHED_HAS(io_timeout_ms) && in.io_timeout_ms) {
+    c.io_timeout = std::chrono::milliseconds(in.io_timeout_ms);
+  }
+  if (KVCACHED_HAS(connect_timeout_ms) && in.connect_timeout_ms) {
+    c.connect_timeout = std::chrono::milliseconds(in.connect_timeout_ms);
+  }
+  if (KVCACHED_HAS(tcp_streams) && in.tcp_streams) c.tcp_streams = in.tcp_streams;
+  if (KVCACHED_HAS(tcp_split_bytes) && in.tcp_split_bytes) c.tcp_split_bytes = in.tcp_split_bytes;
+  if (KVCACHED_HAS(segment_bind_host) && in.segment_bind_host) {
+    c.segment_bind_host = in.segment_bind_host;
+  }
+  if (KVCACHED_HAS(segment_name) && in.segment_name) c.segment_name = in.segment_name;
+  if (KVCACHED_HAS(hugepages)) c.hugepages = in.hugepages != 0;
+  if (KVCACHED_HAS(ping_interval_ms) && in.ping_interval_ms) {
+    c.ping_interval = std::chrono::milliseconds(in.ping_interval_ms);
+  }
+#undef KVCACHED_HAS
+  return c;
+}
+
+int32_t OpenWith(const ClientConfig& config, kvcached_client_t** out) {
+  Result<std::unique_ptr<Client>> opened = Client::Open(config);
+  if (!opened.ok()) return Fail(opened.status());
+  auto handle = std::make_unique<kvcached_client>();
+  handle->client = std::move(opened).value();
+  *out = handle.release();
+  ClearError();
+  return KVCACHED_OK;
+}
+
+// ---- batches -------------------------------------------------------------------
+
+// The entries of a batch that pass the per-key checks, as the C++ API takes
+// them, and where each came from. `index` is empty when every entry passed,
+// the common case, so no mapping back is needed.
+struct Batch {
+  std::vector<std::string> keys;
+  std::vector<Slice> slices;
+  std::vector<size_t> index;
+};
+
+// Fills `batch` from the C arrays; entries with a NULL key or buffer or a
+// zero size get INVALID_PARAMS through `fail(i, status)` and are left out.
+// `buffers`/`sizes` are NULL for calls that move no bytes (exist).
+template <typename FailFn>
+void Collect(size_t count, const char* const* keys, const size_t* key_lens,
+             const void* const* buffers, const uint64_t* sizes, Batch& batch, FailFn fail) {
+  batch.keys.reserve(count);
+  if (buffers != nullptr) batch.slices.reserve(count);
+  bool all_valid = true;
+  std::vector<size_t> index;
+  for (size_t i = 0; i < count; ++i) {
+    const char* why = nullptr;
+    if (keys[i] == nullptr) {
+      why = "key is NULL";
+    } else if (buffers != nullptr && buffers[i] == nullptr) {
+      why = "buffer is NULL";
+    } else if (buffers != nullptr && sizes[i] == 0) {
+      why = "size is 0";
+    }
+    if (why != nullptr) {
+      if (all_valid) {
+        all_valid = false;
+        index.reserve(count);
+        for (size_t j = 0; j < i; ++j) index.push_back(j);
+      }
+      fail(i, Status(ErrorCode::INVALID_PARAMS, "batch entry " + std::to_string(i) + ": " + why));
+      continue;
+    }
+    size_t len = key_lens != nullptr ? key_lens[i] : std::strlen(keys[i]);
+    batch.keys.emplace_back(keys[i], len);
+    if (buffers != nullptr) batch.slices.push_back({const_cast<void*>(buffers[i]), sizes[i]});
+    if (!all_valid) index.push_back(i);
+  }
+  batch.index = std::move(index);
+}
+
+size_t Origin(const Batch& b, size_t i) { return b.index.empty() ? i : b.index[i]; }
+
+// Records the first failure of a batch as the thread's last error.
+class FirstFailure {
+ public:
+  void Note(const Status& st) {
+    if (!failed_ && !st.ok()) {
+      failed_ = true;
+      Fail(st);
+    }
+  }
+  void Finish() {
+    if (!failed_) ClearError();
+  }
+
+ private:
+  bool failed_ = false;
+};
+
+template <typename T>
+int32_t RefuseBatch(size_t count, T* results, const char* why) {
+  if (results != nullptr) {
+    for (size_t i = 0; i < count; ++i) results[i] = KVCACHED_INVALID_PARAMS;
+  }
+  return Fail(ErrorCode::INVALID_PARAMS, why);
+}
+
+}  // namespace
+}  // namespace kvcached
+
+using kvcached::Boundary;
+using kvcached::ErrorCode;
+using kvcached::Status;
+
+extern "C" {
+
+const char* kvcached_version(void) { return kvcached::GetBuildInfo().version; }
+
+const char* kvcached_last_error(void) { return kvcached::t_last_error.c_str(); }
+
+const char* kvcached_error_name(int32_t code) {
+  std::optional<ErrorCode> c = kvcached::ErrorCodeFromInt(code);
+  // The table's names are string literals: NUL-terminated static text.
+  return kvcached::ErrorName(c.value_or(ErrorCode::INTERNAL_ERROR)).data();
+}
+
+int32_t kvcached_set_log_level(const char* level) {
+  return Boundary([&]() -> int32_t {
+    if (level == nullptr) return kvcached::Fail(ErrorCode::INVALID_PARAMS, "level is NULL");
+    return kvcached::Report(kvcached::SetLogLevel(level));
+  });
+}
+
+void kvcached_config_init(kvcached_config_t* config) {
+  if (config == nullptr) return;
+  std::memset(config, 0, sizeof *config);
+  config->struct_size = sizeof *config;
+  config->checksums = 1;
+}
+
+int32_t kvcached_open(const kvcached_config_t* config, kvcached_client_t** out) {
+  return Boundary([&]() -> int32_t {
+    if (out == nullptr) return kvcached::Fail(ErrorCode::INVALID_PARAMS, "out is NULL");
+    *out = nullptr;
+    if (config == nullptr) return kvcached::Fail(ErrorCode::INVALID_PARAMS, "config is NULL");
+    if (config->struct_size < offsetof(kvcached_config_t, token)) {
+      return kvcached::Fail(ErrorCode::INVALID_PARAMS,
+                            "config->struct_size is too small: call kvcached_config_init first");
+    }
+    kvcached::Result<kvcached::ClientConfig> c = kvcached::FromCStruct(*config);
+    if (!c.ok()) return kvcached::Fail(c.status());
+    return kvcached::OpenWith(*c, out);
+  });
+}
+
+int32_t kvcached_open_settings(const char* const* names, const char* const* values, size_t count,
+                               int from_environment, kvcached_client_t** out) {
+  return Boundary([&]() -> int32_t {
+    if (out == nullptr) return kvcached::Fail(ErrorCode::INVALID_PARAMS, "out is NULL");
+    *out = nullptr;
+    if (count > 0 && (names == nullptr || values == nullptr)) {
+      return kvcached::Fail(ErrorCode::INVALID_PARAMS, "names or values is NULL");
+    }
+    kvcached::ClientConfig c;
+    if (from_environment != 0) {
+      kvcached::Result<kvcached::ClientConfig> env = kvcached::ClientConfig::FromEnvironment();
+      if (!env.ok()) return kvcached::Fail(env.status());
+      c = std::move(env).value();
+    }
+    for (size_t i = 0; i < count; ++i) {
+      if (names[i] == nullptr) {
+        return kvcached::Fail(ErrorCode::INVALID_PARAMS,
+                              ("setting name " + std::to_string(i) + " is NULL").c_str());
+      }
+      if (values[i] == nullptr) continue;
+      if (Status st = kvcached::ApplySetting(names[i], values[i], c); !st.ok()) {
+        return kvcached::Fail(st);
+      }
+    }
+    return kvcached::OpenWith(c, out);
+  });
+}
+
+int32_t kvcached_open_env(kvcached_client_t** out) {
+  return kvcached_open_settings(nullptr, nullptr, 0, 1, out);
+}
+
+int32_t kvcached_close(kvcached_client_t* client) {
+  return Boundary([&]() -> int32_t {
+    if (client == nullptr || !client->client) {
+      return kvcached::Fail(ErrorCode::INVALID_PARAMS, "client is NULL");
+    }
+    client->client->Close();
+    kvcached::ClearError();
+    return KVCACHED_OK;
+  });
+}
+
+void kvcached_destroy(kvcached_client_t* client) {
+  // Close() and the destructor return no errors; a throw here would be a
+  // bug, and must still not unwind into C.
+  try {
+    delete client;
+  } catch (...) {
+  }
+}
+
+int32_t kvcached_health_check(kvcached_client_t* client) {
+  return Boundary([&]() -> int32_t {
+    if (client == nullptr || !client->client) return 1;
+    // GetSize of a key no one uses: one master round trip, and no lease.
+    static constexpr char kProbe[] = "\x01kvcached-health-probe";
+    kvcached::Result<uint64_t> r =
+        client->client->GetSize(std::string_view(kProbe, sizeof kProbe - 1));
+    switch (r.code()) {
+      case ErrorCode::UNAVAILABLE_IN_CURRENT_STATUS:
+        kvcached::Fail(r.status());
+        return 1;
+      case ErrorCode::RPC_FAIL:
+      case ErrorCode::RPC_TIMEOUT:
+      case ErrorCode::ILLEGAL_CLIENT:
+      case ErrorCode::INVALID_VERSION:
+        kvcached::Fail(r.status());
+        return 2;
+      default:
+        kvcached::ClearError();
+        return 0;
+    }
+  });
+}
+
+const char* kvcached_host_id(kvcached_client_t* client) {
+  if (client == nullptr || !client->client) return "";
+  return client->client->host_id().c_str();
+}
+
+const char* kvcached_segment_name(kvcached_client_t* client) {
+  if (client == nullptr || !client->client) return "";
+  return client->client->segment_name().c_str();
+}
+
+int32_t kvcached_stats(kvcached_client_t* client, kvcached_stats_t* out) {
+  return Boundary([&]() -> int32_t {
+    if (client == nullptr || !client->client || out == nullptr) {
+      return kvcached::Fail(ErrorCode::INVALID_PARAMS, "client or out is NULL");
+    }
+    kvcached::ClientStats s = client->client->stats();
+    out->puts = s.puts;
+    out->gets = s.gets;
+    out->bytes_written = s.bytes_written;
+    out->bytes_read = s.bytes_read;
+    out->shm_transfers = s.shm_transfers;
+    out->tcp_transfers = s.tcp_transfers;
+    out->checksum_mismatches = s.checksum_mismatches;
+    out->lease_expirations = s.lease_expirations;
+    out->tcp_connections_opened = s.tcp_connections_opened;
+    kvcached::ClearError();
+    return KVCACHED_OK;
+  });
+}
+
+int32_t kvcached_put_from(kvcached_client_t* client, const char* key, size_t key_len,
+                          const void* buffer, uint64_t size,
+                          const kvcached_replicate_config_t* config) {
+  return Boundary([&]() -> int32_t {
+    if (Status st = kvcached::CheckCall(client, key); !st.ok()) return kvcached::Fail(st);
+    if (buffer == nullptr) return kvcached::Fail(ErrorCode::INVALID_PARAMS, "buffer is NULL");
+    if (size == 0) return kvcached::Fail(ErrorCode::INVALID_PARAMS, "size is 0");
+    return kvcached::Report(client->client->Put(kvcached::KeyOf(key, key_len), buffer, size,
+                                                kvcached::ToReplicate(config)));
+  });
+}
+
+int32_t kvcached_put(kvcached_client_t* client, const char* key, size_t key_len, const void* data,
+                     uint64_t size, const kvcached_replicate_config_t* config) {
+  return kvcached_put_from(client, key, key_len, data, size, config);
+}
+
+int64_t kvcached_get_into(kvcached_client_t* client, const char* key, size_t key_len, void* buffer,
+                          uint64_t size) {
+  return Boundary([&]() -> int64_t {
+    if (Status st = kvcached::CheckCall(client, key); !st.ok()) return kvcached::Fail(st);
+    if (buffer == nullptr) return kvcached::Fail(ErrorCode::INVALID_PARAMS, "buffer is NULL");
+    if (size == 0) return kvcached::Fail(ErrorCode::INVALID_PARAMS, "size is 0");
+    kvcached::Result<uint64_t> r = client->client->Get(kvcached::KeyOf(key, key_len), buffer, size);
+    if (!r.ok()) return kvcached::Fail(r.status());
+    kvcached::ClearError();
+    return static_cast<int64_t>(*r);
+  });
+}
+
+int64_t kvcached_get(kvcached_client_t* client, const char* key, size_t key_len, void* buffer,
+                     uint64_t capacity, uint64_t* size_needed) {
+  return Boundary([&]() -> int64_t {
+    if (Status st = kvcached::CheckCall(client, key); !st.ok()) return kvcached::Fail(st);
+    if (buffer == nullptr && capacity != 0) {
+      return kvcached::Fail(ErrorCode::INVALID_PARAMS, "buffer is NULL with a capacity");
+    }
+    std::string_view k = kvcached::KeyOf(key, key_len);
+    // A few tries: the object may be replaced by one of another size
+    // between the two calls (objects are immutable, keys are not).
+    for (int attempt = 0; attempt < 3; ++attempt) {
+      if (buffer != nullptr) {
+        kvcached::Result<uint64_t> r = client->client->Get(k, buffer, capacity);
+        if (r.ok()) {
+          kvcached::ClearError();
+          return static_cast<int64_t>(*r);
+        }
+        // INVALID_PARAMS from a call with a valid key and buffer means the
+        // buffer is too small: learn the size below.
+        if (r.code() != ErrorCode::INVALID_PARAMS) return kvcached::Fail(r.status());
+      }
+      kvcached::Result<uint64_t> size = client->client->GetSize(k);
+      if (!size.ok()) return kvcached::Fail(size.status());
+      if (*size > capacity) {
+        if (size_needed != nullptr) *size_needed = *size;
+        return kvcached::Fail(
+            ErrorCode::BUFFER_OVERFLOW,
+            ("object of " + std::to_string(*size) + " bytes, buffer of " + std::to_string(capacity))
+                .c_str());
+      }
+    }
+    return kvcached::Fail(ErrorCode::BUFFER_OVERFLOW, "the object kept changing size");
+  });
+}
+
+int32_t kvcached_exist(kvcached_client_t* client, const char* key, size_t key_len) {
+  return Boundary([&]() -> int32_t {
+    if (Status st = kvcached::CheckCall(client, key); !st.ok()) return kvcached::Fail(st);
+    kvcached::Result<bool> r = client->client->Exist(kvcached::KeyOf(key, key_len));
+    if (!r.ok()) return kvcached::Fail(r.status());
+    kvcached::ClearError();
+    return *r ? 1 : 0;
+  });
+}
+
+int64_t kvcached_get_size(kvcached_client_t* client, const char* key, size_t key_len) {
+  return Boundary([&]() -> int64_t {
+    if (Status st = kvcached::CheckCall(client, key); !st.ok()) return kvcached::Fail(st);
+    kvcached::Result<uint64_t> r = client->client->GetSize(kvcached::KeyOf(key, key_len));
+    if (!r.ok()) return kvcached::Fail(r.status());
+    kvcached::ClearError();
+    return static_cast<int64_t>(*r);
+  });
+}
+
+int32_t kvcached_remove(kvcached_client_t* client, const char* key, size_t key_len, int force) {
+  return Boundary([&]() -> int32_t {
+    if (Status st = kvcached::CheckCall(client, key); !st.ok()) return kvcached::Fail(st);
+    return kvcached::Report(client->client->Remove(kvcached::KeyOf(key, key_len), force != 0));
+  });
+}
+
+int64_t kvcached_remove_all(kvcached_client_t* client, int force) {
+  return Boundary([&]() -> int64_t {
+    if (client == nullptr || !client->client) {
+      return kvcached::Fail(ErrorCode::INVALID_PARAMS, "client is NULL");
+    }
+    kvcached::Result<uint64_t> r = client->client->RemoveAll(force != 0);
+    if (!r.ok()) return kvcached::Fail(r.status());
+    kvcached::ClearError();
+    return static_cast<int64_t>(*r);
+  });
+}
+
+int32_t kvcached_batch_put_from(kvcached_client_t* client, size_t count, const char* const* keys,
+                                const size_t* key_lens, const void* const* buffers,
+                                const uint64_t* sizes, const kvcached_replicate_config_t* config,
+                                int32_t* results) {
+  return Boundary([&]() -> int32_t {
+    if (client == nullptr || !client->client || results == nullptr ||
+        (count > 0 && (keys == nullptr || buffers == nullptr || sizes == nullptr))) {
+      return kvcached::RefuseBatch(count, results,
+                                   "client, keys, buffers, sizes or results is NULL");
+    }
+    kvcached::FirstFailure first;
+    kvcached::Batch batch;
+    kvcached::Collect(count, keys, key_lens, buffers, sizes, batch,
+                      [&](size_t i, const Status& st) {
+                        results[i] = static_cast<int32_t>(st.code());
+                        first.Note(st);
+                      });
+    if (!batch.keys.empty()) {
+      std::vector<Status> out =
+          client->client->BatchPut(batch.keys, batch.slices, kvcached::ToReplicate(config));
+      for (size_t i = 0; i < out.size(); ++i) {
+        results[kvcached::Origin(batch, i)] = static_cast<int32_t>(out[i].code());
+        first.Note(out[i]);
+      }
+    }
+    first.Finish();
+    return KVCACHED_OK;
+  });
+}
+
+int32_t kvcached_batch_get_into(kvcached_client_t* client, size_t count, const char* const* keys,
+                                const size_t* key_lens, void* const* buffers, const uint64_t* sizes,
+                                int64_t* results) {
+  return Boundary([&]() -> int32_t {
+    if (client == nullptr || !client->client || results == nullptr ||
+        (count > 0 && (keys == nullptr || buffers == nullptr || sizes == nullptr))) {
+      return kvcached::RefuseBatch(count, results,
+                                   "client, keys, buffers, sizes or results is NULL");
+    }
+    kvcached::FirstFailure first;
+    kvcached::Batch batch;
+    kvcached::Collect(count, keys, key_lens, buffers, sizes, batch,
+                      [&](size_t i, const Status& st) {
+                        results[i] = static_cast<int64_t>(st.code());
+                        first.Note(st);
+                      });
+    if (!batch.keys.empty()) {
+      std::vector<kvcached::Result<uint64_t>> out =
+          client->client->BatchGet(batch.keys, batch.slices);
+      for (size_t i = 0; i < out.size(); ++i) {
+        size_t at = kvcached::Origin(batch, i);
+        if (out[i].ok()) {
+          results[at] = static_cast<int64_t>(*out[i]);
+        } else {
+          results[at] = static_cast<int64_t>(out[i].code());
+          first.Note(out[i].status());
+        }
+      }
+    }
+    first.Finish();
+    return KVCACHED_OK;
+  });
+}
+
+int32_t kvcached_batch_exist(kvcached_client_t* client, size_t count, const char* const* keys,
+                             const size_t* key_lens, int32_t* results) {
+  return Boundary([&]() -> int32_t {
+    if (client == nullptr || !client->client || results == nullptr ||
+        (count > 0 && keys == nullptr)) {
+      return kvcached::RefuseBatch(count, results, "client, keys or results is NULL");
+    }
+    kvcached::FirstFailure first;
+    kvcached::Batch batch;
+    kvcached::Collect(count, keys, key_lens, nullptr, nullptr, batch,
+                      [&](size_t i, const Status& st) {
+                        results[i] = static_cast<int32_t>(st.code());
+                        first.Note(st);
+                      });
+    if (!batch.keys.empty()) {
+      std::vector<kvcached::Result<bool>> out = client->client->BatchExist(batch.keys);
+      for (size_t i = 0; i < out.size(); ++i) {
+        size_t at = kvcached::Origin(batch, i);
+        if (out[i].ok()) {
+          results[at] = *out[i] ? 1 : 0;
+        } else {
+          results[at] = static_cast<int32_t>(out[i].code());
+          first.Note(out[i].status());
+        }
+      }
+    }
+    first.Finish();
+    return KVCACHED_OK;
+  });
+}
+
+int32_t kvcached_register_buffer(kvcached_client_t* client, void* buffer, uint64_t size) {
+  return Boundary([&]() -> int32_t {
+    if (client == nullptr || !client->client) {
+      return kvcached::Fail(ErrorCode::INVALID_PARAMS, "client is NULL");
+    }
+    return kvcached::Report(client->client->RegisterBuffer(buffer, size));
+  });
+}
+
+int32_t kvcached_unregister_buffer(kvcached_client_t* client, void* buffer) {
+  return Boundary([&]() -> int32_t {
+    if (client == nullptr || !client->client) {
+      return kvcached::Fail(ErrorCode::INVALID_PARAMS, "client is NULL");
+    }
+    return kvcached::Report(client->client->UnregisterBuffer(buffer));
+  });
+}
+
+}  // extern "C"

@@ -1,0 +1,164 @@
+"""Harness of the Python client's tests: starts the real `kvcached master` and
+`kvcached store` on free loopback ports, waits for each one's readiness
+signal (the sd_notify READY=1 datagram on a NOTIFY_SOCKET the test owns,
+whose STATUS names the listening addresses), and makes `import kvcached`
+load python/kvcached from this checkout with the library in
+$KVCACHED_LIBRARY (ctest sets it to the build's libkvcached.so)."""
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+PYTHON_DIR = os.path.join(REPO, "python")
+if PYTHON_DIR not in sys.path:
+    sys.path.insert(0, PYTHON_DIR)
+
+BIN = os.environ.get("KVCACHED_BIN") or shutil.which("kvcached")
+HOST_ID = "pytest-host"  # stores and clients share it: same-host clients use shared memory
+START_TIMEOUT_S = 20
+
+
+def pytest_collection_modifyitems(config, items):
+    if not BIN:
+        skip = pytest.mark.skip(reason="no kvcached binary: set KVCACHED_BIN")
+        for item in items:
+            item.add_marker(skip)
+
+
+class Proc:
+    """One kvcached process, its stderr captured, its STATUS parsed at READY=1."""
+
+    def __init__(self, args):
+        self.args = args
+        self.tmp = tempfile.mkdtemp(prefix="kvcached-py-")
+        self.notify_path = os.path.join(self.tmp, "notify.sock")
+        self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.notify.bind(self.notify_path)
+        self.log_path = os.path.join(self.tmp, "stderr.log")
+        self.stderr = open(self.log_path, "wb")
+        # LD_PRELOAD is for this python3 (a sanitizer runtime under a sanitized
+        # library), not for the daemons.
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith(("KVCACHED_", "MOONCAKE_", "SGLANG_", "LD_PRELOAD"))}
+        env["NOTIFY_SOCKET"] = self.notify_path
+        self.proc = subprocess.Popen([BIN] + list(args), stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.DEVNULL, stderr=self.stderr, env=env)
+        self.status = self._wait_ready()
+
+    def _wait_ready(self):
+        deadline = time.monotonic() + START_TIMEOUT_S
+        self.notify.settimeout(0.2)
+        while time.monotonic() < deadline:
+            try:
+                msg = self.notify.recv(4096).decode()
+            except socket.timeout:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"kvcached {self.args[0]} exited with "
+                                       f"{self.proc.returncode} before ready:\n{self.log()}")
+                continue
+            fields = dict(line.split("=", 1) for line in msg.split("\n") if "=" in line)
+            if fields.get("READY") == "1":
+                return fields.get("STATUS", "")
+        raise RuntimeError(f"kvcached {self.args[0]} not ready in time:\n{self.log()}")
+
+    def address(self, word):
+        m = re.search(word + r" (?:http://|tcp://)?([0-9.]+:[0-9]+)", self.status)
+        assert m, f"no {word} address in {self.status!r}"
+        return m.group(1)
+
+    def log(self):
+        self.stderr.flush()
+        with open(self.log_path, "rb") as f:
+            return f.read().decode(errors="replace")
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.notify.close()
+        self.stderr.close()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+class Cluster:
+    """A master and stores on loopback."""
+
+    def __init__(self, extra=()):
+        self.extra = list(extra)  # flags for the master and every store (--token-file)
+        self.master = Proc(["master", "--port", "0", "--admin-port", "0", "--no-meta"]
+                           + self.extra)
+        self.rpc = self.master.address("rpc")
+        self.stores = []
+
+    def add_store(self, size="256MiB", name=None):
+        name = name or f"py-seg-{len(self.stores)}-{os.getpid()}"
+        store = Proc(["store", "--master", self.rpc, "--segment-size", size, "--segment-name",
+                      name, "--host-id", HOST_ID, "--ping-interval", "200ms", "--threads", "2"]
+                     + self.extra)
+        store.segment = name
+        self.stores.append(store)
+        return store
+
+    def stop(self):
+        for s in self.stores:
+            s.stop()
+        self.master.stop()
+
+    def setup_args(self, segment_size=0):
+        """Mooncake's seven setup() arguments for a client of this cluster."""
+        return (HOST_ID, "P2PHANDSHAKE", segment_size, 16 << 20, "tcp", "", self.rpc)
+
+
+@pytest.fixture(scope="session")
+def cluster():
+    """A master with one 256 MiB store, shared by the tests of the session
+    (each test uses keys of its own)."""
+    c = Cluster()
+    c.add_store("256MiB")
+    yield c
+    c.stop()
+
+
+@pytest.fixture
+def fresh_cluster():
+    """fresh_cluster(size) -> a cluster of its own with one store of `size`."""
+    made = []
+
+    def make(size="64MiB", extra=()):
+        c = Cluster(extra)
+        c.add_store(size)
+        made.append(c)
+        return c
+
+    yield make
+    for c in made:
+        c.stop()
+
+
+@pytest.fixture
+def store(cluster):
+    """A MooncakeDistributedStore set up against the session cluster."""
+    from kvcached import MooncakeDistributedStore
+    s = MooncakeDistributedStore()
+    assert s.setup(*cluster.setup_args()) == 0
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def prefix(request):
+    """Keys unique to the test."""
+    return f"{request.node.name}-{time.monotonic_ns()}-"

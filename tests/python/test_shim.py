@@ -1,0 +1,141 @@
+"""The opt-in import shim: code that does `from mooncake.store import
+MooncakeDistributedStore` (SGLang's own Mooncake backend) gets kvcached's
+class, both through PYTHONPATH=$(python3 -m kvcached.shim path) and through
+`python3 -m kvcached.shim install` (a .pth file), even with a real `mooncake`
+package installed; the HiCache scenario then runs through the calls
+SGLang's Mooncake backend makes. Each case runs in a fresh interpreter."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
+PYTHON_DIR = os.path.join(os.path.dirname(os.path.dirname(TESTS_DIR)), "python")
+
+# SGLang's Mooncake backend's calls on mooncake.store, for an MHA model at
+# TP rank 0 (setup with a transfer-engine argument, the 4 KB warm-up,
+# register_buffer over the host pool, batch_is_exist then batch_put_from of
+# the misses, batch_is_exist then batch_get_into of the hits).
+SCENARIO = textwrap.dedent("""
+    import sys, uuid
+    sys.path.insert(0, {tests!r})
+    from mooncake.store import MooncakeDistributedStore, ReplicateConfig
+    import mooncake.store
+    assert getattr(mooncake.store, "KVCACHED_SHIM", False), mooncake.store.__file__
+    import hicache_scenario
+
+    class MooncakeStyleBackend:
+        def __init__(self, pool, rpc):
+            self.store = MooncakeDistributedStore()
+            assert self.store.setup("pytest-host", "P2PHANDSHAKE", 0, 16 * 1024 * 1024, "tcp",
+                                    "", rpc, None) == 0
+            key = "sglang_mooncake_store_warmup_key" + uuid.uuid4().hex
+            assert self.store.put(key, bytes(4 * 1024)) == 0
+            assert self.store.is_exist(key) == 1
+            assert self.store.get(key) == bytes(4 * 1024)
+            buf = pool.kv_buffer
+            assert self.store.register_buffer(buf.data_ptr(), buf.numel() * buf.element_size()) == 0
+            self.pool = pool
+
+        def _objects(self, keys):
+            return [f"{{k}}_0_{{kv}}" for k in keys for kv in ("k", "v")]
+
+        def batch_exists(self, keys):
+            found = self.store.batch_is_exist(self._objects(keys))
+            for i, r in enumerate(found):
+                if r != 1:
+                    return i // 2
+            return len(keys)
+
+        def batch_set_v1(self, keys, host_indices):
+            objects = self._objects(keys)
+            ptrs, sizes = self.pool.get_page_buffer_meta(host_indices)
+            found = self.store.batch_is_exist(objects)
+            results = [0 if r == 1 else -1 for r in found]
+            missing = [i for i, r in enumerate(found) if r != 1]
+            if missing:
+                put = self.store.batch_put_from([objects[i] for i in missing],
+                                                [ptrs[i] for i in missing],
+                                                [sizes[i] for i in missing])
+                for i, r in zip(missing, put):
+                    results[i] = r
+            return [all(r == 0 for r in results[i:i + 2]) for i in range(0, len(results), 2)]
+
+        def batch_get_v1(self, keys, host_indices):
+            ptrs, sizes = self.pool.get_page_buffer_meta(host_indices)
+            results = self.store.batch_get_into(self._objects(keys), ptrs, sizes)
+            return [all(r > 0 for r in results[i:i + 2]) for i in range(0, len(results), 2)]
+
+    hicache_scenario.run(lambda pool: MooncakeStyleBackend(pool, {rpc!r}), {tag!r})
+    import mooncake
+    print("SCENARIO OK", mooncake.store.__file__)
+""")
+
+
+def run_python(code, env_extra, cwd=None):
+    env = dict(os.environ)
+    env.pop("PYTHONPATH", None)
+    env.update(env_extra)
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                          timeout=120, cwd=cwd)
+
+
+def shim_dir():
+    out = run_python("import kvcached.shim; print(kvcached.shim.shim_dir())",
+                     {"PYTHONPATH": PYTHON_DIR})
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip()
+
+
+def fake_real_mooncake(tmp_path):
+    """A stand-in for an installed Mooncake: its store must lose to the shim,
+    its engine must still be importable."""
+    pkg = tmp_path / "real" / "mooncake"
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "store.py").write_text("raise ImportError('the real mooncake.store was imported')\n")
+    (pkg / "engine.py").write_text("REAL_ENGINE = True\n")
+    return str(tmp_path / "real")
+
+
+def test_shim_through_pythonpath(cluster, prefix, tmp_path):
+    real = fake_real_mooncake(tmp_path)
+    code = SCENARIO.format(tests=TESTS_DIR, rpc=cluster.rpc, tag=prefix) + textwrap.dedent("""
+        import mooncake.engine
+        assert mooncake.engine.REAL_ENGINE
+    """)
+    # PYTHON_DIR is not on the path: the shim finds kvcached in the checkout itself.
+    out = run_python(code, {"PYTHONPATH": os.pathsep.join([shim_dir(), real])})
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "SCENARIO OK" in out.stdout
+
+
+def test_shim_install_and_uninstall(cluster, prefix, tmp_path):
+    site_dir = tmp_path / "site-packages"
+    real = fake_real_mooncake(tmp_path)
+    env = {"PYTHONPATH": PYTHON_DIR}
+    out = run_python(f"import sys; from kvcached.shim import main; "
+                     f"sys.exit(main(['install', '--site', {str(site_dir)!r}]))", env)
+    assert out.returncode == 0, out.stderr
+    pth = site_dir / "kvcached-mooncake-shim.pth"
+    assert pth.exists() and "installed" in out.stdout
+
+    # A site directory processed at start-up (as site-packages is), after the
+    # real Mooncake on the path: the .pth puts the shim in front of it.
+    code = (f"import sys, site; sys.path.insert(0, {real!r}); site.addsitedir({str(site_dir)!r})\n"
+            + SCENARIO.format(tests=TESTS_DIR, rpc=cluster.rpc, tag=prefix))
+    out = run_python(code, env)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "SCENARIO OK" in out.stdout
+
+    status = run_python(f"import site; site.addsitedir({str(site_dir)!r}); from kvcached.shim "
+                        f"import main; main(['status', '--site', {str(site_dir)!r}])", env)
+    assert "kvcached shim" in status.stdout and "present" in status.stdout, status.stdout
+
+    out = run_python(f"import sys; from kvcached.shim import main; "
+                     f"sys.exit(main(['uninstall', '--site', {str(site_dir)!r}]))", env)
+    assert out.returncode == 0 and not pth.exists()
+    out = run_python(f"import sys, site; sys.path.insert(0, {real!r}); "
+                     f"site.addsitedir({str(site_dir)!r}); import mooncake.store", env)
+    assert "the real mooncake.store was imported" in out.stderr
