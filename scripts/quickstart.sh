@@ -32,7 +32,8 @@ as_root() {
 
 BUILD_PKGS=(cmake ninja-build g++ pkg-config git curl libcli11-dev libboost-dev libspdlog-dev
             nlohmann-json3-dev doctest-dev libxxhash-dev libibverbs-dev librdmacm-dev)
-TEST_PKGS=(python3 python3-pytest clang)
+TEST_PKGS=(python3 python3-pytest clang dpkg-dev fakeroot file rpm lintian debootstrap groff man-db systemd
+           systemd-container)
 
 missing_packages() {
   local p
