@@ -59,9 +59,10 @@
 #include <spdlog/spdlog.h>
 #include <nlohmann/json.hpp>
 
-#include "core/build_info.h"
 #include "bench/arena.h"
 #include "bench/baseline.h"
+#include "bench/unique_fd.h"
+#include "core/build_info.h"
 #include "core/units.h"
 #include "kvcached/client.h"
 
@@ -89,7 +90,7 @@ struct Options {
   std::vector<std::string> transports = {"shm", "tcp"};
   uint64_t segment_bytes = uint64_t{2} << 30;
   unsigned store_threads = 2;
-  unsigned tcp_streams = 4;       // ClientConfig::tcp_streams
+  unsigned tcp_streams = 4;        // ClientConfig::tcp_streams
   uint64_t split_bytes = 1 << 20;  // ClientConfig::tcp_split_bytes
   bool checksums = true;
   bool json = false;
@@ -205,21 +206,6 @@ Arena MakeArena(uint64_t size_bytes) {
   return std::move(a).value();
 }
 
-// A socket fd that closes itself.
-class Fd {
- public:
-  explicit Fd(int fd = -1) : fd_(fd) {}
-  ~Fd() {
-    if (fd_ >= 0) close(fd_);
-  }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  int get() const { return fd_; }
-
- private:
-  int fd_;
-};
-
 // A `kvcached` daemon run as our child. READY=1 on our NOTIFY_SOCKET says it
 // listens; its STATUS names the addresses. Throws std::runtime_error (with
 // the daemon's stderr) when it exits or is not ready within 20 s. The child
@@ -230,7 +216,7 @@ class Daemon {
   Daemon(const std::string& bin, const std::string& dir, const std::string& name,
          std::vector<std::string> args)
       : notify_path_(dir + "/" + name + ".sock"), log_path_(dir + "/" + name + ".log") {
-    Fd notify(socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+    UniqueFd notify(socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
     sockaddr_un addr{};
     addr.sun_family = AF_UNIX;
     std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", notify_path_.c_str());
@@ -403,18 +389,6 @@ struct Row {
     return static_cast<double>(objects) * static_cast<double>(object_bytes) / seconds / 1e9;
   }
 };
-
-ClientStats operator-(const ClientStats& a, const ClientStats& b) {
-  return {a.puts - b.puts,
-          a.gets - b.gets,
-          a.bytes_written - b.bytes_written,
-          a.bytes_read - b.bytes_read,
-          a.shm_transfers - b.shm_transfers,
-          a.tcp_transfers - b.tcp_transfers,
-          a.checksum_mismatches - b.checksum_mismatches,
-          a.lease_expirations - b.lease_expirations,
-          a.tcp_connections_opened - b.tcp_connections_opened};
-}
 
 std::string Thousands(double v) {
   std::string digits = std::to_string(static_cast<unsigned long long>(v + 0.5));

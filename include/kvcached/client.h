@@ -98,6 +98,19 @@ struct ClientStats {
   uint64_t tcp_connections_opened = 0;
 };
 
+// What a client did between two snapshots: `after - before`, field by field.
+inline ClientStats operator-(const ClientStats& after, const ClientStats& before) {
+  return {after.puts - before.puts,
+          after.gets - before.gets,
+          after.bytes_written - before.bytes_written,
+          after.bytes_read - before.bytes_read,
+          after.shm_transfers - before.shm_transfers,
+          after.tcp_transfers - before.tcp_transfers,
+          after.checksum_mismatches - before.checksum_mismatches,
+          after.lease_expirations - before.lease_expirations,
+          after.tcp_connections_opened - before.tcp_connections_opened};
+}
+
 class Client {
  public:
   // Connects to the master (and mounts a segment when the config asks for
@@ -111,8 +124,7 @@ class Client {
   // Stores `size` bytes from `data` under `key`. OK also when the key
   // exists (the object is left as it was). INVALID_PARAMS for 0 bytes. NO_AVAILABLE_HANDLE when the
   // pool is full; TRANSFER_FAIL when a store could not take the bytes.
-  Status Put(std::string_view key, const void* data, uint64_t size,
-             const ReplicateConfig& rc = {});
+  Status Put(std::string_view key, const void* data, uint64_t size, const ReplicateConfig& rc = {});
   // Reads the object into `buffer`; returns its size. OBJECT_NOT_FOUND;
   // INVALID_PARAMS when `capacity` is smaller than the object (nothing is
   // written); CHECKSUM_MISMATCH or LEASE_EXPIRED instead of doubtful bytes

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "bench/arena.h"
+#include "bench/unique_fd.h"
 
 namespace kvcached {
 namespace {
@@ -22,22 +23,8 @@ constexpr uint64_t kMemcpyBytes = 256 * kMiB;
 
 double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
 
-class Fd {
- public:
-  explicit Fd(int fd = -1) : fd_(fd) {}
-  ~Fd() {
-    if (fd_ >= 0) close(fd_);
-  }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  int get() const { return fd_; }
-
- private:
-  int fd_;
-};
-
 Result<double> OneTcpStream(double seconds) {
-  Fd listener(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  UniqueFd listener(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
@@ -53,7 +40,7 @@ Result<double> OneTcpStream(double seconds) {
   uint64_t received = 0;
   Clock::time_point start = Clock::now(), end = start;
   std::thread receiver([&] {
-    Fd conn(accept(listener.get(), nullptr, nullptr));
+    UniqueFd conn(accept(listener.get(), nullptr, nullptr));
     std::vector<uint8_t> buf(kMiB, 1);
     ssize_t n = -1;
     while (conn.get() >= 0 && (n = read(conn.get(), buf.data(), buf.size())) > 0) {
@@ -63,7 +50,7 @@ Result<double> OneTcpStream(double seconds) {
     end = Clock::now();
   });
   std::thread sender([&] {
-    Fd conn(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    UniqueFd conn(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
     if (connect(conn.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
       failed = true;
       shutdown(listener.get(), SHUT_RDWR);  // wakes the receiver's accept

@@ -97,7 +97,7 @@ class Runner {
     ClientStats before = client_.stats();
     Phase(/*measured=*/true, result);
     ClientStats after = client_.stats();
-    result.client = Delta(after, before);
+    result.client = after - before;
     Cleanup(result);
     return result;
   }
@@ -630,18 +630,6 @@ class Runner {
                              std::to_string(keys.size()) +
                              " keys written could not be removed at the end");
     }
-  }
-
-  static ClientStats Delta(const ClientStats& a, const ClientStats& b) {
-    return {a.puts - b.puts,
-            a.gets - b.gets,
-            a.bytes_written - b.bytes_written,
-            a.bytes_read - b.bytes_read,
-            a.shm_transfers - b.shm_transfers,
-            a.tcp_transfers - b.tcp_transfers,
-            a.checksum_mismatches - b.checksum_mismatches,
-            a.lease_expirations - b.lease_expirations,
-            a.tcp_connections_opened - b.tcp_connections_opened};
   }
 
   Client& client_;

@@ -80,7 +80,7 @@ struct WorkloadResult {
   double seconds = 0;              // the measured part
   std::vector<OpStats> ops;        // fixed order per kind
   uint64_t prefilled_objects = 0;  // written before the clock
-  uint64_t verified_objects = 0;  // warm-up included: a wrong byte then counts too
+  uint64_t verified_objects = 0;   // warm-up included: a wrong byte then counts too
   uint64_t wrong_objects = 0;
   std::vector<std::string> wrong_examples;      // the first few, described
   uint64_t pages_requested = 0, pages_hit = 0;  // sglang
