@@ -196,7 +196,9 @@ def main():
                                    str(opts.segment_size), "--host-id", "bench-host",
                                    "--threads", "2"])
     region_size = max(256 << 20, opts.batch * opts.size)
-    region = mmap.mmap(-1, region_size)
+    # Private anonymous memory, like the C++ bench's arena and an inference
+    # server's host pool (malloc'd or pinned); mmap(-1)'s default is shared memory.
+    region = mmap.mmap(-1, region_size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
     chunk = os.urandom(1 << 20)
     for at in range(0, region_size, 1 << 20):  # pre-fault the pages
         region[at:at + (1 << 20)] = chunk
