@@ -95,6 +95,11 @@ def _keys(keys):
     return bkeys, (c_char_p * len(bkeys))(*bkeys), array("Q", map(len, bkeys))
 
 
+def _transfer_args(keys, buffer_ptrs, sizes):
+    """_keys() plus the address and size arrays of a zero-copy batch."""
+    return (*_keys(keys), array("Q", buffer_ptrs), array("Q", sizes))
+
+
 def _readable(value):
     """(address-or-bytes for a c_void_p argument, size, object to keep alive)."""
     if type(value) is bytes:
@@ -363,9 +368,7 @@ class MooncakeDistributedStore:
             return [errors.UNAVAILABLE_IN_CURRENT_STATUS] * n
         if n == 0:
             return []
-        bkeys, karr, lens = _keys(keys)
-        ptrs = array("Q", buffer_ptrs)
-        szs = array("Q", sizes)
+        bkeys, karr, lens, ptrs, szs = _transfer_args(keys, buffer_ptrs, sizes)
         results = array("i", bytes(4 * n))
         _L.kvcached_batch_put_from(h, n, karr, lens.buffer_info()[0], ptrs.buffer_info()[0],
                                    szs.buffer_info()[0], _replicate_arg(config),
@@ -382,9 +385,7 @@ class MooncakeDistributedStore:
             return [errors.UNAVAILABLE_IN_CURRENT_STATUS] * n
         if n == 0:
             return []
-        bkeys, karr, lens = _keys(keys)
-        ptrs = array("Q", buffer_ptrs)
-        szs = array("Q", sizes)
+        bkeys, karr, lens, ptrs, szs = _transfer_args(keys, buffer_ptrs, sizes)
         results = array("q", bytes(8 * n))
         _L.kvcached_batch_get_into(h, n, karr, lens.buffer_info()[0], ptrs.buffer_info()[0],
                                    szs.buffer_info()[0], results.buffer_info()[0])

@@ -311,6 +311,23 @@ int32_t OpenWith(const ClientConfig& config, kvcached_client_t** out) {
 
 // ---- batches -------------------------------------------------------------------
 
+// Records the first failure of a batch as the thread's last error.
+class FirstFailure {
+ public:
+  void Note(const Status& st) {
+    if (!failed_ && !st.ok()) {
+      failed_ = true;
+      Fail(st);
+    }
+  }
+  void Finish() {
+    if (!failed_) ClearError();
+  }
+
+ private:
+  bool failed_ = false;
+};
+
 // The entries of a batch that pass the per-key checks, as the C++ API takes
 // them, and where each came from. `index` is empty when every entry passed,
 // the common case, so no mapping back is needed.
@@ -321,11 +338,12 @@ struct Batch {
 };
 
 // Fills `batch` from the C arrays; entries with a NULL key or buffer or a
-// zero size get INVALID_PARAMS through `fail(i, status)` and are left out.
-// `buffers`/`sizes` are NULL for calls that move no bytes (exist).
-template <typename FailFn>
+// zero size get INVALID_PARAMS in `results[i]` (noted in `first`) and are
+// left out. `buffers`/`sizes` are NULL for calls that move no bytes (exist).
+template <typename T>
 void Collect(size_t count, const char* const* keys, const size_t* key_lens,
-             const void* const* buffers, const uint64_t* sizes, Batch& batch, FailFn fail) {
+             const void* const* buffers, const uint64_t* sizes, Batch& batch, T* results,
+             FirstFailure& first) {
   batch.keys.reserve(count);
   if (buffers != nullptr) batch.slices.reserve(count);
   bool all_valid = true;
@@ -345,7 +363,9 @@ void Collect(size_t count, const char* const* keys, const size_t* key_lens,
         index.reserve(count);
         for (size_t j = 0; j < i; ++j) index.push_back(j);
       }
-      fail(i, Status(ErrorCode::INVALID_PARAMS, "batch entry " + std::to_string(i) + ": " + why));
+      results[i] = static_cast<T>(KVCACHED_INVALID_PARAMS);
+      first.Note(
+          Status(ErrorCode::INVALID_PARAMS, "batch entry " + std::to_string(i) + ": " + why));
       continue;
     }
     size_t len = key_lens != nullptr ? key_lens[i] : std::strlen(keys[i]);
@@ -357,23 +377,6 @@ void Collect(size_t count, const char* const* keys, const size_t* key_lens,
 }
 
 size_t Origin(const Batch& b, size_t i) { return b.index.empty() ? i : b.index[i]; }
-
-// Records the first failure of a batch as the thread's last error.
-class FirstFailure {
- public:
-  void Note(const Status& st) {
-    if (!failed_ && !st.ok()) {
-      failed_ = true;
-      Fail(st);
-    }
-  }
-  void Finish() {
-    if (!failed_) ClearError();
-  }
-
- private:
-  bool failed_ = false;
-};
 
 template <typename T>
 int32_t RefuseBatch(size_t count, T* results, const char* why) {
@@ -653,11 +656,7 @@ int32_t kvcached_batch_put_from(kvcached_client_t* client, size_t count, const c
     }
     kvcached::FirstFailure first;
     kvcached::Batch batch;
-    kvcached::Collect(count, keys, key_lens, buffers, sizes, batch,
-                      [&](size_t i, const Status& st) {
-                        results[i] = static_cast<int32_t>(st.code());
-                        first.Note(st);
-                      });
+    kvcached::Collect(count, keys, key_lens, buffers, sizes, batch, results, first);
     if (!batch.keys.empty()) {
       std::vector<Status> out =
           client->client->BatchPut(batch.keys, batch.slices, kvcached::ToReplicate(config));
@@ -682,11 +681,7 @@ int32_t kvcached_batch_get_into(kvcached_client_t* client, size_t count, const c
     }
     kvcached::FirstFailure first;
     kvcached::Batch batch;
-    kvcached::Collect(count, keys, key_lens, buffers, sizes, batch,
-                      [&](size_t i, const Status& st) {
-                        results[i] = static_cast<int64_t>(st.code());
-                        first.Note(st);
-                      });
+    kvcached::Collect(count, keys, key_lens, buffers, sizes, batch, results, first);
     if (!batch.keys.empty()) {
       std::vector<kvcached::Result<uint64_t>> out =
           client->client->BatchGet(batch.keys, batch.slices);
@@ -714,11 +709,7 @@ int32_t kvcached_batch_exist(kvcached_client_t* client, size_t count, const char
     }
     kvcached::FirstFailure first;
     kvcached::Batch batch;
-    kvcached::Collect(count, keys, key_lens, nullptr, nullptr, batch,
-                      [&](size_t i, const Status& st) {
-                        results[i] = static_cast<int32_t>(st.code());
-                        first.Note(st);
-                      });
+    kvcached::Collect(count, keys, key_lens, nullptr, nullptr, batch, results, first);
     if (!batch.keys.empty()) {
       std::vector<kvcached::Result<bool>> out = client->client->BatchExist(batch.keys);
       for (size_t i = 0; i < out.size(); ++i) {
