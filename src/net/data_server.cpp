@@ -124,7 +124,10 @@ class DataServer::Connection : public std::enable_shared_from_this<DataServer::C
   static_assert(kFrameHeaderBytes + kDataRangeBytes <= kInBytes);
 
   struct Answer {
-    std::string head;  // the frame header, or a whole error/status frame
+    // A DataRead's answer: its header here and the payload in the segment;
+    // any other answer (status, error) is a whole frame in `frame`.
+    std::array<unsigned char, kFrameHeaderBytes> head{};
+    std::string frame;
     const uint8_t* payload = nullptr;
     uint64_t payload_bytes = 0;
     std::vector<char> corrupted;  // fault hook only: the payload with a flipped byte
@@ -257,7 +260,7 @@ class DataServer::Connection : public std::enable_shared_from_this<DataServer::C
                                   " bytes is over the 4 GiB - 1 a request may carry; split it"));
     }
     Answer& a = answers_.emplace_back();
-    a.head = Header(kFlagResponse, static_cast<uint32_t>(r.length));
+    EncodeHeader(HeaderFor(kFlagResponse, static_cast<uint32_t>(r.length)), a.head.data());
     a.payload = st_->segment + r.offset;
     a.payload_bytes = r.length;
 #ifdef KVCACHED_FAULT_HOOKS
@@ -315,7 +318,7 @@ class DataServer::Connection : public std::enable_shared_from_this<DataServer::C
     out_bufs_.clear();
     uint64_t served = 0;
     for (const Answer& a : answers_) {
-      out_bufs_.push_back(net::buffer(a.head));
+      out_bufs_.push_back(a.frame.empty() ? net::buffer(a.head) : net::buffer(a.frame));
       if (a.payload_bytes > 0) out_bufs_.push_back(net::buffer(a.payload, a.payload_bytes));
       served += a.payload_bytes;
     }
@@ -331,7 +334,7 @@ class DataServer::Connection : public std::enable_shared_from_this<DataServer::C
         });
   }
 
-  void QueueFrame(std::string frame) { answers_.emplace_back().head = std::move(frame); }
+  void QueueFrame(std::string frame) { answers_.emplace_back().frame = std::move(frame); }
 
   void Refuse(const char* op, DataRange r) {
     st_->refusals.Inc();
@@ -352,19 +355,20 @@ class DataServer::Connection : public std::enable_shared_from_this<DataServer::C
     });
   }
 
-  std::string Header(uint16_t flags, uint32_t body_bytes) const {
+  FrameHeader HeaderFor(uint16_t flags, uint32_t body_bytes) const {
     FrameHeader h;
     h.type = head_.type;
     h.flags = flags;
     h.request_id = head_.request_id;
     h.body_bytes = body_bytes;
-    std::string out(kFrameHeaderBytes, '\0');
-    EncodeHeader(h, reinterpret_cast<unsigned char*>(out.data()));
-    return out;
+    return h;
   }
 
   std::string Frame(uint16_t flags, const std::string& body) const {
-    return Header(flags, static_cast<uint32_t>(body.size())) + body;
+    std::string out(kFrameHeaderBytes, '\0');
+    EncodeHeader(HeaderFor(flags, static_cast<uint32_t>(body.size())),
+                 reinterpret_cast<unsigned char*>(out.data()));
+    return out + body;
   }
 
   std::string Error(ErrorCode code, const std::string& message) const {
