@@ -75,9 +75,6 @@ namespace {
 
 constexpr uint64_t kMiB = uint64_t{1} << 20;
 constexpr uint64_t kCeilingBufferBytes = 256 * kMiB;
-constexpr int kMemcpyRuns = 5;
-constexpr double kTcpCeilingSeconds = 1.0;
-constexpr int kTcpCeilingRuns = 3;
 constexpr const char* kHostId = "bench-host";
 
 double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
@@ -668,7 +665,7 @@ int main(int argc, char** argv) {
   std::string cpu = CpuModel();
   double load_before = LoadAverage();
 
-  double memcpy_gbps = 0, tcp_gbps = 0;
+  Baseline ceilings;
   uint64_t arena_bytes = kCeilingBufferBytes;
   for (uint64_t s : o.sizes) {
     for (size_t b : o.batches) arena_bytes = std::max(arena_bytes, s * b);
@@ -687,11 +684,9 @@ int main(int argc, char** argv) {
   const std::string dir = dir_template;
   std::optional<Daemon> master, store;
   try {
-    Result<double> m = MeasureMemcpyGBps(kMemcpyRuns);
-    Result<double> t = MeasureLoopbackTcpGBps(kTcpCeilingSeconds, kTcpCeilingRuns);
-    if (!m.ok() || !t.ok()) throw std::runtime_error((m.ok() ? t.status() : m.status()).message());
-    memcpy_gbps = *m;
-    tcp_gbps = *t;
+    Result<Baseline> b = MeasureBaseline();
+    if (!b.ok()) throw std::runtime_error(b.status().message());
+    ceilings = *b;
     src.emplace(MakeArena(arena_bytes));
     dst.emplace(MakeArena(arena_bytes));
     master.emplace(o.bin, dir, "master",
@@ -717,16 +712,18 @@ int main(int argc, char** argv) {
   base.tcp_streams = o.tcp_streams;
   base.tcp_split_bytes = o.split_bytes;
 
+  const double memcpy_gbps = ceilings.memcpy_gb_per_s;
+  const double tcp_gbps = ceilings.loopback_tcp_gb_per_s;
   auto pct = [](double v, double of) { return of > 0 ? 100 * v / of : 0; };
   if (!o.json) {
     std::printf("kvcached data-plane benchmark: %s\n", VersionLine().c_str());
     std::printf("machine: %ld cores (%s), kernel %s, load average %.2f before the run\n", nproc,
                 cpu.c_str(), uts.release, load_before);
     std::printf("units: 1 GB = 1e9 bytes; object sizes are binary (1 MiB = 1048576 bytes)\n");
-    std::printf("ceiling memcpy:       %6.2f GB/s  (1 thread, 256 MiB to 256 MiB, best of %d)\n",
-                memcpy_gbps, kMemcpyRuns);
-    std::printf("ceiling loopback TCP: %6.2f GB/s  (1 stream, 1 MiB writes, %.0f s, best of %d)\n",
-                tcp_gbps, kTcpCeilingSeconds, kTcpCeilingRuns);
+    std::printf("ceiling memcpy:       %6.2f GB/s  (%s)\n", memcpy_gbps,
+                ceilings.memcpy_method.c_str());
+    std::printf("ceiling loopback TCP: %6.2f GB/s  (%s)\n", tcp_gbps,
+                ceilings.loopback_tcp_method.c_str());
     std::printf(
         "setup: master (1 thread), store (segment %s, %u threads), one client per transport "
         "(host id %s, tcp_streams %u, split %s, checksums %s); %.1f s per operation and cell\n\n",
@@ -813,34 +810,31 @@ int main(int argc, char** argv) {
                       {"tcp_transfers", r.delta.tcp_transfers},
                       {"tcp_connections_opened", r.delta.tcp_connections_opened}});
     }
-    nlohmann::json doc = {
-        {"version", VersionLine()},
-        {"machine",
-         {{"nproc", nproc},
-          {"cpu", cpu},
-          {"kernel", uts.release},
-          {"load_average_before", load_before},
-          {"load_average_after", LoadAverage()}}},
-        {"gb_bytes", 1'000'000'000},
-        {"ceilings",
-         {{"memcpy_gb_per_s", memcpy_gbps},
-          {"memcpy",
-           "1 thread, 256 MiB to 256 MiB, pre-faulted, best of " + std::to_string(kMemcpyRuns)},
-          {"tcp_loopback_gb_per_s", tcp_gbps},
-          {"tcp_loopback", "1 stream over 127.0.0.1, 1 MiB writes, 1 s, best of " +
-                               std::to_string(kTcpCeilingRuns)}}},
-        {"config",
-         {{"seconds", o.seconds},
-          {"segment_bytes", o.segment_bytes},
-          {"store_threads", o.store_threads},
-          {"master_threads", 1},
-          {"checksums", o.checksums},
-          {"tcp_streams", base.tcp_streams},
-          {"tcp_split_bytes", base.tcp_split_bytes}}},
-        {"results", rows},
-        {"notes", bench.notes()},
-        {"failures", bench.failures()},
-        {"ok", ok}};
+    nlohmann::json doc = {{"version", VersionLine()},
+                          {"machine",
+                           {{"nproc", nproc},
+                            {"cpu", cpu},
+                            {"kernel", uts.release},
+                            {"load_average_before", load_before},
+                            {"load_average_after", LoadAverage()}}},
+                          {"gb_bytes", 1'000'000'000},
+                          {"ceilings",
+                           {{"memcpy_gb_per_s", memcpy_gbps},
+                            {"memcpy", ceilings.memcpy_method},
+                            {"tcp_loopback_gb_per_s", tcp_gbps},
+                            {"tcp_loopback", ceilings.loopback_tcp_method}}},
+                          {"config",
+                           {{"seconds", o.seconds},
+                            {"segment_bytes", o.segment_bytes},
+                            {"store_threads", o.store_threads},
+                            {"master_threads", 1},
+                            {"checksums", o.checksums},
+                            {"tcp_streams", base.tcp_streams},
+                            {"tcp_split_bytes", base.tcp_split_bytes}}},
+                          {"results", rows},
+                          {"notes", bench.notes()},
+                          {"failures", bench.failures()},
+                          {"ok", ok}};
     if (best != nullptr) {
       doc["target"] = {{"what", "batched 64 KiB gets over TCP"},
                        {"objects_per_s_min", kTargetObjectsPerS},
