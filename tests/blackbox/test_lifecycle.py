@@ -2,9 +2,11 @@
 
 import http.client
 import os
+import re
 import signal
 import socket
 import threading
+import time
 
 from conftest import Proc, curl, status_of
 
@@ -132,6 +134,15 @@ def test_sighup_reloads_the_log_level(tmp_path):
     p = Proc(["meta", "--port", "0", "--config", str(cfg)]).wait_ready()
     try:
         curl(f"{p.url}/metadata?key=before")
+        # The server logs (or, at info, skips) a request's line after the
+        # answer left, then counts it; wait for the count so the GET has been
+        # judged at level info before the level changes.
+        answered = re.compile(
+            r'^kvcached_http_requests_total\{server="meta",method="GET",code="404"\} 1$', re.M)
+        deadline = time.monotonic() + 10
+        while not answered.search(curl(f"{p.url}/metrics").body.decode()):
+            assert time.monotonic() < deadline, "the GET was never counted in /metrics"
+            time.sleep(0.01)
         cfg.write_text('{"log_level": "debug"}')
         p.send_signal(signal.SIGHUP)
         p.wait_log(r"log level is now 'debug'")
