@@ -72,6 +72,46 @@ void Fields(Io& io, ShmAttachResponse& m) {
 }
 
 template <typename Io>
+void Fields(Io& io, RdmaQpParams& m) {
+  for (uint8_t& b : m.gid) io.U8(b);
+  io.U16(m.lid);
+  io.U32(m.qpn);
+  io.U32(m.psn);
+  io.U8(m.mtu);
+  if constexpr (Io::kReading) {
+    if (m.psn > 0xFFFFFF) return io.Fail("queue pair PSN above 24 bits");
+    if (m.qpn > 0xFFFFFF) return io.Fail("queue pair number above 24 bits");
+    if (m.mtu < 1 || m.mtu > 5) return io.Fail("path MTU code " + std::to_string(m.mtu) + " is not 1-5");
+  }
+}
+
+// The version leads so a peer of another version is told so, not misread.
+template <typename Io>
+void Fields(Io& io, RdmaConnectRequest& m) {
+  io.U8(m.version);
+  if constexpr (Io::kReading) {
+    if (m.version != kRdmaLinkVersion) {
+      return io.Fail("RDMA link version " + std::to_string(m.version) + " (this side speaks " +
+                     std::to_string(kRdmaLinkVersion) + ")");
+    }
+  }
+  io.U32(m.store_nic);
+  Fields(io, m.client);
+}
+
+template <typename Io>
+void Fields(Io& io, RdmaConnectResponse& m) {
+  io.U8(m.version);
+  if constexpr (Io::kReading) {
+    if (m.version != kRdmaLinkVersion) {
+      return io.Fail("RDMA link version " + std::to_string(m.version) + " (this side speaks " +
+                     std::to_string(kRdmaLinkVersion) + ")");
+    }
+  }
+  Fields(io, m.store);
+}
+
+template <typename Io>
 void Fields(Io& io, StatusResponse& m) {
   io.I32(m.code);
   io.Str(m.message, kMaxMessageBytes);
@@ -242,6 +282,8 @@ KVCACHED_INSTANTIATE_CODEC(SizesResponse)
 KVCACHED_INSTANTIATE_CODEC(TableUpdate)
 KVCACHED_INSTANTIATE_CODEC(DataRange)
 KVCACHED_INSTANTIATE_CODEC(ShmAttachResponse)
+KVCACHED_INSTANTIATE_CODEC(RdmaConnectRequest)
+KVCACHED_INSTANTIATE_CODEC(RdmaConnectResponse)
 #undef KVCACHED_INSTANTIATE_CODEC
 
 void EncodeHeader(const FrameHeader& h, unsigned char out[kFrameHeaderBytes]) {
@@ -316,6 +358,8 @@ const char* MsgTypeName(MsgType type) {
       return "DataRead";
     case MsgType::kShmAttach:
       return "ShmAttach";
+    case MsgType::kRdmaConnect:
+      return "RdmaConnect";
   }
   return "Unknown";
 }

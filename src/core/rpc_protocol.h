@@ -12,6 +12,7 @@
 #include <string_view>
 #include <vector>
 
+#include "core/rdma_link.h"
 #include "core/status.h"
 
 namespace kvcached {
@@ -52,6 +53,8 @@ enum class MsgType : uint16_t {
   kDataRead = 33,   // body: DataRange; answer: the `length` bytes
   // The store's shared-memory socket (a Unix socket, after Hello).
   kShmAttach = 34,  // empty body; answer ShmAttachResponse with the memfd (SCM_RIGHTS)
+  // The store's data port (after Hello): set up an RDMA queue pair.
+  kRdmaConnect = 35,  // body: RdmaConnectRequest; answer RdmaConnectResponse
 };
 const char* MsgTypeName(MsgType type);  // "PutStart"; "Unknown" otherwise
 

@@ -23,6 +23,81 @@ Status Field(const nlohmann::json& j, const char* name, std::string& out, bool r
   return Status::Ok();
 }
 
+Status Bad(const std::string& why) { return Status(ErrorCode::INVALID_PARAMS, why); }
+
+bool Unsigned(const nlohmann::json& j, const char* name, uint64_t& out) {
+  auto it = j.find(name);
+  if (it == j.end() || !it->is_number_unsigned()) return false;
+  out = it->get<uint64_t>();
+  return true;
+}
+
+nlohmann::json FormatRdma(const RdmaSegmentInfo& r) {
+  nlohmann::json nics = nlohmann::json::array();
+  for (const RdmaNic& n : r.nics) {
+    nics.push_back({{"name", n.name}, {"gid", FormatGid(n.gid)}, {"lid", n.lid}});
+  }
+  return {{"base", r.base}, {"chunk", r.chunk_bytes}, {"nics", nics}, {"rkeys", r.rkeys}};
+}
+
+// Every count is bounded before anything is kept; the chunks must cover
+// the whole segment, so a peer's (offset, length) inside the segment
+// always has a key.
+Result<RdmaSegmentInfo> ParseRdma(const nlohmann::json& j, uint64_t size) {
+  const std::string what = "segment endpoint field 'rdma'";
+  if (!j.is_object()) return Bad(what + " is not an object");
+  RdmaSegmentInfo r;
+  if (!Unsigned(j, "base", r.base) || !Unsigned(j, "chunk", r.chunk_bytes) || r.chunk_bytes == 0) {
+    return Bad(what + " needs an unsigned 'base' and a non-zero 'chunk'");
+  }
+  if (r.base > UINT64_MAX - size) return Bad(what + ": base + size overflows");
+  auto nics = j.find("nics");
+  if (nics == j.end() || !nics->is_array() || nics->empty() || nics->size() > kMaxRdmaNics) {
+    return Bad(what + " needs 'nics': a list of 1 to " + std::to_string(kMaxRdmaNics));
+  }
+  for (const nlohmann::json& n : *nics) {
+    if (!n.is_object()) return Bad(what + ": a NIC is not an object");
+    RdmaNic nic;
+    std::string gid;
+    for (Status st : {Field(n, "name", nic.name, true), Field(n, "gid", gid, true)}) {
+      if (!st.ok()) return st;
+    }
+    if (Status st = ParseGid(gid, nic.gid); !st.ok()) return Bad(what + ": " + st.message());
+    uint64_t lid = 0;
+    if (n.contains("lid") && (!Unsigned(n, "lid", lid) || lid > 0xFFFF)) {
+      return Bad(what + ": NIC '" + nic.name + "' has a 'lid' that is not 0-65535");
+    }
+    nic.lid = static_cast<uint16_t>(lid);
+    r.nics.push_back(std::move(nic));
+  }
+  auto rkeys = j.find("rkeys");
+  if (rkeys == j.end() || !rkeys->is_array() || rkeys->empty() ||
+      rkeys->size() * r.nics.size() > kMaxRdmaKeys) {
+    return Bad(what + " needs 'rkeys': one row per chunk, at most " +
+               std::to_string(kMaxRdmaKeys) + " keys in all");
+  }
+  // chunk * rows >= size, without overflow.
+  uint64_t chunks_needed = size / r.chunk_bytes + (size % r.chunk_bytes != 0 ? 1 : 0);
+  if (chunks_needed > rkeys->size()) {
+    return Bad(what + ": " + std::to_string(rkeys->size()) + " chunks of " +
+               std::to_string(r.chunk_bytes) + " bytes do not cover " + std::to_string(size));
+  }
+  for (const nlohmann::json& row : *rkeys) {
+    if (!row.is_array() || row.size() != r.nics.size()) {
+      return Bad(what + ": every 'rkeys' row needs one key per NIC");
+    }
+    std::vector<uint32_t> keys;
+    for (const nlohmann::json& k : row) {
+      if (!k.is_number_unsigned() || k.get<uint64_t>() > UINT32_MAX) {
+        return Bad(what + ": an rkey is not a 32-bit unsigned number");
+      }
+      keys.push_back(k.get<uint32_t>());
+    }
+    r.rkeys.push_back(std::move(keys));
+  }
+  return r;
+}
+
 }  // namespace
 
 std::string FormatEndpoint(const SegmentEndpoint& e) {
@@ -33,6 +108,7 @@ std::string FormatEndpoint(const SegmentEndpoint& e) {
                       {"protocol", e.protocol}};
   if (!e.tcp.empty()) j["tcp"] = e.tcp;
   if (!e.shm.empty()) j["shm"] = e.shm;
+  if (e.rdma) j["rdma"] = FormatRdma(*e.rdma);
   return j.dump();
 }
 
@@ -56,6 +132,14 @@ Result<SegmentEndpoint> ParseEndpoint(std::string_view text) {
   if (e.tcp.empty() && e.shm.empty()) {
     return Status(ErrorCode::INVALID_PARAMS,
                   "segment endpoint of '" + e.name + "' names neither a tcp nor a shm path");
+  }
+  if (auto rdma = j.find("rdma"); rdma != j.end()) {
+    if (e.tcp.empty()) {
+      return Bad("segment endpoint of '" + e.name + "' has 'rdma' but no 'tcp' port to set it up");
+    }
+    Result<RdmaSegmentInfo> r = ParseRdma(*rdma, e.size);
+    if (!r.ok()) return r.status();
+    e.rdma = std::move(r).value();
   }
   return e;
 }

@@ -3,18 +3,25 @@
 // mooncake/ram/<segment> in the metadata service). One JSON object:
 //
 //   {"name":"h1:4242","host_id":"h1","instance":"store-1a2b...","size":1073741824,
-//    "protocol":"tcp","tcp":"10.0.0.5:40123","shm":"@kvcached/store-1a2b..."}
+//    "protocol":"tcp","tcp":"10.0.0.5:40123","shm":"@kvcached/store-1a2b...",
+//    "rdma":{"base":140245...,"chunk":1073741824,
+//            "nics":[{"name":"mlx5_0","gid":"::ffff:10.0.0.5","lid":0}],
+//            "rkeys":[[5123],[5124]]}}
 //
 // `tcp` is the data port (host:port, IPv6 hosts in brackets); `shm` the Unix
 // socket that hands out the segment's memfd to clients with the same host
-// id ("@name" is Linux's abstract namespace); either may be absent.
+// id ("@name" is Linux's abstract namespace); either may be absent. `rdma`
+// (core/rdma_link.h) is present when the store serves RDMA; its queue pairs
+// are set up over the `tcp` data port, so it needs one.
 // Pure functions; thread-safe.
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 
+#include "core/rdma_link.h"
 #include "core/status.h"
 
 namespace kvcached {
@@ -27,11 +34,17 @@ struct SegmentEndpoint {
   std::string protocol = "tcp";
   std::string tcp;  // "host:port"; empty: no TCP data port
   std::string shm;  // Unix socket; empty: no shared-memory path
+  std::optional<RdmaSegmentInfo> rdma;  // absent: no RDMA path
 };
+
+// At most this many rkeys (chunks x NICs) in one descriptor, which keeps it
+// well inside kMaxEndpointBytes.
+inline constexpr size_t kMaxRdmaKeys = 4096;
 
 std::string FormatEndpoint(const SegmentEndpoint& e);
 // INVALID_PARAMS naming what is wrong (not JSON, a field of the wrong type,
-// an over-long string, no way to reach the segment at all).
+// an over-long string, no way to reach the segment at all, an RDMA part
+// whose chunks do not cover the segment or whose key table is ragged).
 Result<SegmentEndpoint> ParseEndpoint(std::string_view text);
 
 // Splits "host:port" / "[v6]:port". INVALID_PARAMS when malformed.

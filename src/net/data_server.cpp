@@ -99,6 +99,11 @@ class DataServer::Connection : public std::enable_shared_from_this<DataServer::C
   }
 
   ~Connection() {
+    if (rdma_links_ > 0) {
+      st_->options.rdma->Release(id_);
+      spdlog::debug("{} conn=#{} from {}: released its {} RDMA queue pair(s)", st_->options.name,
+                    id_, peer_, rdma_links_);
+    }
     st_->open.Add(-1);
     st_->connections.Remove(id_);
   }
@@ -122,6 +127,9 @@ class DataServer::Connection : public std::enable_shared_from_this<DataServer::C
   static constexpr size_t kMaxAnswers = 128;
   static constexpr uint64_t kMaxAnswerBytes = 16 << 20;
   static_assert(kFrameHeaderBytes + kDataRangeBytes <= kInBytes);
+  // An RdmaConnect body is 32 bytes today; later versions may add a little.
+  static constexpr uint32_t kMaxRdmaConnectBytes = 1024;
+  static_assert(kFrameHeaderBytes + kMaxRdmaConnectBytes <= kInBytes);
 
   struct Answer {
     // A DataRead's answer: its header here and the payload in the segment;
@@ -187,6 +195,14 @@ class DataServer::Connection : public std::enable_shared_from_this<DataServer::C
         if (!answers_.empty()) return Flush();
         return OnWrite(ParseRange());
       }
+      if (type == MsgType::kRdmaConnect) {
+        if (head_.body_bytes > kMaxRdmaConnectBytes) {
+          return Malformed("RdmaConnect body of " + std::to_string(head_.body_bytes) + " bytes");
+        }
+        if (Buffered() < kFrameHeaderBytes + head_.body_bytes) break;
+        OnRdmaConnect();
+        continue;
+      }
       return Malformed("message type " + std::to_string(head_.type) +
                        " is not served on the data port");
     }
@@ -235,6 +251,42 @@ class DataServer::Connection : public std::enable_shared_from_this<DataServer::C
     stream_.expires_never();
     QueueFrame(Frame(kFlagResponse, EncodeBody(res)));
     return HelloOutcome::kServe;
+  }
+
+  // Sets up a queue pair for the peer. A refusal (no RDMA here, a bad NIC
+  // index, another link version, a device error) is an error answer: the
+  // connection goes on, so the client can fall back to TCP on it.
+  void OnRdmaConnect() {
+    std::string_view body(reinterpret_cast<const char*>(In()) + kFrameHeaderBytes,
+                          head_.body_bytes);
+    RdmaConnectRequest req;
+    Status decoded = DecodeBody(body, req);
+    Consume(kFrameHeaderBytes + head_.body_bytes);
+    if (!decoded.ok()) {
+      st_->refusals.Inc();
+      spdlog::warn("{} conn=#{} from {} (client '{}'): RdmaConnect refused: {}", st_->options.name,
+                   id_, peer_, client_, decoded.message());
+      return QueueFrame(Error(ErrorCode::INVALID_PARAMS, "RdmaConnect: " + decoded.message()));
+    }
+    if (!st_->options.rdma) {
+      st_->refusals.Inc();
+      return QueueFrame(Error(ErrorCode::TRANSFER_FAIL,
+                              "this store does not serve RDMA (it runs with --protocol tcp or "
+                              "found no RDMA device)"));
+    }
+    Result<RdmaConnectResponse> res = st_->options.rdma->Accept(req, id_);
+    if (!res.ok()) {
+      st_->refusals.Inc();
+      spdlog::warn("{} conn=#{} from {} (client '{}'): RdmaConnect on NIC {} refused: {}",
+                   st_->options.name, id_, peer_, client_, req.store_nic,
+                   res.status().ToString());
+      return QueueFrame(Error(res.code(), res.status().message()));
+    }
+    ++rdma_links_;
+    spdlog::debug("{} conn=#{} from {} (client '{}'): RDMA queue pair {} on NIC {} to peer qp {}",
+                  st_->options.name, id_, peer_, client_, res->store.qpn, req.store_nic,
+                  req.client.qpn);
+    QueueFrame(Frame(kFlagResponse, EncodeBody(*res)));
   }
 
   DataRange ParseRange() {
@@ -403,6 +455,7 @@ class DataServer::Connection : public std::enable_shared_from_this<DataServer::C
   std::vector<char> scratch_;
   uint64_t discard_left_ = 0;
   bool hello_done_ = false;
+  size_t rdma_links_ = 0;  // queue pairs set up for this connection
 };
 
 void DataServer::State::OnAccept(tcp::socket socket) {

@@ -5,7 +5,8 @@
 // length) is checked against the segment, overflow-safe, before a byte
 // moves: an out-of-range request is refused with an error frame, logged
 // and counted, and the connection goes on; a malformed frame closes the
-// connection. The frame format is the RPC protocol's (docs/protocol.md).
+// connection. A peer may also ask for an RDMA queue pair (RdmaConnect); it
+// lives as long as the connection that asked. The frame format is the RPC protocol's (docs/protocol.md).
 //
 // Threading: the caller's io_context, any number of threads, one strand
 // per connection. Requests on one connection are served in order. The
@@ -22,6 +23,7 @@
 
 #include "core/auth_token.h"
 #include "core/metrics.h"
+#include "core/rdma_link.h"
 #include "core/status.h"
 
 namespace kvcached {
@@ -33,6 +35,9 @@ struct DataServerOptions {
   size_t max_connections = 4096;
   std::chrono::milliseconds hello_timeout{10'000};
   std::optional<AuthToken> token;
+  // Serves RdmaConnect when set (the store has RDMA): the queue pairs a
+  // connection set up are released when it closes.
+  std::shared_ptr<RdmaAcceptor> rdma;
 };
 
 class DataServer {

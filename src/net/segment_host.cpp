@@ -36,6 +36,7 @@ Status SegmentHost::Serve(boost::asio::io_context& ioc, MetricsRegistry& metrics
   data.port = options_.data_port;
   data.token = options_.token;
   data.max_connections = options_.data_max_connections;
+  data.rdma = rdma_;
   data_ = std::make_unique<DataServer>(ioc, data, memory_->data(), memory_->size(), metrics);
   if (Status st = data_->Start(); !st.ok()) return st;
 
@@ -49,6 +50,10 @@ Status SegmentHost::Serve(boost::asio::io_context& ioc, MetricsRegistry& metrics
   endpoint_.host_id = options_.host_id;
   endpoint_.instance = options_.client_id;
   endpoint_.size = memory_->size();
+  if (rdma_) {
+    endpoint_.protocol = "rdma";
+    endpoint_.rdma = rdma_->Describe();
+  }
   // Peers need an address they can dial: a wildcard bind publishes the host id.
   endpoint_.tcp = data_->bound_to_wildcard()
                       ? options_.host_id + ":" + std::to_string(data_->port())

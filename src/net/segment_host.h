@@ -1,6 +1,6 @@
 // SegmentHost: everything it takes to contribute a segment to the pool —
 // the memory (memfd), the TCP data port and the shared-memory socket that
-// serve it, the agent that mounts it at the master and keeps its object
+// serve it (and, when set, the RDMA acceptor whose queue pairs reach it), the agent that mounts it at the master and keeps its object
 // table, and the descriptor published to the metadata service. `kvcached
 // store` is a SegmentHost with an admin port; a Client opened with
 // global_segment_size > 0 runs one in-process.
@@ -57,6 +57,9 @@ class SegmentHost {
   SegmentHost(const SegmentHost&) = delete;
   SegmentHost& operator=(const SegmentHost&) = delete;
 
+  // Serves RDMA next to TCP: `rdma` has registered this host's memory()
+  // and sets up queue pairs for peers. Call before Serve.
+  void SetRdma(std::shared_ptr<RdmaAcceptor> rdma) { rdma_ = std::move(rdma); }
   // Binds the data port and the shm socket on `ioc` (accepting once it runs).
   Status Serve(boost::asio::io_context& ioc, MetricsRegistry& metrics);
   // Mounts at the master (StoreAgent::Start's errors) and publishes the
@@ -87,6 +90,7 @@ class SegmentHost {
   std::unique_ptr<DataServer> data_;
   std::unique_ptr<ShmServer> shm_;
   std::unique_ptr<StoreAgent> agent_;
+  std::shared_ptr<RdmaAcceptor> rdma_;
   SegmentEndpoint endpoint_;
   bool published_ = false;
 };

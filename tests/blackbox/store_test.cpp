@@ -142,7 +142,7 @@ TEST_CASE("the data port moves bytes and bounds-checks every range") {
   CHECK(back == payload);
   REQUIRE(c.Read(kSize - 3, 3, back) == 0);
   CHECK(back == "end");
-  CHECK(Metric(admin, "kvcached_store_data_refusals_total") == 8);
+  CHECK(Metric(admin, "kvcached_store_data_refusals_total") == 8);  // RDMA ones come below
 
   // Malformed frames close that connection only.
   {
@@ -177,9 +177,40 @@ TEST_CASE("the data port moves bytes and bounds-checks every range") {
     m.SendFrame(MsgType::kHello, "", 1 << 20);
     CHECK(m.Closed());
   }
+  {
+    // RDMA asked of a TCP store, and a request of another link version:
+    // each refused with a reason, and the connection goes on.
+    DataClient m(data);
+    m.Hello();
+    RdmaConnectRequest req;
+    req.client.mtu = 3;
+    req.client.qpn = 17;
+    std::string r;
+    FrameHeader h;
+    m.SendFrame(MsgType::kRdmaConnect, EncodeBody(req));
+    REQUIRE(m.ReadFrame(h, r));
+    REQUIRE((h.flags & kFlagError) != 0);
+    ErrorBody err;
+    REQUIRE(DecodeBody(r, err).ok());
+    CHECK(err.code == Code(ErrorCode::TRANSFER_FAIL));
+    CHECK(err.message.find("does not serve RDMA") != std::string::npos);
+    std::string v9 = EncodeBody(req);
+    v9[0] = 9;
+    m.SendFrame(MsgType::kRdmaConnect, v9);
+    REQUIRE(m.ReadFrame(h, r));
+    REQUIRE(DecodeBody(r, err).ok());
+    CHECK(err.code == Code(ErrorCode::INVALID_PARAMS));
+    CHECK(err.message.find("RDMA link version 9") != std::string::npos);
+    std::string back2;
+    REQUIRE(m.Read(4096, 16, back2) == 0);
+    CHECK(back2 == payload.substr(0, 16));
+    // A body far larger than any RdmaConnect is malformed.
+    m.SendFrame(MsgType::kRdmaConnect, std::string(2048, '\0'));
+    CHECK(m.Closed());
+  }
   REQUIRE(c.Read(4096, 16, back) == 0);  // the first client is unharmed
   CHECK(back == payload.substr(0, 16));
-  CHECK(Metric(admin, "kvcached_store_data_malformed_total") == 4);
+  CHECK(Metric(admin, "kvcached_store_data_malformed_total") == 5);
   CHECK(Metric(admin, "kvcached_store_bytes_received_total") ==
         static_cast<long>(payload.size() + 3));
   CHECK(store.Stop() == 0);

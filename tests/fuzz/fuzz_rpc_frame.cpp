@@ -2,13 +2,15 @@
 // decoding with its limits, then each body through MasterService::Dispatch
 // (the decoder of every message type and the index behind it). State
 // carries over between inputs, so sequences of mounts, puts, reads and
-// removals are explored too.
+// removals are explored too. RdmaConnect frames go to the data port's
+// handshake decoder and, as text, to the segment descriptor parser.
 #include <cstddef>
 #include <cstdint>
 
 #include <spdlog/spdlog.h>
 #include <boost/asio/io_context.hpp>
 
+#include "core/segment_endpoint.h"
 #include "net/master_service.h"
 
 namespace {
@@ -43,6 +45,19 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (h.type == static_cast<uint16_t>(MsgType::kHello)) {
       HelloRequest hello;
       (void)DecodeBody(body, hello);
+      continue;
+    }
+    if (h.type == static_cast<uint16_t>(MsgType::kRdmaConnect)) {
+      // The data port's RDMA handshake, and the descriptor a client parses
+      // from a replica list (JSON, RDMA keys included).
+      RdmaConnectRequest req;
+      if (DecodeBody(body, req).ok() && (req.client.mtu < 1 || req.client.mtu > 5)) {
+        __builtin_trap();  // the decoder bounds what the acceptor is given
+      }
+      Result<SegmentEndpoint> e = ParseEndpoint(body);
+      if (e.ok() && e->rdma && e->rdma->rkeys.size() * e->rdma->nics.size() > kMaxRdmaKeys) {
+        __builtin_trap();
+      }
       continue;
     }
     std::string out;

@@ -56,6 +56,43 @@ TEST_CASE("every message round-trips and every prefix is refused") {
   CHECK(RoundTrip(tu).changes[1].op == 2);
 }
 
+TEST_CASE("RDMA connect messages round-trip; other versions and odd parameters are refused") {
+  RdmaQpParams qp;
+  REQUIRE(ParseGid("::ffff:10.0.0.1", qp.gid).ok());
+  qp.lid = 7;
+  qp.qpn = 0x123456;
+  qp.psn = 0xABCDEF;
+  qp.mtu = 3;
+  RdmaConnectRequest req{kRdmaLinkVersion, 2, qp};
+  RdmaConnectRequest req_back = RoundTrip(req);
+  CHECK(req_back.store_nic == 2);
+  CHECK(req_back.client.gid == qp.gid);
+  CHECK(req_back.client.qpn == 0x123456);
+  CHECK(req_back.client.psn == 0xABCDEF);
+  CHECK(RoundTrip(RdmaConnectResponse{kRdmaLinkVersion, qp}).store.lid == 7);
+
+  auto refused = [](RdmaConnectRequest r, const char* why) {
+    RdmaConnectRequest out;
+    Status st = DecodeBody(EncodeBody(r), out);
+    CHECK(st.code() == ErrorCode::INVALID_PARAMS);
+    CHECK_MESSAGE(st.message().find(why) != std::string::npos, st.message());
+  };
+  RdmaConnectRequest v2 = req;
+  v2.version = 2;
+  refused(v2, "RDMA link version 2");
+  RdmaConnectRequest big_psn = req;
+  big_psn.client.psn = 0x1000000;
+  refused(big_psn, "PSN");
+  RdmaConnectRequest big_qpn = req;
+  big_qpn.client.qpn = 0x1000000;
+  refused(big_qpn, "queue pair number");
+  for (uint8_t mtu : {0, 6, 255}) {
+    RdmaConnectRequest m = req;
+    m.client.mtu = mtu;
+    refused(m, "MTU");
+  }
+}
+
 TEST_CASE("limits are enforced before allocation") {
   SUBCASE("a huge list count in a tiny frame") {
     WireWriter w;
