@@ -1,36 +1,38 @@
 #include "rdma/rdma_devices.h"
 
-#include <infiniband/verbs.h>
-
 #include <cerrno>
 #include <cstring>
+
+#include "rdma/verbs_api.h"
 
 namespace kvcached {
 
 std::vector<RdmaDeviceInfo> ListRdmaDevices(std::string* why_none) {
+  return ListRdmaDevices(RealVerbs(), why_none);
+}
+
+std::vector<RdmaDeviceInfo> ListRdmaDevices(const VerbsApi& verbs, std::string* why_none) {
   std::vector<RdmaDeviceInfo> out;
   int num = 0;
   errno = 0;
-  ibv_device** list = ibv_get_device_list(&num);
-  if (list == nullptr) {
-    if (why_none != nullptr) {
-      *why_none = errno == ENOSYS ? "the kernel has no RDMA support"
-                                  : std::string("ibv_get_device_list: ") + std::strerror(errno);
-    }
-    return out;
-  }
+  DeviceListPtr list(verbs.get_device_list(&num), VerbsDeleter<ibv_device*>{&verbs});
+  const int err = errno;
+  if (list == nullptr) num = 0;
   for (int i = 0; i < num; ++i) {
     RdmaDeviceInfo info;
-    info.name = ibv_get_device_name(list[i]);
-    if (ibv_context* ctx = ibv_open_device(list[i])) {
+    info.name = verbs.get_device_name(list.get()[i]);
+    ContextPtr ctx(verbs.open_device(list.get()[i]), VerbsDeleter<ibv_context>{&verbs});
+    if (ctx != nullptr) {
       ibv_device_attr attr{};
-      if (ibv_query_device(ctx, &attr) == 0) info.ports = attr.phys_port_cnt;
-      ibv_close_device(ctx);
+      if (verbs.query_device(ctx.get(), &attr) == 0) info.ports = attr.phys_port_cnt;
     }
     out.push_back(std::move(info));
   }
-  ibv_free_device_list(list);
-  if (out.empty() && why_none != nullptr) *why_none = "no RDMA devices found";
+  if (out.empty() && why_none != nullptr) {
+    *why_none =
+        err != 0 ? std::string("no RDMA devices (ibv_get_device_list: ") + std::strerror(err) + ")"
+                 : "no RDMA devices found";
+  }
   return out;
 }
 

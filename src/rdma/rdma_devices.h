@@ -1,13 +1,17 @@
-// RDMA device discovery through libibverbs. Only built where rdma-core's
-// development files were found (KVCACHED_WITH_RDMA). A host without RDMA
-// (ibv_get_device_list returning nothing, errno ENOSYS) is not an error:
-// the caller gets an empty list and a reason to log. Thread-safe.
+// RDMA device discovery through libibverbs (for `kvcached --version` and
+// logs). Only built where rdma-core's development files were found
+// (KVCACHED_WITH_RDMA). A host without RDMA (ibv_get_device_list returning
+// nothing, errno ENOSYS) is not an error: the caller gets an empty list and
+// a reason to log. Goes through a VerbsApi table (RealVerbs() by default).
+// Thread-safe.
 #pragma once
 
 #include <string>
 #include <vector>
 
 namespace kvcached {
+
+struct VerbsApi;
 
 struct RdmaDeviceInfo {
   std::string name;  // "mlx5_0", "rxe0"
@@ -16,5 +20,6 @@ struct RdmaDeviceInfo {
 
 // Lists the verbs devices; when none, `why_none` (if given) says why.
 std::vector<RdmaDeviceInfo> ListRdmaDevices(std::string* why_none = nullptr);
+std::vector<RdmaDeviceInfo> ListRdmaDevices(const VerbsApi& verbs, std::string* why_none);
 
 }  // namespace kvcached
