@@ -2,8 +2,8 @@
 // where objects live (or where to put them) and moves the bytes itself,
 // straight between the caller's memory and the store's segment: through a
 // shared mapping of the segment when the store runs on the same host
-// (same host id), else over pooled TCP connections to the store's data
-// port. Every object carries a checksum computed at put and verified at
+// (same host id), else by one-sided RDMA when both sides have it (protocol
+// "rdma"), else over pooled TCP connections to the store's data port. Every object carries a checksum computed at put and verified at
 // get, so a get returns exactly the bytes that were put, or an error.
 //
 // Results follow Mooncake Store's conventions and error codes
@@ -30,9 +30,10 @@ namespace kvcached {
 
 // How a client reaches the stores' memory.
 enum class TransportMode {
-  kAuto,  // shared memory for stores on this host, TCP for the others
+  kAuto,  // shared memory for stores on this host; RDMA (protocol "rdma") or TCP for the others
   kShm,   // shared memory only: keys held only on other hosts fail
   kTcp,   // TCP only, even to stores on this host
+  kRdma,  // RDMA only, even to stores on this host: Open fails without an RDMA device
 };
 // In every mode a client reaches the segment it contributes itself by a
 // plain memory copy (counted as a shared-memory transfer).
@@ -42,9 +43,15 @@ struct ClientConfig {
   std::string local_hostname;  // host id; same value => shared memory (default: hostname)
   std::string metadata_server = "P2PHANDSHAKE";  // or http://host:port/metadata
   uint64_t global_segment_size = 0;              // > 0: contribute a segment of this size
-  uint64_t local_buffer_size = 0;  // accepted for compatibility; TCP and shm need none
-  std::string protocol = "tcp";    // "tcp"; "rdma" arrives with the RDMA transport
-  std::string device_names;        // RDMA devices (comma list); unused over TCP
+  uint64_t local_buffer_size = 0;  // accepted for compatibility; no path needs one
+  // "tcp", or "rdma": use RDMA to stores that serve it. With no RDMA device
+  // here that is one warning and TCP, unless `transport` is kRdma.
+  std::string protocol = "tcp";
+  // RDMA devices: a comma list ("mlx5_0,mlx5_1") or Mooncake's JSON map of
+  // ranks to lists; empty: every device with an active port. A device named
+  // here that is missing fails Open.
+  std::string device_names;
+  int rdma_gid_index = -1;  // -1: chosen per port (RoCE v2, IPv4-mapped first)
   std::string master_server_addr = "127.0.0.1:50051";
 
   // kvcached's own settings.
@@ -73,7 +80,7 @@ struct ClientConfig {
   // MOONCAKE_LOCAL_HOSTNAME, MOONCAKE_TE_META_DATA_SERVER,
   // MOONCAKE_GLOBAL_SEGMENT_SIZE, MOONCAKE_LOCAL_BUFFER_SIZE,
   // MOONCAKE_PROTOCOL and MOONCAKE_DEVICE (sizes like "4gb"), plus
-  // KVCACHED_TOKEN_FILE and KVCACHED_TRANSPORT. INVALID_PARAMS names the
+  // KVCACHED_TOKEN_FILE, KVCACHED_TRANSPORT and KVCACHED_RDMA_GID_INDEX. INVALID_PARAMS names the
   // variable or file field that is wrong.
   static Result<ClientConfig> FromEnvironment();
 };
@@ -96,6 +103,7 @@ struct ClientStats {
   uint64_t shm_transfers = 0, tcp_transfers = 0;
   uint64_t checksum_mismatches = 0, lease_expirations = 0;
   uint64_t tcp_connections_opened = 0;
+  uint64_t rdma_transfers = 0;
 };
 
 // What a client did between two snapshots: `after - before`, field by field.
@@ -108,7 +116,8 @@ inline ClientStats operator-(const ClientStats& after, const ClientStats& before
           after.tcp_transfers - before.tcp_transfers,
           after.checksum_mismatches - before.checksum_mismatches,
           after.lease_expirations - before.lease_expirations,
-          after.tcp_connections_opened - before.tcp_connections_opened};
+          after.tcp_connections_opened - before.tcp_connections_opened,
+          after.rdma_transfers - before.rdma_transfers};
 }
 
 class Client {

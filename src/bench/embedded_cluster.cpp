@@ -100,6 +100,12 @@ Result<std::unique_ptr<EmbeddedCluster>> EmbeddedCluster::Start(
   Result<std::unique_ptr<SegmentHost>> host = SegmentHost::Create(so);
   if (!host.ok()) return Status(host.code(), "embedded store: " + host.status().message());
   parts.store = std::move(host).value();
+  if (options.rdma) {
+    Result<std::shared_ptr<RdmaAcceptor>> rdma =
+        options.rdma(parts.store->memory().data(), parts.store->memory().size());
+    if (!rdma.ok()) return Status(rdma.code(), "embedded store: rdma: " + rdma.status().message());
+    if (*rdma) parts.store->SetRdma(*rdma);
+  }
   if (Status st = parts.store->Serve(parts.store_ioc, parts.store_metrics); !st.ok()) {
     return Status(st.code(), "embedded store: " + st.message());
   }

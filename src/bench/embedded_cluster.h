@@ -10,11 +10,13 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
 
 #include "core/auth_token.h"
+#include "core/rdma_link.h"
 #include "kvcached/status.h"
 
 namespace kvcached {
@@ -25,6 +27,9 @@ struct EmbeddedClusterOptions {
   std::string host_id;       // the store's host id (clients with the same one use shm)
   std::string segment_name;  // default: "<host id>:bench"
   std::optional<AuthToken> token;
+  // Serves the segment over RDMA too: called with the segment's memory once
+  // it is allocated; a null acceptor means TCP and shared memory only.
+  std::function<Result<std::shared_ptr<RdmaAcceptor>>(uint8_t* base, uint64_t size)> rdma;
 };
 
 class EmbeddedCluster {

@@ -141,8 +141,10 @@ Status ParseTransport(std::string_view name, std::string_view v, TransportMode& 
     out = TransportMode::kShm;
   } else if (v == "tcp") {
     out = TransportMode::kTcp;
+  } else if (v == "rdma") {
+    out = TransportMode::kRdma;
   } else {
-    return BadValue(name, v, "not one of auto, shm, tcp");
+    return BadValue(name, v, "not one of auto, shm, tcp, rdma");
   }
   return Status::Ok();
 }

@@ -22,6 +22,10 @@
 #include "core/segment_endpoint.h"
 #include "net/rpc_client.h"
 #include "net/segment_host.h"
+#ifdef KVCACHED_WITH_RDMA
+#include "rdma/rdma_transport.h"
+#include "rdma/verbs_api.h"
+#endif
 
 namespace kvcached {
 namespace {
@@ -90,6 +94,11 @@ class Client::Impl {
   std::shared_ptr<const SegmentEndpoint> Resolve(const std::string& text, Status& why);
   // The path to a replica, or an error when the configured transport rules it out.
   Result<Path> Choose(const SegmentEndpoint& segment);
+  // Protocol "rdma": the engine that reaches other stores' segments, and
+  // the target that serves this client's own segment.
+  Status OpenRdma(const std::vector<std::string>& devices);
+  Status ServeRdma(const std::vector<std::string>& devices);
+  Status NoRdma(const std::string& why);
   // A replica of a PutStart or GetReplicaList answer: its segment and path.
   using Route = std::pair<std::shared_ptr<const SegmentEndpoint>, Path>;
   Result<Route> RouteTo(const ReplicaListResponse& res, const Replica& r);
@@ -123,14 +132,18 @@ class Client::Impl {
 // ---- open and close -------------------------------------------------------
 
 Status Client::Impl::Open() {
-  if (config_.protocol != "tcp") {
-    if (config_.protocol == "rdma") {
-      return Status(ErrorCode::UNAVAILABLE_IN_CURRENT_MODE,
-                    "protocol rdma: the RDMA transport is not in this build yet; use tcp");
-    }
+  if (config_.protocol != "tcp" && config_.protocol != "rdma") {
     return Status(ErrorCode::INVALID_PARAMS,
                   "protocol '" + config_.protocol + "' is not one of tcp, rdma");
   }
+  if (config_.transport == TransportMode::kRdma && config_.protocol != "rdma") {
+    return Status(ErrorCode::INVALID_PARAMS, "transport rdma needs protocol rdma");
+  }
+  if (config_.rdma_gid_index < -1 || config_.rdma_gid_index > 255) {
+    return Status(ErrorCode::INVALID_PARAMS, "rdma_gid_index must be -1 (choose) or 0-255");
+  }
+  Result<std::vector<std::string>> devices = ParseRdmaDeviceList(config_.device_names);
+  if (!devices.ok()) return devices.status();
   if (config_.global_segment_size > 0 &&
       (config_.ping_interval.count() < 50 || config_.ping_interval.count() > 60'000)) {
     return Status(ErrorCode::INVALID_PARAMS, "ping_interval must be 50 ms to 60 s");
@@ -196,6 +209,7 @@ Status Client::Impl::Open() {
     Result<std::unique_ptr<SegmentHost>> host = SegmentHost::Create(h);
     if (!host.ok()) return host.status();
     segment_ = std::move(host).value();
+    if (Status st = ServeRdma(*devices); !st.ok()) return st;
     metrics_ = std::make_unique<MetricsRegistry>();
     ioc_ = std::make_unique<boost::asio::io_context>();
     work_ = std::make_unique<
@@ -210,6 +224,9 @@ Status Client::Impl::Open() {
     t.own_size = segment_->memory().size();
   }
   transport_ = std::make_unique<Transport>(t);
+  if (config_.protocol == "rdma") {
+    if (Status st = OpenRdma(*devices); !st.ok()) return st;
+  }
   spdlog::debug("client {} on host '{}' connected to master {}{}", client_id_, host_id_,
                 config_.master_server_addr,
                 segment_name_.empty() ? "" : ", contributing segment '" + segment_name_ + "'");
@@ -233,6 +250,69 @@ void Client::Impl::Close() {
   for (auto& r : rpc_) r->Close();
 }
 
+// ---- RDMA -----------------------------------------------------------------
+
+Status Client::Impl::NoRdma(const std::string& why) {
+  if (config_.transport == TransportMode::kRdma) {
+    return Status(ErrorCode::UNAVAILABLE_IN_CURRENT_MODE, "transport rdma: " + why);
+  }
+  spdlog::warn("protocol rdma: {}; using TCP (and shared memory on this host)", why);
+  return Status::Ok();
+}
+
+#ifdef KVCACHED_WITH_RDMA
+namespace {
+
+RdmaOptions RdmaSettings(const ClientConfig& c, const std::vector<std::string>& devices) {
+  RdmaOptions o;
+  o.devices = devices;
+  o.gid_index = c.rdma_gid_index;
+  o.connect_timeout = c.connect_timeout;
+  o.io_timeout = c.io_timeout;
+  return o;
+}
+
+}  // namespace
+
+Status Client::Impl::OpenRdma(const std::vector<std::string>& devices) {
+  RdmaOptions o = RdmaSettings(config_, devices);
+  Result<RdmaDeviceChoice> choice = ChooseRdmaDevices(RealVerbs(), o);
+  if (!choice.ok()) {  // a named device is missing or down
+    return Status(ErrorCode::UNAVAILABLE_IN_CURRENT_MODE, choice.status().message());
+  }
+  if (choice->nics.empty()) return NoRdma(choice->why_none);
+  Transport* t = transport_.get();
+  Result<std::unique_ptr<RdmaEngine>> engine = RdmaEngine::Open(
+      RealVerbs(), o,
+      [t](const std::string& address, const RdmaConnectRequest& req,
+          std::unique_ptr<RdmaLink>& link) { return t->RdmaHandshake(address, req, link); });
+  if (!engine.ok()) return engine.status();
+  transport_->SetRdma(std::shared_ptr<RdmaEngine>(std::move(engine).value()));
+  return Status::Ok();
+}
+
+Status Client::Impl::ServeRdma(const std::vector<std::string>& devices) {
+  if (config_.protocol != "rdma") return Status::Ok();
+  RdmaOptions o = RdmaSettings(config_, devices);
+  Result<RdmaDeviceChoice> choice = ChooseRdmaDevices(RealVerbs(), o);
+  if (!choice.ok()) {
+    return Status(ErrorCode::UNAVAILABLE_IN_CURRENT_MODE, choice.status().message());
+  }
+  if (choice->nics.empty()) return Status::Ok();  // OpenRdma says so, once
+  Result<std::unique_ptr<RdmaTarget>> target =
+      RdmaTarget::Open(RealVerbs(), o, segment_->memory().data(), segment_->memory().size());
+  if (!target.ok()) return target.status();
+  segment_->SetRdma(std::shared_ptr<RdmaTarget>(std::move(target).value()));
+  return Status::Ok();
+}
+#else
+Status Client::Impl::OpenRdma(const std::vector<std::string>&) {
+  return NoRdma("RDMA is not compiled into this build (rdma-core's development files were missing)");
+}
+
+Status Client::Impl::ServeRdma(const std::vector<std::string>&) { return Status::Ok(); }
+#endif
+
 // ---- helpers --------------------------------------------------------------
 
 std::shared_ptr<const SegmentEndpoint> Client::Impl::Resolve(const std::string& text,
@@ -254,7 +334,14 @@ std::shared_ptr<const SegmentEndpoint> Client::Impl::Resolve(const std::string& 
 Result<Path> Client::Impl::Choose(const SegmentEndpoint& segment) {
   if (segment_ && segment.instance == segment_->endpoint().instance) return Path::kLocal;
   bool same_host = segment.host_id == host_id_ && !segment.shm.empty();
+  bool rdma = transport_->rdma() != nullptr && segment.rdma.has_value() && !segment.tcp.empty();
   switch (config_.transport) {
+    case TransportMode::kRdma:
+      if (!rdma) {
+        return Status(ErrorCode::TRANSFER_FAIL,
+                      "transport rdma: segment '" + segment.name + "' does not serve RDMA");
+      }
+      return Path::kRdma;
     case TransportMode::kTcp:
       if (segment.tcp.empty()) break;
       return Path::kTcp;
@@ -267,6 +354,7 @@ Result<Path> Client::Impl::Choose(const SegmentEndpoint& segment) {
       return Path::kShm;
     case TransportMode::kAuto:
       if (same_host && transport_->ShmAvailable(segment)) return Path::kShm;
+      if (rdma) return Path::kRdma;
       if (segment.tcp.empty()) break;
       return Path::kTcp;
   }
@@ -377,11 +465,12 @@ std::vector<Status> Client::Impl::BatchPut(const std::vector<std::string>& keys,
     }
   }
   // The checksum comes with a shared-memory copy of the object; for objects
-  // that go only over TCP it is computed here, before the bytes leave.
+  // that go only over TCP or RDMA it is computed here, before the bytes leave.
   if (config_.checksums) {
     std::vector<bool> fused(keys.size(), false);
     for (size_t k = 0; k < ops.size(); ++k) {
-      if (ops[k].path != Path::kTcp && !fused[op_key[k]]) {
+      bool copies = ops[k].path == Path::kShm || ops[k].path == Path::kLocal;
+      if (copies && !fused[op_key[k]]) {
         ops[k].want_checksum = fused[op_key[k]] = true;
       }
     }
@@ -690,6 +779,12 @@ Status Client::Impl::RegisterBuffer(void* data, uint64_t size) {
   if (overlaps) {
     return Status(ErrorCode::INVALID_PARAMS, "register_buffer: overlaps a registered range");
   }
+#ifdef KVCACHED_WITH_RDMA
+  // RDMA moves bytes from and into this range without registering it per call.
+  if (RdmaEngine* rdma = transport_->rdma()) {
+    if (Status st = rdma->RegisterMemory(data, size); !st.ok()) return st;
+  }
+#endif
   buffers_.emplace(start, size);
   return Status::Ok();
 }
@@ -700,6 +795,9 @@ Status Client::Impl::UnregisterBuffer(void* data) {
   if (buffers_.erase(reinterpret_cast<uintptr_t>(data)) == 0) {
     return Status(ErrorCode::INVALID_PARAMS, "unregister_buffer: no range registered there");
   }
+#ifdef KVCACHED_WITH_RDMA
+  if (RdmaEngine* rdma = transport_->rdma()) return rdma->UnregisterMemory(data);
+#endif
   return Status::Ok();
 }
 
@@ -716,6 +814,7 @@ ClientStats Client::Impl::Stats() const {
     s.shm_transfers = c.shm_transfers;
     s.tcp_transfers = c.tcp_transfers;
     s.tcp_connections_opened = c.tcp_connections_opened;
+    s.rdma_transfers = c.rdma_transfers;
   }
   return s;
 }

@@ -1,5 +1,6 @@
 // ClientConfig::FromEnvironment: Mooncake's way of configuring a client,
 // so deployments that follow its SGLang recipe need no new settings.
+#include <charconv>
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
@@ -113,10 +114,21 @@ Result<ClientConfig> ClientConfig::FromEnvironment() {
       c.transport = TransportMode::kShm;
     } else if (*v == "tcp") {
       c.transport = TransportMode::kTcp;
+    } else if (*v == "rdma") {
+      c.transport = TransportMode::kRdma;
     } else {
       return Status(ErrorCode::INVALID_PARAMS,
-                    "KVCACHED_TRANSPORT='" + *v + "' is not one of auto, shm, tcp");
+                    "KVCACHED_TRANSPORT='" + *v + "' is not one of auto, shm, tcp, rdma");
     }
+  }
+  if (auto v = Env("KVCACHED_RDMA_GID_INDEX")) {
+    int index = -1;
+    auto [end, ec] = std::from_chars(v->data(), v->data() + v->size(), index);
+    if (ec != std::errc() || end != v->data() + v->size() || index < 0 || index > 255) {
+      return Status(ErrorCode::INVALID_PARAMS,
+                    "KVCACHED_RDMA_GID_INDEX='" + *v + "' is not a GID index 0-255");
+    }
+    c.rdma_gid_index = index;
   }
   return c;
 }

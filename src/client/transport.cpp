@@ -17,6 +17,9 @@
 #include "client/copy.h"
 #include "core/wire.h"
 #include "net/socket_util.h"
+#ifdef KVCACHED_WITH_RDMA
+#include "rdma/rdma_transport.h"
+#endif
 
 namespace kvcached {
 namespace {
@@ -249,7 +252,12 @@ Transport::Transport(TransportOptions options) : options_(std::move(options)) {}
 
 Transport::~Transport() { Close(); }
 
+void Transport::SetRdma(std::shared_ptr<RdmaEngine> engine) { rdma_ = std::move(engine); }
+
 void Transport::Close() {
+#ifdef KVCACHED_WITH_RDMA
+  if (rdma_) rdma_->Close();
+#endif
   {
     std::lock_guard<std::mutex> lock(shm_mu_);
     mappings_.clear();
@@ -540,9 +548,95 @@ void Transport::RunTcp(std::vector<TransferOp*>& ops) {
   }
 }
 
+// ---- RDMA ------------------------------------------------------------------
+
+#ifdef KVCACHED_WITH_RDMA
+namespace {
+
+// Keeps the store's queue pair alive: the store releases it when this
+// connection closes.
+class SocketLink : public RdmaLink {
+ public:
+  explicit SocketLink(int fd) : fd_(fd) {}
+  ~SocketLink() override { ::close(fd_); }
+  SocketLink(const SocketLink&) = delete;
+  SocketLink& operator=(const SocketLink&) = delete;
+
+ private:
+  int fd_;
+};
+
+}  // namespace
+
+Result<RdmaConnectResponse> Transport::RdmaHandshake(const std::string& address,
+                                                     const RdmaConnectRequest& request,
+                                                     std::unique_ptr<RdmaLink>& link) {
+  const std::string peer = "store data port " + address;
+  Deadline deadline = Clock::now() + options_.connect_timeout;
+  Result<int> fd = ConnectTcp(address, deadline, peer);
+  if (!fd.ok()) return fd.status();
+  auto holder = std::make_unique<SocketLink>(*fd);
+  if (Result<HelloResponse> hello = SayHello(*fd, options_.hello, deadline, peer); !hello.ok()) {
+    return hello.status();
+  }
+  std::string frame = EncodeFrame(MsgType::kRdmaConnect, 0, 1, request);
+  if (Status st = SendAll(*fd, frame.data(), frame.size(), deadline, peer); !st.ok()) return st;
+  FrameHeader head;
+  std::string body;
+  if (Status st = RecvFrame(*fd, head, body, 4096, deadline, peer); !st.ok()) return st;
+  if ((head.flags & kFlagError) != 0) {
+    ErrorBody err;
+    if (!DecodeBody(body, err).ok()) {
+      return Status(ErrorCode::TRANSFER_FAIL, peer + " refused RDMA with an unreadable error");
+    }
+    return Status(ErrorCode::TRANSFER_FAIL, peer + " refused RDMA: " + err.message);
+  }
+  RdmaConnectResponse res;
+  if (Status st = DecodeBody(body, res); !st.ok()) {
+    return Status(ErrorCode::TRANSFER_FAIL, peer + " sent a bad RdmaConnect answer: " + st.message());
+  }
+  link = std::move(holder);
+  return res;
+}
+
+void Transport::RunRdma(std::vector<TransferOp*>& ops) {
+  std::vector<RdmaOp> rops(ops.size());
+  std::vector<RdmaOp*> run;
+  for (size_t i = 0; i < ops.size(); ++i) {
+    TransferOp& op = *ops[i];
+    RdmaOp& r = rops[i];
+    r.remote = &*op.segment->rdma;
+    r.address = op.segment->tcp;
+    r.instance = op.segment->instance;
+    r.offset = op.offset;
+    r.length = op.length;
+    r.local = op.local;
+    r.write = op.write;
+    run.push_back(&r);
+  }
+  rdma_->Run(run);
+  for (size_t i = 0; i < ops.size(); ++i) {
+    ops[i]->result = rops[i].result;
+    if (rops[i].result.ok()) counters_.rdma_transfers++;
+  }
+}
+#else
+Result<RdmaConnectResponse> Transport::RdmaHandshake(const std::string&,
+                                                     const RdmaConnectRequest&,
+                                                     std::unique_ptr<RdmaLink>&) {
+  return Status(ErrorCode::UNAVAILABLE_IN_CURRENT_MODE, "RDMA is not compiled into this build");
+}
+
+void Transport::RunRdma(std::vector<TransferOp*>& ops) {
+  for (TransferOp* op : ops) {
+    Fail(*op, ErrorCode::UNAVAILABLE_IN_CURRENT_MODE, "RDMA is not compiled into this build");
+  }
+}
+#endif
+
 void Transport::Run(std::vector<TransferOp>& ops) {
   SweepMappings();
-  std::vector<TransferOp*> tcp;
+  std::vector<TransferOp*> tcp, rdma;
   for (TransferOp& op : ops) {
     op.result = Status::Ok();
     op.checksum.reset();
@@ -565,12 +659,26 @@ void Transport::Run(std::vector<TransferOp>& ops) {
         tcp.push_back(&op);
       }
     }
+    if (op.path == Path::kRdma) {
+      if (!rdma_ || !op.segment->rdma || op.segment->tcp.empty()) {
+        Fail(op, ErrorCode::TRANSFER_FAIL,
+             "segment '" + op.segment->name + "' cannot be reached over RDMA from this client");
+      } else {
+        rdma.push_back(&op);
+      }
+    }
   }
   // Shared-memory copies first: they finish fast and free the CPU for the
   // TCP streams, which then run all at once.
   for (TransferOp& op : ops) {
-    if (op.length > 0 && op.result.ok() && op.path != Path::kTcp) RunShm(op);
+    if (op.length > 0 && op.result.ok() && (op.path == Path::kShm || op.path == Path::kLocal)) {
+      RunShm(op);
+    }
   }
+  // RDMA next: the engine's completions do not need this thread, but its
+  // Run waits for them. (A batch mixing RDMA and TCP stores therefore
+  // moves them one after the other.)
+  if (!rdma.empty()) RunRdma(rdma);
   if (!tcp.empty()) RunTcp(tcp);
 }
 

@@ -1,8 +1,10 @@
 // The client's data plane: a batch of transfers {segment, offset, local
 // memory, length, read|write}, each completed over the path chosen for it —
-// a shared mapping of a same-host segment, or pooled TCP connections to the
-// store's data port (large transfers split across several). Transfers to
-// different stores overlap: one thread drives every connection with poll().
+// a shared mapping of a same-host segment, one-sided RDMA into the store's
+// registered segment (src/rdma, when the client has an RDMA engine), or
+// pooled TCP connections to the store's data port (large transfers split
+// across several). Transfers to different stores overlap: one thread
+// drives every TCP connection with poll(), the RDMA engine its queue pairs.
 //
 // Every wait is bounded: a connection on which nothing moved for
 // `io_timeout` fails its outstanding transfers. A store that refuses a
@@ -29,7 +31,12 @@
 
 namespace kvcached {
 
-enum class Path { kShm, kTcp, kLocal };
+enum class Path { kShm, kTcp, kLocal, kRdma };
+
+class RdmaEngine;
+struct RdmaConnectRequest;
+struct RdmaConnectResponse;
+class RdmaLink;
 
 struct TransferOp {
   std::shared_ptr<const SegmentEndpoint> segment;
@@ -62,6 +69,7 @@ struct TransportCounters {
   std::atomic<uint64_t> tcp_transfers{0};
   std::atomic<uint64_t> tcp_connections_opened{0};
   std::atomic<uint64_t> shm_attaches{0};
+  std::atomic<uint64_t> rdma_transfers{0};
 };
 
 class Transport {
@@ -70,6 +78,16 @@ class Transport {
   ~Transport();
   Transport(const Transport&) = delete;
   Transport& operator=(const Transport&) = delete;
+
+  // Takes RDMA transfers from now on (Path::kRdma); before any Run.
+  void SetRdma(std::shared_ptr<RdmaEngine> engine);
+  RdmaEngine* rdma() const { return rdma_.get(); }
+  // The RDMA engine's connector: asks the store at data port `address` for
+  // a queue pair over a TCP connection of its own, which `link` then keeps
+  // open for as long as the queue pair lives.
+  Result<RdmaConnectResponse> RdmaHandshake(const std::string& address,
+                                            const RdmaConnectRequest& request,
+                                            std::unique_ptr<RdmaLink>& link);
 
   // True when a shared mapping of `segment` can be had (attaching on first
   // use); a failed attach is remembered for a few seconds.
@@ -90,6 +108,7 @@ class Transport {
   void SweepMappings();
   void RunShm(TransferOp& op);
   void RunTcp(std::vector<TransferOp*>& ops);
+  void RunRdma(std::vector<TransferOp*>& ops);
   Result<int> AcquireConnection(const std::string& address, const std::string& peer);
   void ReleaseConnection(const std::string& address, int fd);
 
@@ -100,6 +119,10 @@ class Transport {
   std::map<std::string, std::shared_ptr<Mapping>> mappings_;  // by instance
   std::map<std::string, std::chrono::steady_clock::time_point> shm_failures_;
   std::chrono::steady_clock::time_point next_sweep_{};
+
+  // Set once, before use. Shared so this header needs no verbs (the type
+  // is complete only where RDMA is compiled).
+  std::shared_ptr<RdmaEngine> rdma_;
 
   std::mutex pool_mu_;  // guards idle_
   std::map<std::string, std::vector<int>> idle_;  // by "host:port"

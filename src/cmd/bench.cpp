@@ -63,15 +63,22 @@ std::vector<OptionSpec> BenchOptions() {
                      "Metadata service of that pool, as the client library takes it"),
           {"MOONCAKE_TE_META_DATA_SERVER"}),
       env(MakeOption("protocol", OptionKind::kChoice, "tcp",
-                     "Data-plane protocol: tcp, or rdma once the RDMA transport is built"),
+                     "Data-plane protocol: tcp, or rdma (RDMA to stores that serve it; the "
+                     "embedded store then serves it too)"),
           {"MOONCAKE_PROTOCOL"}),
+      env(MakeOption("device", OptionKind::kString, "",
+                     "RDMA devices (comma list or Mooncake's rank map; empty: every active "
+                     "port), for the client and the embedded store"),
+          {"MOONCAKE_DEVICE"}),
+      MakeOption("gid-index", OptionKind::kUInt, "",
+                 "GID index on every RDMA port (default: chosen per port)", 0, 255),
       env(MakeOption("host-id", OptionKind::kString, "",
                      "This host's identity; stores with the same one are reached by shared "
                      "memory (default: the hostname)"),
           {"MOONCAKE_LOCAL_HOSTNAME"}),
       MakeOption("transport", OptionKind::kChoice, "auto",
-                 "Data path: auto (shared memory to stores on this host, else TCP), shm, tcp, "
-                 "or rdma once built"),
+                 "Data path: auto (shared memory to stores on this host, else RDMA with "
+                 "--protocol rdma, else TCP), shm, tcp, or rdma (implies --protocol rdma)"),
       MakeOption("workload", OptionKind::kString, "put,get",
                  "What to run, one or a comma list run in turn: put, get, mixed, exist, sglang"),
       MakeOption("object-size", OptionKind::kString, "1MiB",
@@ -302,9 +309,18 @@ Result<Plan> MakePlan(const Config& cfg) {
   c.checksums = !cfg.Bool("no-checksums");
   c.tcp_streams = static_cast<unsigned>(cfg.Number("tcp-streams"));
   p.transport_name = cfg.String("transport");
-  c.transport = p.transport_name == "shm"   ? TransportMode::kShm
-                : p.transport_name == "tcp" ? TransportMode::kTcp
-                                            : TransportMode::kAuto;
+  c.transport = p.transport_name == "shm"    ? TransportMode::kShm
+                : p.transport_name == "tcp"  ? TransportMode::kTcp
+                : p.transport_name == "rdma" ? TransportMode::kRdma
+                                             : TransportMode::kAuto;
+  if (c.transport == TransportMode::kRdma) {
+    if (Given(cfg, "protocol") && c.protocol != "rdma") {
+      return Status(ErrorCode::INVALID_PARAMS, "--transport rdma needs --protocol rdma");
+    }
+    c.protocol = "rdma";
+  }
+  c.device_names = cfg.String("device");
+  if (Given(cfg, "gid-index")) c.rdma_gid_index = static_cast<int>(cfg.Number("gid-index"));
   return p;
 }
 
@@ -394,6 +410,7 @@ class Report {
       if (rate > plan_.max_error_rate) over_rate = true;
       std::string name = WorkloadName(r.kind);
       std::string moved = "moved by shared memory " + std::to_string(r.client.shm_transfers) +
+                          " times, RDMA " + std::to_string(r.client.rdma_transfers) +
                           " times, TCP " + std::to_string(r.client.tcp_transfers) + " times";
       lines.push_back(name + ": " + Thousands(static_cast<double>(r.objects())) + " objects in " +
                       Fmt("%.2f", r.seconds) + " s, " +
@@ -544,6 +561,7 @@ class Report {
             {"examples", r.wrong_examples}}},
           {"transfers",
            {{"shm", r.client.shm_transfers},
+            {"rdma", r.client.rdma_transfers},
             {"tcp", r.client.tcp_transfers},
             {"tcp_connections_opened", r.client.tcp_connections_opened},
             {"checksum_mismatches", r.client.checksum_mismatches},
@@ -582,12 +600,6 @@ int RunBench(const CommandContext& ctx) {
     return kExitUsage;
   }
   Plan plan = std::move(planned).value();
-  if (plan.client.protocol == "rdma" || plan.transport_name == "rdma") {
-    std::fprintf(stderr,
-                 "kvcached bench: the RDMA transport is not in this build yet; measure tcp or shm "
-                 "(--transport tcp|shm, --protocol tcp)\n");
-    return kExitUnavailable;
-  }
   Result<std::optional<AuthToken>> token = LoadTokenOption(cfg);
   if (!token.ok()) {
     std::fprintf(stderr, "kvcached bench: %s\n", token.status().message().c_str());
@@ -613,6 +625,12 @@ int RunBench(const CommandContext& ctx) {
     eo.store_threads = plan.store_threads;
     eo.host_id = plan.client.local_hostname;
     eo.token = *token;
+    if (plan.client.protocol == "rdma") {
+      eo.rdma = [devices = plan.client.device_names, gid = plan.client.rdma_gid_index](
+                    uint8_t* base, uint64_t size) {
+        return OpenRdmaTarget(devices, gid, base, size);
+      };
+    }
     Result<std::unique_ptr<EmbeddedCluster>> started = EmbeddedCluster::Start(eo);
     if (!started.ok()) {
       std::fprintf(stderr, "kvcached bench: %s\n", started.status().message().c_str());

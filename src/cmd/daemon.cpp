@@ -12,6 +12,10 @@
 #include "core/build_info.h"
 #include "core/logging.h"
 #include "net/sd_notify.h"
+#ifdef KVCACHED_WITH_RDMA
+#include "rdma/rdma_transport.h"
+#include "rdma/verbs_api.h"
+#endif
 
 namespace kvcached {
 namespace {
@@ -205,6 +209,43 @@ int ServeUntilSignalled(boost::asio::io_context& ioc, size_t threads, const Comm
   for (std::thread& t : pool) t.join();
   spdlog::info("stopped");
   return kExitOk;
+}
+
+Result<std::shared_ptr<RdmaAcceptor>> OpenRdmaTarget(const std::string& device_list,
+                                                     int gid_index, uint8_t* base,
+                                                     uint64_t size) {
+  Result<std::vector<std::string>> devices = ParseRdmaDeviceList(device_list);
+  if (!devices.ok()) {
+    return Status(devices.code(), "--device: " + devices.status().message());
+  }
+#ifdef KVCACHED_WITH_RDMA
+  RdmaOptions o;
+  o.devices = *devices;
+  o.gid_index = gid_index;
+  Result<RdmaDeviceChoice> choice = ChooseRdmaDevices(RealVerbs(), o);
+  // A named device that is missing or down may come back (a driver still
+  // loading): not a configuration error, so systemd may restart the store.
+  if (!choice.ok()) return Status(ErrorCode::UNAVAILABLE_IN_CURRENT_MODE, choice.status().message());
+  if (choice->nics.empty()) {
+    spdlog::warn("--protocol rdma: {}; serving TCP and shared memory only", choice->why_none);
+    return std::shared_ptr<RdmaAcceptor>();
+  }
+  Result<std::unique_ptr<RdmaTarget>> target =
+      RdmaTarget::Open(RealVerbs(), o, base, size);
+  if (!target.ok()) return target.status();
+  return std::shared_ptr<RdmaAcceptor>(std::move(target).value());
+#else
+  (void)gid_index;
+  (void)base;
+  (void)size;
+  if (!devices->empty()) {
+    return Status(ErrorCode::UNAVAILABLE_IN_CURRENT_MODE,
+                  "--device names RDMA devices, but RDMA is not compiled into this build");
+  }
+  spdlog::warn("--protocol rdma: RDMA is not compiled into this build; serving TCP and shared "
+               "memory only");
+  return std::shared_ptr<RdmaAcceptor>();
+#endif
 }
 
 }  // namespace kvcached

@@ -16,6 +16,7 @@
 #include "core/auth_token.h"
 #include "core/metadata_store.h"
 #include "core/metrics.h"
+#include "core/rdma_link.h"
 #include "net/http_server.h"
 
 namespace kvcached {
@@ -46,6 +47,16 @@ std::vector<OptionSpec> DaemonOptions();
 // The limits of the HTTP servers and of the metadata store behind them.
 std::vector<OptionSpec> HttpLimitOptions();
 void ApplyHttpLimits(const Config& cfg, HttpServerOptions& http, MetadataLimits& limits);
+
+// --protocol rdma for a segment at [base, base + size): the devices of
+// `device_list` (--device / MOONCAKE_DEVICE; empty: discover) register it
+// and answer queue-pair requests. A null acceptor, after one warning, when
+// discovery finds no device (the segment is then served over TCP and shared
+// memory); INVALID_PARAMS for a bad list; UNAVAILABLE_IN_CURRENT_MODE when a
+// named device is missing or down; the registration's error when refused.
+Result<std::shared_ptr<RdmaAcceptor>> OpenRdmaTarget(const std::string& device_list,
+                                                     int gid_index, uint8_t* base,
+                                                     uint64_t size);
 
 // Loads --token-file when set. Logs a warning for a file others can read;
 // INVALID_PARAMS (exit 78) for a missing, empty or weak token.

@@ -1,7 +1,8 @@
 // `kvcached store`: contributes a memory segment to the pool: allocates it,
 // serves it on a TCP data port and a shared-memory socket, mounts it at the
-// master, keeps its object table and remounts after a master restart. RDMA
-// arrives with the RDMA transport.
+// master, keeps its object table and remounts after a master restart. With
+// --protocol rdma it also registers the segment on the host's RDMA NICs and
+// sets up queue pairs for clients that ask over the data port.
 #include <unistd.h>
 
 #include <spdlog/spdlog.h>
@@ -41,8 +42,18 @@ std::vector<OptionSpec> StoreOptions() {
       MakeOption("mlock", OptionKind::kBool, "false",
                  "Lock the segment in RAM (needs RLIMIT_MEMLOCK at least the segment size)"),
       env(MakeOption("protocol", OptionKind::kChoice, "tcp",
-                     "Data-plane protocol: tcp, or rdma once the RDMA transport is built"),
+                     "Data-plane protocol: tcp, or rdma (also serve the segment by one-sided "
+                     "RDMA; TCP and shared memory stay on)"),
           {"MOONCAKE_PROTOCOL"}),
+      env(MakeOption("device", OptionKind::kString, "",
+                     "RDMA devices for --protocol rdma: a comma list (mlx5_0,mlx5_1) or "
+                     "Mooncake's JSON map of ranks to lists; empty: every device with an "
+                     "active port. A named device that is missing stops the store"),
+          {"MOONCAKE_DEVICE"}),
+      MakeOption("gid-index", OptionKind::kUInt, "",
+                 "GID index on every RDMA port (default: chosen per port, RoCE v2 and "
+                 "IPv4-mapped first)",
+                 0, 255),
       MakeOption("host", OptionKind::kString, "127.0.0.1",
                  "Address the data and admin ports bind; others reach the store here"),
       MakeOption("data-port", OptionKind::kUInt, "0",
@@ -72,10 +83,6 @@ std::vector<OptionSpec> StoreOptions() {
 
 int RunStore(const CommandContext& ctx) {
   const Config& cfg = ctx.config;
-  if (cfg.String("protocol") == "rdma") {
-    spdlog::error("--protocol rdma: the RDMA transport is not in this build yet; use tcp");
-    return kExitUnavailable;
-  }
   Result<std::optional<AuthToken>> token = LoadTokenOption(cfg);
   if (!token.ok()) {
     spdlog::error("{}", token.status().message());
@@ -114,6 +121,19 @@ int RunStore(const CommandContext& ctx) {
   }
   SegmentHost& host = *created.value();
   SegmentMemory& segment = host.memory();
+  std::shared_ptr<RdmaAcceptor> rdma;
+  if (cfg.String("protocol") == "rdma") {
+    Result<std::shared_ptr<RdmaAcceptor>> opened =
+        OpenRdmaTarget(cfg.String("device"),
+                       cfg.IsSet("gid-index") ? static_cast<int>(cfg.Number("gid-index")) : -1,
+                       segment.data(), segment.size());
+    if (!opened.ok()) {
+      spdlog::error("--protocol rdma: {}", opened.status().message());
+      return ExitCode(opened.code());
+    }
+    rdma = *opened;
+    host.SetRdma(rdma);
+  }
 
   // Listeners first: a port that cannot be bound fails before the master
   // ever hears of the segment.
@@ -166,12 +186,19 @@ int RunStore(const CommandContext& ctx) {
   });
 
   std::string shm = host.shm_server() ? host.shm_server()->path() : std::string("off");
+  std::string rdma_nics;
+  if (rdma) {
+    for (const RdmaNic& nic : rdma->Describe().nics) {
+      rdma_nics += (rdma_nics.empty() ? "" : ",") + nic.name + " gid " + FormatGid(nic.gid);
+    }
+  }
   spdlog::info(
-      "{} store: segment '{}' of {}{}{} on host '{}', master {}, data tcp://{}, shm {}, admin "
-      "http://{}",
+      "{} store: segment '{}' of {}{}{} on host '{}', master {}, data tcp://{}, shm {}, rdma {}, "
+      "admin http://{}",
       VersionLine(), name, FormatSize(segment.size()),
       segment.hugepages() ? ", huge pages" : "", segment.locked() ? ", locked" : "",
-      host_id, cfg.String("master"), data_server.address(), shm, admin_server.address());
+      host_id, cfg.String("master"), data_server.address(), shm,
+      rdma ? rdma_nics : std::string("off"), admin_server.address());
   spdlog::debug("settings: {}", cfg.Describe());
 
   DaemonHooks hooks;
@@ -203,7 +230,9 @@ Command StoreCommand() {
       "data port and to same-host clients through a shared-memory socket, mounts it at the "
       "master, publishes its descriptor to the metadata service, pings, keeps the table of the "
       "objects placed in the segment, and remounts with that table when the master restarts. "
-      "SIGTERM unmounts. RDMA is not in this build yet.";
+      "With --protocol rdma the segment is also registered on the host's RDMA NICs and "
+      "clients read and write it by one-sided RDMA, with queue pairs set up over the data port. "
+      "SIGTERM unmounts.";
   c.options = StoreOptions();
   c.run = RunStore;
   return c;

@@ -77,6 +77,13 @@ struct DataServer::State : std::enable_shared_from_this<DataServer::State> {
     const char* v = std::getenv("KVCACHED_FAULT_CORRUPT_READS");
     return v != nullptr && std::string_view(v) == "1";
   }();
+  // KVCACHED_FAULT_RDMA_LINK_MS=N closes every connection that set up RDMA
+  // queue pairs N ms after its first one: the store destroys them under a
+  // client that is using them, which must rebuild and go on.
+  const long rdma_link_ms = [] {
+    const char* v = std::getenv("KVCACHED_FAULT_RDMA_LINK_MS");
+    return v == nullptr ? 0L : std::strtol(v, nullptr, 10);
+  }();
 #endif
 };
 
@@ -283,6 +290,13 @@ class DataServer::Connection : public std::enable_shared_from_this<DataServer::C
       return QueueFrame(Error(res.code(), res.status().message()));
     }
     ++rdma_links_;
+#ifdef KVCACHED_FAULT_HOOKS
+    if (st_->rdma_link_ms > 0 && rdma_links_ == 1) {
+      stream_.expires_after(std::chrono::milliseconds(st_->rdma_link_ms));
+      spdlog::warn("{} conn=#{}: fault hook: closing this RDMA link in {} ms", st_->options.name,
+                   id_, st_->rdma_link_ms);
+    }
+#endif
     spdlog::debug("{} conn=#{} from {} (client '{}'): RDMA queue pair {} on NIC {} to peer qp {}",
                   st_->options.name, id_, peer_, client_, res->store.qpn, req.store_nic,
                   req.client.qpn);

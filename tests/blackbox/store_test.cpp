@@ -230,9 +230,14 @@ TEST_CASE("store start-up errors are clear") {
     int rc = pclose(p);
     return std::make_pair(WEXITSTATUS(rc), out);
   };
-  auto [rc1, out1] = run({"--protocol", "rdma"});
+  // A device named and absent stops the store (69: it may appear later); a
+  // bad name is a configuration error. (This host has no RDMA devices.)
+  auto [rc1, out1] = run({"--protocol", "rdma", "--device", "mlx5_9", "--master", "127.0.0.1:1"});
   CHECK(rc1 == 69);
-  CHECK(out1.find("RDMA transport is not in this build") != std::string::npos);
+  CHECK(out1.find("RDMA device 'mlx5_9' not found") != std::string::npos);
+  auto [rc1b, out1b] = run({"--protocol", "rdma", "--device", "'a;b'"});
+  CHECK(rc1b == 78);
+  CHECK(out1b.find("--device: RDMA device name 'a;b'") != std::string::npos);
   auto [rc2, out2] = run({"--segment-size", "100TiB"});
   CHECK(rc2 == 78);
   CHECK(out2.find("MemAvailable") != std::string::npos);

@@ -207,7 +207,8 @@ def test_setup_failures(cluster):
     assert s.setup("h", "P2PHANDSHAKE", 0, 0, "tcp", "", "127.0.0.1:1") == errors.RPC_FAIL
     assert s.setup("h", "P2PHANDSHAKE", 0, 0, "carrier-pigeon", "", cluster.rpc) == \
         errors.INVALID_PARAMS
-    assert s.setup("h", "P2PHANDSHAKE", 0, 0, "rdma", "", cluster.rpc) == \
+    # RDMA named by a device this host lacks (no RDMA here at all).
+    assert s.setup("h", "P2PHANDSHAKE", 0, 0, "rdma", "mlx5_9", cluster.rpc) == \
         errors.UNAVAILABLE_IN_CURRENT_MODE
     assert s.setup("h", "P2PHANDSHAKE", "lots", 0, "tcp", "", cluster.rpc) == \
         errors.INVALID_PARAMS
@@ -217,6 +218,16 @@ def test_setup_failures(cluster):
     with pytest.raises(TypeError, match="tenant_id"):
         s.setup("h", "P2PHANDSHAKE", 0, 0, "tcp", "", cluster.rpc, None, tenant_id="t")
     assert s.health_check() == 1
+
+
+def test_setup_with_rdma_and_no_device_works_over_tcp(cluster, prefix):
+    # Mooncake's recipe sets MOONCAKE_PROTOCOL=rdma everywhere; on a host
+    # without RDMA devices (this one) that is a warning, and TCP.
+    s = MooncakeDistributedStore()
+    assert s.setup("h", "P2PHANDSHAKE", 0, 16 << 20, "rdma", "", cluster.rpc) == 0
+    assert s.put(prefix + "rdma-fallback", b"bytes") == 0
+    assert s.get(prefix + "rdma-fallback") == b"bytes"
+    s.close()
 
 
 def test_setup_accepts_sglang_call(cluster):
