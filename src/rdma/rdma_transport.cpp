@@ -10,6 +10,7 @@
 #include <map>
 #include <mutex>
 
+#include "core/segment_endpoint.h"
 #include "rdma/memory_registry.h"
 #include "rdma/queue_pair.h"
 #include "rdma/verbs_api.h"
@@ -66,11 +67,21 @@ Result<std::unique_ptr<RdmaTarget>> RdmaTarget::Open(const VerbsApi& verbs, Rdma
     }
     impl.cqs.push_back(std::move(cq));
   }
+  // The descriptor carries one key per chunk and NIC, at most kMaxRdmaKeys
+  // in all: a very large segment takes larger chunks, up to the devices'
+  // max_mr_size.
   uint64_t chunk = RegistrationChunkBytes(raw, impl.options.max_chunk_bytes);
-  if ((size + chunk - 1) / chunk > kMaxRdmaChunks) {
+  const uint64_t max_rows = std::min<uint64_t>(kMaxRdmaChunks, kMaxRdmaKeys / raw.size());
+  if (size / chunk + (size % chunk != 0) > max_rows) {
+    uint64_t wanted = size / max_rows + (size % max_rows != 0);
+    wanted = (wanted + 4095) / 4096 * 4096;
+    chunk = std::max(chunk, std::min(wanted, RegistrationChunkBytes(raw, UINT64_MAX)));
+  }
+  if (size / chunk + (size % chunk != 0) > max_rows) {
     return Out(ErrorCode::INVALID_PARAMS,
-               fmt::format("segment of {} bytes needs more than {} registration chunks of {} bytes",
-                           size, kMaxRdmaChunks, chunk));
+               fmt::format("segment of {} bytes needs more than {} registration chunks of {} bytes "
+                           "(the devices' max_mr_size) on {} NIC(s)",
+                           size, max_rows, chunk, raw.size()));
   }
   auto region = RegisteredRegion::Register(
       raw, base, size, chunk,

@@ -5,6 +5,7 @@
 #include <cerrno>
 #include <vector>
 
+#include "core/segment_endpoint.h"
 #include "fake_verbs.h"
 #include "rdma/memory_registry.h"
 #include "rdma/rdma_transport.h"
@@ -85,6 +86,28 @@ TEST_CASE("rdma registration: the target describes its chunks and keys") {
   CHECK(fake.LiveMrs() == 0);
   CHECK(fake.LiveContexts() == 0);
   CHECK(fake.LiveCqs() == 0);
+}
+
+TEST_CASE("rdma registration: a large segment takes larger chunks to fit the descriptor") {
+  // 4096 keys at most: on 2 NICs, 2048 chunks. A 32 MiB segment with 4 KiB
+  // chunks asked for would need 8192; the chunk grows to 16 KiB.
+  FakeVerbs fake({FakeRoceDevice("rxe0", "10.0.0.1"), FakeRoceDevice("rxe1", "10.0.0.2")});
+  std::vector<uint8_t> segment(32 * kMiB);
+  RdmaOptions options;
+  options.max_chunk_bytes = 4096;
+  auto target = RdmaTarget::Open(fake.api(), options, segment.data(), segment.size());
+  REQUIRE_MESSAGE(target.ok(), target.status().ToString());
+  RdmaSegmentInfo info = (*target)->Describe();
+  CHECK(info.chunk_bytes == 16 * 1024);
+  CHECK(info.rkeys.size() * info.nics.size() <= kMaxRdmaKeys);
+  CHECK(info.rkeys.size() * info.chunk_bytes >= segment.size());
+  // Unless the devices cannot register chunks that large.
+  FakeDeviceSpec small = FakeRoceDevice("rxe0", "10.0.0.1");
+  small.max_mr_size = 8192;
+  FakeVerbs tiny({small, FakeRoceDevice("rxe1", "10.0.0.2")});
+  auto refused = RdmaTarget::Open(tiny.api(), options, segment.data(), segment.size());
+  REQUIRE_FALSE(refused.ok());
+  CHECK(refused.status().message().find("max_mr_size") != std::string::npos);
 }
 
 TEST_CASE("rdma registration: a refused registration names RLIMIT_MEMLOCK") {
