@@ -277,6 +277,9 @@ class DataServer::Connection : public std::enable_shared_from_this<DataServer::C
     }
     if (!st_->options.rdma) {
       st_->refusals.Inc();
+      spdlog::warn("{} conn=#{} from {} (client '{}'): RdmaConnect refused: this store does not "
+                   "serve RDMA",
+                   st_->options.name, id_, peer_, client_);
       return QueueFrame(Error(ErrorCode::TRANSFER_FAIL,
                               "this store does not serve RDMA (it runs with --protocol tcp or "
                               "found no RDMA device)"));
