@@ -33,7 +33,7 @@ as_root() {
 BUILD_PKGS=(cmake ninja-build g++ pkg-config git curl libcli11-dev libboost-dev libspdlog-dev
             nlohmann-json3-dev doctest-dev libxxhash-dev libibverbs-dev librdmacm-dev)
 TEST_PKGS=(python3 python3-pytest clang dpkg-dev fakeroot file rpm lintian debootstrap groff man-db systemd
-           systemd-container)
+           systemd-container qemu-system-x86 cpio xz-utils)
 
 missing_packages() {
   local p
