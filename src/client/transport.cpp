@@ -559,6 +559,8 @@ class SocketLink : public RdmaLink {
  public:
   explicit SocketLink(int fd) : fd_(fd) {}
   ~SocketLink() override { ::close(fd_); }
+  // The store never writes on this connection: readable means it closed.
+  bool Alive() const override { return IdleConnectionAlive(fd_); }
   SocketLink(const SocketLink&) = delete;
   SocketLink& operator=(const SocketLink&) = delete;
 

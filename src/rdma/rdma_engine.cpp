@@ -202,6 +202,11 @@ struct RdmaEngine::Impl {
 
   // Any thread. Moves the queue pair to ERR (flushing what is posted) and
   // hands it to the completion thread to destroy; idempotent.
+  bool LinkAlive(QpEntry& entry) {
+    std::lock_guard<std::mutex> lock(entry.post_mu);
+    return entry.link == nullptr || entry.link->Alive();
+  }
+
   void MarkBroken(const std::shared_ptr<QpEntry>& entry) {
     if (entry->broken.exchange(true)) return;
     {
@@ -366,7 +371,11 @@ struct RdmaEngine::Impl {
       slot = s;
     }
     std::lock_guard<std::mutex> lock(slot->connect_mu);
-    if (slot->entry != nullptr && !slot->entry->broken.load()) return slot->entry;
+    if (slot->entry != nullptr && !slot->entry->broken.load()) {
+      if (LinkAlive(*slot->entry)) return slot->entry;
+      SPDLOG_DEBUG("RDMA {}: the store's link closed; rebuilding", slot->entry->label);
+      MarkBroken(slot->entry);
+    }
     const bool rebuild = slot->entry != nullptr;
     slot->entry.reset();
 

@@ -88,6 +88,10 @@ class RdmaTarget : public RdmaAcceptor {
 class RdmaLink {
  public:
   virtual ~RdmaLink() = default;
+  // False once the store's side is known to be gone (its process ended and
+  // the connection closed): the queue pair is then rebuilt, or the store
+  // reported unreachable, at once instead of after the NIC's retries.
+  virtual bool Alive() const { return true; }
 };
 
 // Sends `request` to the store whose data port is `address` and returns its

@@ -168,12 +168,16 @@ TEST_CASE("rdma: batches of 256 keys over two stores, two replicas each") {
   for (auto& b : into) std::fill(b.begin(), b.end(), 0);
   got = client->BatchGet(keys, buffers);
   size_t exact = 0;
+  std::string first_error;
   for (size_t i = 0; i < kKeys; ++i) {
-    if (!got[i].ok()) continue;
+    if (!got[i].ok()) {
+      if (first_error.empty()) first_error = keys[i] + ": " + got[i].status().ToString();
+      continue;
+    }
     CHECK(FirstMismatch(keys[i], into[i].data(), kSize + i) == -1);
     ++exact;
   }
-  CHECK(exact == kKeys);
+  CHECK_MESSAGE(exact == kKeys, first_error);
 }
 
 TEST_CASE("rdma: a store killed mid-transfer: every get exact or an error") {
@@ -212,7 +216,7 @@ TEST_CASE("rdma: a store killed mid-transfer: every get exact or an error") {
   reader.join();
   CHECK(corrupt == 0);
   CHECK(exact > 0);
-  MESSAGE("gets exact: " << exact << ", failed: " << failed);
+  MESSAGE("gets exact: " << exact.load() << ", failed: " << failed.load());
 
   // The surviving store goes on taking and serving objects.
   std::vector<uint8_t> v = Bytes("after-kill", kSize);

@@ -24,12 +24,15 @@ constexpr uint64_t kChunk = 4 * kMiB;  // the target's registration chunks
 
 class TestLink : public RdmaLink {
  public:
-  TestLink(RdmaTarget* target, uint64_t id) : target_(target), id_(id) {}
+  TestLink(RdmaTarget* target, uint64_t id, const std::atomic<bool>* dead)
+      : target_(target), id_(id), dead_(dead) {}
   ~TestLink() override { target_->Release(id_); }
+  bool Alive() const override { return !*dead_; }
 
  private:
   RdmaTarget* target_;
   uint64_t id_;
+  const std::atomic<bool>* dead_;
 };
 
 std::vector<uint8_t> Random(size_t n, uint32_t seed) {
@@ -63,7 +66,9 @@ struct Cluster {
                            }
                            uint64_t id = next_link++;
                            auto response = target->Accept(request, id);
-                           if (response.ok()) link = std::make_unique<TestLink>(target.get(), id);
+                           if (response.ok()) {
+                             link = std::make_unique<TestLink>(target.get(), id, &links_dead);
+                           }
                            return response;
                          });
     REQUIRE(e.ok());
@@ -119,6 +124,7 @@ struct Cluster {
   std::atomic<uint64_t> next_link{1};
   std::atomic<int> connects{0};
   std::set<std::string> down;
+  std::atomic<bool> links_dead{false};  // every link reports its store gone
 };
 
 TEST_CASE("rdma transport: handshake reaches RTS in order with the right attributes") {
@@ -377,6 +383,26 @@ TEST_CASE("rdma transport: an unreachable peer fails its ops only") {
   CHECK(std::equal(a.begin(), a.end(), c.segment.begin()));
   // The connector ran once for the dead peer, not once per slice.
   CHECK(c.connects == 1 + 8);
+}
+
+TEST_CASE("rdma transport: a store whose link closed is not posted to") {
+  Cluster c;
+  std::vector<uint8_t> src = Random(2 * kMiB, 51);
+  REQUIRE(c.RunOne(c.Op(0, src.size(), src.data(), true)).ok());
+  // The store's process ended: its links closed and its port refuses. The
+  // fake would still carry the bytes, so only the link check can fail this.
+  c.links_dead = true;
+  c.down.insert("store:1");
+  Status st = c.RunOne(c.Op(0, src.size(), src.data(), false));
+  CHECK(st.code() == ErrorCode::TRANSFER_FAIL);
+  CHECK(st.message().find("connection refused") != std::string::npos);
+  // A store back on that address gets new queue pairs.
+  c.links_dead = false;
+  c.down.clear();
+  std::vector<uint8_t> dst(src.size());
+  REQUIRE(c.RunOne(c.Op(0, dst.size(), dst.data(), false)).ok());
+  CHECK(dst == src);
+  CHECK(c.engine->counters().queue_pairs_created > 8);
 }
 
 TEST_CASE("rdma transport: no completion within io_timeout fails in bounded time") {
