@@ -174,6 +174,11 @@ int RunStore(const CommandContext& ctx) {
   metrics.AddGaugeCallback("kvcached_store_object_bytes",
                            "Bytes of the objects in this store's table", {},
                            [&] { return static_cast<double>(agent.table_bytes()); });
+  if (rdma) {
+    metrics.AddGaugeCallback("kvcached_store_rdma_queue_pairs",
+                             "RDMA queue pairs set up for clients and not yet released", {},
+                             [&] { return static_cast<double>(rdma->queue_pairs()); });
+  }
   metrics.AddGaugeCallback("kvcached_store_master_reachable",
                            "1 when the last ping reached the master", {},
                            [&] { return agent.master_reachable() ? 1.0 : 0.0; });

@@ -78,6 +78,8 @@ class RdmaAcceptor {
   virtual void Release(uint64_t link) = 0;
   // The descriptor published with the segment.
   virtual RdmaSegmentInfo Describe() const = 0;
+  // Queue pairs set up and not yet released, for /metrics.
+  virtual size_t queue_pairs() const = 0;
 };
 
 // RDMA device names from --device / MOONCAKE_DEVICE / device_name: a comma

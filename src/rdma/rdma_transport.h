@@ -73,7 +73,7 @@ class RdmaTarget : public RdmaAcceptor {
   void Release(uint64_t link) override;
   RdmaSegmentInfo Describe() const override;
 
-  size_t queue_pairs() const;  // live ones, for /metrics
+  size_t queue_pairs() const override;
 
  private:
   RdmaTarget() = default;

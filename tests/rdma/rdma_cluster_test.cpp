@@ -130,6 +130,17 @@ TEST_CASE("rdma: every size from 1 byte to 64 MiB, put and read back exact") {
   CHECK(s.tcp_transfers == 0);
   CHECK(s.shm_transfers == 0);
   CHECK(client->UnregisterBuffer(buffer.data()).ok());
+  // The stores hold queue pairs for this client until it goes.
+  long held = Metric(cluster.store(0).Address("admin"), "kvcached_store_rdma_queue_pairs") +
+              Metric(cluster.store(1).Address("admin"), "kvcached_store_rdma_queue_pairs");
+  CHECK(held > 0);
+  client.reset();
+  CHECK(WaitFor(
+      [&] {
+        return Metric(cluster.store(0).Address("admin"), "kvcached_store_rdma_queue_pairs") == 0 &&
+               Metric(cluster.store(1).Address("admin"), "kvcached_store_rdma_queue_pairs") == 0;
+      },
+      30s));
 }
 
 TEST_CASE("rdma: batches of 256 keys over two stores, two replicas each") {
