@@ -18,6 +18,36 @@
 
 namespace kvcached {
 
+namespace {
+
+// Discovery found several NICs: keep those on the NUMA node of the segment's
+// memory, when that node is known and has any, so DMA does not cross the
+// inter-socket link. Named devices are taken as named.
+void PreferLocalNics(const VerbsApi& verbs, const uint8_t* base,
+                     std::vector<std::unique_ptr<VerbsDevice>>& devices) {
+  if (devices.size() < 2 || !verbs.memory_numa_node || !verbs.device_numa_node) return;
+  int node = verbs.memory_numa_node(base);
+  if (node < 0) return;
+  std::vector<std::unique_ptr<VerbsDevice>> local, remote;
+  for (auto& dev : devices) {
+    (verbs.device_numa_node(dev->name().c_str()) == node ? local : remote).push_back(std::move(dev));
+  }
+  if (local.empty()) {
+    devices = std::move(remote);
+    return;
+  }
+  std::string skipped;
+  for (const auto& dev : remote) skipped += (skipped.empty() ? "" : ", ") + dev->name();
+  if (!skipped.empty()) {
+    spdlog::info("RDMA target: the segment is on NUMA node {}; serving it from the NICs there "
+                 "and not from {} (name them in --device to use them too)",
+                 node, skipped);
+  }
+  devices = std::move(local);
+}
+
+}  // namespace
+
 Result<RdmaDeviceChoice> ChooseRdmaDevices(const VerbsApi& verbs, const RdmaOptions& options) {
   RdmaDeviceChoice choice;
   auto devices = OpenVerbsDevices(verbs, options, &choice.why_none, /*log_opened=*/false);
@@ -52,6 +82,7 @@ Result<std::unique_ptr<RdmaTarget>> RdmaTarget::Open(const VerbsApi& verbs, Rdma
   auto devices = OpenVerbsDevices(verbs, impl.options, &why_none, /*log_opened=*/true);
   if (!devices.ok()) return devices.status();
   if (devices->empty()) return Out(ErrorCode::NOT_SUPPORTED, why_none);
+  if (impl.options.devices.empty()) PreferLocalNics(verbs, base, devices.value());
   if (devices->size() > kMaxRdmaNics) devices.value().resize(kMaxRdmaNics);
   impl.devices = std::move(devices).value();
 

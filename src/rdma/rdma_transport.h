@@ -33,7 +33,8 @@ struct VerbsApi;
 
 struct RdmaOptions {
   // Device names ("mlx5_0,mlx5_1"), each optionally ":port"; empty: every
-  // device with an active port. A named device that is missing or has no
+  // device with an active port (RdmaTarget keeps those on the NUMA node of
+  // its memory, when that node has any). A named device that is missing or has no
   // active port is an error; finding none by discovery is not (the caller
   // falls back to TCP).
   std::vector<std::string> devices;

@@ -1,6 +1,11 @@
 #include "rdma/verbs_api.h"
 
+#include <sys/syscall.h>
+#include <unistd.h>
+
 #include <cerrno>
+#include <fstream>
+#include <string>
 
 namespace kvcached {
 namespace {
@@ -48,6 +53,19 @@ VerbsApi MakeRealVerbs() {
   v.destroy_qp = [](ibv_qp* qp) { return ibv_destroy_qp(qp); };
   v.post_send = [](ibv_qp* qp, ibv_send_wr* wr, ibv_send_wr** bad) {
     return ibv_post_send(qp, wr, bad);
+  };
+  v.device_numa_node = [](const char* name) {
+    std::ifstream in(std::string("/sys/class/infiniband/") + name + "/device/numa_node");
+    int node = -1;
+    return (in >> node) ? node : -1;
+  };
+  v.memory_numa_node = [](const void* addr) {
+    // get_mempolicy(MPOL_F_NODE | MPOL_F_ADDR): the node of the page at
+    // `addr` (faulted in: segments are committed when allocated).
+    constexpr unsigned long kNodeOfAddress = 1 | 2;
+    int node = -1;
+    long rc = ::syscall(SYS_get_mempolicy, &node, nullptr, 0UL, addr, kNodeOfAddress);
+    return rc == 0 ? node : -1;
   };
   return v;
 }

@@ -52,6 +52,10 @@ struct VerbsApi {
   std::function<int(ibv_qp* qp, ibv_qp_attr* attr, int attr_mask)> modify_qp;
   std::function<int(ibv_qp* qp)> destroy_qp;
   std::function<int(ibv_qp* qp, ibv_send_wr* wr, ibv_send_wr** bad_wr)> post_send;
+  // Not verbs, but the same kind of seam: the NUMA node a device hangs off
+  // (sysfs) and the node backing an address (get_mempolicy); -1 unknown.
+  std::function<int(const char* device_name)> device_numa_node;
+  std::function<int(const void* addr)> memory_numa_node;
 };
 
 // The table over libibverbs. Never fails; on a host without RDMA the calls

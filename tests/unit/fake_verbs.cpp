@@ -271,6 +271,13 @@ VerbsApi FakeVerbs::MakeApi() {
     return list;
   };
   v.free_device_list = [](ibv_device** list) { delete[] list; };
+  v.device_numa_node = [this](const char* name) {
+    for (const FakeDeviceSpec& spec : specs_) {
+      if (spec.name == name) return spec.numa_node;
+    }
+    return -1;
+  };
+  v.memory_numa_node = [this](const void*) { return memory_node_.load(); };
   v.get_device_name = [this](ibv_device* d) -> const char* {
     for (size_t i = 0; i < devices_.size(); ++i) {
       if (devices_[i] == d) return specs_[i].name.c_str();

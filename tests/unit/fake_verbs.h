@@ -15,6 +15,7 @@
 
 #include <infiniband/verbs.h>
 
+#include <atomic>
 #include <cstdint>
 #include <deque>
 #include <map>
@@ -49,6 +50,7 @@ struct FakeDeviceSpec {
   int max_qp_wr = 4096;
   int max_qp_rd_atom = 16;
   int max_cqe = 1 << 16;
+  int numa_node = -1;  // -1: unknown
 };
 
 // A RoCE device with one active port whose GID table is: [0] fe80:: link-
@@ -75,6 +77,8 @@ class FakeVerbs {
   void FailWrNumber(uint64_t n, ibv_wc_status status = IBV_WC_RETRY_EXC_ERR);
   // reg_mr of more than `bytes` fails with `err`.
   void SetMaxRegBytes(uint64_t bytes, int err = ENOMEM);
+  // The node every address reports (memory_numa_node); -1: unknown.
+  void SetMemoryNode(int node) { memory_node_ = node; }
   // While set, posted work requests are queued, never executed; leaving RTS
   // flushes them.
   void SetHold(bool hold);
@@ -147,6 +151,7 @@ class FakeVerbs {
   const Mr* FindMr(uint32_t key, bool remote) const;
 
   std::vector<FakeDeviceSpec> specs_;
+  std::atomic<int> memory_node_{-1};
   std::vector<ibv_device*> devices_;
   VerbsApi api_;
 

@@ -110,6 +110,38 @@ TEST_CASE("rdma registration: a large segment takes larger chunks to fit the des
   CHECK(refused.status().message().find("max_mr_size") != std::string::npos);
 }
 
+TEST_CASE("rdma registration: discovered NICs on the segment's NUMA node are preferred") {
+  FakeDeviceSpec n0 = FakeRoceDevice("mlx5_0", "10.0.0.1"), n1 = FakeRoceDevice("mlx5_1", "10.0.1.1");
+  FakeDeviceSpec n1b = FakeRoceDevice("mlx5_2", "10.0.1.2");
+  n0.numa_node = 0;
+  n1.numa_node = 1;
+  n1b.numa_node = 1;
+  FakeVerbs fake({n0, n1, n1b});
+  std::vector<uint8_t> segment(4 * kMiB);
+  auto names = [&](const RdmaOptions& o) {
+    auto target = RdmaTarget::Open(fake.api(), o, segment.data(), segment.size());
+    REQUIRE_MESSAGE(target.ok(), target.status().ToString());
+    std::vector<std::string> out;
+    for (const RdmaNic& nic : (*target)->Describe().nics) out.push_back(nic.name);
+    return out;
+  };
+  using V = std::vector<std::string>;
+  fake.SetMemoryNode(1);
+  CHECK(names(RdmaOptions{}) == V{"mlx5_1", "mlx5_2"});
+  fake.SetMemoryNode(0);
+  CHECK(names(RdmaOptions{}) == V{"mlx5_0"});
+  // Unknown node, or a node without NICs: every NIC.
+  fake.SetMemoryNode(-1);
+  CHECK(names(RdmaOptions{}).size() == 3);
+  fake.SetMemoryNode(7);
+  CHECK(names(RdmaOptions{}).size() == 3);
+  // Devices named are taken as named, wherever they are.
+  fake.SetMemoryNode(1);
+  RdmaOptions named;
+  named.devices = {"mlx5_0", "mlx5_2"};
+  CHECK(names(named) == V{"mlx5_0", "mlx5_2"});
+}
+
 TEST_CASE("rdma registration: a refused registration names RLIMIT_MEMLOCK") {
   FakeVerbs fake({FakeRoceDevice("rxe0", "10.0.0.1")});
   std::vector<uint8_t> segment(4 * kMiB);
