@@ -35,10 +35,10 @@ step() {  # name, then the command; its output is shown and kept in OUT/NAME.log
 
 step rdma_cluster "$build/tests/kvcached_rdma_blackbox" --duration=true
 # Small runs: the emulated NIC moves some tens of MB/s.
-step bench_rdma_verify "$KVCACHED_BIN" bench --transport rdma --device "$dev" \
+step bench_rdma_verify "$KVCACHED_BIN" bench --protocol rdma --transport rdma --device "$dev" \
   --workload put,get --object-size 64KiB,1MiB,4MiB --keys 48 --batch 16 --ops 8 \
   --warmup 0 --segment-size 256MiB --verify
-step bench_rdma_sglang "$KVCACHED_BIN" bench --transport rdma --device "$dev" \
+step bench_rdma_sglang "$KVCACHED_BIN" bench --protocol rdma --transport rdma --device "$dev" \
   --workload sglang --object-size 256KiB --pages 32 --keys 256 --ops 16 \
   --warmup 0 --segment-size 256MiB --verify --no-baseline
 
