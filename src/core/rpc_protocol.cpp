@@ -85,29 +85,31 @@ void Fields(Io& io, RdmaQpParams& m) {
   }
 }
 
-// The version leads so a peer of another version is told so, not misread.
+// The version leads both RDMA messages, so a peer of another version is
+// told so, not misread. False when reading stops there.
 template <typename Io>
-void Fields(Io& io, RdmaConnectRequest& m) {
-  io.U8(m.version);
+bool RdmaLinkVersion(Io& io, uint8_t& version) {
+  io.U8(version);
   if constexpr (Io::kReading) {
-    if (m.version != kRdmaLinkVersion) {
-      return io.Fail("RDMA link version " + std::to_string(m.version) + " (this side speaks " +
-                     std::to_string(kRdmaLinkVersion) + ")");
+    if (version != kRdmaLinkVersion) {
+      io.Fail("RDMA link version " + std::to_string(version) + " (this side speaks " +
+              std::to_string(kRdmaLinkVersion) + ")");
+      return false;
     }
   }
+  return true;
+}
+
+template <typename Io>
+void Fields(Io& io, RdmaConnectRequest& m) {
+  if (!RdmaLinkVersion(io, m.version)) return;
   io.U32(m.store_nic);
   Fields(io, m.client);
 }
 
 template <typename Io>
 void Fields(Io& io, RdmaConnectResponse& m) {
-  io.U8(m.version);
-  if constexpr (Io::kReading) {
-    if (m.version != kRdmaLinkVersion) {
-      return io.Fail("RDMA link version " + std::to_string(m.version) + " (this side speaks " +
-                     std::to_string(kRdmaLinkVersion) + ")");
-    }
-  }
+  if (!RdmaLinkVersion(io, m.version)) return;
   Fields(io, m.store);
 }
 
