@@ -274,18 +274,15 @@ RdmaOptions RdmaSettings(const ClientConfig& c, const std::vector<std::string>& 
 
 }  // namespace
 
+// Discovery that finds no device is NOT_SUPPORTED from both Opens: TCP,
+// after one warning (from OpenRdma).
 Status Client::Impl::OpenRdma(const std::vector<std::string>& devices) {
-  RdmaOptions o = RdmaSettings(config_, devices);
-  Result<RdmaDeviceChoice> choice = ChooseRdmaDevices(RealVerbs(), o);
-  if (!choice.ok()) {  // a named device is missing or down
-    return Status(ErrorCode::UNAVAILABLE_IN_CURRENT_MODE, choice.status().message());
-  }
-  if (choice->nics.empty()) return NoRdma(choice->why_none);
   Transport* t = transport_.get();
   Result<std::unique_ptr<RdmaEngine>> engine = RdmaEngine::Open(
-      RealVerbs(), o,
+      RealVerbs(), RdmaSettings(config_, devices),
       [t](const std::string& address, const RdmaConnectRequest& req,
           std::unique_ptr<RdmaLink>& link) { return t->RdmaHandshake(address, req, link); });
+  if (engine.code() == ErrorCode::NOT_SUPPORTED) return NoRdma(engine.status().message());
   if (!engine.ok()) return engine.status();
   transport_->SetRdma(std::shared_ptr<RdmaEngine>(std::move(engine).value()));
   return Status::Ok();
@@ -293,14 +290,10 @@ Status Client::Impl::OpenRdma(const std::vector<std::string>& devices) {
 
 Status Client::Impl::ServeRdma(const std::vector<std::string>& devices) {
   if (config_.protocol != "rdma") return Status::Ok();
-  RdmaOptions o = RdmaSettings(config_, devices);
-  Result<RdmaDeviceChoice> choice = ChooseRdmaDevices(RealVerbs(), o);
-  if (!choice.ok()) {
-    return Status(ErrorCode::UNAVAILABLE_IN_CURRENT_MODE, choice.status().message());
-  }
-  if (choice->nics.empty()) return Status::Ok();  // OpenRdma says so, once
   Result<std::unique_ptr<RdmaTarget>> target =
-      RdmaTarget::Open(RealVerbs(), o, segment_->memory().data(), segment_->memory().size());
+      RdmaTarget::Open(RealVerbs(), RdmaSettings(config_, devices), segment_->memory().data(),
+                       segment_->memory().size());
+  if (target.code() == ErrorCode::NOT_SUPPORTED) return Status::Ok();
   if (!target.ok()) return target.status();
   segment_->SetRdma(std::shared_ptr<RdmaTarget>(std::move(target).value()));
   return Status::Ok();

@@ -222,16 +222,12 @@ Result<std::shared_ptr<RdmaAcceptor>> OpenRdmaTarget(const std::string& device_l
   RdmaOptions o;
   o.devices = *devices;
   o.gid_index = gid_index;
-  Result<RdmaDeviceChoice> choice = ChooseRdmaDevices(RealVerbs(), o);
-  // A named device that is missing or down may come back (a driver still
-  // loading): not a configuration error, so systemd may restart the store.
-  if (!choice.ok()) return Status(ErrorCode::UNAVAILABLE_IN_CURRENT_MODE, choice.status().message());
-  if (choice->nics.empty()) {
-    spdlog::warn("--protocol rdma: {}; serving TCP and shared memory only", choice->why_none);
+  Result<std::unique_ptr<RdmaTarget>> target = RdmaTarget::Open(RealVerbs(), o, base, size);
+  if (target.code() == ErrorCode::NOT_SUPPORTED) {  // discovery found no device
+    spdlog::warn("--protocol rdma: {}; serving TCP and shared memory only",
+                 target.status().message());
     return std::shared_ptr<RdmaAcceptor>();
   }
-  Result<std::unique_ptr<RdmaTarget>> target =
-      RdmaTarget::Open(RealVerbs(), o, base, size);
   if (!target.ok()) return target.status();
   return std::shared_ptr<RdmaAcceptor>(std::move(target).value());
 #else

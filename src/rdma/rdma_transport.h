@@ -34,9 +34,9 @@ struct VerbsApi;
 struct RdmaOptions {
   // Device names ("mlx5_0,mlx5_1"), each optionally ":port"; empty: every
   // device with an active port (RdmaTarget keeps those on the NUMA node of
-  // its memory, when that node has any). A named device that is missing or has no
-  // active port is an error; finding none by discovery is not (the caller
-  // falls back to TCP).
+  // its memory, when that node has any). A named device that is missing or
+  // has no active port is an error; finding none by discovery is not (Open
+  // says NOT_SUPPORTED and the caller falls back to TCP).
   std::vector<std::string> devices;
   int gid_index = -1;  // -1: choose (RoCE v2, IPv4-mapped preferred)
   std::chrono::milliseconds connect_timeout{3000};
@@ -62,9 +62,10 @@ Result<RdmaDeviceChoice> ChooseRdmaDevices(const VerbsApi& verbs, const RdmaOpti
 class RdmaTarget : public RdmaAcceptor {
  public:
   // Opens the NICs and registers [base, base + size) on each.
-  // INVALID_PARAMS names a missing or inactive device; NOT_SUPPORTED says
-  // why there is none; TRANSFER_FAIL names the refused registration (with
-  // RLIMIT_MEMLOCK in the message when that is why). `verbs` must outlive
+  // UNAVAILABLE_IN_CURRENT_MODE names a missing or inactive device;
+  // NOT_SUPPORTED says why discovery found none; TRANSFER_FAIL names the
+  // refused registration (with RLIMIT_MEMLOCK in the message when that is
+  // why). `verbs` must outlive
   // the target (RealVerbs() does).
   static Result<std::unique_ptr<RdmaTarget>> Open(const VerbsApi& verbs, RdmaOptions options,
                                                    uint8_t* base, uint64_t size);

@@ -106,7 +106,8 @@ Result<std::vector<std::unique_ptr<VerbsDevice>>> OpenVerbsDevices(const VerbsAp
       bool found = false;
       for (int i = 0; i < num; ++i) found |= spec.name == verbs.get_device_name(list.get()[i]);
       if (!found) {
-        return Out(ErrorCode::INVALID_PARAMS, "RDMA device '" + spec.name + "' not found" +
+        return Out(ErrorCode::UNAVAILABLE_IN_CURRENT_MODE,
+                   "RDMA device '" + spec.name + "' not found" +
                                                   (num == 0 ? " (" + why + ")" : ""));
       }
       wanted.push_back(spec);
@@ -122,7 +123,7 @@ Result<std::vector<std::unique_ptr<VerbsDevice>>> OpenVerbsDevices(const VerbsAp
       if (spec.name == verbs.get_device_name(list.get()[i])) device = list.get()[i];
     }
     auto fail = [&](const std::string& what) {
-      return Out(ErrorCode::INVALID_PARAMS, "RDMA device '" + spec.name + "': " + what);
+      return Out(ErrorCode::UNAVAILABLE_IN_CURRENT_MODE, "RDMA device '" + spec.name + "': " + what);
     };
     ContextPtr probe(verbs.open_device(device), VerbsDeleter<ibv_context>{&verbs});
     if (probe == nullptr) {

@@ -60,8 +60,9 @@ class VerbsDevice {
 
 // Opens the ports named in options.devices ("name" or "name:port"; empty:
 // every active port of every device). A named device that is missing, has no
-// such port, or whose port is not active is INVALID_PARAMS naming it; so is
-// a gid_index override outside the port's table. Finding nothing by
+// such port, or whose port is not active is UNAVAILABLE_IN_CURRENT_MODE
+// naming it (it may appear later: a driver still loading); so is a gid_index
+// override outside the port's table. A malformed ":port" is INVALID_PARAMS. Finding nothing by
 // discovery is not an error: the result is empty and `why_none` says why.
 // With `log_opened`, one info line per opened port.
 Result<std::vector<std::unique_ptr<VerbsDevice>>> OpenVerbsDevices(const VerbsApi& verbs,

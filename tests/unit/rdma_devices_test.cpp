@@ -69,7 +69,7 @@ TEST_CASE("rdma devices: gid_index override") {
 
   options.gid_index = 9;
   auto bad = ChooseRdmaDevices(fake.api(), options);
-  CHECK(bad.code() == ErrorCode::INVALID_PARAMS);
+  CHECK(bad.code() == ErrorCode::UNAVAILABLE_IN_CURRENT_MODE);
   CHECK(bad.status().message().find("index 9") != std::string::npos);
 }
 
@@ -97,17 +97,17 @@ TEST_CASE("rdma devices: named devices and ports") {
 
   options.devices = {"mlx5_9"};
   auto missing = ChooseRdmaDevices(fake.api(), options);
-  CHECK(missing.code() == ErrorCode::INVALID_PARAMS);
+  CHECK(missing.code() == ErrorCode::UNAVAILABLE_IN_CURRENT_MODE);
   CHECK(missing.status().message().find("mlx5_9") != std::string::npos);
 
   options.devices = {"mlx5_1"};
   auto inactive = ChooseRdmaDevices(fake.api(), options);
-  CHECK(inactive.code() == ErrorCode::INVALID_PARAMS);
+  CHECK(inactive.code() == ErrorCode::UNAVAILABLE_IN_CURRENT_MODE);
   CHECK(inactive.status().message().find("mlx5_1") != std::string::npos);
   CHECK(inactive.status().message().find("active") != std::string::npos);
 
   options.devices = {"mlx5_0:3"};
-  CHECK(ChooseRdmaDevices(fake.api(), options).code() == ErrorCode::INVALID_PARAMS);
+  CHECK(ChooseRdmaDevices(fake.api(), options).code() == ErrorCode::UNAVAILABLE_IN_CURRENT_MODE);
   options.devices = {"mlx5_0:x"};
   CHECK(ChooseRdmaDevices(fake.api(), options).code() == ErrorCode::INVALID_PARAMS);
   CHECK(fake.LiveContexts() == 0);
@@ -129,7 +129,7 @@ TEST_CASE("rdma devices: none is not an error") {
   RdmaOptions options;
   options.devices = {"rxe0"};
   auto named = ChooseRdmaDevices(fake.api(), options);
-  CHECK(named.code() == ErrorCode::INVALID_PARAMS);
+  CHECK(named.code() == ErrorCode::UNAVAILABLE_IN_CURRENT_MODE);
   CHECK(named.status().message().find("rxe0") != std::string::npos);
 
   // Engine and target refuse to open without devices.
