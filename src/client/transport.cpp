@@ -616,11 +616,9 @@ void Transport::RunRdma(std::vector<TransferOp*>& ops) {
     r.write = op.write;
     run.push_back(&r);
   }
+  counters_.rdma_transfers += ops.size();  // sent, like tcp_transfers
   rdma_->Run(run);
-  for (size_t i = 0; i < ops.size(); ++i) {
-    ops[i]->result = rops[i].result;
-    if (rops[i].result.ok()) counters_.rdma_transfers++;
-  }
+  for (size_t i = 0; i < ops.size(); ++i) ops[i]->result = rops[i].result;
 }
 #else
 Result<RdmaConnectResponse> Transport::RdmaHandshake(const std::string&,
