@@ -4,7 +4,8 @@
 //
 //   build/bench_data [--bin PATH] [--seconds S] [--sizes 64K,1M,4M] [--batches 1,16,256]
 //                    [--transports shm,tcp] [--segment-size 2GiB] [--store-threads 2]
-//                    [--no-checksums] [--tcp-streams 4] [--split 1MiB] [--json]
+//                    [--no-checksums] [--tcp-streams 4] [--split 1MiB]
+//                    [--copy-threads 0] [--json]
 //
 // The ceilings come first: memcpy of 256 MiB, best of 5; one TCP stream
 // over 127.0.0.1 for 1 s, best of 3. Then it starts `kvcached master` and one
@@ -89,6 +90,7 @@ struct Options {
   unsigned store_threads = 2;
   unsigned tcp_streams = 4;        // ClientConfig::tcp_streams
   uint64_t split_bytes = 1 << 20;  // ClientConfig::tcp_split_bytes
+  unsigned copy_threads = 0;       // ClientConfig::copy_threads
   bool checksums = true;
   bool json = false;
 };
@@ -99,7 +101,7 @@ struct Options {
                "usage: bench_data [--bin PATH] [--seconds S] [--sizes 64K,1M,4M]\n"
                "                  [--batches 1,16,256] [--transports shm,tcp]\n"
                "                  [--segment-size 2GiB] [--store-threads 2] [--no-checksums]\n"
-               "                  [--tcp-streams 4] [--split 1MiB]\n"
+               "                  [--tcp-streams 4] [--split 1MiB] [--copy-threads 0]\n"
                "                  [--json]\n"
                "  --bin   the kvcached binary (default: $KVCACHED_BIN, else kvcached next to\n"
                "          this program)\n",
@@ -174,6 +176,12 @@ Options ParseArgs(int argc, char** argv) {
     } else if (name == "--tcp-streams") {
       o.tcp_streams = static_cast<unsigned>(std::strtoul(next().c_str(), nullptr, 10));
       if (o.tcp_streams == 0 || o.tcp_streams > 64) Usage("--tcp-streams: 1 to 64");
+    } else if (name == "--copy-threads") {
+      std::string v = next();
+      char* end = nullptr;
+      unsigned long n = std::strtoul(v.c_str(), &end, 10);
+      if (v.empty() || *end != '\0' || n > 64) Usage("--copy-threads: 0 to 64");
+      o.copy_threads = static_cast<unsigned>(n);
     } else if (name == "--split") {
       o.split_bytes = SizeArg("split", next(), 4096);
     } else if (name == "--store-threads") {
@@ -711,6 +719,7 @@ int main(int argc, char** argv) {
   base.checksums = o.checksums;
   base.tcp_streams = o.tcp_streams;
   base.tcp_split_bytes = o.split_bytes;
+  base.copy_threads = o.copy_threads;
 
   const double memcpy_gbps = ceilings.memcpy_gb_per_s;
   const double tcp_gbps = ceilings.loopback_tcp_gb_per_s;
@@ -726,9 +735,12 @@ int main(int argc, char** argv) {
                 ceilings.loopback_tcp_method.c_str());
     std::printf(
         "setup: master (1 thread), store (segment %s, %u threads), one client per transport "
-        "(host id %s, tcp_streams %u, split %s, checksums %s); %.1f s per operation and cell\n\n",
+        "(host id %s, tcp_streams %u, split %s, copy_threads %s, checksums %s); %.1f s per "
+        "operation and cell\n\n",
         FormatSize(o.segment_bytes).c_str(), o.store_threads, kHostId, base.tcp_streams,
-        FormatSize(base.tcp_split_bytes).c_str(), o.checksums ? "on" : "off", o.seconds);
+        FormatSize(base.tcp_split_bytes).c_str(),
+        o.copy_threads == 0 ? "auto" : std::to_string(o.copy_threads).c_str(),
+        o.checksums ? "on" : "off", o.seconds);
     std::printf("%-9s %-3s %8s %5s %7s %12s %8s %8s %7s\n", "transport", "op", "object", "batch",
                 "keys", "objects/s", "GB/s", "%memcpy", "%TCP");
     std::fflush(stdout);
@@ -830,7 +842,8 @@ int main(int argc, char** argv) {
                             {"master_threads", 1},
                             {"checksums", o.checksums},
                             {"tcp_streams", base.tcp_streams},
-                            {"tcp_split_bytes", base.tcp_split_bytes}}},
+                            {"tcp_split_bytes", base.tcp_split_bytes},
+                            {"copy_threads", base.copy_threads}}},
                           {"results", rows},
                           {"notes", bench.notes()},
                           {"failures", bench.failures()},

@@ -69,6 +69,10 @@ struct ClientConfig {
   // time on other threads use connections of their own; idle ones are pooled).
   unsigned tcp_streams = 4;
   uint64_t tcp_split_bytes = 1 << 20;  // larger transfers are split in pieces of this size
+  // Threads that copy one batch's shared-memory transfers, the calling
+  // thread included, one object each at a time (so a single object is one
+  // thread's copy). 0: one per core, at most 4; 1: the caller alone.
+  unsigned copy_threads = 0;
   // Only when contributing a segment: where its data port binds and how it is backed.
   std::string segment_bind_host = "127.0.0.1";
   std::string segment_name;  // default: <host id>:<pid>:<n>

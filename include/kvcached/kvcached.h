@@ -88,6 +88,7 @@ typedef struct kvcached_config {
   const char* segment_name;      /* NULL: <host id>:<pid>:<n> */
   int32_t hugepages;             /* contributed segment on 2 MiB huge pages */
   uint32_t ping_interval_ms;     /* 0: default (1000) */
+  uint32_t copy_threads;         /* shared-memory copy threads per batch; 0: one per core, at most 4 */
 } kvcached_config_t;
 
 /* Where a put goes. NULL wherever a `const kvcached_replicate_config_t*`

@@ -47,6 +47,7 @@ class KvcachedConfig(ctypes.Structure):
         ("segment_name", c_char_p),
         ("hugepages", c_int32),
         ("ping_interval_ms", c_uint32),
+        ("copy_threads", c_uint32),
     ]
 
 

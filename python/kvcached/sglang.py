@@ -51,7 +51,8 @@ log = logging.getLogger("kvcached.sglang")
 _CLIENT_KEYS = ("master_server_address", "local_hostname", "metadata_server", "protocol",
                 "device_name", "token", "token_file", "transport", "checksums",
                 "rpc_timeout_ms", "io_timeout_ms", "connect_timeout_ms", "tcp_streams",
-                "tcp_split_bytes", "segment_bind_host", "hugepages", "ping_interval_ms")
+                "tcp_split_bytes", "segment_bind_host", "hugepages", "ping_interval_ms",
+                "copy_threads")
 
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgtp]?)(?:i?b)?\s*$", re.I)
 

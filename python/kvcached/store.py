@@ -40,7 +40,7 @@ _SETTINGS = frozenset({
     "protocol", "rdma_devices", "device_name", "master_server_addr", "master_server_address",
     "token", "token_file", "transport", "checksums", "rpc_timeout_ms", "io_timeout_ms",
     "connect_timeout_ms", "tcp_streams", "tcp_split_bytes", "segment_bind_host",
-    "segment_name", "hugepages", "ping_interval_ms", "config_path"})
+    "segment_name", "hugepages", "ping_interval_ms", "copy_threads", "config_path"})
 
 
 class ReplicateConfig:

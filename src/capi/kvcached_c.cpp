@@ -245,6 +245,13 @@ Status ApplySetting(std::string_view name, std::string_view v, ClientConfig& c) 
       return BadValue(name, v, "not a whole number");
     }
     c.tcp_streams = n;
+  } else if (name == "copy_threads") {
+    unsigned n = 0;  // Open checks the range
+    auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
+    if (ec != std::errc() || end != v.data() + v.size()) {
+      return BadValue(name, v, "not a whole number");
+    }
+    c.copy_threads = n;
   } else if (name == "tcp_split_bytes") {
     return ParseBytes(name, v, c.tcp_split_bytes);
   } else if (name == "segment_bind_host") {
@@ -297,6 +304,7 @@ Result<ClientConfig> FromCStruct(const kvcached_config_t& in) {
   if (KVCACHED_HAS(ping_interval_ms) && in.ping_interval_ms) {
     c.ping_interval = std::chrono::milliseconds(in.ping_interval_ms);
   }
+  if (KVCACHED_HAS(copy_threads)) c.copy_threads = in.copy_threads;
 #undef KVCACHED_HAS
   return c;
 }

@@ -33,6 +33,8 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 constexpr size_t kRpcConnections = 4;  // master connections shared by the caller threads
+constexpr unsigned kAutoCopyThreads = 4;  // copy_threads 0: one per core, at most this
+constexpr unsigned kMaxCopyThreads = 64;
 
 Status CheckKey(std::string_view key) {
   if (key.empty()) return Status(ErrorCode::INVALID_KEY, "empty key");
@@ -154,6 +156,11 @@ Status Client::Impl::Open() {
   if (config_.tcp_split_bytes < 4096 || config_.tcp_split_bytes > (1ull << 30)) {
     return Status(ErrorCode::INVALID_PARAMS, "tcp_split_bytes must be 4 KiB to 1 GiB");
   }
+  if (config_.copy_threads > kMaxCopyThreads) {
+    return Status(ErrorCode::INVALID_PARAMS, "copy_threads must be 0 (one per core, at most " +
+                                                 std::to_string(kAutoCopyThreads) + ") to " +
+                                                 std::to_string(kMaxCopyThreads));
+  }
   if (config_.io_timeout.count() <= 0 || config_.rpc_timeout.count() <= 0 ||
       config_.connect_timeout.count() <= 0) {
     return Status(ErrorCode::INVALID_PARAMS, "timeouts must be positive");
@@ -188,6 +195,9 @@ Status Client::Impl::Open() {
   t.io_timeout = config_.io_timeout;
   t.tcp_streams = config_.tcp_streams;
   t.tcp_split_bytes = config_.tcp_split_bytes;
+  t.copy_threads = config_.copy_threads != 0
+                       ? config_.copy_threads
+                       : std::clamp(std::thread::hardware_concurrency(), 1u, kAutoCopyThreads);
 
   if (config_.global_segment_size > 0) {
     static std::atomic<unsigned> segments_in_process{0};

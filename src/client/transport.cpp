@@ -15,6 +15,9 @@
 #include <spdlog/spdlog.h>
 
 #include "client/copy.h"
+#include "client/copy_pool.h"
+#define XXH_STATIC_LINKING_ONLY  // XXH3_state_t
+#include "client/checksum.h"
 #include "core/wire.h"
 #include "net/socket_util.h"
 #ifdef KVCACHED_WITH_RDMA
@@ -30,6 +33,9 @@ constexpr uint64_t kMaxPieceBytes = 1ull << 30;  // a frame body is at most 4 Gi
 constexpr uint32_t kMaxSmallBody = 8192;         // error and status answers
 constexpr auto kShmRetryAfter = std::chrono::seconds(5);
 constexpr size_t kMaxIdlePerPeer = 16;
+// Below this many bytes a batch of copies is done by the caller alone: a
+// hand-over to the copy threads costs a few microseconds of wake-ups.
+constexpr uint64_t kParallelCopyBytes = 256 << 10;
 
 void Fail(TransferOp& op, ErrorCode code, const std::string& why) {
   if (op.result.ok()) op.result = Status(code, why);
@@ -54,6 +60,50 @@ struct Transport::Mapping {
   std::string name;
 };
 
+// The checksum of one TCP read, computed as its bytes arrive: each chunk
+// is hashed right after the recv that wrote it (no more than the socket
+// buffer held), while it is still in cache, instead of in a second pass
+// over memory once the batch is done.
+// The pieces of a read may travel on different connections; the hash
+// takes the bytes in order, so a piece that arrives ahead of its
+// predecessor waits (in memory) for it.
+struct Transport::TcpHash {
+  struct StateFree {
+    void operator()(XXH3_state_t* s) const { XXH3_freeState(s); }
+  };
+  struct Part {
+    const uint64_t* moved;  // the piece's bytes received so far
+    uint64_t length;
+    uint64_t offset;  // in the segment: orders the parts
+  };
+
+  TransferOp* op = nullptr;
+  std::unique_ptr<XXH3_state_t, StateFree> state;
+  std::vector<Part> parts;  // the op's pieces, in order
+  size_t next = 0;          // the part holding byte `hashed`
+  uint64_t next_start = 0;  // where that part starts in the op
+  uint64_t hashed = 0;      // bytes from the op's start already hashed
+
+  // Hashes what has become contiguous since the last call.
+  void Advance() {
+    while (next < parts.size()) {
+      const Part& p = parts[next];
+      uint64_t upto = next_start + *p.moved;
+      if (upto > hashed) {
+        KVCACHED_XXH3_UPDATE(state.get(), op->local + hashed, upto - hashed);
+        hashed = upto;
+      }
+      if (*p.moved < p.length) return;
+      next_start += p.length;
+      ++next;
+    }
+  }
+  uint64_t Digest() const {
+    uint64_t h = XXH3_64bits_digest(state.get());
+    return h == 0 ? 1 : h;  // as ObjectChecksum
+  }
+};
+
 // One TCP connection's share of a batch: pieces sent back to back
 // (pipelined) and answered in order.
 struct Transport::Stream {
@@ -62,6 +112,8 @@ struct Transport::Stream {
     uint64_t offset;
     uint64_t length;
     uint8_t* local;
+    TcpHash* hash = nullptr;  // when the op's checksum is computed on the way
+    uint64_t moved = 0;       // a read's bytes received into `local`
   };
 
   std::string address;
@@ -160,7 +212,9 @@ struct Transport::Stream {
     return true;
   }
 
-  // Reads as much as has arrived. False when the connection broke.
+  // Reads as much as has arrived. The rest of a read's body and the next
+  // answer's header come in one system call. False when the connection
+  // broke.
   bool Receive() {
     while (recv_idx < pieces.size()) {
       ssize_t n;
@@ -171,17 +225,33 @@ struct Transport::Stream {
         if (head_got == kFrameHeaderBytes && !CheckHeader()) return false;
         continue;
       }
+      uint64_t next_head = 0;  // bytes of the next answer's header that came along
       if (body_got < head.body_bytes) {
-        const Piece& p = pieces[recv_idx];
+        Piece& p = pieces[recv_idx];
         // A read's bytes land in the caller's memory; status and error
         // answers in `small`.
         bool into_local = !p.op->write && !(head.flags & kFlagError);
         char* dst = into_local ? reinterpret_cast<char*>(p.local) : small.data();
-        n = ::recv(fd, dst + body_got, head.body_bytes - body_got, MSG_DONTWAIT);
+        uint64_t want = head.body_bytes - body_got;
+        iovec iov[2] = {{dst + body_got, want}, {recv_head, kFrameHeaderBytes}};
+        msghdr msg{};
+        msg.msg_iov = iov;
+        msg.msg_iovlen = recv_idx + 1 < pieces.size() ? 2 : 1;
+        n = ::recvmsg(fd, &msg, MSG_DONTWAIT);
         if (!Progress(n)) return fd >= 0;
-        body_got += static_cast<uint64_t>(n);
+        uint64_t got = std::min<uint64_t>(static_cast<uint64_t>(n), want);
+        next_head = static_cast<uint64_t>(n) - got;
+        body_got += got;
+        if (into_local) {
+          p.moved = body_got;
+          if (p.hash != nullptr) p.hash->Advance();
+        }
       }
-      if (body_got == head.body_bytes) Answered();
+      if (body_got == head.body_bytes) {
+        Answered();
+        head_got = next_head;
+        if (head_got == kFrameHeaderBytes && !CheckHeader()) return false;
+      }
     }
     return true;
   }
@@ -248,7 +318,9 @@ struct Transport::Stream {
   }
 };
 
-Transport::Transport(TransportOptions options) : options_(std::move(options)) {}
+Transport::Transport(TransportOptions options) : options_(std::move(options)) {
+  if (options_.copy_threads > 1) copiers_ = std::make_unique<CopyPool>(options_.copy_threads - 1);
+}
 
 Transport::~Transport() { Close(); }
 
@@ -503,6 +575,28 @@ void Transport::RunTcp(std::vector<TransferOp*>& ops) {
     }
   }
 
+  // Checksums on the way: each wanting op's pieces, in order.
+  std::map<TransferOp*, std::unique_ptr<TcpHash>> hashes;
+  for (auto& s : streams) {
+    for (Stream::Piece& p : s->pieces) {
+      if (p.op->write || !p.op->want_checksum) continue;
+      std::unique_ptr<TcpHash>& h = hashes[p.op];
+      if (!h) {
+        h = std::make_unique<TcpHash>();
+        h->op = p.op;
+        h->state.reset(XXH3_createState());
+        if (h->state) XXH3_64bits_reset(h->state.get());
+      }
+      if (!h->state) continue;  // no memory for it: the caller hashes afterwards
+      h->parts.push_back({&p.moved, p.length, p.offset});
+      p.hash = h.get();
+    }
+  }
+  for (auto& [op, h] : hashes) {
+    std::sort(h->parts.begin(), h->parts.end(),
+              [](const TcpHash::Part& a, const TcpHash::Part& b) { return a.offset < b.offset; });
+  }
+
   auto now = Clock::now();
   for (auto& s : streams) {
     s->last_progress = now;
@@ -545,6 +639,9 @@ void Transport::RunTcp(std::vector<TransferOp*>& ops) {
   for (auto& s : streams) {
     if (s->fd >= 0) ReleaseConnection(s->address, s->fd);
     s->fd = -1;
+  }
+  for (auto& [op, h] : hashes) {
+    if (op->result.ok() && h->state && h->hashed == op->length) op->checksum = h->Digest();
   }
 }
 
@@ -669,11 +766,20 @@ void Transport::Run(std::vector<TransferOp>& ops) {
     }
   }
   // Shared-memory copies first: they finish fast and free the CPU for the
-  // TCP streams, which then run all at once.
+  // TCP streams, which then run all at once. A batch of them worth the
+  // hand-over is shared with the copy threads.
+  std::vector<TransferOp*> copies;
+  uint64_t copy_bytes = 0;
   for (TransferOp& op : ops) {
     if (op.length > 0 && op.result.ok() && (op.path == Path::kShm || op.path == Path::kLocal)) {
-      RunShm(op);
+      copies.push_back(&op);
+      copy_bytes += op.length;
     }
+  }
+  if (copiers_ && copies.size() > 1 && copy_bytes >= kParallelCopyBytes) {
+    copiers_->ForEach(copies.size(), [&](size_t i) { RunShm(*copies[i]); });
+  } else {
+    for (TransferOp* op : copies) RunShm(*op);
   }
   // RDMA next: the engine's completions do not need this thread, but its
   // Run waits for them. (A batch mixing RDMA and TCP stores therefore

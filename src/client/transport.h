@@ -33,6 +33,7 @@ namespace kvcached {
 
 enum class Path { kShm, kTcp, kLocal, kRdma };
 
+class CopyPool;
 class RdmaEngine;
 struct RdmaConnectRequest;
 struct RdmaConnectResponse;
@@ -45,8 +46,10 @@ struct TransferOp {
   uint64_t length = 0;
   uint8_t* local = nullptr;  // source of a write, destination of a read
   bool write = false;
-  // Asks for ObjectChecksum() of the bytes moved, where it comes free with
-  // the copy (shared memory and own-segment paths); `checksum` then has it.
+  // Asks for ObjectChecksum() of the bytes moved, where it comes nearly
+  // free with the move (shared-memory and own-segment copies, and TCP
+  // reads, which hash each chunk right after receiving it); `checksum`
+  // then has it once the op succeeded. TCP writes and RDMA leave it empty.
   bool want_checksum = false;
   std::optional<uint64_t> checksum;
   Status result;  // filled in by Run
@@ -58,6 +61,9 @@ struct TransportOptions {
   std::chrono::milliseconds io_timeout{5000};
   unsigned tcp_streams = 4;
   uint64_t tcp_split_bytes = 1 << 20;
+  // Threads that copy a batch's shared-memory transfers, the caller
+  // included (1: the caller alone).
+  unsigned copy_threads = 1;
   // This process's own segment, reached by plain memcpy (Path::kLocal).
   std::string own_instance;
   uint8_t* own_base = nullptr;
@@ -102,6 +108,7 @@ class Transport {
  private:
   struct Mapping;
   struct Stream;
+  struct TcpHash;
   std::shared_ptr<Mapping> Attach(const SegmentEndpoint& segment, Status& why);
   // Unmaps segments whose store hung up (at most once a second), so a
   // long-lived client does not keep a gone store's memory alive.
@@ -114,6 +121,7 @@ class Transport {
 
   const TransportOptions options_;
   TransportCounters counters_;
+  std::unique_ptr<CopyPool> copiers_;  // with copy_threads > 1
 
   std::mutex shm_mu_;  // guards mappings_ and shm_failures_
   std::map<std::string, std::shared_ptr<Mapping>> mappings_;  // by instance

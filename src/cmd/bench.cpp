@@ -110,6 +110,10 @@ std::vector<OptionSpec> BenchOptions() {
                  "Do not checksum objects (for trusted paths; --verify still checks bytes)"),
       MakeOption("tcp-streams", OptionKind::kUInt, "4", "TCP connections one call uses per store",
                  1, 64),
+      MakeOption("copy-threads", OptionKind::kUInt, "0",
+                 "Threads that copy one call's shared-memory transfers, the caller included "
+                 "(0: one per core, at most 4)",
+                 0, 64),
       MakeOption("segment-size", OptionKind::kSize, "",
                  "Embedded store's segment (default: a quarter of available memory, 256 MiB "
                  "to 1 GiB)",
@@ -308,6 +312,7 @@ Result<Plan> MakePlan(const Config& cfg) {
   if (!p.embedded) c.master_server_addr = cfg.String("master");
   c.checksums = !cfg.Bool("no-checksums");
   c.tcp_streams = static_cast<unsigned>(cfg.Number("tcp-streams"));
+  c.copy_threads = static_cast<unsigned>(cfg.Number("copy-threads"));
   p.transport_name = cfg.String("transport");
   c.transport = p.transport_name == "shm"    ? TransportMode::kShm
                 : p.transport_name == "tcp"  ? TransportMode::kTcp

@@ -1033,6 +1033,32 @@ TEST_CASE(
     CHECK(trusting->stats().checksum_mismatches == 0);
   }
 
+  // A large object read over TCP in pieces on several connections (the
+  // checksum is computed as they arrive, in order whatever order they
+  // arrive in): a byte flipped in a later piece is caught too.
+  {
+    const std::string big = "fragile-big";
+    const uint64_t big_size = 3 * kMiB + 5;
+    const uint64_t big_at = 2 * kMiB + kMiB / 2;
+    REQUIRE(PutPattern(*writer, big, big_size, {1, "seg-0"}).ok());
+    CheckGet(*writer, big, big_size);
+    Placement big_where = Locate(*inspector, big);
+    REQUIRE(big_where.replicas.size() == 1);
+    std::vector<uint8_t> flipped = Pattern(big, big_size);
+    DataClient big_port(data);
+    big_port.Hello();
+    REQUIRE(big_port.Write(big_where.replicas[0].second + big_at,
+                           std::string(1, static_cast<char>(flipped[big_at] ^ 0x0F))) == 0);
+    auto reader = OpenClient(cl.Config(TransportMode::kTcp));
+    std::vector<uint8_t> buf(big_size);
+    CHECK(reader->Get(big, buf.data(), buf.size()).code() == ErrorCode::CHECKSUM_MISMATCH);
+    CHECK(reader->stats().checksum_mismatches == 1);
+    // Put back, it reads whole again.
+    REQUIRE(big_port.Write(big_where.replicas[0].second + big_at,
+                           std::string(1, static_cast<char>(flipped[big_at]))) == 0);
+    CheckGet(*reader, big, big_size);
+  }
+
   // Two replicas, one corrupted: a get returns the good bytes or
   // CHECKSUM_MISMATCH, never the bad ones.
   const std::string twice = "fragile-twice";
@@ -1463,6 +1489,8 @@ TEST_CASE("client: Open fails cleanly: no master, a bad address, a segment too l
   CHECK(refused([](ClientConfig& c) { c.tcp_streams = 0; }).find("tcp_streams") !=
         std::string::npos);
   CHECK(refused([](ClientConfig& c) { c.tcp_split_bytes = 100; }).find("tcp_split_bytes") !=
+        std::string::npos);
+  CHECK(refused([](ClientConfig& c) { c.copy_threads = 65; }).find("copy_threads") !=
         std::string::npos);
   CHECK(refused([](ClientConfig& c) { c.io_timeout = 0ms; }).find("timeouts") !=
         std::string::npos);

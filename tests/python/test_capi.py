@@ -92,12 +92,17 @@ def test_open_settings_names(cluster):
         return rc, _lib.last_error()
 
     assert open_with(master_server_addr=cluster.rpc, transport="tcp", checksums="false",
-                     rpc_timeout_ms="2000", tcp_streams=2, tcp_split_bytes="256KiB")[0] == 0
+                     rpc_timeout_ms="2000", tcp_streams=2, tcp_split_bytes="256KiB",
+                     copy_threads=3)[0] == 0
     rc, err = open_with(master_server_addr=cluster.rpc, transport="rdma-please")
     assert rc == errors.INVALID_PARAMS and "transport" in err
     rc, err = open_with(master_server_addr=cluster.rpc, tcp_streams="many")
     assert rc == errors.INVALID_PARAMS and "tcp_streams" in err
     rc, err = open_with(master_server_addr=cluster.rpc, tcp_streams=0)
     assert rc == errors.INVALID_PARAMS
+    rc, err = open_with(master_server_addr=cluster.rpc, copy_threads="-1")
+    assert rc == errors.INVALID_PARAMS and "copy_threads" in err
+    rc, err = open_with(master_server_addr=cluster.rpc, copy_threads=65)
+    assert rc == errors.INVALID_PARAMS and "copy_threads" in err
     rc, err = open_with(master_server_addr=cluster.rpc, config_path="/nonexistent.json")
     assert rc == errors.INVALID_PARAMS and "/nonexistent.json" in err
