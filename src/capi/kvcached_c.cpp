@@ -127,6 +127,17 @@ Status ParseMs(std::string_view name, std::string_view v, std::chrono::milliseco
   return Status::Ok();
 }
 
+// A whole number; Open checks its range.
+Status ParseCount(std::string_view name, std::string_view v, unsigned& out) {
+  unsigned n = 0;
+  auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
+  if (ec != std::errc() || end != v.data() + v.size()) {
+    return BadValue(name, v, "not a whole number");
+  }
+  out = n;
+  return Status::Ok();
+}
+
 Status ParseBytes(std::string_view name, std::string_view v, uint64_t& out) {
   Result<uint64_t> s = ParseSize(v);
   if (!s.ok()) return BadValue(name, v, s.status().message());
@@ -239,19 +250,9 @@ Status ApplySetting(std::string_view name, std::string_view v, ClientConfig& c) 
   } else if (name == "ping_interval_ms") {
     return ParseMs(name, v, c.ping_interval);
   } else if (name == "tcp_streams") {
-    unsigned n = 0;  // Open checks the range
-    auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
-    if (ec != std::errc() || end != v.data() + v.size()) {
-      return BadValue(name, v, "not a whole number");
-    }
-    c.tcp_streams = n;
+    return ParseCount(name, v, c.tcp_streams);
   } else if (name == "copy_threads") {
-    unsigned n = 0;  // Open checks the range
-    auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
-    if (ec != std::errc() || end != v.data() + v.size()) {
-      return BadValue(name, v, "not a whole number");
-    }
-    c.copy_threads = n;
+    return ParseCount(name, v, c.copy_threads);
   } else if (name == "tcp_split_bytes") {
     return ParseBytes(name, v, c.tcp_split_bytes);
   } else if (name == "segment_bind_host") {

@@ -357,7 +357,10 @@ TEST_CASE("client: every size over TCP and over shared memory, batches, replicas
   for (TransportMode mode : {TransportMode::kTcp, TransportMode::kShm}) {
     const std::string tag = ModeName(mode);
     CAPTURE(tag);
-    auto c = OpenClient(cl.Config(mode));
+    ClientConfig config = cl.Config(mode);
+    // Batches of copies shared with two helper threads, on any machine.
+    if (mode == TransportMode::kShm) config.copy_threads = 3;
+    auto c = OpenClient(config);
     CHECK(c->host_id() == kHost);
     CHECK(c->segment_name().empty());
     for (uint64_t size : sizes) {
