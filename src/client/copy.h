@@ -1,4 +1,5 @@
-// Copies for the shared-memory path. Large copies use non-temporal stores:
+// Copies for the shared-memory path. Copies of 64 KiB and more use
+// non-temporal stores:
 // glibc's memcpy writes through the cache below its own large-copy
 // threshold, which for multi-MiB KV pages runs at about two thirds of the
 // machine's streaming bandwidth (measured in docs/benchmarks.md); the
