@@ -26,8 +26,6 @@ class CopyPool {
   CopyPool(const CopyPool&) = delete;
   CopyPool& operator=(const CopyPool&) = delete;
 
-  unsigned helpers() const { return helpers_; }
-
   // Calls fn(i) once for every i in [0, n), on this thread and the helpers
   // that are free, and returns when every call has returned. The first
   // exception a call threw is rethrown here once all are done.

@@ -776,7 +776,7 @@ void Transport::Run(std::vector<TransferOp>& ops) {
       copy_bytes += op.length;
     }
   }
-  if (copiers_ && copies.size() > 1 && copy_bytes >= kParallelCopyBytes) {
+  if (copiers_ && copy_bytes >= kParallelCopyBytes) {
     copiers_->ForEach(copies.size(), [&](size_t i) { RunShm(*copies[i]); });
   } else {
     for (TransferOp* op : copies) RunShm(*op);
