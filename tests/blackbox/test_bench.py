@@ -215,8 +215,8 @@ def rdma_devices_here():
     return m is not None and not m.group(1).startswith("none")
 
 
-@pytest.mark.skipif(rdma_devices_here(), reason="this host has RDMA devices: the fallback "
-                    "cannot be seen here (tests/rdma/softroce.sh covers RDMA itself)")
+@pytest.mark.skipif(rdma_devices_here(), reason="hardware: this host has RDMA devices, so the "
+                    "fallback cannot be seen here (tests/rdma/softroce.sh covers RDMA itself)")
 def test_rdma_without_a_device_falls_back_to_tcp_unless_demanded():
     # --protocol rdma: one warning each from the embedded store and the
     # client, then the run goes on over TCP (and shared memory).
