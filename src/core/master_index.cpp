@@ -196,6 +196,15 @@ struct MasterIndex::Impl {
     }
     return c;
   }
+  // The largest mounted segment, quarantined ones included: an object larger
+  // than this can never be placed, however much is evicted.
+  uint64_t LargestSegment() const {
+    uint64_t largest = 0;
+    for (const auto& s : segments) {
+      if (s->mounted) largest = std::max(largest, s->alloc.capacity_bytes());
+    }
+    return largest;
+  }
   uint64_t Used() const {
     uint64_t u = 0;
     for (const auto& s : segments) {
@@ -546,6 +555,13 @@ ReplicaListResponse MasterIndex::PutStart(const Caller& caller, const PutStartRe
       item.code = Code(ErrorCode::INVALID_KEY);
       continue;
     }
+    // An object no segment could hold even when empty fails before anything
+    // is evicted for it (an empty pool is NO_AVAILABLE_HANDLE, as any put).
+    if (uint64_t largest = m.LargestSegment(); largest != 0 && in.size > largest) {
+      counters_.put_too_large++;
+      item.code = Code(ErrorCode::INVALID_PARAMS);
+      continue;
+    }
     uint32_t existing = m.Find(in.key);
     if (existing != kNil) {
       Object& o = m.objects[existing];
@@ -571,7 +587,10 @@ ReplicaListResponse MasterIndex::PutStart(const Caller& caller, const PutStartRe
         m.Place(caller, req.preferred_segment, req.replica_num, in.size, now_ms);
     // Out of space: evict and try once more. Not when every segment is
     // merely quarantined (rebuilt after a restart): evicting would free
-    // objects for nothing.
+    // objects for nothing. One pass frees the configured ratio of the pool,
+    // or this object's replicas where they need more: bounded, since the
+    // object fits in a segment (checked above) and replicas are at most
+    // kMaxReplicas.
     if (locs.empty() && !m.Candidates(caller, "", now_ms).empty()) {
       uint64_t cap = m.Capacity();
       uint64_t target = std::max<uint64_t>(

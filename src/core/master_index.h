@@ -62,6 +62,7 @@ struct MasterCounters {
   uint64_t evicted_objects = 0;
   uint64_t evicted_bytes = 0;
   uint64_t lease_refusals = 0;  // leases refused to objects chosen for eviction
+  uint64_t put_too_large = 0;   // puts larger than every segment: refused, nothing evicted
   uint64_t put_takeovers = 0;
   uint64_t put_reclaims = 0;  // pending puts whose space was reclaimed
   uint64_t clients_expired = 0;

@@ -382,6 +382,8 @@ void MasterService::RenderSegmentMetrics(std::string& out) {
   counter("kvcached_master_evicted_bytes_total", "Bytes of objects evicted", c.evicted_bytes);
   counter("kvcached_master_lease_refusals_total",
           "Leases refused because the object was chosen for eviction", c.lease_refusals);
+  counter("kvcached_master_puts_too_large_total",
+          "Puts refused because the object is larger than every mounted segment", c.put_too_large);
   counter("kvcached_master_put_takeovers_total",
           "Pending puts taken over after --put-start-discard-timeout", c.put_takeovers);
   counter("kvcached_master_put_reclaims_total",

@@ -927,8 +927,8 @@ TEST_CASE(
     CHECK_MESSAGE((r == Read::kExact || code == ErrorCode::OBJECT_NOT_FOUND),
                   (k + ": " + CodeName(code)));
   }
-  // Larger than any segment: no eviction can help.
-  CHECK(PutPattern(*c, "too-big", 16 * kMiB).code() == ErrorCode::NO_AVAILABLE_HANDLE);
+  // Larger than any segment: no eviction can help, so the put is refused at once.
+  CHECK(PutPattern(*c, "too-big", 16 * kMiB).code() == ErrorCode::INVALID_PARAMS);
   for (const std::string& a : admins) CHECK(HttpGet(a, "/health") == "OK\n");
   CHECK(PutPattern(*c, "still-fine", 1000).ok());
   CheckGet(*c, "still-fine", 1000);

@@ -21,6 +21,7 @@ namespace kvcached {
 namespace {
 
 using testing::KvcachedProcess;
+using testing::Metric;
 using testing::WaitFor;
 using namespace std::chrono_literals;
 
@@ -246,6 +247,30 @@ TEST_CASE("eviction under pressure keeps puts succeeding") {
   CHECK(present >= 8);
   CHECK(exist.codes[63] == kOk);                               // the newest stays
   CHECK(exist.codes[0] == Code(ErrorCode::OBJECT_NOT_FOUND));  // the oldest went first
+}
+
+TEST_CASE("a put larger than every segment fails at once and evicts nothing") {
+  KvcachedProcess master(MasterArgs());
+  auto owner = Connect(master.Address("rpc"), "store-1", PeerRole::kStore);
+  REQUIRE(Mount(*owner, "seg", 20 * kMiB).ok());
+  auto writer = Connect(master.Address("rpc"), "writer");
+  std::vector<std::string> keys = Keys("resident-", 20);
+  for (int32_t code : Put(*writer, keys, kMiB)) REQUIRE(code == kOk);
+  CodesResponse leased;  // a few leased, the rest not: none may go
+  REQUIRE(writer->Call(MsgType::kExistKey, KeysRequest{Keys("resident-", 5)}, leased).ok());
+
+  // 64 bytes more than the segment, and a raw PutStart of 2^63 bytes.
+  for (uint64_t size : {20 * kMiB + 64, uint64_t{1} << 63}) {
+    CAPTURE(size);
+    ReplicaListResponse r;
+    REQUIRE(writer->Call(MsgType::kPutStart, PutStartRequest{1, "", {{"huge", size}}}, r).ok());
+    CHECK(r.items[0].code == Code(ErrorCode::INVALID_PARAMS));
+  }
+  CodesResponse exist;
+  REQUIRE(writer->Call(MsgType::kExistKey, KeysRequest{keys}, exist).ok());
+  for (int32_t code : exist.codes) CHECK(code == kOk);
+  CHECK(Metric(master.Address("admin"), "kvcached_master_evictions_total") == 0);
+  CHECK(Metric(master.Address("admin"), "kvcached_master_puts_too_large_total") == 2);
 }
 
 TEST_CASE("a storm of ExistKey does not stop eviction") {

@@ -76,8 +76,9 @@ TEST_CASE("bad put requests") {
   CHECK(m.PutStart(kWriter, {1, "", {{"k", 0}}}, 0).items[0].code ==
         Code(ErrorCode::INVALID_PARAMS));
   CHECK(m.PutStart(kWriter, {1, "", {{"", 1}}}, 0).items[0].code == Code(ErrorCode::INVALID_KEY));
+  // Larger than every segment: it can never be placed.
   CHECK(m.PutStart(kWriter, {1, "", {{"big", 9 * kMiB}}}, 0).items[0].code ==
-        Code(ErrorCode::NO_AVAILABLE_HANDLE));
+        Code(ErrorCode::INVALID_PARAMS));
   CHECK(m.object_count() == 0);
   CHECK(m.used_bytes() == 0);
 }
@@ -214,6 +215,43 @@ TEST_CASE("eviction keeps making progress under a storm of ExistKey") {
   CHECK(m.counters().lease_refusals > 0);                 // doomed keys got no new lease
   CHECK(m.counters().evicted_objects >= 1);               // and were freed after their lease
   CHECK(m.PutStart(kWriter, {1, "", {{"new", kMiB}}}, now).items[0].code == kOk);
+}
+
+TEST_CASE("a put no segment can ever hold fails at once and evicts nothing") {
+  MasterIndex m(Opts());
+  REQUIRE(m.Mount(kStoreA, Seg("a", 8 * kMiB), 0).ok());
+  REQUIRE(m.Mount(kStoreB, Seg("b", 16 * kMiB), 0).ok());
+  std::vector<std::string> all;
+  for (int i = 0; i < 20; ++i) {
+    all.push_back("k" + std::to_string(i));
+    REQUIRE(Put(m, all.back(), kMiB, 0).code == kOk);
+  }
+  m.ExistKeys({"k0", "k1"}, 0);  // some leased, most not: nothing may go either way
+  for (uint64_t size : {16 * kMiB + 64, uint64_t{1} << 63, ~uint64_t{0}}) {
+    CAPTURE(size);
+    for (uint32_t replicas : {1u, 2u}) {
+      CHECK(m.PutStart(kWriter, {replicas, "", {{"huge", size}}}, 10).items[0].code ==
+            Code(ErrorCode::INVALID_PARAMS));
+    }
+  }
+  CHECK(m.counters().evicted_objects == 0);
+  CHECK(m.counters().put_too_large == 6);
+  for (int32_t code : m.ExistKeys(all, 10).codes) CHECK(code == kOk);
+  CHECK(m.TakeTableUpdates().size() == 2);  // the 20 adds, and no remove
+  CHECK(m.PutStart(kWriter, {1, "", {{"small", kMiB}}}, 10).items[0].code == kOk);
+}
+
+TEST_CASE("one eviction pass is bounded by the configured ratio") {
+  MasterOptions o = Opts();
+  o.eviction_ratio = 0.25;
+  MasterIndex m(o);
+  REQUIRE(m.Mount(kStoreA, Seg("a", 16 * kMiB), 0).ok());
+  for (int i = 0; i < 16; ++i) REQUIRE(Put(m, "k" + std::to_string(i), kMiB, 0).code == kOk);
+  // Full: a 1 MiB put frees a quarter of the pool (4 MiB), not everything.
+  CHECK(m.PutStart(kWriter, {1, "", {{"new", kMiB}}}, 5000).items[0].code == kOk);
+  CHECK(m.counters().evicted_objects == 4);
+  CHECK_FALSE(m.Lookup("k3", 5000).has_value());
+  CHECK(m.Lookup("k4", 5000).has_value());
 }
 
 TEST_CASE("liveness: silent owners lose their segments; a returning owner remounts") {
