@@ -38,7 +38,7 @@ std::vector<OptionSpec> MasterOptionsSpec() {
                       "=false is the same as --no-meta)"),
            {"enable_http_metadata_server"}),
       with(MakeOption("default-kv-lease-ttl", OptionKind::kDuration, "10s",
-                      "Read lease granted by ExistKey and GetReplicaList (a bare number is "
+                      "Read lease granted by GetReplicaList, a get's lookup (a bare number is "
                       "milliseconds, as in Mooncake)",
                       10, 3'600'000),
            {"default_kv_lease_ttl"}, DurationUnit::kMilliseconds),

@@ -486,7 +486,7 @@ std::vector<std::pair<std::string, size_t>> MasterIndex::ExpireClients(int64_t n
 CodesResponse MasterIndex::ExistKeys(const std::vector<std::string>& keys, int64_t now_ms) {
   Impl& m = *impl_;
   CodesResponse r;
-  r.lease_ttl_ms = static_cast<uint64_t>(options_.lease_ttl_ms);
+  r.lease_ttl_ms = 0;  // no lease granted (below)
   r.codes.reserve(keys.size());
   for (const std::string& k : keys) {
     uint32_t id = m.Find(k);
@@ -495,12 +495,13 @@ CodesResponse MasterIndex::ExistKeys(const std::vector<std::string>& keys, int64
       continue;
     }
     Object& o = m.objects[id];
-    if (o.doomed) {
-      counters_.lease_refusals++;
+    if (o.doomed) {  // on its way out: a get would not find it
       r.codes.push_back(Code(ErrorCode::OBJECT_NOT_FOUND));
       continue;
     }
-    o.lease_until_ms = std::max(o.lease_until_ms, now_ms + options_.lease_ttl_ms);
+    // No lease: a check pins nothing. SGLang checks every page of a request
+    // and reads only some; leasing each check kept a full pool from evicting
+    // anything (Mooncake's issue #2187). The read's GetReplicaList leases.
     m.LruTouch(id);
     r.codes.push_back(Code(ErrorCode::OK));
   }

@@ -158,7 +158,7 @@ struct RemoveRequest {
 };
 
 struct CodesResponse {        // ExistKey, PutEnd, PutRevoke, Remove: one code per key
-  uint64_t lease_ttl_ms = 0;  // ExistKey: the lease granted to each found key
+  uint64_t lease_ttl_ms = 0;  // ExistKey: 0, it grants no lease (kept for the wire format)
   std::vector<int32_t> codes;
 };
 

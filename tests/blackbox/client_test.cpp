@@ -681,8 +681,9 @@ TEST_CASE("client: semantics of put, get, exist, size, remove, bad arguments and
   CheckGet(*c, "r2", 4096);
   CHECK(c->Remove("r2", true).ok());
   CHECK(c->Get("r2", buf.data(), buf.size()).code() == ErrorCode::OBJECT_NOT_FOUND);
-  auto r3 = c->Exist("r3");  // leased now
+  auto r3 = c->Exist("r3");  // a check leases nothing...
   CHECK((r3.ok() && *r3));
+  CheckGet(*c, "r3", 4096);  // ...a get does
   // Left: k, the 4096-byte key, batch-a-0, batch-b-0, batch-a-4097, batch-b-4097, r3, r4, r5.
   auto removed = c->RemoveAll();
   REQUIRE(removed.ok());

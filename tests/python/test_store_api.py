@@ -139,7 +139,8 @@ def test_remove_all(fresh_cluster):
     assert s.setup(*c.setup_args()) == 0
     for i in range(5):
         assert s.put(f"ra-{i}", b"v" * 10) == 0
-    assert s.is_exist("ra-0") == 1  # leased now: skipped without force
+    assert s.is_exist("ra-1") == 1  # a check leases nothing
+    assert s.get("ra-0") == b"v" * 10  # a read leases it: skipped without force
     assert s.remove_all() == 4
     assert s.remove_all(force=True) == 1
     assert s.remove_all() == 0

@@ -54,7 +54,7 @@ TEST_CASE("put lifecycle: pending objects are invisible until PutEnd") {
   CHECK(m.PutEnd(kWriter, {{{"k", 9}}}, 0).codes[0] == kOk);
   CodesResponse exist = m.ExistKeys({"k", "nope"}, 0);
   CHECK(exist.codes == std::vector<int32_t>{kOk, Code(ErrorCode::OBJECT_NOT_FOUND)});
-  CHECK(exist.lease_ttl_ms == 1000);
+  CHECK(exist.lease_ttl_ms == 0);  // a check grants no lease
   ReplicaListResponse list = m.GetReplicaLists({"k"}, 0);
   CHECK(list.items[0].checksum == 9);
   CHECK(list.items[0].size == kMiB);
@@ -120,7 +120,8 @@ TEST_CASE("leases block removal; force overrides; RemoveAll skips leased") {
   REQUIRE(m.Mount(kStoreA, Seg("a", 64 * kMiB), 0).ok());
   Put(m, "k", kMiB, 0);
   Put(m, "j", kMiB, 0);
-  m.ExistKeys({"k"}, 100);  // lease until 1100
+  m.ExistKeys({"k", "j"}, 50);  // no lease
+  m.GetReplicaLists({"k"}, 100);  // lease until 1100
   CHECK(m.Remove({"k"}, false, 500).codes[0] == Code(ErrorCode::OBJECT_HAS_LEASE));
   CHECK(m.RemoveAll(false, 500) == 1);                  // only j
   CHECK(m.Remove({"k"}, false, 1100).codes[0] == kOk);  // lease over (monotonic ms)
@@ -191,7 +192,7 @@ TEST_CASE("eviction: LRU order past the high watermark") {
   CHECK(removes == 3);
 }
 
-TEST_CASE("eviction keeps making progress under a storm of ExistKey") {
+TEST_CASE("ExistKey pins nothing: a full pool evicts checked objects at once") {
   MasterIndex m(Opts());  // lease 1000 ms
   REQUIRE(m.Mount(kStoreA, Seg("a", 8 * kMiB), 0).ok());
   std::vector<std::string> all;
@@ -199,11 +200,27 @@ TEST_CASE("eviction keeps making progress under a storm of ExistKey") {
     all.push_back("k" + std::to_string(i));
     Put(m, all.back(), kMiB, 0);
   }
-  // Every key is leased again every 100 ms, forever.
+  for (int32_t code : m.ExistKeys(all, 100).codes) CHECK(code == kOk);
+  // Checked a moment ago, yet evictable: the put makes room now.
+  CHECK(m.PutStart(kWriter, {1, "", {{"new", kMiB}}}, 200).items[0].code == kOk);
+  CHECK(m.counters().evicted_objects >= 1);
+  CHECK(m.counters().lease_refusals == 0);
+  CHECK(m.Remove({"k7"}, false, 200).codes[0] == kOk);  // no lease to block a remove
+}
+
+TEST_CASE("eviction keeps making progress under a storm of reads") {
+  MasterIndex m(Opts());  // lease 1000 ms
+  REQUIRE(m.Mount(kStoreA, Seg("a", 8 * kMiB), 0).ok());
+  std::vector<std::string> all;
+  for (int i = 0; i < 8; ++i) {
+    all.push_back("k" + std::to_string(i));
+    Put(m, all.back(), kMiB, 0);
+  }
+  // Every key is read (and leased) again every 100 ms, forever.
   int64_t now = 0;
   int32_t status = 0;
   for (; now < 5000; now += 100) {
-    m.ExistKeys(all, now);
+    m.GetReplicaLists(all, now);
     if (now == 500) {
       // The pool is full: a new put triggers eviction; every object is
       // leased, so it dooms the oldest instead of failing forever.
@@ -226,7 +243,7 @@ TEST_CASE("a put no segment can ever hold fails at once and evicts nothing") {
     all.push_back("k" + std::to_string(i));
     REQUIRE(Put(m, all.back(), kMiB, 0).code == kOk);
   }
-  m.ExistKeys({"k0", "k1"}, 0);  // some leased, most not: nothing may go either way
+  m.GetReplicaLists({"k0", "k1"}, 0);  // some leased, most not: nothing may go either way
   for (uint64_t size : {16 * kMiB + 64, uint64_t{1} << 63, ~uint64_t{0}}) {
     CAPTURE(size);
     for (uint32_t replicas : {1u, 2u}) {
