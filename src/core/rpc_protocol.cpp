@@ -1,5 +1,7 @@
 #include "core/rpc_protocol.h"
 
+#include <algorithm>
+
 #include "core/wire.h"
 
 namespace kvcached {
@@ -322,6 +324,76 @@ Status DecodeHeader(const unsigned char in[kFrameHeaderBytes], uint32_t max_body
                                                  std::to_string(max_body_bytes));
   }
   return Status::Ok();
+}
+
+namespace {
+
+// Encoded sizes at their maxima, following the field lists above.
+constexpr uint64_t StrMax(uint64_t max_bytes) { return 4 + max_bytes; }
+constexpr uint64_t kHelloMax = 1 + StrMax(kMaxIdBytes) * 2 + StrMax(kMaxTokenBytes);
+constexpr uint64_t kSegmentInfoMax = StrMax(kMaxIdBytes) + 8 + 8 + StrMax(kMaxEndpointBytes);
+constexpr uint64_t kKeysMax = 4 + kMaxBatchKeys * StrMax(kMaxKeyBytes);
+constexpr uint64_t kPutStartMax =
+    4 + StrMax(kMaxIdBytes) + 4 + kMaxBatchKeys * (StrMax(kMaxKeyBytes) + 8);
+constexpr uint64_t kPutEndMax = 4 + kMaxBatchKeys * (StrMax(kMaxKeyBytes) + 8);
+static_assert(kHelloMax <= kMaxBodyBeforeHello, "a whole Hello must fit before Hello");
+static_assert(kPutStartMax < UINT32_MAX);
+
+}  // namespace
+
+uint32_t MaxRequestBodyBytes(MsgType type) {
+  switch (type) {
+    case MsgType::kHello:
+      return kMaxBodyBeforeHello;
+    case MsgType::kMountSegment:
+      return static_cast<uint32_t>(kSegmentInfoMax);
+    case MsgType::kUnmountSegment:
+      return static_cast<uint32_t>(StrMax(kMaxIdBytes));
+    case MsgType::kRemountSegment:
+    case MsgType::kDataWrite:
+      return UINT32_MAX;
+    case MsgType::kPing:
+      return 4;
+    case MsgType::kExistKey:
+    case MsgType::kGetReplicaList:
+    case MsgType::kPutRevoke:
+    case MsgType::kGetSize:
+      return static_cast<uint32_t>(kKeysMax);
+    case MsgType::kRemove:
+      return static_cast<uint32_t>(1 + kKeysMax);
+    case MsgType::kPutStart:
+      return static_cast<uint32_t>(kPutStartMax);
+    case MsgType::kPutEnd:
+      return static_cast<uint32_t>(kPutEndMax);
+    case MsgType::kRemoveAll:
+      return 1;
+    case MsgType::kDataRead:
+      return kDataRangeBytes;
+    case MsgType::kShmAttach:
+      return 0;
+    case MsgType::kRdmaConnect:
+      return 1024;  // 32 bytes today; later link versions may add a little
+    case MsgType::kTableUpdate:  // master -> owner only
+      break;
+  }
+  return kMaxUnknownBodyBytes;
+}
+
+Status CheckRequestBodyLimit(const FrameHeader& head, uint32_t max_body_bytes) {
+  MsgType type = static_cast<MsgType>(head.type);
+  uint32_t kind_limit = MaxRequestBodyBytes(type);
+  uint32_t limit = std::min(kind_limit, max_body_bytes);
+  if (head.body_bytes <= limit) return Status::Ok();
+  const char* which = limit == kind_limit ? "the limit for this kind" : "the connection's limit";
+  return Status(ErrorCode::INVALID_PARAMS, std::string(MsgTypeName(type)) + " frame body of " +
+                                               std::to_string(head.body_bytes) + " bytes over " +
+                                               which + " of " + std::to_string(limit) + " bytes");
+}
+
+Status DecodeRequestHeader(const unsigned char in[kFrameHeaderBytes], uint32_t max_body_bytes,
+                           FrameHeader& out) {
+  if (Status st = DecodeHeader(in, UINT32_MAX, out); !st.ok()) return st;
+  return CheckRequestBodyLimit(out, max_body_bytes);
 }
 
 const char* MsgTypeName(MsgType type) {

@@ -79,6 +79,23 @@ void EncodeHeader(const FrameHeader& h, unsigned char out[kFrameHeaderBytes]);
 Status DecodeHeader(const unsigned char in[kFrameHeaderBytes], uint32_t max_body_bytes,
                     FrameHeader& out);
 
+// The largest body a request of `type` can legitimately have, derived from
+// the field limits above (a Ping is 4 bytes; a batch at most kMaxBatchKeys
+// keys of kMaxKeyBytes). RemountSegment (an object table) and DataWrite (its
+// payload goes straight into a segment) have no bound of their own: the
+// server's configured maximum applies. Types no server serves get
+// kMaxUnknownBodyBytes, enough to be answered "not supported".
+inline constexpr uint32_t kMaxUnknownBodyBytes = 4096;
+uint32_t MaxRequestBodyBytes(MsgType type);
+// For a frame a server receives: body_bytes must be within both
+// MaxRequestBodyBytes(type) and `max_body_bytes` (the server's limit in its
+// current state). INVALID_PARAMS names the kind and the limit hit, so the
+// server can refuse before it allocates anything for the body.
+Status CheckRequestBodyLimit(const FrameHeader& head, uint32_t max_body_bytes);
+// DecodeHeader, then CheckRequestBodyLimit.
+Status DecodeRequestHeader(const unsigned char in[kFrameHeaderBytes], uint32_t max_body_bytes,
+                           FrameHeader& out);
+
 // ---- bodies ----------------------------------------------------------------
 
 enum class PeerRole : uint8_t { kClient = 1, kStore = 2, kAdmin = 3 };

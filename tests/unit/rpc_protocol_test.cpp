@@ -201,5 +201,66 @@ TEST_CASE("frame headers") {
   CHECK(std::string(MsgTypeName(static_cast<MsgType>(999))) == "Unknown");
 }
 
+// The largest request of each kind that the field limits allow must fit its
+// kind's maximum exactly; one byte more is refused from the header alone.
+TEST_CASE("each request kind has a maximum body derived from its fields") {
+  auto header = [](MsgType type, uint32_t body_bytes) {
+    FrameHeader h;
+    h.type = static_cast<uint16_t>(type);
+    h.body_bytes = body_bytes;
+    return h;
+  };
+  std::string key(kMaxKeyBytes, 'k');
+  KeysRequest keys;
+  keys.keys.assign(kMaxBatchKeys, key);
+  PutStartRequest start{1, std::string(kMaxIdBytes, 's'), {}};
+  start.items.assign(kMaxBatchKeys, PutStartItem{key, 1});
+  PutEndRequest end;
+  end.items.assign(kMaxBatchKeys, PutEndItem{key, 1});
+  RemoveRequest remove{true, keys.keys};
+  MountRequest mount{{std::string(kMaxIdBytes, 'n'), 1, 2, std::string(kMaxEndpointBytes, 'e')}};
+  HelloRequest hello{1, std::string(kMaxIdBytes, 'c'), std::string(kMaxIdBytes, 'h'),
+                     std::string(kMaxTokenBytes, 't')};
+  const std::vector<std::pair<MsgType, std::string>> largest = {
+      {MsgType::kPing, EncodeBody(PingRequest{1})},
+      {MsgType::kExistKey, EncodeBody(keys)},
+      {MsgType::kGetReplicaList, EncodeBody(keys)},
+      {MsgType::kGetSize, EncodeBody(keys)},
+      {MsgType::kPutRevoke, EncodeBody(keys)},
+      {MsgType::kPutStart, EncodeBody(start)},
+      {MsgType::kPutEnd, EncodeBody(end)},
+      {MsgType::kRemove, EncodeBody(remove)},
+      {MsgType::kRemoveAll, EncodeBody(RemoveAllRequest{true})},
+      {MsgType::kMountSegment, EncodeBody(mount)},
+      {MsgType::kUnmountSegment, EncodeBody(UnmountRequest{std::string(kMaxIdBytes, 'n')})},
+      {MsgType::kDataRead, EncodeBody(DataRange{1, 2})},
+  };
+  for (const auto& [type, body] : largest) {
+    CAPTURE(MsgTypeName(type));
+    CHECK(MaxRequestBodyBytes(type) == body.size());
+    CHECK(CheckRequestBodyLimit(header(type, body.size()), UINT32_MAX).ok());
+    Status over = CheckRequestBodyLimit(header(type, body.size() + 1), UINT32_MAX);
+    CHECK(over.code() == ErrorCode::INVALID_PARAMS);
+    CHECK(over.message().find(MsgTypeName(type)) != std::string::npos);
+  }
+  CHECK(EncodeBody(hello).size() <= MaxRequestBodyBytes(MsgType::kHello));
+  CHECK(MaxRequestBodyBytes(MsgType::kShmAttach) == 0);
+  // Small kinds are small; only RemountSegment and DataWrite are left to the
+  // server's configured maximum.
+  CHECK(MaxRequestBodyBytes(MsgType::kPing) == 4);
+  CHECK(MaxRequestBodyBytes(MsgType::kRemountSegment) == UINT32_MAX);
+  CHECK(MaxRequestBodyBytes(static_cast<MsgType>(99)) == kMaxUnknownBodyBytes);
+  Status capped = CheckRequestBodyLimit(header(MsgType::kRemountSegment, 65u << 20), 64u << 20);
+  CHECK(capped.message().find("connection's limit of 67108864") != std::string::npos);
+  Status ping = CheckRequestBodyLimit(header(MsgType::kPing, 5), UINT32_MAX);
+  CHECK(ping.message() == "Ping frame body of 5 bytes over the limit for this kind of 4 bytes");
+  // The header decoder applies the same rule.
+  unsigned char raw[kFrameHeaderBytes];
+  EncodeHeader(header(MsgType::kPing, 64u << 20), raw);
+  FrameHeader out;
+  CHECK_FALSE(DecodeRequestHeader(raw, UINT32_MAX, out).ok());
+  CHECK(out.body_bytes == 64u << 20);
+}
+
 }  // namespace
 }  // namespace kvcached
