@@ -60,8 +60,21 @@ std::vector<OptionSpec> MasterOptionsSpec() {
                  "Where new objects go: random, free-ratio (emptiest segment first) or "
                  "local-first (segments on the writer's host first)"),
       MakeOption("max-frame-size", OptionKind::kSize, "64MiB",
-                 "Largest RPC frame body accepted after Hello (remount tables are the biggest)",
+                 "Largest RPC frame body accepted after Hello (remount tables are the biggest; "
+                 "every other kind has a smaller fixed maximum)",
                  4096, uint64_t{1} << 31),
+      MakeOption("reserved-store-connections", OptionKind::kUInt, "64",
+                 "Of --max-connections, RPC connections only stores may take, so that clients "
+                 "cannot lock stores out",
+                 0, 1 << 20),
+      MakeOption("max-connections-per-peer", OptionKind::kUInt, "256",
+                 "Most RPC connections from one IP address, counted before Hello and for "
+                 "clients after it (stores are not counted once they said Hello)",
+                 1, 1 << 20),
+      MakeOption("idle-timeout", OptionKind::kDuration, "10m",
+                 "An RPC connection that sends no frame this long after Hello is closed "
+                 "(clients reconnect on their next call)",
+                 100),
   };
   for (OptionSpec& s : o) {
     if (s.name == "allocation-strategy") s.choices = {"random", "free-ratio", "local-first"};
@@ -91,6 +104,13 @@ int RunMaster(const CommandContext& ctx) {
         FormatDuration(cfg.Duration("put-start-discard-timeout")));
     return kExitConfig;
   }
+  if (cfg.Number("reserved-store-connections") >= cfg.Number("max-connections")) {
+    spdlog::error(
+        "--reserved-store-connections ({}) must be less than --max-connections ({}): clients "
+        "need a slot too",
+        cfg.Number("reserved-store-connections"), cfg.Number("max-connections"));
+    return kExitConfig;
+  }
 
   Result<std::optional<AuthToken>> token = LoadTokenOption(cfg);
   if (!token.ok()) {
@@ -103,6 +123,9 @@ int RunMaster(const CommandContext& ctx) {
   opts.rpc.port = static_cast<uint16_t>(cfg.Number("port"));
   opts.rpc.max_body_bytes = static_cast<uint32_t>(cfg.Number("max-frame-size"));
   opts.rpc.max_connections = cfg.Number("max-connections");
+  opts.rpc.reserved_store_connections = cfg.Number("reserved-store-connections");
+  opts.rpc.max_connections_per_peer = cfg.Number("max-connections-per-peer");
+  opts.rpc.idle_timeout = cfg.Duration("idle-timeout");
   opts.rpc.token = *token;
   opts.admin.name = "admin";
   opts.admin.host = host;

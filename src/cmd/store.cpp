@@ -73,6 +73,15 @@ std::vector<OptionSpec> StoreOptions() {
                  "How often the store pings the master (keep well under the master's "
                  "--client-ttl)",
                  50, 60'000),
+      MakeOption("max-connections", OptionKind::kUInt, "4096",
+                 "Most connections open at once on the data port, and on the shm socket", 1,
+                 1 << 20),
+      MakeOption("max-connections-per-peer", OptionKind::kUInt, "256",
+                 "Most data-port connections from one IP address", 1, 1 << 20),
+      MakeOption("idle-timeout", OptionKind::kDuration, "10m",
+                 "A data-port connection that sends no request this long after Hello is closed "
+                 "(clients reconnect)",
+                 100),
   };
   for (OptionSpec& s : o) {
     if (s.name == "protocol") s.choices = {"tcp", "rdma"};
@@ -109,6 +118,10 @@ int RunStore(const CommandContext& ctx) {
   // A dead master must not hold up start-up or shutdown for long.
   host_opts.connect_timeout = std::chrono::milliseconds(1000);
   host_opts.connect_attempts = 2;
+  host_opts.data_max_connections = cfg.Number("max-connections");
+  host_opts.data_max_connections_per_peer = cfg.Number("max-connections-per-peer");
+  host_opts.data_idle_timeout = cfg.Duration("idle-timeout");
+  host_opts.shm_max_connections = cfg.Number("max-connections");
   // Declared before the segment host: its servers, destroyed with it, hold
   // strands of the io_context and update the registry's gauges.
   MetricsRegistry metrics;

@@ -4,7 +4,9 @@
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include <spdlog/spdlog.h>
@@ -28,6 +30,12 @@ using tcp = net::ip::tcp;
 
 constexpr size_t kDiscardChunk = 64 << 10;
 
+std::string PeerIp(const tcp::socket& socket) {
+  beast::error_code ec;
+  tcp::endpoint ep = socket.remote_endpoint(ec);
+  return ec ? "?" : ep.address().to_string();
+}
+
 }  // namespace
 
 struct DataServer::State : std::enable_shared_from_this<DataServer::State> {
@@ -50,9 +58,21 @@ struct DataServer::State : std::enable_shared_from_this<DataServer::State> {
         refusals(m.GetCounter("kvcached_store_data_refusals_total",
                               "Data-plane requests refused: range outside the segment")),
         malformed(m.GetCounter("kvcached_store_data_malformed_total",
-                               "Data-plane connections closed for a malformed frame")) {}
+                               "Data-plane connections closed for a malformed frame")),
+        refused_max(m.GetCounter("kvcached_store_data_connections_refused_total",
+                                 "Data-plane connections refused by a connection limit",
+                                 {{"reason", "max_connections"}})),
+        refused_per_peer(m.GetCounter("kvcached_store_data_connections_refused_total",
+                                      "Data-plane connections refused by a connection limit",
+                                      {{"reason", "per_peer"}})),
+        idle_closed(m.GetCounter("kvcached_store_data_idle_closed_total",
+                                 "Data-plane connections closed after --idle-timeout without "
+                                 "a request")) {}
 
   void OnAccept(tcp::socket socket);
+  // Counts a connection from `ip`; false over the per-peer limit.
+  bool TakePeerSlot(const std::string& ip);
+  void ReleasePeerSlot(const std::string& ip);
 
   net::io_context& ioc;
   const DataServerOptions options;
@@ -62,6 +82,8 @@ struct DataServer::State : std::enable_shared_from_this<DataServer::State> {
   std::atomic<bool> stopping{false};
   std::atomic<uint64_t> next_id{1};
   ConnectionRegistry<Connection> connections;
+  std::mutex peers_mu;  // guards per_peer
+  std::unordered_map<std::string, size_t> per_peer;
   Gauge& open;
   Counter& received;
   Counter& served;
@@ -69,6 +91,9 @@ struct DataServer::State : std::enable_shared_from_this<DataServer::State> {
   Counter& reads;
   Counter& refusals;
   Counter& malformed;
+  Counter& refused_max;
+  Counter& refused_per_peer;
+  Counter& idle_closed;
 #ifdef KVCACHED_FAULT_HOOKS
   // Test builds only: KVCACHED_FAULT_CORRUPT_READS=1 makes every DataRead
   // answer carry one flipped byte, so the tests can prove a client (or
@@ -101,6 +126,7 @@ class DataServer::Connection : public std::enable_shared_from_this<DataServer::C
     beast::error_code ec;
     tcp::endpoint ep = stream_.socket().remote_endpoint(ec);
     peer_ = ec ? "?" : ep.address().to_string() + ":" + std::to_string(ep.port());
+    ip_ = PeerIp(stream_.socket());
     ConfigurePeerSocket(stream_.socket());
     st_->open.Add(1);
   }
@@ -111,9 +137,15 @@ class DataServer::Connection : public std::enable_shared_from_this<DataServer::C
       spdlog::debug("{} conn=#{} from {}: released its {} RDMA queue pair(s)", st_->options.name,
                     id_, peer_, rdma_links_);
     }
+    if (counted_) st_->ReleasePeerSlot(ip_);
     st_->open.Add(-1);
     st_->connections.Remove(id_);
   }
+
+  const std::string& ip() const { return ip_; }
+  const std::string& address() const { return peer_; }
+  // On the accepting thread, before Start().
+  bool TakePeerSlot() { return counted_ = st_->TakePeerSlot(ip_); }
 
   void Start() {
     net::dispatch(stream_.get_executor(), [self = shared_from_this()] {
@@ -134,8 +166,7 @@ class DataServer::Connection : public std::enable_shared_from_this<DataServer::C
   static constexpr size_t kMaxAnswers = 128;
   static constexpr uint64_t kMaxAnswerBytes = 16 << 20;
   static_assert(kFrameHeaderBytes + kDataRangeBytes <= kInBytes);
-  // An RdmaConnect body is 32 bytes today; later versions may add a little.
-  static constexpr uint32_t kMaxRdmaConnectBytes = 1024;
+  static constexpr uint32_t kMaxRdmaConnectBytes = 1024;  // MaxRequestBodyBytes(kRdmaConnect)
   static_assert(kFrameHeaderBytes + kMaxRdmaConnectBytes <= kInBytes);
 
   struct Answer {
@@ -156,8 +187,13 @@ class DataServer::Connection : public std::enable_shared_from_this<DataServer::C
   // answers gathered, or reads more.
   void Next() {
     while (Buffered() >= kFrameHeaderBytes) {
+      // Every kind but DataWrite is bounded small, and all but DataWrite's
+      // payload must fit the input buffer: nothing is allocated from a
+      // length the peer announces.
       uint32_t limit = hello_done_ ? UINT32_MAX : kMaxBodyBeforeHello;
-      if (Status st = DecodeHeader(In(), limit, head_); !st.ok()) return Malformed(st.message());
+      if (Status st = DecodeRequestHeader(In(), limit, head_); !st.ok()) {
+        return Malformed(st.message());
+      }
       if (head_.version != kRpcVersion) {
         spdlog::warn("{} conn=#{} from {}: protocol version {} (this store speaks {}); closing",
                      st_->options.name, id_, peer_, head_.version, kRpcVersion);
@@ -224,12 +260,32 @@ class DataServer::Connection : public std::enable_shared_from_this<DataServer::C
       in_begin_ = 0;
     }
     if (in_end_ == kInBytes) return Malformed("a request head larger than the input buffer");
+    ArmIdleTimeout();
     stream_.async_read_some(net::buffer(in_.data() + in_end_, kInBytes - in_end_),
                             [self = shared_from_this()](beast::error_code ec, size_t n) {
-                              if (ec) return self->Close();
+                              if (ec) return self->OnReadError(ec);
                               self->in_end_ += n;
                               self->Next();
                             });
+  }
+
+  // After Hello every wait for the peer (the next request, a payload
+  // arriving, an answer leaving) gets the idle timeout; before it, the hello
+  // timeout set at Start() runs. A connection that holds RDMA queue pairs
+  // is idle on TCP by design (the bytes move over RDMA) and has none.
+  void ArmIdleTimeout() {
+    if (!hello_done_ || fault_deadline_) return;
+    if (rdma_links_ > 0) return stream_.expires_never();
+    stream_.expires_after(st_->options.idle_timeout);
+  }
+
+  void OnReadError(beast::error_code ec) {
+    if (ec == beast::error::timeout && hello_done_ && !fault_deadline_) {
+      st_->idle_closed.Inc();
+      spdlog::info("{} conn=#{} from {} (client '{}'): idle for {} ms (--idle-timeout); closing",
+                   st_->options.name, id_, peer_, client_, st_->options.idle_timeout.count());
+    }
+    Close();
   }
 
   enum class HelloOutcome { kServe, kRefused, kClosed };
@@ -296,6 +352,7 @@ class DataServer::Connection : public std::enable_shared_from_this<DataServer::C
 #ifdef KVCACHED_FAULT_HOOKS
     if (st_->rdma_link_ms > 0 && rdma_links_ == 1) {
       stream_.expires_after(std::chrono::milliseconds(st_->rdma_link_ms));
+      fault_deadline_ = true;
       spdlog::warn("{} conn=#{}: fault hook: closing this RDMA link in {} ms", st_->options.name,
                    id_, st_->rdma_link_ms);
     }
@@ -391,6 +448,7 @@ class DataServer::Connection : public std::enable_shared_from_this<DataServer::C
       if (a.payload_bytes > 0) out_bufs_.push_back(net::buffer(a.payload, a.payload_bytes));
       served += a.payload_bytes;
     }
+    ArmIdleTimeout();
     net::async_write(
         stream_, out_bufs_,
         [self = shared_from_this(), served, close_after](beast::error_code ec, size_t) {
@@ -418,8 +476,9 @@ class DataServer::Connection : public std::enable_shared_from_this<DataServer::C
 
   template <typename Buffer, typename Then>
   void Read(Buffer buf, Then then) {
+    ArmIdleTimeout();
     net::async_read(stream_, buf, [self = shared_from_this(), then](beast::error_code ec, size_t) {
-      if (ec) return self->Close();
+      if (ec) return self->OnReadError(ec);
       then();
     });
   }
@@ -462,6 +521,8 @@ class DataServer::Connection : public std::enable_shared_from_this<DataServer::C
   beast::tcp_stream stream_;
   const uint64_t id_;
   std::string peer_;
+  std::string ip_;
+  bool counted_ = false;  // holds a per-peer slot
   std::string client_;
   std::array<unsigned char, kInBytes> in_{};  // request heads not yet served
   size_t in_begin_ = 0, in_end_ = 0;
@@ -473,6 +534,7 @@ class DataServer::Connection : public std::enable_shared_from_this<DataServer::C
   uint64_t discard_left_ = 0;
   bool hello_done_ = false;
   size_t rdma_links_ = 0;  // queue pairs set up for this connection
+  bool fault_deadline_ = false;  // a fault hook set the stream's deadline
 };
 
 void DataServer::State::OnAccept(tcp::socket socket) {
@@ -480,11 +542,36 @@ void DataServer::State::OnAccept(tcp::socket socket) {
   uint64_t id = next_id.fetch_add(1);
   auto conn = std::make_shared<Connection>(shared_from_this(), std::move(socket), id);
   if (!connections.Add(id, conn, options.max_connections)) {
-    spdlog::warn("{} conn=#{}: refused, {} connections open", options.name, id,
-                 options.max_connections);
+    refused_max.Inc();
+    spdlog::warn("{} conn=#{} from {}: refused, {} connections open (--max-connections)",
+                 options.name, id, conn->address(), options.max_connections);
     return;  // the socket closes with `conn`
   }
+  if (!conn->TakePeerSlot()) {
+    refused_per_peer.Inc();
+    spdlog::warn("{} conn=#{} from {}: refused, {} connections open from {} "
+                 "(--max-connections-per-peer)",
+                 options.name, id, conn->address(), options.max_connections_per_peer, conn->ip());
+    return;
+  }
   conn->Start();
+}
+
+bool DataServer::State::TakePeerSlot(const std::string& ip) {
+  std::lock_guard<std::mutex> lock(peers_mu);
+  size_t& n = per_peer[ip];
+  if (n >= options.max_connections_per_peer) {
+    if (n == 0) per_peer.erase(ip);
+    return false;
+  }
+  ++n;
+  return true;
+}
+
+void DataServer::State::ReleasePeerSlot(const std::string& ip) {
+  std::lock_guard<std::mutex> lock(peers_mu);
+  auto it = per_peer.find(ip);
+  if (it != per_peer.end() && --it->second == 0) per_peer.erase(it);
 }
 
 DataServer::DataServer(net::io_context& ioc, DataServerOptions options, uint8_t* segment,

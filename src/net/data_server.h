@@ -7,6 +7,11 @@
 // and counted, and the connection goes on; a malformed frame closes the
 // connection. A peer may also ask for an RDMA queue pair (RdmaConnect); it
 // lives as long as the connection that asked. The frame format is the RPC protocol's (docs/protocol.md).
+// Limits: every frame kind's body is bounded from its header
+// (MaxRequestBodyBytes) and only request heads are buffered, so a peer
+// cannot make the store allocate from a length it announces; after Hello a
+// connection with no request for the idle timeout is closed; at most
+// max_connections in all and max_connections_per_peer from one IP address.
 //
 // Threading: the caller's io_context, any number of threads, one strand
 // per connection. Requests on one connection are served in order. The
@@ -33,7 +38,10 @@ struct DataServerOptions {
   std::string host = "127.0.0.1";
   uint16_t port = 0;
   size_t max_connections = 4096;
+  size_t max_connections_per_peer = 256;  // from one IP address
   std::chrono::milliseconds hello_timeout{10'000};
+  // After Hello: a connection that sends no request this long is closed.
+  std::chrono::milliseconds idle_timeout{600'000};
   std::optional<AuthToken> token;
   // Serves RdmaConnect when set (the store has RDMA): the queue pairs a
   // connection set up are released when it closes.

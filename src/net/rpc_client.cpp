@@ -98,6 +98,11 @@ Status RpcClient::ReadFrame(FrameHeader& head, std::string& body, Deadline deadl
 Status RpcClient::RoundTrip(MsgType type, std::vector<std::string> bodies,
                             std::vector<std::string>& out) {
   std::lock_guard<std::mutex> lock(mu_);
+  // The master closes connections idle past its --idle-timeout (and a
+  // restarted master has closed them all): one it already hung up on is
+  // replaced before the request is sent, so that no request, idempotent or
+  // not, is lost to it.
+  if (fd_ >= 0 && PeerClosed(fd_)) CloseLocked();
   bool reused = fd_ >= 0;
   Status st = RoundTripLocked(type, bodies, out);
   // A connection that went stale while idle (the master restarted) fails on

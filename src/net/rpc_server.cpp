@@ -1,5 +1,6 @@
 #include "net/rpc_server.h"
 
+#include <algorithm>
 #include <atomic>
 #include <deque>
 #include <mutex>
@@ -26,6 +27,22 @@ using tcp = net::ip::tcp;
 // closed, and its owner reconnects and remounts.
 constexpr size_t kMaxQueuedBytes = 256u << 20;
 
+// A frame body is read in pieces of at most this, the buffer growing by
+// what arrived: a peer that announces a big body and sends nothing costs
+// the server no more than this.
+constexpr size_t kBodyChunkBytes = 64u << 10;
+// A body buffer larger than this is given back after its frame is served.
+constexpr size_t kKeepBodyBytes = 1u << 20;
+
+// The IP address of a connected socket ("?" when it is already gone): the
+// unit of the per-peer connection limit.
+std::string PeerIp(const tcp::socket& socket) {
+  beast::error_code ec;
+  tcp::endpoint ep = socket.remote_endpoint(ec);
+  return ec ? "?" : ep.address().to_string();
+}
+
+
 }  // namespace
 
 struct RpcServer::State : std::enable_shared_from_this<RpcServer::State> {
@@ -38,9 +55,18 @@ struct RpcServer::State : std::enable_shared_from_this<RpcServer::State> {
                         {{"server", options.name}})),
         accepted(m.GetCounter("kvcached_rpc_connections_total", "RPC connections accepted",
                               {{"server", options.name}})),
-        refused(m.GetCounter("kvcached_rpc_connections_refused_total",
-                             "RPC connections refused over --max-connections",
-                             {{"server", options.name}})),
+        refused_max(m.GetCounter("kvcached_rpc_connections_refused_total",
+                                 "RPC connections refused by a connection limit",
+                                 {{"server", options.name}, {"reason", "max_connections"}})),
+        refused_per_peer(m.GetCounter("kvcached_rpc_connections_refused_total",
+                                      "RPC connections refused by a connection limit",
+                                      {{"server", options.name}, {"reason", "per_peer"}})),
+        refused_reserved(m.GetCounter("kvcached_rpc_connections_refused_total",
+                                      "RPC connections refused by a connection limit",
+                                      {{"server", options.name}, {"reason", "reserved"}})),
+        idle_closed(m.GetCounter("kvcached_rpc_idle_closed_total",
+                                 "RPC connections closed after --idle-timeout without a frame",
+                                 {{"server", options.name}})),
         malformed(m.GetCounter("kvcached_rpc_malformed_frames_total",
                                "RPC connections closed for a malformed or oversized frame",
                                {{"server", options.name}})),
@@ -48,7 +74,22 @@ struct RpcServer::State : std::enable_shared_from_this<RpcServer::State> {
                                     "Hello refused: wrong version, bad token or no identity",
                                     {{"server", options.name}})) {}
 
+  // The slot a connection holds in the limits: pre-Hello, or after Hello
+  // a store or a non-store (client, admin) connection.
+  enum class Slot { kNone, kPending, kStore, kClient };
+  struct PeerSlots {
+    size_t pending = 0;
+    size_t clients = 0;
+  };
+
   void OnAccept(tcp::socket socket);
+  // A pre-Hello slot for a peer at `ip`; false over the per-peer limit.
+  bool TakePending(const std::string& ip);
+  // Turns the pending slot of a peer that said Hello as `role` into a store
+  // or client slot. On refusal returns why (the slot stays pending until
+  // the connection closes) and counts it.
+  std::string Promote(const std::string& ip, PeerRole role, Slot& slot);
+  void Release(const std::string& ip, Slot slot);
 
   net::io_context& ioc;
   const RpcServerOptions options;
@@ -60,10 +101,16 @@ struct RpcServer::State : std::enable_shared_from_this<RpcServer::State> {
   ConnectionRegistry<Connection> connections;
   std::mutex mu;  // guards by_client
   std::unordered_map<std::string, std::weak_ptr<Connection>> by_client;
+  std::mutex slots_mu;  // guards per_peer, clients
+  std::unordered_map<std::string, PeerSlots> per_peer;
+  size_t clients = 0;  // hello'd non-store connections
 
   Gauge& open;
   Counter& accepted;
-  Counter& refused;
+  Counter& refused_max;
+  Counter& refused_per_peer;
+  Counter& refused_reserved;
+  Counter& idle_closed;
   Counter& malformed;
   Counter& hello_failures;
 };
@@ -77,16 +124,27 @@ class RpcServer::Connection : public std::enable_shared_from_this<RpcServer::Con
     beast::error_code ec;
     tcp::endpoint ep = stream_.socket().remote_endpoint(ec);
     peer_.address = ec ? "?" : ep.address().to_string() + ":" + std::to_string(ep.port());
+    ip_ = PeerIp(stream_.socket());
     ConfigurePeerSocket(stream_.socket());
     st_->open.Add(1);
   }
 
   ~Connection() {
+    st_->Release(ip_, slot_);
     st_->open.Add(-1);
     st_->connections.Remove(peer_.connection_id);
     std::lock_guard<std::mutex> lock(st_->mu);
     auto it = st_->by_client.find(peer_.client_id);
     if (it != st_->by_client.end() && it->second.expired()) st_->by_client.erase(it);
+  }
+
+  const std::string& ip() const { return ip_; }
+  const std::string& address() const { return peer_.address; }
+  // On the accepting thread, before Start().
+  bool TakePendingSlot() {
+    if (!st_->TakePending(ip_)) return false;
+    slot_ = State::Slot::kPending;
+    return true;
   }
 
   void Start() {
@@ -112,6 +170,9 @@ class RpcServer::Connection : public std::enable_shared_from_this<RpcServer::Con
 
  private:
   void ReadHeader() {
+    // Before Hello the hello timeout set at Start() runs; after it, each
+    // frame restarts the idle timeout.
+    if (hello_done_) stream_.expires_after(st_->options.idle_timeout);
     net::async_read(
         stream_, net::buffer(header_),
         [self = shared_from_this()](beast::error_code ec, size_t) { self->OnHeader(ec); });
@@ -119,8 +180,12 @@ class RpcServer::Connection : public std::enable_shared_from_this<RpcServer::Con
 
   void OnHeader(beast::error_code ec) {
     if (ec) return OnReadError(ec);
-    uint32_t limit = hello_done_ ? st_->options.max_body_bytes : kMaxBodyBeforeHello;
-    if (Status st = DecodeHeader(header_, limit, head_); !st.ok()) {
+    if (body_.capacity() > kKeepBodyBytes) {
+      std::string().swap(body_);
+    } else {
+      body_.clear();
+    }
+    if (Status st = DecodeHeader(header_, UINT32_MAX, head_); !st.ok()) {
       return Malformed(st.message());
     }
     if (head_.version != kRpcVersion) {
@@ -135,12 +200,29 @@ class RpcServer::Connection : public std::enable_shared_from_this<RpcServer::Con
     if ((head_.flags & (kFlagResponse | kFlagNotification | kFlagError)) != 0) {
       return Malformed("a peer sent a frame flagged as a response or notification");
     }
-    body_.resize(head_.body_bytes);
-    net::async_read(stream_, net::buffer(body_),
-                    [self = shared_from_this()](beast::error_code ec, size_t) {
-                      if (ec) return self->OnReadError(ec);
-                      self->OnBody();
-                    });
+    uint32_t limit = hello_done_ ? st_->options.max_body_bytes : kMaxBodyBeforeHello;
+    if (Status st = CheckRequestBodyLimit(head_, limit); !st.ok()) {
+      // Refused from the header alone: nothing was allocated for the body.
+      st_->malformed.Inc();
+      spdlog::warn("{} conn=#{} from {} (client '{}'): {}; closing", st_->options.name,
+                   peer_.connection_id, peer_.address, peer_.client_id, st.message());
+      return ReplyErrorAndClose(ErrorCode::INVALID_PARAMS, st.message());
+    }
+    ReadBody();
+  }
+
+  // Reads the body a piece at a time, growing the buffer by what arrived.
+  void ReadBody() {
+    size_t have = body_.size();
+    if (have == head_.body_bytes) return OnBody();
+    size_t chunk = std::min<size_t>(head_.body_bytes - have, kBodyChunkBytes);
+    body_.resize(have + chunk);
+    stream_.async_read_some(net::buffer(body_.data() + have, chunk),
+                            [self = shared_from_this(), have](beast::error_code ec, size_t n) {
+                              self->body_.resize(have + n);
+                              if (ec) return self->OnReadError(ec);
+                              self->ReadBody();
+                            });
   }
 
   void OnBody() {
@@ -183,6 +265,10 @@ class RpcServer::Connection : public std::enable_shared_from_this<RpcServer::Con
                hello.role > static_cast<uint8_t>(PeerRole::kAdmin)) {
       refuse = ErrorCode::INVALID_PARAMS;
       res.message = "unknown role " + std::to_string(hello.role);
+    } else if (std::string why = st_->Promote(ip_, static_cast<PeerRole>(hello.role), slot_);
+               !why.empty()) {
+      refuse = ErrorCode::UNAVAILABLE_IN_CURRENT_STATUS;
+      res.message = std::move(why);
     }
     if (refuse != ErrorCode::OK) {
       res.master_id.clear();  // nothing about the cluster to a refused peer
@@ -203,7 +289,6 @@ class RpcServer::Connection : public std::enable_shared_from_this<RpcServer::Con
       std::lock_guard<std::mutex> lock(st_->mu);
       st_->by_client[peer_.client_id] = weak_from_this();
     }
-    stream_.expires_never();
     spdlog::info("{} conn=#{} from {}: hello from client '{}' on host '{}' (role {})",
                  st_->options.name, peer_.connection_id, peer_.address, peer_.client_id,
                  peer_.host_id, static_cast<int>(peer_.role));
@@ -241,7 +326,12 @@ class RpcServer::Connection : public std::enable_shared_from_this<RpcServer::Con
   }
 
   void OnReadError(beast::error_code ec) {
-    if (ec == beast::error::timeout) {
+    if (ec == beast::error::timeout && hello_done_) {
+      st_->idle_closed.Inc();
+      spdlog::info("{} conn=#{} from {} (client '{}'): idle for {} ms (--idle-timeout); closing",
+                   st_->options.name, peer_.connection_id, peer_.address, peer_.client_id,
+                   st_->options.idle_timeout.count());
+    } else if (ec == beast::error::timeout) {
       spdlog::info("{} conn=#{} from {}: no Hello within {} ms; closing", st_->options.name,
                    peer_.connection_id, peer_.address, st_->options.hello_timeout.count());
     } else if (ec != net::error::eof && ec != net::error::operation_aborted) {
@@ -286,6 +376,8 @@ class RpcServer::Connection : public std::enable_shared_from_this<RpcServer::Con
 
   std::shared_ptr<State> st_;
   beast::tcp_stream stream_;
+  std::string ip_;
+  State::Slot slot_ = State::Slot::kNone;
   unsigned char header_[kFrameHeaderBytes] = {};
   FrameHeader head_;
   std::string body_;
@@ -304,12 +396,75 @@ void RpcServer::State::OnAccept(tcp::socket socket) {
   uint64_t id = next_id.fetch_add(1);
   auto conn = std::make_shared<Connection>(shared_from_this(), std::move(socket), id);
   if (!connections.Add(id, conn, options.max_connections)) {
-    refused.Inc();
-    spdlog::warn("{} conn=#{}: refused, {} connections open (--max-connections)", options.name, id,
-                 options.max_connections);
+    refused_max.Inc();
+    spdlog::warn("{} conn=#{} from {}: refused, {} connections open (--max-connections)",
+                 options.name, id, conn->address(), options.max_connections);
     return;  // the socket closes with `conn`
   }
+  if (!conn->TakePendingSlot()) {
+    refused_per_peer.Inc();
+    spdlog::warn("{} conn=#{} from {}: refused, {} connections from {} not past Hello yet "
+                 "(--max-connections-per-peer)",
+                 options.name, id, conn->address(), options.max_connections_per_peer, conn->ip());
+    return;
+  }
   conn->Start();
+}
+
+bool RpcServer::State::TakePending(const std::string& ip) {
+  std::lock_guard<std::mutex> lock(slots_mu);
+  PeerSlots& p = per_peer[ip];
+  if (p.pending >= options.max_connections_per_peer) {
+    if (p.pending == 0 && p.clients == 0) per_peer.erase(ip);
+    return false;
+  }
+  ++p.pending;
+  return true;
+}
+
+std::string RpcServer::State::Promote(const std::string& ip, PeerRole role, Slot& slot) {
+  std::lock_guard<std::mutex> lock(slots_mu);
+  PeerSlots& p = per_peer[ip];
+  if (role == PeerRole::kStore) {
+    --p.pending;
+    if (p.pending == 0 && p.clients == 0) per_peer.erase(ip);
+    slot = Slot::kStore;
+    return "";
+  }
+  size_t client_slots = options.max_connections - std::min(options.max_connections,
+                                                           options.reserved_store_connections);
+  if (clients >= client_slots) {
+    refused_reserved.Inc();
+    return "the master has " + std::to_string(clients) +
+           " client connections open, all it takes (--max-connections " +
+           std::to_string(options.max_connections) + " less --reserved-store-connections " +
+           std::to_string(options.reserved_store_connections) + " kept for stores); try later";
+  }
+  if (p.clients >= options.max_connections_per_peer) {
+    refused_per_peer.Inc();
+    return "the master has " + std::to_string(p.clients) + " client connections open from " + ip +
+           " (--max-connections-per-peer " + std::to_string(options.max_connections_per_peer) +
+           "); try later";
+  }
+  --p.pending;
+  ++p.clients;
+  ++clients;
+  slot = Slot::kClient;
+  return "";
+}
+
+void RpcServer::State::Release(const std::string& ip, Slot slot) {
+  if (slot == Slot::kNone) return;
+  std::lock_guard<std::mutex> lock(slots_mu);
+  auto it = per_peer.find(ip);
+  if (it == per_peer.end()) return;
+  PeerSlots& p = it->second;
+  if (slot == Slot::kPending) --p.pending;
+  if (slot == Slot::kClient) {
+    --p.clients;
+    --clients;
+  }
+  if (p.pending == 0 && p.clients == 0) per_peer.erase(it);
 }
 
 RpcServer::RpcServer(net::io_context& ioc, RpcServerOptions options, RpcDispatcher dispatch,

@@ -5,9 +5,17 @@
 //
 // Before Hello succeeds a peer can make the server hold at most one header
 // and a kMaxBodyBeforeHello body (a few KB), and must finish within the
-// hello timeout. A malformed or oversized frame closes that connection with
-// a log line; others are unaffected. Requests on one connection may be
-// pipelined; responses carry the request id.
+// hello timeout. Every frame's body is bounded by its kind
+// (MaxRequestBodyBytes) before anything is allocated, and the body buffer
+// grows only as bytes arrive. A malformed or oversized frame closes that
+// connection with a log line; others are unaffected. After Hello a
+// connection that sends no frame for the idle timeout is closed. Slots:
+// at most max_connections in all, max_connections_per_peer pre-Hello and
+// as many hello'd non-store connections per peer address, and
+// reserved_store_connections of max_connections that only peers whose
+// Hello says role store may take, so a flood of clients cannot stop stores
+// from reconnecting. Requests on one connection may be pipelined;
+// responses carry the request id.
 //
 // Threading: runs on the caller's io_context with any number of threads;
 // one strand per connection. The dispatcher is called on connection strands
@@ -36,7 +44,13 @@ struct RpcServerOptions {
   uint16_t port = 0;
   uint32_t max_body_bytes = kDefaultMaxBodyBytes;
   size_t max_connections = 4096;
+  // Of max_connections, this many only store-role peers may take.
+  size_t reserved_store_connections = 64;
+  // Per peer IP address: pre-Hello connections, and hello'd non-store ones.
+  size_t max_connections_per_peer = 256;
   std::chrono::milliseconds hello_timeout{10'000};
+  // After Hello: a connection that sends no frame this long is closed.
+  std::chrono::milliseconds idle_timeout{600'000};
   std::optional<AuthToken> token;
   std::string master_id;      // sent in HelloResponse
   uint64_t lease_ttl_ms = 0;  // sent in HelloResponse

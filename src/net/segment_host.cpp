@@ -36,6 +36,8 @@ Status SegmentHost::Serve(boost::asio::io_context& ioc, MetricsRegistry& metrics
   data.port = options_.data_port;
   data.token = options_.token;
   data.max_connections = options_.data_max_connections;
+  data.max_connections_per_peer = options_.data_max_connections_per_peer;
+  data.idle_timeout = options_.data_idle_timeout;
   data.rdma = rdma_;
   data_ = std::make_unique<DataServer>(ioc, data, memory_->data(), memory_->size(), metrics);
   if (Status st = data_->Start(); !st.ok()) return st;
@@ -64,6 +66,7 @@ Status SegmentHost::Serve(boost::asio::io_context& ioc, MetricsRegistry& metrics
                                            : options_.shm_socket;
     shm.segment = options_.segment_name;
     shm.token = options_.token;
+    shm.max_connections = options_.shm_max_connections;
     shm_ = std::make_unique<ShmServer>(ioc, shm, memory_->fd(), memory_->size(), metrics);
     if (Status st = shm_->Start(); !st.ok()) return st;
     endpoint_.shm = shm.path;

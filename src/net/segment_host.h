@@ -47,6 +47,9 @@ struct SegmentHostOptions {
   std::chrono::milliseconds connect_timeout{1000};
   int connect_attempts = 2;
   size_t data_max_connections = 4096;
+  size_t data_max_connections_per_peer = 256;
+  std::chrono::milliseconds data_idle_timeout{600'000};
+  size_t shm_max_connections = 4096;
 };
 
 class SegmentHost {

@@ -194,8 +194,9 @@ void ShmServer::State::Accept() {
           if (self->connections.Add(id, conn, self->options.max_connections)) {
             conn->Start();
           } else {
-            spdlog::warn("shm socket {}: refused a connection, {} open", self->options.path,
-                         self->options.max_connections);
+            self->refusals.Inc();
+            spdlog::warn("shm socket {}: refused a connection, {} open (--max-connections)",
+                         self->options.path, self->options.max_connections);
           }
         }
         self->Accept();

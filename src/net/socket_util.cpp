@@ -157,8 +157,17 @@ Status RecvFrame(int fd, FrameHeader& head, std::string& body, uint32_t max_body
   if (Status st = DecodeHeader(raw, max_body, head); !st.ok()) {
     return Status(ErrorCode::RPC_FAIL, "bad frame from " + peer + ": " + st.message());
   }
-  body.resize(head.body_bytes);
-  return RecvExact(fd, body.data(), body.size(), deadline, peer);
+  // The body grows as it arrives, never ahead of it by more than a chunk:
+  // the header's length alone decides no allocation.
+  constexpr size_t kChunk = 64u << 10;
+  body.clear();
+  while (body.size() < head.body_bytes) {
+    size_t have = body.size();
+    size_t n = std::min<size_t>(head.body_bytes - have, kChunk);
+    body.resize(have + n);
+    if (Status st = RecvExact(fd, body.data() + have, n, deadline, peer); !st.ok()) return st;
+  }
+  return Status::Ok();
 }
 
 Status RecvFrameWithFd(int fd, FrameHeader& head, std::string& body, int* fd_out,
@@ -262,6 +271,13 @@ Result<HelloResponse> SayHello(int fd, const HelloRequest& hello, Deadline deadl
                   peer + " refused Hello: " + res.message);
   }
   return res;
+}
+
+bool PeerClosed(int fd) {
+  char c;
+  ssize_t n = ::recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+  if (n > 0) return false;  // a frame is waiting: still open
+  return n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
 }
 
 bool IdleConnectionAlive(int fd) {

@@ -49,6 +49,10 @@ Status SendWithFd(int fd, const std::string& bytes, int pass_fd, const std::stri
 Result<HelloResponse> SayHello(int fd, const HelloRequest& hello, Deadline deadline,
                                const std::string& peer);
 
+// True when the peer has closed (or reset) the connection. Unlike
+// IdleConnectionAlive, a frame waiting to be read counts as open.
+bool PeerClosed(int fd);
+
 // True when a pooled idle connection is still open: nothing to read and no
 // EOF or error pending.
 bool IdleConnectionAlive(int fd);

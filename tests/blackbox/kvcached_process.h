@@ -73,6 +73,17 @@ inline long Metric(const std::string& admin, const std::string& name) {
   return std::stol(m[1]);
 }
 
+// The value of the Prometheus sample `name` whose labels include
+// `label` (e.g. reason="per_peer"), or -1.
+inline long LabeledMetric(const std::string& admin, const std::string& name,
+                          const std::string& label) {
+  std::smatch m;
+  std::string text = HttpGet(admin, "/metrics");
+  std::regex re("\n" + name + "\\{[^}]*" + label + "[^}]*\\} ([0-9]+)");
+  if (!std::regex_search(text, m, re)) return -1;
+  return std::stol(m[1]);
+}
+
 class KvcachedProcess {
  public:
   // Throws std::runtime_error (with the process's stderr) when it exits or
@@ -186,6 +197,19 @@ class KvcachedProcess {
       ++seen;
     }
     return seen > 0;
+  }
+
+  pid_t pid() const { return pid_; }
+
+  // The process's resident memory (VmRSS in /proc/<pid>/status), in KiB; -1
+  // when it cannot be read.
+  long RssKiB() const {
+    std::ifstream status("/proc/" + std::to_string(pid_) + "/status");
+    std::string line;
+    while (std::getline(status, line)) {
+      if (line.rfind("VmRSS:", 0) == 0) return std::stol(line.substr(6));
+    }
+    return -1;
   }
 
   std::string Log() const {
