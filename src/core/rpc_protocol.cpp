@@ -372,7 +372,8 @@ uint32_t MaxRequestBodyBytes(MsgType type) {
     case MsgType::kShmAttach:
       return 0;
     case MsgType::kRdmaConnect:
-      return 1024;  // 32 bytes today; later link versions may add a little
+      // 32 bytes today; later link versions may add a little.
+      return 1024;
     case MsgType::kTableUpdate:  // master -> owner only
       break;
   }

@@ -549,9 +549,10 @@ void DataServer::State::OnAccept(tcp::socket socket) {
   }
   if (!conn->TakePeerSlot()) {
     refused_per_peer.Inc();
-    spdlog::warn("{} conn=#{} from {}: refused, {} connections open from {} "
-                 "(--max-connections-per-peer)",
-                 options.name, id, conn->address(), options.max_connections_per_peer, conn->ip());
+    spdlog::warn(
+        "{} conn=#{} from {}: refused, {} connections open from {} "
+        "(--max-connections-per-peer)",
+        options.name, id, conn->address(), options.max_connections_per_peer, conn->ip());
     return;
   }
   conn->Start();

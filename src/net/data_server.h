@@ -6,12 +6,15 @@
 // moves: an out-of-range request is refused with an error frame, logged
 // and counted, and the connection goes on; a malformed frame closes the
 // connection. A peer may also ask for an RDMA queue pair (RdmaConnect); it
-// lives as long as the connection that asked. The frame format is the RPC protocol's (docs/protocol.md).
+// lives as long as the connection that asked. The frame format is the RPC
+// protocol's (docs/protocol.md).
+//
 // Limits: every frame kind's body is bounded from its header
 // (MaxRequestBodyBytes) and only request heads are buffered, so a peer
 // cannot make the store allocate from a length it announces; after Hello a
-// connection with no request for the idle timeout is closed; at most
-// max_connections in all and max_connections_per_peer from one IP address.
+// connection with no request for the idle timeout is closed (unless it holds
+// RDMA queue pairs); at most max_connections in all and
+// max_connections_per_peer from one IP address.
 //
 // Threading: the caller's io_context, any number of threads, one strand
 // per connection. Requests on one connection are served in order. The

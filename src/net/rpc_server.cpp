@@ -42,7 +42,6 @@ std::string PeerIp(const tcp::socket& socket) {
   return ec ? "?" : ep.address().to_string();
 }
 
-
 }  // namespace
 
 struct RpcServer::State : std::enable_shared_from_this<RpcServer::State> {
@@ -403,9 +402,10 @@ void RpcServer::State::OnAccept(tcp::socket socket) {
   }
   if (!conn->TakePendingSlot()) {
     refused_per_peer.Inc();
-    spdlog::warn("{} conn=#{} from {}: refused, {} connections from {} not past Hello yet "
-                 "(--max-connections-per-peer)",
-                 options.name, id, conn->address(), options.max_connections_per_peer, conn->ip());
+    spdlog::warn(
+        "{} conn=#{} from {}: refused, {} connections from {} not past Hello yet "
+        "(--max-connections-per-peer)",
+        options.name, id, conn->address(), options.max_connections_per_peer, conn->ip());
     return;
   }
   conn->Start();
@@ -431,8 +431,8 @@ std::string RpcServer::State::Promote(const std::string& ip, PeerRole role, Slot
     slot = Slot::kStore;
     return "";
   }
-  size_t client_slots = options.max_connections - std::min(options.max_connections,
-                                                           options.reserved_store_connections);
+  size_t client_slots = options.max_connections -
+                        std::min(options.max_connections, options.reserved_store_connections);
   if (clients >= client_slots) {
     refused_reserved.Inc();
     return "the master has " + std::to_string(clients) +

@@ -148,8 +148,8 @@ TEST_CASE("limits: a frame's announced length allocates nothing; each kind has a
         return peak_kib > bound_kib;
       },
       2s);
-  MESSAGE("master RSS " << before_kib << " KiB before, peak " << peak_kib << " KiB with "
-                        << kPeers << " peers announcing " << kAnnounced << " bytes each");
+  MESSAGE("master RSS " << before_kib << " KiB before, peak " << peak_kib << " KiB with " << kPeers
+                        << " peers announcing " << kAnnounced << " bytes each");
   CHECK_FALSE(over);
 
   // A Ping over its kind's limit is refused from its header: an error
@@ -173,8 +173,8 @@ TEST_CASE("limits: a frame's announced length allocates nothing; each kind has a
 }
 
 TEST_CASE("limits: reserved slots let a store connect when clients fill the rest") {
-  KvcachedProcess master(MasterArgs({"--max-connections", "40", "--reserved-store-connections",
-                                     "8", "--max-connections-per-peer", "1000"}));
+  KvcachedProcess master(MasterArgs({"--max-connections", "40", "--reserved-store-connections", "8",
+                                     "--max-connections-per-peer", "1000"}));
   uint16_t port = master.Port("rpc");
   std::vector<std::unique_ptr<RawPeer>> idle;
   for (int i = 0; i < 32; ++i) {
@@ -288,8 +288,8 @@ TEST_CASE("limits: the store's data port closes idle connections and caps each p
   RawPeer idle(data);
   REQUIRE(idle.Hello(PeerRole::kClient, "sleepy") == 0);
   CHECK(idle.ClosedByServer());
-  CHECK(WaitFor([&] { return testing::Metric(admin, "kvcached_store_data_idle_closed_total") >= 1; },
-                10s));
+  CHECK(WaitFor(
+      [&] { return testing::Metric(admin, "kvcached_store_data_idle_closed_total") >= 1; }, 10s));
   MESSAGE("limit hit: data port --idle-timeout 300ms");
 
   // A second store whose idle timeout is long, so held connections stay.
@@ -302,8 +302,8 @@ TEST_CASE("limits: the store's data port closes idle connections and caps each p
   REQUIRE(b.Hello(PeerRole::kClient, "b") == 0);
   RawPeer c(data);
   CHECK(c.ClosedByServer());
-  long refused = LabeledMetric(admin, "kvcached_store_data_connections_refused_total",
-                               "reason=\"per_peer\"");
+  long refused =
+      LabeledMetric(admin, "kvcached_store_data_connections_refused_total", "reason=\"per_peer\"");
   MESSAGE("limit hit: data port --max-connections-per-peer 2, refused " << refused);
   CHECK(refused == 1);
 }
