@@ -249,12 +249,12 @@ TEST_CASE("limits: idle connections are closed; a pooled client reconnects on it
   CHECK(client->Call(MsgType::kPutStart, PutStartRequest{1, "", {{"k", 1}}}, placed).ok());
 }
 
-TEST_CASE("limits: the client library survives its master connection being closed as idle") {
+TEST_CASE("limits: the client library survives its master and data connections closed as idle") {
   KvcachedProcess master(MasterArgs({"--idle-timeout", "300ms"}));
   std::string admin = master.Address("admin");
   KvcachedProcess store({"store", "--master", master.Address("rpc"), "--segment-size", "8MiB",
                          "--segment-name", "s1", "--host-id", "limits-host", "--ping-interval",
-                         "100ms"});
+                         "100ms", "--idle-timeout", "300ms"});
   ClientConfig config;
   config.master_server_addr = master.Address("rpc");
   config.local_hostname = "limits-host";
@@ -270,7 +270,16 @@ TEST_CASE("limits: the client library survives its master connection being close
         return LabeledMetric(admin, "kvcached_rpc_idle_closed_total", "server=\"rpc\"") > closed;
       },
       20s));
-  MESSAGE("limit hit: --idle-timeout 300ms closed the client's pooled master connection");
+  // The store's data port closes the client's pooled TCP connection too.
+  REQUIRE(WaitFor(
+      [&] {
+        return testing::Metric(store.Address("admin"), "kvcached_store_data_idle_closed_total") >=
+               1;
+      },
+      20s));
+  MESSAGE(
+      "limit hit: --idle-timeout 300ms closed the client's pooled master and data "
+      "connections");
   CHECK(c->Put("after", value.data(), value.size()).ok());
   std::string back(4096, '\0');
   Result<uint64_t> got = c->Get("before", back.data(), back.size());
