@@ -212,6 +212,10 @@ Status Client::Impl::Open() {
     h.memory.size_bytes = config_.global_segment_size;
     h.memory.hugepages = config_.hugepages;
     h.bind_host = config_.segment_bind_host;
+    // A caller that set segment_bind_host beyond loopback chose to expose
+    // it: the library warns (SegmentHost) rather than refusing, as it has
+    // no --insecure to say so; `kvcached store` refuses.
+    h.insecure = true;
     h.token = token_;
     h.metadata_server = config_.metadata_server;
     h.ping_interval = config_.ping_interval;

@@ -135,7 +135,24 @@ std::vector<OptionSpec> DaemonOptions() {
       MakeOption("token-file", OptionKind::kPath, "",
                  "File holding the cluster token; when set, every request but /health must "
                  "prove it ('Authorization: Bearer <token>' over HTTP, Hello over RPC)"),
+      MakeOption("insecure", OptionKind::kBool, "false",
+                 "Serve on an address beyond loopback without --token-file (refused otherwise): "
+                 "anyone who reaches the ports may then use them"),
   };
+}
+
+bool AllowExposure(const Config& cfg, bool loopback, bool has_token, const std::string& address,
+                   const std::string& exposes) {
+  if (loopback || has_token) return true;
+  if (cfg.Bool("insecure")) {
+    spdlog::warn("listening on {} without --token-file (--insecure): {}", address, exposes);
+    return true;
+  }
+  spdlog::error(
+      "refusing to listen on {} without --token-file: {}. Give a token (--token-file), bind "
+      "loopback (--host 127.0.0.1), or say --insecure",
+      address, exposes);
+  return false;
 }
 
 std::vector<OptionSpec> HttpLimitOptions() {

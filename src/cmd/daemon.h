@@ -42,7 +42,7 @@ size_t ResolveThreads(uint64_t requested);
 OptionSpec MakeOption(std::string name, OptionKind kind, std::string default_value,
                       std::string help, uint64_t min = 0, uint64_t max = UINT64_MAX);
 
-// --threads, --shutdown-timeout and --token-file, which every daemon has.
+// --threads, --shutdown-timeout, --token-file and --insecure, which every daemon has.
 std::vector<OptionSpec> DaemonOptions();
 // The limits of the HTTP servers and of the metadata store behind them.
 std::vector<OptionSpec> HttpLimitOptions();
@@ -57,6 +57,13 @@ void ApplyHttpLimits(const Config& cfg, HttpServerOptions& http, MetadataLimits&
 Result<std::shared_ptr<RdmaAcceptor>> OpenRdmaTarget(const std::string& device_list,
                                                      int gid_index, uint8_t* base,
                                                      uint64_t size);
+
+// A listener reachable beyond this host (not loopback) with no token lets
+// anyone who reaches it do what `exposes` says: refused (false, with an error
+// naming the ways out) unless --insecure, which leaves a warning. True for a
+// loopback listener or one with a token.
+bool AllowExposure(const Config& cfg, bool loopback, bool has_token, const std::string& address,
+                   const std::string& exposes);
 
 // Loads --token-file when set. Logs a warning for a file others can read;
 // INVALID_PARAMS (exit 78) for a missing, empty or weak token.

@@ -22,7 +22,8 @@ std::vector<OptionSpec> MasterOptionsSpec() {
   };
   std::vector<OptionSpec> o = {
       MakeOption("host", OptionKind::kString, "127.0.0.1",
-                 "Address every listener binds; anything but loopback needs --token-file"),
+                 "Address every listener binds; anything but loopback needs --token-file "
+                 "(or --insecure)"),
       MakeOption("port", OptionKind::kUInt, "50051",
                  "RPC port clients and stores connect to (0: any free)", 0, 65535),
       with(MakeOption("admin-port", OptionKind::kUInt, "9003",
@@ -164,11 +165,11 @@ int RunMaster(const CommandContext& ctx) {
                index.eviction_high_watermark_ratio * 100, index.eviction_ratio * 100,
                cfg.String("allocation-strategy"));
   spdlog::debug("settings: {}", cfg.Describe());
-  if (!service.rpc().bound_to_loopback() && !token->has_value()) {
-    spdlog::warn(
-        "listening on {} without --token-file: anyone who can reach these ports can "
-        "mount segments, read object locations and remove objects",
-        service.rpc().address());
+  if (!AllowExposure(cfg, service.rpc().bound_to_loopback(), token->has_value(),
+                     service.rpc().address(),
+                     "anyone who can reach these ports can mount segments, read object "
+                     "locations and remove objects")) {
+    return kExitConfig;
   }
   DaemonHooks hooks;
   hooks.begin_shutdown = [&service] { service.BeginShutdown(); };

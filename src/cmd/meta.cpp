@@ -15,7 +15,8 @@ namespace {
 std::vector<OptionSpec> MetaOptions() {
   std::vector<OptionSpec> o = {
       MakeOption("host", OptionKind::kString, "127.0.0.1",
-                 "Address to listen on; anything but loopback needs --token-file to be safe"),
+                 "Address to listen on; anything but loopback needs --token-file (or "
+                 "--insecure)"),
       MakeOption("port", OptionKind::kUInt, "8080", "TCP port to listen on (0: any free)", 0,
                  65535),
   };
@@ -53,11 +54,11 @@ int RunMeta(const CommandContext& ctx) {
   spdlog::info("{} serving the metadata API at {} ({} threads, token {})", VersionLine(), url,
                threads, http.token ? "required" : "not required");
   spdlog::debug("settings: {}", cfg.Describe());
-  if (!service.server().bound_to_loopback() && !http.token) {
-    spdlog::warn(
-        "listening on {} without --token-file: anyone who can reach this port can read every "
-        "segment descriptor (RDMA keys included) and overwrite or delete them",
-        service.server().address());
+  if (!AllowExposure(cfg, service.server().bound_to_loopback(), http.token.has_value(),
+                     service.server().address(),
+                     "anyone who can reach this port can read every segment descriptor (RDMA "
+                     "keys included) and overwrite or delete them")) {
+    return kExitConfig;
   }
   DaemonHooks hooks;
   hooks.begin_shutdown = [&service] { service.BeginShutdown(); };

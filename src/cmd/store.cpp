@@ -113,6 +113,7 @@ int RunStore(const CommandContext& ctx) {
   host_opts.data_port = static_cast<uint16_t>(cfg.Number("data-port"));
   host_opts.shm_socket = cfg.String("shm-socket");
   host_opts.token = *token;
+  host_opts.insecure = cfg.Bool("insecure");
   host_opts.metadata_server = cfg.String("metadata-server");
   host_opts.ping_interval = cfg.Duration("ping-interval");
   // A dead master must not hold up start-up or shutdown for long.

@@ -43,10 +43,16 @@ Status SegmentHost::Serve(boost::asio::io_context& ioc, MetricsRegistry& metrics
   if (Status st = data_->Start(); !st.ok()) return st;
 
   if (!data_->bound_to_loopback() && !options_.token) {
-    spdlog::warn(
-        "data port {} of segment '{}' is reachable beyond this host without a cluster token: "
-        "any peer can read and overwrite every byte of the segment",
-        data_->address(), options_.segment_name);
+    std::string why = "data port " + data_->address() + " of segment '" + options_.segment_name +
+                      "' is reachable beyond this host without a cluster token: any peer can "
+                      "read and overwrite every byte of the segment";
+    if (!options_.insecure) {
+      return Status(ErrorCode::INVALID_PARAMS,
+                    "refusing to serve: " + why +
+                        ". Give a token (--token-file), bind loopback (--host 127.0.0.1), or say "
+                        "--insecure");
+    }
+    spdlog::warn("{} (--insecure)", why);
   }
   endpoint_.name = options_.segment_name;
   endpoint_.host_id = options_.host_id;

@@ -42,6 +42,9 @@ struct SegmentHostOptions {
   uint16_t data_port = 0;
   std::string shm_socket;  // empty: an abstract name; "off": no shm path; else a path
   std::optional<AuthToken> token;
+  // Serve on a non-loopback data port without a token (Serve refuses it
+  // otherwise, with INVALID_PARAMS).
+  bool insecure = false;
   std::string metadata_server;  // http://...: publish the descriptor there
   std::chrono::milliseconds ping_interval{1000};
   std::chrono::milliseconds connect_timeout{1000};

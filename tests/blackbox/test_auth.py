@@ -5,7 +5,7 @@ import tempfile
 
 import pytest
 
-from conftest import Proc, curl
+from conftest import Proc, curl, run_cli
 
 TOKEN = "3f8a1c0d9b7e6f5a4c3b2a1908f7e6d5"
 
@@ -63,12 +63,34 @@ def test_world_readable_token_file_warns(start_meta, token_file):
     assert "chmod 600" in meta.log()
 
 
-def test_non_loopback_without_token_warns(start_meta):
-    # Binds the wildcard address but sends nothing anywhere but loopback.
-    meta = start_meta("--host", "0.0.0.0")
+# Each daemon with --host 0.0.0.0 (bound, but nothing is sent anywhere but
+# loopback) and no token: refused with exit 78 unless --insecure.
+EXPOSED = {
+    "meta": ["meta", "--port", "0"],
+    "master": ["master", "--port", "0", "--admin-port", "0", "--meta-port", "0"],
+    # The data port is checked before the master is contacted.
+    "store": ["store", "--master", "127.0.0.1:9", "--segment-size", "1MiB", "--data-port", "0",
+              "--admin-port", "0"],
+}
+
+
+@pytest.mark.parametrize("role", sorted(EXPOSED))
+def test_non_loopback_without_token_is_refused(role):
+    r = run_cli(*EXPOSED[role], "--host", "0.0.0.0")
+    assert r.returncode == 78, r.stderr
+    assert "refusing" in r.stderr and "--insecure" in r.stderr and "--token-file" in r.stderr
+
+
+def test_non_loopback_with_insecure_warns(start_meta):
+    meta = start_meta("--host", "0.0.0.0", "--insecure")
     log = meta.log()
-    assert "without --token-file" in log
+    assert "without --token-file (--insecure)" in log
     assert "segment descriptor" in log
+
+
+def test_non_loopback_with_a_token_serves_quietly(start_meta, token_file):
+    meta = start_meta("--host", "0.0.0.0", "--token-file", token_file)
+    assert "without --token-file" not in meta.log()
 
 
 def test_loopback_without_token_does_not_warn(meta):
