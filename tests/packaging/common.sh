@@ -92,3 +92,32 @@ promised_python_files() {
   echo "$PYTHONDIR/kvcached/__init__.py"
   echo "$PREFIX/share/doc/python3-kvcached/copyright"
 }
+
+# For tests that work in a copy of the cached Debian 12 root (packaging/install,
+# quickstart/fresh_root): re-runs the calling script (with its arguments) in a
+# private mount namespace, so its mounts vanish with it whatever happens, then
+# sets CACHE (KVCACHED_TEST_CACHE, default /var/cache/kvcached-test, or
+# BUILD_DIR/packaging/cache where that is not writable) and CACHED_ROOT
+# (tests/packaging/debian_root.sh: made once with debootstrap), and takes
+# CACHE's install lock: the apt caches there are shared.
+#   in_cached_root_namespace "$@"
+in_cached_root_namespace() {
+  if [[ -z ${KVCACHED_IN_NAMESPACE:-} ]]; then
+    # In a chroot whose / is no mount point (a fresh root made by hand),
+    # unshare cannot make / private: then the namespace keeps the
+    # propagation it has, and the trap's unmounts are what clean up.
+    local propagation=private
+    unshare --mount --propagation private true 2>/dev/null || propagation=unchanged
+    exec unshare --mount --propagation "$propagation" env KVCACHED_IN_NAMESPACE=1 bash "$0" "$@"
+  fi
+  CACHE=${KVCACHED_TEST_CACHE:-/var/cache/kvcached-test}
+  if ! mkdir -p "$CACHE" 2>/dev/null || [[ ! -w $CACHE ]]; then
+    CACHE=$BUILD_DIR/packaging/cache
+  fi
+  local rc=0
+  CACHED_ROOT=$("$(dirname "${BASH_SOURCE[0]}")/debian_root.sh" "$CACHE") || rc=$?
+  [[ $rc == 0 ]] ||
+    skip "no Debian 12 root: debootstrap from deb.debian.org failed (exit $rc; see $CACHE/debootstrap.log)"
+  exec 8>"$CACHE/install.lock"
+  flock 8
+}

@@ -21,25 +21,10 @@ require_tools debootstrap unshare chroot python3 systemd-analyze systemd-nspawn 
 find_packages
 HERE=$(readlink -f "$(dirname "$0")")
 
-# Mounts (proc, sys, the apt caches) live in a private mount namespace,
-# so they vanish with the test whatever happens to it.
-if [[ -z ${KVCACHED_IN_NAMESPACE:-} ]]; then
-  exec unshare --mount --propagation private env KVCACHED_IN_NAMESPACE=1 bash "$0" "$@"
-fi
-
-cache=${KVCACHED_TEST_CACHE:-/var/cache/kvcached-test}
-if ! mkdir -p "$cache" 2>/dev/null || [[ ! -w $cache ]]; then
-  cache=$BUILD_DIR/packaging/cache
-fi
-set +e
-cached_root=$("$HERE/debian_root.sh" "$cache")
-rc=$?
-set -e
-[[ $rc == 0 ]] || skip "no Debian 12 root: debootstrap from deb.debian.org failed (exit $rc; see $cache/debootstrap.log)"
-
-# One install test at a time per cache: the apt caches are shared.
-exec 8>"$cache/install.lock"
-flock 8
+# Mounts (proc, sys, the apt caches) live in a private mount namespace.
+in_cached_root_namespace "$@"
+cache=$CACHE
+cached_root=$CACHED_ROOT
 work=$(mktemp -d /var/tmp/kvcached-install-test.XXXXXX)
 root=$work/root
 pids=()

@@ -14,26 +14,12 @@
 source "$(dirname "$0")/../packaging/common.sh"
 [[ $(id -u) == 0 ]] || skip "needs root (chroot, mounts); run ctest as root"
 require_tools debootstrap unshare chroot git tar
-HERE=$(readlink -f "$(dirname "$0")")
 
-# Mounts live in a private mount namespace, so they vanish with the test.
-if [[ -z ${KVCACHED_IN_NAMESPACE:-} ]]; then
-  exec unshare --mount --propagation private env KVCACHED_IN_NAMESPACE=1 bash "$0" "$@"
-fi
-
-cache=${KVCACHED_TEST_CACHE:-/var/cache/kvcached-test}
-if ! mkdir -p "$cache" 2>/dev/null || [[ ! -w $cache ]]; then
-  cache=$BUILD_DIR/packaging/cache
-fi
-set +e
-cached_root=$("$HERE/../packaging/debian_root.sh" "$cache")
-rc=$?
-set -e
-[[ $rc == 0 ]] || fail "no Debian 12 root: debootstrap failed (exit $rc; see $cache/debootstrap.log)"
-
-# The apt caches are shared with packaging/install: one user at a time.
-exec 8>"$cache/install.lock"
-flock 8
+# Mounts live in a private mount namespace; the apt caches are shared with
+# packaging/install, one user at a time.
+in_cached_root_namespace "$@"
+cache=$CACHE
+cached_root=$CACHED_ROOT
 work=$(mktemp -d /var/tmp/kvcached-quickstart-test.XXXXXX)
 root=$work/root
 mounts=()
