@@ -103,12 +103,20 @@ promised_python_files() {
 #   in_cached_root_namespace "$@"
 in_cached_root_namespace() {
   if [[ -z ${KVCACHED_IN_NAMESPACE:-} ]]; then
-    # In a chroot whose / is no mount point (a fresh root made by hand),
-    # unshare cannot make / private: then the namespace keeps the
-    # propagation it has, and the trap's unmounts are what clean up.
-    local propagation=private
-    unshare --mount --propagation private true 2>/dev/null || propagation=unchanged
-    exec unshare --mount --propagation "$propagation" env KVCACHED_IN_NAMESPACE=1 bash "$0" "$@"
+    if unshare --mount --propagation private true 2>/dev/null; then
+      exec unshare --mount --propagation private env KVCACHED_IN_NAMESPACE=1 bash "$0" "$@"
+    fi
+    # In a bare chroot (a fresh root made by hand) / is no mount point, so
+    # neither unshare nor systemd-nspawn can make it private. Inside the new
+    # namespace, / is bound onto a directory of its own and the script
+    # chroots there: the same tree, now with a mount at its root.
+    # KVCACHED_BARE_CHROOT=1 tells the script where it runs.
+    local top=/tmp/kvcached-root-bind
+    mkdir -p "$top"
+    exec unshare --mount --propagation unchanged env KVCACHED_IN_NAMESPACE=1 \
+      KVCACHED_BARE_CHROOT=1 bash -c \
+      'top=$0 script=$1; shift; mount --rbind / "$top" && mount --make-rprivate "$top" &&
+       exec chroot "$top" bash "$script" "$@"' "$top" "$(readlink -f "$0")" "$@"
   fi
   CACHE=${KVCACHED_TEST_CACHE:-/var/cache/kvcached-test}
   if ! mkdir -p "$CACHE" 2>/dev/null || [[ ! -w $CACHE ]]; then
