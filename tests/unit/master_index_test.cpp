@@ -192,14 +192,20 @@ TEST_CASE("eviction: LRU order past the high watermark") {
   CHECK(removes == 3);
 }
 
-TEST_CASE("ExistKey pins nothing: a full pool evicts checked objects at once") {
-  MasterIndex m(Opts());  // lease 1000 ms
+// Mounts one 8 MiB segment and fills it with eight 1 MiB objects k0..k7.
+std::vector<std::string> FillPool(MasterIndex& m) {
   REQUIRE(m.Mount(kStoreA, Seg("a", 8 * kMiB), 0).ok());
   std::vector<std::string> all;
   for (int i = 0; i < 8; ++i) {
     all.push_back("k" + std::to_string(i));
-    Put(m, all.back(), kMiB, 0);
+    REQUIRE(Put(m, all.back(), kMiB, 0).code == kOk);
   }
+  return all;
+}
+
+TEST_CASE("ExistKey pins nothing: a full pool evicts checked objects at once") {
+  MasterIndex m(Opts());  // lease 1000 ms
+  std::vector<std::string> all = FillPool(m);
   for (int32_t code : m.ExistKeys(all, 100).codes) CHECK(code == kOk);
   // Checked a moment ago, yet evictable: the put makes room now.
   CHECK(m.PutStart(kWriter, {1, "", {{"new", kMiB}}}, 200).items[0].code == kOk);
@@ -210,12 +216,7 @@ TEST_CASE("ExistKey pins nothing: a full pool evicts checked objects at once") {
 
 TEST_CASE("eviction keeps making progress under a storm of reads") {
   MasterIndex m(Opts());  // lease 1000 ms
-  REQUIRE(m.Mount(kStoreA, Seg("a", 8 * kMiB), 0).ok());
-  std::vector<std::string> all;
-  for (int i = 0; i < 8; ++i) {
-    all.push_back("k" + std::to_string(i));
-    Put(m, all.back(), kMiB, 0);
-  }
+  std::vector<std::string> all = FillPool(m);
   // Every key is read (and leased) again every 100 ms, forever.
   int64_t now = 0;
   int32_t status = 0;
