@@ -1,7 +1,9 @@
 #include "core/master_index.h"
 
 #include <algorithm>
+#include <deque>
 #include <functional>
+#include <numeric>
 #include <set>
 
 #include "core/key_table.h"
@@ -67,6 +69,7 @@ class Locs {
 struct Object {
   uint64_t size = 0;
   uint64_t checksum = 0;
+  uint64_t version = 0;  // assigned at PutStart; orders records of one key
   int64_t lease_until_ms = 0;
   int64_t started_ms = 0;  // PutStart time, while pending
   uint64_t writer = 0;     // hash of the writer's client id, while pending
@@ -123,8 +126,54 @@ struct MasterIndex::Impl {
   std::multimap<int64_t, Zombie> zombies;            // release time -> range
   std::vector<std::string> doomed;
   std::map<std::string, std::map<uint32_t, TableUpdate>> updates;  // owner -> seg -> update
+  // Versions: the last one handed out, and the clock they follow.
+  uint64_t version = 0;
+  int64_t version_origin_ms = 0;
+  bool version_started = false;
+  // Tombstones: a record of the key below this version is refused at rebuild.
+  std::unordered_map<std::string, uint64_t> tombstones;
+  std::deque<std::pair<std::string, uint64_t>> tombstone_order;  // oldest first
+  uint64_t tombstone_floor = 0;  // the highest version forgotten with a tombstone
 
   Id Find(std::string_view key) const { return objects.Find(key); }
+
+  uint64_t NextVersion(int64_t now_ms) {
+    if (!version_started) {
+      version_started = true;
+      version_origin_ms = now_ms;
+      version = std::max(version, opts.version_base_us);
+    }
+    uint64_t clock = opts.version_base_us +
+                     static_cast<uint64_t>(std::max<int64_t>(0, now_ms - version_origin_ms)) * 1000;
+    version = std::max(version + 1, clock);
+    return version;
+  }
+  // A record seen at rebuild: versions handed out later must be above it.
+  void WitnessVersion(uint64_t v) { version = std::max(version, v); }
+
+  // Records of `key` below `below` are stale from now on.
+  void Bury(std::string_view key, uint64_t below) {
+    auto [it, fresh] = tombstones.try_emplace(std::string(key), below);
+    if (!fresh) {
+      it->second = std::max(it->second, below);
+      return;
+    }
+    tombstone_order.emplace_back(it->first, below);
+    while (tombstones.size() > opts.max_tombstones && !tombstone_order.empty()) {
+      auto& [k, v] = tombstone_order.front();
+      auto t = tombstones.find(k);
+      if (t != tombstones.end()) {
+        tombstone_floor = std::max(tombstone_floor, t->second);
+        tombstones.erase(t);
+      }
+      tombstone_order.pop_front();
+    }
+  }
+  bool Buried(const ObjectEntry& e) const {
+    if (e.version < tombstone_floor) return true;
+    auto it = tombstones.find(e.key);
+    return it != tombstones.end() && e.version < it->second;
+  }
 
   // ---- LRU over complete objects, by id ----
   void LruAppend(Id id) {
@@ -152,11 +201,14 @@ struct MasterIndex::Impl {
   // ---- owner notifications ----
   void Queue(uint32_t seg_id, TableOp op, Id id, const Loc& loc) {
     const Object& o = objects[id];
+    QueueEntry(seg_id, op,
+               {std::string(objects.Key(id)), loc.offset, o.size, o.checksum, o.version});
+  }
+  void QueueEntry(uint32_t seg_id, TableOp op, ObjectEntry entry) {
     Segment& s = *segments[seg_id];
     TableUpdate& u = updates[s.owner][seg_id];
     u.segment = s.name;
-    u.changes.push_back(
-        {static_cast<uint8_t>(op), {std::string(objects.Key(id)), loc.offset, o.size, o.checksum}});
+    u.changes.push_back({static_cast<uint8_t>(op), std::move(entry)});
   }
 
   // Frees every replica's range. `notify`: tell owners the object is gone.
@@ -232,6 +284,7 @@ struct MasterIndex::Impl {
       } else {
         counters.evicted_objects++;
         counters.evicted_bytes += o.size;
+        Bury(objects.Key(id), o.version + 1);
         Drop(id, /*notify=*/true);
       }
       id = next;
@@ -313,11 +366,14 @@ struct MasterIndex::Impl {
     }
   }
 
-  void DropSegmentReplicas(uint32_t seg_id) {
+  // `bury`: the owner expired and may come back with these records; a
+  // record older than the one dropped here must not win then.
+  void DropSegmentReplicas(uint32_t seg_id, bool bury) {
     objects.ForEach([&](Id id) {
       Object& o = objects[id];
       for (size_t i = 0; i < o.locs.size(); ++i) {
         if (o.locs[i].seg != seg_id) continue;
+        if (bury && o.state == State::kComplete) Bury(objects.Key(id), o.version);
         o.locs.erase(i);
         if (o.locs.empty()) Forget(id);
         return;
@@ -395,41 +451,104 @@ Status MasterIndex::Remount(const Caller& caller, const SegmentInfo& seg,
       return Status(ErrorCode::SEGMENT_ALREADY_EXISTS,
                     "segment '" + seg.name + "' is mounted by " + m.segments[it->second]->owner);
     }
-    m.DropSegmentReplicas(it->second);
+    if (Status st = Mount(caller, seg, now_ms); !st.ok()) return st;  // size or endpoint change
+    Reconcile(it->second, entries);
+    return Status::Ok();
   }
   if (Status st = Mount(caller, seg, now_ms); !st.ok()) return st;
   uint32_t sid = m.segment_ids.at(seg.name);
   Segment& s = *m.segments[sid];
   s.quarantine_until_ms = now_ms + options_.lease_ttl_ms;
-  for (const ObjectEntry& e : entries) {
-    if (e.key.empty() || e.size == 0 || !s.alloc.Reserve(e.offset, e.size).ok()) {
-      counters_.remount_objects_rejected++;
+  // Newest first: of two records over one range, or of one key, the newer wins.
+  std::vector<size_t> order(entries.size());
+  std::iota(order.begin(), order.end(), size_t{0});
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+    return entries[a].version > entries[b].version;
+  });
+  auto refuse = [&](const ObjectEntry& e) {
+    counters_.remount_objects_rejected++;
+    m.QueueEntry(sid, TableOp::kRemove, e);
+  };
+  for (size_t i : order) {
+    const ObjectEntry& e = entries[i];
+    if (e.key.empty() || e.size == 0 || m.Buried(e)) {
+      refuse(e);
       continue;
     }
     uint32_t id = m.Find(e.key);
     if (id != kNil) {
-      // Another replica of a known object: keep it only if it is the same object.
       Object& o = m.objects[id];
-      if (o.state != State::kComplete || o.size != e.size || o.checksum != e.checksum ||
-          o.locs.size() >= kMaxReplicas) {
-        (void)s.alloc.Free(e.offset, e.size);
-        counters_.remount_objects_rejected++;
+      // A put in progress is newer than any record from before it started;
+      // a complete record of a higher version wins; at the same version it is
+      // another replica of the same object.
+      bool keep_other = o.state != State::kComplete || o.version > e.version ||
+                        (o.version == e.version &&
+                         (o.size != e.size || o.checksum != e.checksum ||
+                          o.locs.size() >= kMaxReplicas));
+      if (keep_other) {
+        refuse(e);
         continue;
       }
-      o.locs.push_back({sid, e.offset});
-      s.objects++;
+      if (o.version == e.version) {
+        if (!s.alloc.Reserve(e.offset, e.size).ok()) {
+          refuse(e);
+          continue;
+        }
+        o.locs.push_back({sid, e.offset});
+        s.objects++;
+        continue;
+      }
+    }
+    if (!s.alloc.Reserve(e.offset, e.size).ok()) {
+      refuse(e);
       continue;
     }
+    if (id != kNil) {  // an older record of the key: this one replaces it everywhere
+      counters_.remount_objects_superseded++;
+      m.Drop(id, /*notify=*/true);
+    }
+    m.WitnessVersion(e.version);
     id = m.objects.Insert(e.key);
     Object& o = m.objects[id];
     o.size = e.size;
     o.checksum = e.checksum;
+    o.version = e.version;
     o.state = State::kComplete;
     o.locs.push_back({sid, e.offset});
     s.objects++;
     m.LruAppend(id);
   }
   return Status::Ok();
+}
+
+void MasterIndex::Reconcile(uint32_t sid, const std::vector<ObjectEntry>& entries) {
+  Impl& m = *impl_;
+  std::unordered_map<std::string_view, const ObjectEntry*> theirs;
+  theirs.reserve(entries.size());
+  for (const ObjectEntry& e : entries) theirs[e.key] = &e;
+  uint64_t changes = 0;
+  m.objects.ForEach([&](uint32_t id) {
+    const Object& o = m.objects[id];
+    if (o.state != State::kComplete) return;  // its PutEnd will add it
+    for (size_t i = 0; i < o.locs.size(); ++i) {
+      if (o.locs[i].seg != sid) continue;
+      auto t = theirs.find(m.objects.Key(id));
+      bool same = t != theirs.end() && t->second->offset == o.locs[i].offset &&
+                  t->second->size == o.size && t->second->version == o.version &&
+                  t->second->checksum == o.checksum;
+      if (t != theirs.end()) theirs.erase(t);
+      if (!same) {
+        m.Queue(sid, TableOp::kAdd, id, o.locs[i]);  // replaces theirs, if any
+        ++changes;
+      }
+      return;
+    }
+  });
+  for (const auto& [key, e] : theirs) {
+    m.QueueEntry(sid, TableOp::kRemove, *e);
+    ++changes;
+  }
+  counters_.reconcile_changes += changes;
 }
 
 Status MasterIndex::Unmount(const Caller& caller, const std::string& name, int64_t now_ms) {
@@ -442,7 +561,7 @@ Status MasterIndex::Unmount(const Caller& caller, const std::string& name, int64
     return Status(ErrorCode::ILLEGAL_CLIENT,
                   "segment '" + name + "' belongs to " + m.segments[it->second]->owner);
   }
-  m.DropSegmentReplicas(it->second);
+  m.DropSegmentReplicas(it->second, /*bury=*/false);
   return Status::Ok();
 }
 
@@ -457,6 +576,7 @@ PingResponse MasterIndex::Ping(const Caller& caller, uint32_t segments_owned, in
   }
   PingResponse r;
   r.remount_needed = mounted < segments_owned;
+  r.client_ttl_ms = static_cast<uint64_t>(options_.client_ttl_ms);
   return r;
 }
 
@@ -471,7 +591,7 @@ std::vector<std::pair<std::string, size_t>> MasterIndex::ExpireClients(int64_t n
     size_t lost = 0;
     for (uint32_t id = 0; id < m.segments.size(); ++id) {
       if (m.segments[id]->mounted && m.segments[id]->owner == it->first) {
-        m.DropSegmentReplicas(id);
+        m.DropSegmentReplicas(id, /*bury=*/true);
         ++lost;
       }
     }
@@ -609,6 +729,7 @@ ReplicaListResponse MasterIndex::PutStart(const Caller& caller, const PutStartRe
     o.size = in.size;
     o.state = State::kPending;
     o.started_ms = now_ms;
+    o.version = m.NextVersion(now_ms);
     o.writer = WriterHash(caller.client_id);
     for (Loc l : locs) o.locs.push_back(l);
     m.pending_by_time.emplace(now_ms, id);
@@ -682,6 +803,7 @@ CodesResponse MasterIndex::Remove(const std::vector<std::string>& keys, bool for
     } else if (!force && m.objects[id].lease_until_ms > now_ms) {
       r.codes.push_back(Code(ErrorCode::OBJECT_HAS_LEASE));
     } else {
+      m.Bury(k, m.objects[id].version + 1);
       m.Drop(id, /*notify=*/true);
       r.codes.push_back(Code(ErrorCode::OK));
     }
@@ -695,6 +817,7 @@ uint64_t MasterIndex::RemoveAll(bool force, int64_t now_ms) {
   m.objects.ForEach([&](uint32_t id) {
     const Object& o = m.objects[id];
     if (o.state != State::kComplete || (!force && o.lease_until_ms > now_ms)) return;
+    m.Bury(m.objects.Key(id), o.version + 1);
     m.Drop(id, /*notify=*/true);
     ++removed;
   });
@@ -743,6 +866,7 @@ void MasterIndex::Tick(int64_t now_ms) {
     }
     counters_.evicted_objects++;
     counters_.evicted_bytes += m.objects[id].size;
+    m.Bury(k, m.objects[id].version + 1);
     m.Drop(id, /*notify=*/true);
   }
   m.doomed = std::move(still);

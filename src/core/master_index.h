@@ -39,6 +39,16 @@ struct MasterOptions {
   int64_t client_ttl_ms = 10'000;
   uint64_t alignment_bytes = 64;
   uint64_t random_seed = 0;  // 0: from std::random_device
+  // Object versions start here and then follow the clock passed in (one
+  // microsecond per microsecond, at least one per put): the master passes
+  // the wall clock in microseconds at its start, so a restarted master's
+  // versions are above its predecessor's (docs/master.md, "Versions").
+  uint64_t version_base_us = 0;
+  // Keys removed or evicted (and the records of expired owners) are
+  // remembered with their version, so a record offered later by an owner
+  // that missed the change is refused. Past this many the oldest are
+  // forgotten and every record at or below the forgotten versions is refused.
+  size_t max_tombstones = 1u << 20;
 };
 
 // Who is calling: the connection's Hello identity.
@@ -66,7 +76,9 @@ struct MasterCounters {
   uint64_t put_takeovers = 0;
   uint64_t put_reclaims = 0;  // pending puts whose space was reclaimed
   uint64_t clients_expired = 0;
-  uint64_t remount_objects_rejected = 0;
+  uint64_t remount_objects_rejected = 0;    // out of bounds, overlapping, stale or removed
+  uint64_t remount_objects_superseded = 0;  // records replaced by a newer one of the same key
+  uint64_t reconcile_changes = 0;  // table changes sent to owners whose tables had drifted
 };
 
 class MasterIndex {
@@ -83,13 +95,17 @@ class MasterIndex {
   // the same owner and size); INVALID_PARAMS for an empty name or size 0.
   Status Mount(const Caller& caller, const SegmentInfo& segment, int64_t now_ms);
   // Mounts the segment with the objects its owner holds (after a master
-  // restart, or when told to remount). The owner's table is authoritative:
-  // a segment already mounted is dropped and rebuilt. Entries that are out of
-  // bounds or overlap are skipped and counted. New allocations in the segment
-  // wait one lease TTL, so readers holding leases from the old master finish
-  // first; a writer of a put the old master started that writes on past
-  // that wait can land on a new object's range, which readers then reject by
-  // checksum (docs/master.md, "Restart without loss").
+  // restart, or after the owner expired). Records are taken newest version
+  // first: one older than the index's record of its key, at or below a
+  // tombstone, out of bounds or over a range already taken is refused; one
+  // newer than the index's record replaces it (the older replicas are
+  // dropped and their owners told). New allocations in the segment wait one
+  // lease TTL, so readers holding leases from the old master finish first.
+  // When the caller already has the segment mounted here, nothing is
+  // rebuilt: the index is authoritative and the differences are sent back.
+  // Either way every record the index does not keep is queued to the owner
+  // as a TableUpdate removal, so its table ends exactly as the index's
+  // (docs/master.md, "Restart without loss").
   Status Remount(const Caller& caller, const SegmentInfo& segment,
                  const std::vector<ObjectEntry>& objects, int64_t now_ms);
   // SEGMENT_NOT_FOUND; ILLEGAL_CLIENT when the caller does not own it. Drops
@@ -142,6 +158,9 @@ class MasterIndex {
  private:
   friend class MasterIndexTestPeer;
   struct Impl;
+  // Remount of a segment the caller has mounted: queues the changes that
+  // make the owner's table (`entries`) equal the index's view of it.
+  void Reconcile(uint32_t segment_id, const std::vector<ObjectEntry>& entries);
   const MasterOptions options_;  // before impl_, which refers to it
   MasterCounters counters_;
   std::unique_ptr<Impl> impl_;

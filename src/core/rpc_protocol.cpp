@@ -59,12 +59,13 @@ void Fields(Io& io, ObjectEntry& m) {
   io.U64(m.offset);
   io.U64(m.size);
   io.U64(m.checksum);
+  io.U64(m.version);
 }
 
 template <typename Io>
 void Fields(Io& io, RemountRequest& m) {
   Fields(io, m.segment);
-  io.List(m.objects, kMaxRemountObjects, 4 + 24, [&](ObjectEntry& e) { Fields(io, e); });
+  io.List(m.objects, kMaxRemountObjects, 4 + 32, [&](ObjectEntry& e) { Fields(io, e); });
 }
 
 template <typename Io>
@@ -131,6 +132,7 @@ void Fields(Io& io, PingResponse& m) {
   io.I32(m.code);
   io.Str(m.master_id, kMaxIdBytes);
   io.Bool(m.remount_needed);
+  io.U64(m.client_ttl_ms);
 }
 
 template <typename Io>
@@ -229,7 +231,7 @@ void Fields(Io& io, DataRange& m) {
 template <typename Io>
 void Fields(Io& io, TableUpdate& m) {
   io.Str(m.segment, kMaxIdBytes);
-  io.List(m.changes, kMaxRemountObjects, 1 + 4 + 24, [&](TableChange& c) {
+  io.List(m.changes, kMaxRemountObjects, 1 + 4 + 32, [&](TableChange& c) {
     io.U8(c.op);
     if constexpr (Io::kReading) {
       if (c.op != static_cast<uint8_t>(TableOp::kAdd) &&

@@ -136,15 +136,22 @@ struct UnmountRequest {
   std::string name;
 };
 
+// One object's record in a segment. `version` orders records of one key:
+// the master assigns it at PutStart (larger is newer, across master restarts
+// too) and the segment's owner keeps it with the entry, so a rebuild keeps
+// the newest record of each key (docs/master.md, "Versions").
 struct ObjectEntry {
   std::string key;
   uint64_t offset = 0;
   uint64_t size = 0;
   uint64_t checksum = 0;
+  uint64_t version = 0;
 };
 
 // Mounts (or re-mounts after a master restart) a segment with the objects
-// its owner holds in it.
+// its owner holds in it; also how an owner that may have missed
+// TableUpdates brings its table back in line (the master answers the
+// differences as TableUpdates).
 struct RemountRequest {
   SegmentInfo segment;
   std::vector<ObjectEntry> objects;
@@ -163,6 +170,9 @@ struct PingResponse {
   int32_t code = 0;
   std::string master_id;
   bool remount_needed = false;  // the master lacks some of the caller's segments
+  // --client-ttl: an owner silent this long has lost its segments. An owner
+  // that finds it was stopped this long forgets its table (store_agent.h).
+  uint64_t client_ttl_ms = 0;
 };
 
 struct KeysRequest {  // ExistKey, GetReplicaList, PutRevoke, GetSize

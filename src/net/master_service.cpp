@@ -18,7 +18,8 @@ constexpr size_t kOpSlots = 16;  // MsgType values are below this
 
 bool IsObjectOp(MsgType t) {
   return t == MsgType::kPutEnd || t == MsgType::kRemove || t == MsgType::kRemoveAll ||
-         t == MsgType::kUnmountSegment || t == MsgType::kPutStart;
+         t == MsgType::kUnmountSegment || t == MsgType::kPutStart ||
+         t == MsgType::kRemountSegment;
 }
 
 int32_t Code(ErrorCode c) { return static_cast<int32_t>(c); }
@@ -58,7 +59,18 @@ MasterService::MasterService(boost::asio::io_context& ioc, MasterServiceOptions 
       options_(std::move(options)),
       metrics_(metrics),
       master_id_(RandomId("", 32)),
-      index_(options_.index),
+      index_([&] {
+        // Versions follow the wall clock from the master's start, so a
+        // restarted master's are above its predecessor's.
+        MasterOptions o = options_.index;
+        if (o.version_base_us == 0) {
+          o.version_base_us = static_cast<uint64_t>(
+              std::chrono::duration_cast<std::chrono::microseconds>(
+                  std::chrono::system_clock::now().time_since_epoch())
+                  .count());
+        }
+        return o;
+      }()),
       ops_(std::make_unique<OpMetrics>()),
       rpc_(
           ioc,
@@ -244,17 +256,23 @@ Status MasterService::Dispatch(const RpcPeer& peer, MsgType type, std::string_vi
       RemountRequest r;
       if (Status st = DecodeBody(body, r); !st.ok()) return st;
       Status st;
-      uint64_t rejected_before = 0;
-      uint64_t rejected_after = 0;
+      MasterCounters before;
+      MasterCounters after;
       {
         std::lock_guard<std::mutex> lock(index_mu_);
-        rejected_before = index_.counters().remount_objects_rejected;
+        before = index_.counters();
         st = index_.Remount(caller, r.segment, r.objects, now);
-        rejected_after = index_.counters().remount_objects_rejected;
+        after = index_.counters();
       }
-      spdlog::info("segment '{}' remounted by client '{}' with {} object(s), {} rejected: {}",
-                   r.segment.name, caller.client_id, r.objects.size(),
-                   rejected_after - rejected_before, st.ToString());
+      spdlog::info(
+          "segment '{}' remounted by client '{}' with {} object(s), {} rejected, {} replacing "
+          "older records, {} table change(s) sent back: {}",
+          r.segment.name, caller.client_id, r.objects.size(),
+          after.remount_objects_rejected - before.remount_objects_rejected,
+          after.remount_objects_superseded - before.remount_objects_superseded,
+          (after.remount_objects_rejected - before.remount_objects_rejected) +
+              (after.reconcile_changes - before.reconcile_changes),
+          st.ToString());
       status_body(st);
       break;
     }
@@ -391,8 +409,15 @@ void MasterService::RenderSegmentMetrics(std::string& out) {
   counter("kvcached_master_clients_expired_total", "Owners dropped after --client-ttl",
           c.clients_expired);
   counter("kvcached_master_remount_objects_rejected_total",
-          "Objects in remount tables that were out of bounds or overlapping",
+          "Records in remount tables refused: out of bounds, over a range taken, older than the "
+          "index's record of the key, or removed since",
           c.remount_objects_rejected);
+  counter("kvcached_master_remount_objects_superseded_total",
+          "Records in the index replaced by a newer record of the same key from a remount",
+          c.remount_objects_superseded);
+  counter("kvcached_master_reconcile_changes_total",
+          "Table changes sent to owners whose tables had drifted from the index",
+          c.reconcile_changes);
 }
 
 void MasterService::HandleAdmin(const HttpRequest& req, const HttpRequestContext& ctx,

@@ -427,6 +427,106 @@ TEST_CASE("master kill -9 and restart: the index is rebuilt from the owners") {
         std::string::npos);
 }
 
+TEST_CASE("a stale table after an expiry: the newest record wins, removed keys stay removed") {
+  // Owner a held v1 of "moved" and "gone", expired, and did not learn what
+  // happened next (this owner is a test that keeps its table, as a store cut
+  // off from the master does): "moved" was put again on b, "gone" put on b
+  // and removed. Then a remounts at the same master, or the master is killed
+  // and both remount, in either order. Before versions the first remount
+  // won: a's old "moved" was read, and "gone" came back.
+  enum Variant { kSameMaster, kRestartStaleFirst, kRestartStaleLast };
+  for (Variant variant : {kSameMaster, kRestartStaleFirst, kRestartStaleLast}) {
+    CAPTURE(variant);
+    std::vector<std::string> args =
+        MasterArgs({"--client-ttl", "1s", "--default-kv-lease-ttl", "200ms"});
+    auto first = std::make_unique<KvcachedProcess>(args);
+    std::string address = first->Address("rpc");
+    args[2] = std::to_string(first->Port("rpc"));
+    OwnerTable table_a;
+    OwnerTable table_b;
+    auto a = Connect(address, "store-a", PeerRole::kStore, "", &table_a);
+    auto b = Connect(address, "store-b", PeerRole::kStore, "", &table_b);
+    REQUIRE(Mount(*a, "a", 8 * kMiB).ok());
+    REQUIRE(Mount(*b, "b", 8 * kMiB).ok());
+    auto writer = Connect(address, "writer");
+    auto put_into = [&](const std::string& segment, const std::string& key, uint64_t checksum) {
+      ReplicaListResponse placed;
+      REQUIRE(writer->Call(MsgType::kPutStart, PutStartRequest{1, segment, {{key, kMiB}}}, placed)
+                  .ok());
+      REQUIRE(placed.items[0].code == kOk);
+      REQUIRE(placed.segments[0].name == segment);
+      CodesResponse ended;
+      REQUIRE(writer->Call(MsgType::kPutEnd, PutEndRequest{{{key, checksum}}}, ended).ok());
+      REQUIRE(ended.codes[0] == kOk);
+    };
+    put_into("a", "moved", 1);
+    put_into("a", "gone", 1);
+    REQUIRE(WaitFor([&] { return a->PollNotifications(20ms).ok() && table_a.size() == 2; }, 10s));
+    // a goes silent; b keeps pinging until the master has expired a.
+    REQUIRE(WaitFor(
+        [&] {
+          PingResponse pong;
+          CodesResponse r;
+          return b->Call(MsgType::kPing, PingRequest{1}, pong).ok() &&
+                 writer->Call(MsgType::kExistKey, KeysRequest{{"moved"}}, r).ok() &&
+                 r.codes[0] == Code(ErrorCode::OBJECT_NOT_FOUND);
+        },
+        20s));
+    put_into("b", "moved", 2);
+    put_into("b", "gone", 2);
+    CodesResponse removed;
+    REQUIRE(writer->Call(MsgType::kRemove, RemoveRequest{false, {"gone"}}, removed).ok());
+    REQUIRE(removed.codes[0] == kOk);
+    REQUIRE(WaitFor([&] { return b->PollNotifications(20ms).ok() && table_b.size() == 1; }, 10s));
+    CHECK(table_a.size() == 2);  // a missed all of it
+
+    std::unique_ptr<KvcachedProcess> second;
+    if (variant != kSameMaster) {
+      CHECK(first->Stop(SIGKILL) == 128 + SIGKILL);
+      first.reset();
+      second = std::make_unique<KvcachedProcess>(args);
+    }
+    KvcachedProcess& master = variant == kSameMaster ? *first : *second;
+    auto remount = [&](RpcClient& owner, OwnerTable& table, const std::string& name) {
+      PingResponse pong;
+      REQUIRE(owner.Call(MsgType::kPing, PingRequest{1}, pong).ok());  // reconnects if needed
+      REQUIRE(pong.remount_needed);
+      StatusResponse r;
+      REQUIRE(owner
+                  .Call(MsgType::kRemountSegment,
+                        RemountRequest{{name, 0x10000, 8 * kMiB, "tcp://" + name}, table.entries()},
+                        r)
+                  .ok());
+      REQUIRE(r.code == kOk);
+    };
+    if (variant == kRestartStaleLast) remount(*b, table_b, "b");
+    remount(*a, table_a, "a");
+    if (variant == kRestartStaleFirst) remount(*b, table_b, "b");
+    ReplicaListResponse r;
+    REQUIRE(writer->Call(MsgType::kGetReplicaList, KeysRequest{{"moved", "gone"}}, r).ok());
+    REQUIRE(r.items[0].code == kOk);
+    CHECK(r.items[0].checksum == 2);
+    CHECK(r.segments[r.items[0].replicas[0].segment].name == "b");
+    std::string admin = master.Address("admin");
+    if (variant == kSameMaster) {
+      // The master remembers the removal (a tombstone) and the expired
+      // records, so a is told to drop both: its table ends as the master's view.
+      CHECK(r.items[1].code == Code(ErrorCode::OBJECT_NOT_FOUND));
+      CHECK(WaitFor([&] { return a->PollNotifications(20ms).ok() && table_a.size() == 0; }, 10s));
+      CHECK(Metric(admin, "kvcached_master_remount_objects_rejected_total") == 2);
+    } else {
+      // A new master cannot know "gone" was removed (docs/master.md, "What a
+      // restart cannot know"); a store that was stopped forgets its table
+      // instead (store_test.cpp). The older "moved" loses in either order.
+      CHECK(WaitFor([&] { return a->PollNotifications(20ms).ok() && table_a.size() == 1; }, 10s));
+      CHECK(Metric(admin, variant == kRestartStaleFirst
+                              ? "kvcached_master_remount_objects_superseded_total"
+                              : "kvcached_master_remount_objects_rejected_total") == 1);
+    }
+    CHECK(table_b.size() == 1);
+  }
+}
+
 TEST_CASE("cluster token: Hello must prove it") {
   char path[] = "/tmp/kvcached-token-XXXXXX";
   int fd = mkstemp(path);

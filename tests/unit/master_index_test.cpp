@@ -326,6 +326,160 @@ TEST_CASE("restart: the index is rebuilt from remounts and quarantined ranges wa
   CHECK(later.items[0].replicas[0].offset != k2.replicas[0].offset);
 }
 
+// The table updates queued for `owner`, flattened in order.
+std::vector<TableChange> UpdatesFor(MasterIndex& m, const std::string& owner) {
+  std::vector<TableChange> out;
+  for (auto& [who, update] : m.TakeTableUpdates()) {
+    if (who != owner) continue;
+    for (const TableChange& c : update.changes) out.push_back(c);
+  }
+  return out;
+}
+
+bool Removes(const std::vector<TableChange>& changes, const std::string& key) {
+  for (const TableChange& c : changes) {
+    if (c.entry.key == key && c.op == static_cast<uint8_t>(TableOp::kRemove)) return true;
+  }
+  return false;
+}
+
+TEST_CASE("rebuild keeps the newest record of each key, in either remount order") {
+  // Store a holds an old version of k, store b the newer one (a missed the change).
+  const std::vector<ObjectEntry> table_a{{"k", 0, kMiB, 1, 10}};
+  const std::vector<ObjectEntry> table_b{{"k", 0, kMiB, 2, 20}};
+  for (bool a_first : {true, false}) {
+    CAPTURE(a_first);
+    MasterIndex m(Opts());
+    if (a_first) {
+      REQUIRE(m.Remount(kStoreA, Seg("a", 4 * kMiB), table_a, 0).ok());
+      REQUIRE(m.Remount(kStoreB, Seg("b", 4 * kMiB), table_b, 0).ok());
+      CHECK(m.counters().remount_objects_superseded == 1);
+    } else {
+      REQUIRE(m.Remount(kStoreB, Seg("b", 4 * kMiB), table_b, 0).ok());
+      REQUIRE(m.Remount(kStoreA, Seg("a", 4 * kMiB), table_a, 0).ok());
+      CHECK(m.counters().remount_objects_rejected == 1);
+    }
+    ReplicaListResponse list = m.GetReplicaLists({"k"}, 0);
+    REQUIRE(list.items[0].code == kOk);
+    CHECK(list.items[0].checksum == 2);
+    REQUIRE(list.items[0].replicas.size() == 1);
+    CHECK(list.segments[list.items[0].replicas[0].segment].name == "b");
+    // The stale owner is told to drop its record, and its range is free again.
+    CHECK(Removes(UpdatesFor(m, "store-a"), "k"));
+    CHECK(m.Segments(0)[a_first ? 0 : 1].used_bytes == 0);
+  }
+}
+
+TEST_CASE("rebuild: of two records over one range the newer wins") {
+  MasterIndex m(Opts());
+  REQUIRE(m.Remount(kStoreA, Seg("a", 4 * kMiB), {{"old", 0, 2 * kMiB, 1, 5}, {"new", kMiB, kMiB, 2, 9}},
+                    0)
+              .ok());
+  CHECK(m.counters().remount_objects_rejected == 1);
+  CHECK(m.Lookup("old", 0) == std::nullopt);
+  CHECK(m.Lookup("new", 0)->replicas[0].second == kMiB);
+  CHECK(Removes(UpdatesFor(m, "store-a"), "old"));
+}
+
+TEST_CASE("an owner back after expiring: records removed or replaced meanwhile are refused") {
+  MasterIndex m(Opts());
+  REQUIRE(m.Mount(kStoreA, Seg("a", 8 * kMiB), 0).ok());
+  for (const char* key : {"kept", "moved", "gone"}) {
+    REQUIRE(m.PutStart(kWriter, {1, "a", {{key, kMiB}}}, 0).items[0].code == kOk);
+    REQUIRE(m.PutEnd(kWriter, {{{key, 1}}}, 0).codes[0] == kOk);
+  }
+  std::vector<ObjectEntry> table_a;  // what store a holds
+  for (const TableChange& c : UpdatesFor(m, "store-a")) table_a.push_back(c.entry);
+  REQUIRE(table_a.size() == 3);
+  // Store a is stopped past the TTL; the master drops its objects.
+  REQUIRE(m.Mount(kStoreB, Seg("b", 8 * kMiB), 5000).ok());
+  REQUIRE(m.ExpireClients(5001).size() == 1);
+  // Meanwhile "moved" is put again (on b) and "gone" is put on b and removed.
+  Put(m, "moved", kMiB, 5002, 2);
+  Put(m, "gone", kMiB, 5002, 2);
+  REQUIRE(m.Remove({"gone"}, false, 5003).codes[0] == kOk);
+  (void)m.TakeTableUpdates();
+  // Store a comes back with its old table.
+  REQUIRE(m.Remount(kStoreA, Seg("a", 8 * kMiB), table_a, 5004).ok());
+  CHECK(m.counters().remount_objects_rejected == 2);
+  std::vector<TableChange> told = UpdatesFor(m, "store-a");
+  CHECK(Removes(told, "moved"));
+  CHECK(Removes(told, "gone"));
+  CHECK(m.GetReplicaLists({"kept"}, 5004).items[0].code == kOk);
+  CHECK(m.GetReplicaLists({"gone"}, 5004).items[0].code == Code(ErrorCode::OBJECT_NOT_FOUND));
+  ReplicaListResponse moved = m.GetReplicaLists({"moved"}, 5004);
+  CHECK(moved.items[0].checksum == 2);
+  CHECK(moved.segments[moved.items[0].replicas[0].segment].name == "b");
+}
+
+TEST_CASE("tombstones are bounded: past the limit older records are refused wholesale") {
+  MasterOptions o = Opts();
+  o.max_tombstones = 1;
+  MasterIndex m(o);
+  REQUIRE(m.Mount(kStoreA, Seg("a", 8 * kMiB), 0).ok());
+  Put(m, "x", kMiB, 0);
+  Put(m, "y", kMiB, 0);
+  REQUIRE(m.Remove({"x", "y"}, false, 1).codes == std::vector<int32_t>{kOk, kOk});
+  std::vector<TableChange> removed = UpdatesFor(m, "store-a");
+  REQUIRE(removed.size() == 4);  // two adds, two removes
+  // "x" fell out of the tombstones: a record of it at its version is refused by the floor.
+  REQUIRE(m.Remount(kStoreB, Seg("b", 8 * kMiB), {removed[0].entry, {"z", 4 * kMiB, kMiB, 3, 1}},
+                    2)
+              .ok());
+  CHECK(m.Lookup("x", 2) == std::nullopt);
+  CHECK(m.Lookup("z", 2) == std::nullopt);  // version 1 is below the floor too
+}
+
+TEST_CASE("remount of a segment still mounted: the index wins and the owner gets the differences") {
+  MasterIndex m(Opts());
+  REQUIRE(m.Mount(kStoreA, Seg("a", 8 * kMiB), 0).ok());
+  Put(m, "k1", kMiB, 0, 1);
+  Put(m, "k2", kMiB, 0, 2);
+  std::vector<TableChange> adds = UpdatesFor(m, "store-a");
+  REQUIRE(adds.size() == 2);
+  // The owner missed k2's add and still has "x", which the index removed.
+  std::vector<ObjectEntry> theirs{adds[0].entry, {"x", 6 * kMiB, kMiB, 9, 1}};
+  REQUIRE(m.Remount(kStoreA, Seg("a", 8 * kMiB), theirs, 10).ok());
+  CHECK(m.counters().reconcile_changes == 2);
+  std::vector<TableChange> told = UpdatesFor(m, "store-a");
+  REQUIRE(told.size() == 2);
+  CHECK(told[0].op == static_cast<uint8_t>(TableOp::kAdd));
+  CHECK(told[0].entry.key == "k2");
+  CHECK(told[0].entry.version == adds[1].entry.version);
+  CHECK(Removes(told, "x"));
+  CHECK(m.Lookup("x", 10) == std::nullopt);
+  // Nothing was rebuilt: no quarantine, both objects still there.
+  CHECK(m.PutStart(kWriter, {1, "", {{"n", kMiB}}}, 10).items[0].code == kOk);
+  CHECK(m.GetReplicaLists({"k1", "k2"}, 10).items[1].code == kOk);
+}
+
+TEST_CASE("versions grow within a master and across a restart") {
+  MasterOptions o = Opts();
+  o.version_base_us = 1'000'000;
+  MasterIndex first(o);
+  REQUIRE(first.Mount(kStoreA, Seg("a", 8 * kMiB), 0).ok());
+  Put(first, "a", kMiB, 0);
+  Put(first, "b", kMiB, 0);  // same millisecond: still a larger version
+  Put(first, "c", kMiB, 5);  // 5 ms later: the clock moved 5000 us
+  std::vector<TableChange> adds = UpdatesFor(first, "store-a");
+  REQUIRE(adds.size() == 3);
+  CHECK(adds[0].entry.version >= 1'000'000);
+  CHECK(adds[1].entry.version == adds[0].entry.version + 1);
+  CHECK(adds[2].entry.version >= o.version_base_us + 5000);
+  // A restart whose clock base is behind what it finds in the tables (a
+  // clock set back): versions it hands out still come after those.
+  o.version_base_us = 10;
+  MasterIndex second(o);
+  std::vector<ObjectEntry> table;
+  for (const TableChange& c : adds) table.push_back(c.entry);
+  REQUIRE(second.Remount(kStoreA, Seg("a", 8 * kMiB), table, 0).ok());
+  REQUIRE(second.Mount(kStoreB, Seg("b", 8 * kMiB), 0).ok());
+  Put(second, "d", kMiB, 0);
+  std::vector<TableChange> later = UpdatesFor(second, "store-b");
+  REQUIRE(later.size() == 1);
+  CHECK(later[0].entry.version > adds[2].entry.version);
+}
+
 TEST_CASE("unmount drops one replica and keeps objects that have another") {
   MasterIndex m(Opts());
   REQUIRE(m.Mount(kStoreA, Seg("a", 8 * kMiB), 0).ok());
