@@ -198,10 +198,17 @@ int RunStore(const CommandContext& ctx) {
                            [&] { return agent.master_reachable() ? 1.0 : 0.0; });
   metrics.AddCollector([&](std::string& out) {
     out +=
-        "# HELP kvcached_store_remounts_total Remounts after the master lost the segment\n"
+        "# HELP kvcached_store_remounts_total Remounts: the master lost the segment, or the "
+        "connection to it was re-opened and the table is brought back in line\n"
         "# TYPE kvcached_store_remounts_total counter\n"
         "kvcached_store_remounts_total " +
-        std::to_string(agent.remounts()) + "\n";
+        std::to_string(agent.remounts()) +
+        "\n"
+        "# HELP kvcached_store_table_entries_forgotten_total Table entries forgotten because this "
+        "process was stopped longer than the master's client TTL\n"
+        "# TYPE kvcached_store_table_entries_forgotten_total counter\n"
+        "kvcached_store_table_entries_forgotten_total " +
+        std::to_string(agent.forgotten()) + "\n";
   });
 
   std::string shm = host.shm_server() ? host.shm_server()->path() : std::string("off");

@@ -52,7 +52,13 @@ Status RpcClient::ConnectLocked() {
     return hello.status();
   }
   hello_ = *hello;
+  ++connections_;
   return Status::Ok();
+}
+
+uint64_t RpcClient::connections() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return connections_;
 }
 
 Status RpcClient::EnsureConnectedLocked() {

@@ -46,6 +46,9 @@ class RpcClient {
   bool connected() const;
   // The last successful Hello's answer (master id, lease TTL).
   HelloResponse hello() const;
+  // Connections opened so far (each Hello'd one counts): a change means
+  // notifications sent on the old connection may have been lost.
+  uint64_t connections() const;
 
   // One request, one response. A whole-request error from the master comes
   // back as its ErrorCode; transport trouble as RPC_FAIL or RPC_TIMEOUT
@@ -100,6 +103,7 @@ class RpcClient {
   mutable std::mutex mu_;  // guards everything below
   int fd_ = -1;
   uint64_t next_request_id_ = 1;
+  uint64_t connections_ = 0;
   HelloResponse hello_;
 };
 

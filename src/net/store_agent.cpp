@@ -9,6 +9,9 @@ namespace {
 RpcClientOptions WithUpdates(RpcClientOptions o, StoreAgent* agent,
                              void (StoreAgent::*apply)(const TableUpdate&)) {
   o.on_table_update = [agent, apply](const TableUpdate& u) { (agent->*apply)(u); };
+  // The ping loop is the retry: one connect attempt per ping keeps the gap
+  // between pings a measure of how long this process was stopped.
+  o.connect_attempts = 1;
   return o;
 }
 
@@ -30,6 +33,7 @@ Status StoreAgent::Start() {
     return Status(ErrorCodeFromInt(r.code).value_or(ErrorCode::INTERNAL_ERROR), r.message);
   }
   reachable_ = true;
+  synced_connection_ = client_.connections();
   spdlog::info("segment '{}' ({} bytes) mounted at master {} (master id {})", options_.segment.name,
                options_.segment.size, options_.rpc.address, client_.hello().master_id);
   started_ = true;
@@ -66,18 +70,39 @@ void StoreAgent::Apply(const TableUpdate& update) {
   std::lock_guard<std::mutex> lock(table_mu_);
   for (const TableChange& c : update.changes) {
     auto it = table_.find(c.entry.key);
-    if (it != table_.end()) {
+    bool add = c.op == static_cast<uint8_t>(TableOp::kAdd);
+    // A removal names the record it drops; a newer record of the key stays.
+    if (it != table_.end() && (add || it->second.version <= c.entry.version)) {
       table_bytes_ -= it->second.size;
       table_.erase(it);
     }
-    if (c.op == static_cast<uint8_t>(TableOp::kAdd)) {
+    if (add) {
       table_[c.entry.key] = c.entry;
       table_bytes_ += c.entry.size;
     }
   }
 }
 
+void StoreAgent::Forget(int64_t silent_ms, uint64_t client_ttl_ms) {
+  size_t n = 0;
+  {
+    std::lock_guard<std::mutex> lock(table_mu_);
+    n = table_.size();
+    table_.clear();
+    table_bytes_ = 0;
+  }
+  forgotten_ += n;
+  spdlog::warn(
+      "segment '{}': this process was stopped or stalled for {} ms, longer than the master's "
+      "client TTL "
+      "({} ms): the master has dropped the segment's objects and others may have replaced or "
+      "removed them since, so its {} table entr{} are forgotten and the segment is remounted "
+      "empty",
+      options_.segment.name, silent_ms, client_ttl_ms, n, n == 1 ? "y" : "ies");
+}
+
 Status StoreAgent::Remount() {
+  uint64_t connection = client_.connections();
   std::vector<ObjectEntry> table = Table();
   StatusResponse r;
   Status st = client_.Call(MsgType::kRemountSegment, RemountRequest{options_.segment, table}, r);
@@ -85,6 +110,9 @@ Status StoreAgent::Remount() {
     st = Status(ErrorCodeFromInt(r.code).value_or(ErrorCode::INTERNAL_ERROR), r.message);
   }
   if (st.ok()) {
+    // Any change the master made before this remount reached this table or
+    // comes back as a TableUpdate correcting it, on this connection.
+    synced_connection_ = std::max(connection, client_.connections());
     remounts_++;
     spdlog::info("segment '{}' remounted at master {} with {} object(s) (master id {})",
                  options_.segment.name, options_.rpc.address, table.size(),
@@ -97,16 +125,38 @@ Status StoreAgent::Remount() {
 }
 
 void StoreAgent::Run() {
-  auto next_ping = std::chrono::steady_clock::now();
+  using Clock = std::chrono::steady_clock;
+  auto next_ping = Clock::now();
+  auto last_ping_end = Clock::now();
+  uint64_t client_ttl_ms = 0;  // the master's, from its last pong
   while (true) {
     {
       std::unique_lock<std::mutex> lock(stop_mu_);
       if (stopping_) return;
     }
-    if (std::chrono::steady_clock::now() >= next_ping) {
-      next_ping = std::chrono::steady_clock::now() + options_.ping_interval;
+    if (Clock::now() >= next_ping) {
+      auto now = Clock::now();
+      next_ping = now + options_.ping_interval;
+      // A gap longer than the master's client TTL, between calls or inside
+      // one, means this process was stopped (SIGSTOP, a frozen VM) or its
+      // calls stalled for that long: the master may have expired the segment
+      // and removed or replaced its objects since, so the table is forgotten
+      // and the segment remounted empty. Calls fail within the connect and
+      // call timeouts, which stay below the default TTL.
+      bool forgot = false;
+      auto check_gap = [&](Clock::time_point since) {
+        int64_t gap_ms =
+            std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - since).count();
+        if (!forgot && client_ttl_ms > 0 && gap_ms > static_cast<int64_t>(client_ttl_ms)) {
+          Forget(gap_ms, client_ttl_ms);
+          forgot = true;
+        }
+      };
+      check_gap(last_ping_end);
       PingResponse pong;
       Status st = client_.Call(MsgType::kPing, PingRequest{1}, pong);
+      check_gap(now);
+      last_ping_end = Clock::now();
       if (!st.ok()) {
         if (reachable_.exchange(false)) {
           spdlog::warn("master {} unreachable: {}; retrying every {} ms", options_.rpc.address,
@@ -119,7 +169,17 @@ void StoreAgent::Run() {
       if (!reachable_.exchange(true)) {
         spdlog::info("master {} reachable again", options_.rpc.address);
       }
-      if (pong.remount_needed) (void)Remount();
+      if (pong.client_ttl_ms > 0) client_ttl_ms = pong.client_ttl_ms;
+      // A new connection may have missed TableUpdates sent on the old one.
+      if (pong.remount_needed || forgot || client_.connections() != synced_connection_) {
+        bool forgot_before = forgot;
+        auto remount_start = Clock::now();
+        (void)Remount();
+        // Stopped while remounting: the table just sent may be stale; send it again empty.
+        check_gap(remount_start);
+        if (forgot && !forgot_before) (void)Remount();
+      }
+      last_ping_end = Clock::now();
     }
     // Between pings, listen for table updates in short slices so Stop() is prompt.
     auto wait = std::min<std::chrono::milliseconds>(

@@ -2,7 +2,13 @@
 // segment at the master, pings every interval, keeps the table of the
 // objects in its segment from the master's TableUpdate notifications, and
 // remounts with that table whenever the master says it lacks the segment
-// (a restarted master rebuilds its index this way). Stop() unmounts.
+// (a restarted master rebuilds its index this way) or the connection was
+// re-opened (updates sent on the old one may be lost; the master answers
+// a remount with the changes that make the table equal its view). A process
+// that finds it was stopped longer than the master's client TTL forgets its
+// table first: the master dropped those objects and may have removed or
+// replaced them since (docs/master.md, "Restart without loss"). Stop()
+// unmounts.
 //
 // Threading: one background thread owns the RPC connection; the table is
 // guarded by table_mu_ and may be read from any thread.
@@ -48,6 +54,8 @@ class StoreAgent {
   size_t objects() const;
   uint64_t table_bytes() const;
   uint64_t remounts() const { return remounts_; }
+  // Table entries forgotten after this process was stopped past the TTL.
+  uint64_t forgotten() const { return forgotten_; }
   bool master_reachable() const { return reachable_; }
   std::vector<ObjectEntry> Table() const;
 
@@ -55,6 +63,7 @@ class StoreAgent {
   void Run();
   void Apply(const TableUpdate& update);
   Status Remount();
+  void Forget(int64_t silent_ms, uint64_t client_ttl_ms);
 
   const StoreAgentOptions options_;
   RpcClient client_;  // used by Start() before the thread exists, then by Run() only
@@ -64,6 +73,8 @@ class StoreAgent {
   bool stopping_ = false;
   bool started_ = false;
   std::atomic<uint64_t> remounts_{0};
+  std::atomic<uint64_t> forgotten_{0};
+  uint64_t synced_connection_ = 0;  // the connection the table is known in line on (Run only)
   std::atomic<bool> reachable_{false};
 
   mutable std::mutex table_mu_;  // guards table_ and table_bytes_

@@ -92,6 +92,82 @@ TEST_CASE("a store mounts, keeps its table, remounts after a master kill -9, unm
   CHECK(restarted.Log().find("unmount of segment 'seg-a' by client") != std::string::npos);
 }
 
+// Puts each key into `segment` with checksum `checksum` (metadata only: the
+// master and the stores' tables are what this is about).
+void PutInto(RpcClient& writer, const std::string& segment, const std::vector<std::string>& keys,
+             uint64_t checksum) {
+  PutStartRequest start{1, segment, {}};
+  PutEndRequest end;
+  for (const std::string& k : keys) {
+    start.items.push_back({k, 64 << 10});
+    end.items.push_back({k, checksum});
+  }
+  ReplicaListResponse placed;
+  REQUIRE(writer.Call(MsgType::kPutStart, start, placed).ok());
+  for (const ReplicaItem& it : placed.items) REQUIRE(it.code == 0);
+  REQUIRE(placed.segments.size() == 1);
+  REQUIRE(placed.segments[0].name == segment);
+  CodesResponse ended;
+  REQUIRE(writer.Call(MsgType::kPutEnd, end, ended).ok());
+  for (int32_t code : ended.codes) REQUIRE(code == 0);
+}
+
+TEST_CASE("a store stopped past the client TTL comes back empty: nothing removed meanwhile returns") {
+  // Store a holds "moved" and "gone". It is stopped past the TTL; meanwhile
+  // "moved" is put again on b and "gone" is put on b and removed; then the
+  // master is killed and restarted before a resumes. Before a store forgot
+  // its table in that case, the new master rebuilt "gone" (removed) and the
+  // old "moved" from a's table.
+  std::vector<std::string> master_args{"master",      "--port",          "0",
+                                       "--admin-port", "0",              "--meta-port",
+                                       "0",            "--client-ttl",    "1s",
+                                       "--default-kv-lease-ttl",         "200ms"};
+  auto master = std::make_unique<KvcachedProcess>(master_args);
+  std::string rpc = master->Address("rpc");
+  std::string port = std::to_string(master->Port("rpc"));
+  master_args[2] = port;
+  KvcachedProcess a({"store", "--master", rpc, "--segment-size", "16MiB", "--segment-name",
+                     "seg-a", "--ping-interval", "100ms"});
+  KvcachedProcess b({"store", "--master", rpc, "--segment-size", "16MiB", "--segment-name",
+                     "seg-b", "--ping-interval", "100ms"});
+  std::string admin_a = a.Address("admin");
+  std::string admin_b = b.Address("admin");
+  auto writer = Writer(rpc);
+  PutInto(*writer, "seg-a", {"moved", "gone", "kept"}, 1);
+  REQUIRE(WaitFor([&] { return Metric(admin_a, "kvcached_store_objects") == 3; }, 10s));
+
+  a.Signal(SIGSTOP);
+  // The master drops a's objects once its TTL has passed.
+  REQUIRE(WaitFor([&] { return Found(*writer, {"moved", "gone", "kept"}) == 0; }, 20s));
+  PutInto(*writer, "seg-b", {"moved", "gone"}, 2);
+  CodesResponse removed;
+  REQUIRE(writer->Call(MsgType::kRemove, RemoveRequest{false, {"gone"}}, removed).ok());
+  REQUIRE(removed.codes[0] == 0);
+  REQUIRE(WaitFor([&] { return Metric(admin_b, "kvcached_store_objects") == 1; }, 10s));
+
+  CHECK(master->Stop(SIGKILL) == 128 + SIGKILL);
+  master.reset();
+  KvcachedProcess restarted(master_args);
+  REQUIRE(WaitFor([&] { return Found(*writer, {"moved"}) == 1; }, 10s));  // b remounted
+  a.Signal(SIGCONT);
+  // a finds it was stopped past the TTL, forgets its three entries, remounts empty.
+  REQUIRE(WaitFor(
+      [&] { return Metric(admin_a, "kvcached_store_table_entries_forgotten_total") == 3; }, 10s));
+  REQUIRE(WaitFor([&] { return Metric(admin_a, "kvcached_store_remounts_total") >= 1; }, 10s));
+  REQUIRE(WaitFor([&] { return HttpGet(restarted.Address("admin"), "/get_all_segments").find("seg-a") !=
+                               std::string::npos; },
+                  10s));
+  ReplicaListResponse r;
+  REQUIRE(writer->Call(MsgType::kGetReplicaList, KeysRequest{{"moved", "gone", "kept"}}, r).ok());
+  REQUIRE(r.items[0].code == 0);
+  CHECK(r.items[0].checksum == 2);  // the newer put, not a's older one
+  CHECK(r.segments[r.items[0].replicas[0].segment].name == "seg-b");
+  CHECK(r.items[1].code == Code(ErrorCode::OBJECT_NOT_FOUND));  // removed stays removed
+  CHECK(r.items[2].code == Code(ErrorCode::OBJECT_NOT_FOUND));  // dropped at the expiry
+  CHECK(Metric(admin_a, "kvcached_store_objects") == 0);
+  CHECK(a.Log().find("longer than the master's client TTL") != std::string::npos);
+}
+
 TEST_CASE("the data port moves bytes and bounds-checks every range") {
   KvcachedProcess master({"master", "--port", "0", "--admin-port", "0", "--meta-port", "0"});
   constexpr uint64_t kSize = 64ull << 20;
