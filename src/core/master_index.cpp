@@ -85,6 +85,7 @@ struct Segment {
       : name(std::move(n)), alloc(capacity, alignment) {}
   std::string name;
   std::string owner;
+  uint64_t owner_proof = 0;  // the owner's Hello proof digest (Caller::proof)
   std::string host_id;
   std::string endpoint;
   uint64_t base = 0;
@@ -106,6 +107,25 @@ struct Zombie {  // space of a taken-over put, reused only after the release tim
 };
 
 uint64_t WriterHash(const std::string& client_id) { return std::hash<std::string>{}(client_id); }
+
+// `other_owner`: the code when another client id owns the segment.
+Status CheckOwner(const Segment& s, const Caller& caller,
+                  ErrorCode other_owner = ErrorCode::SEGMENT_ALREADY_EXISTS) {
+  if (s.owner != caller.client_id) {
+    return Status(other_owner, "segment '" + s.name + "' belongs to " + s.owner);
+  }
+  if (s.owner_proof != caller.proof) {
+    return Status(ErrorCode::ILLEGAL_CLIENT,
+                  "segment '" + s.name + "' belongs to client '" + s.owner +
+                      "' and this connection did not prove it is that process");
+  }
+  return Status::Ok();
+}
+
+// A new process of the segment's owner: another client id, the same proof.
+bool RestartedOwner(const Segment& s, const Caller& caller) {
+  return caller.proof != 0 && s.owner != caller.client_id && s.owner_proof == caller.proof;
+}
 
 }  // namespace
 
@@ -411,18 +431,25 @@ Status MasterIndex::Mount(const Caller& caller, const SegmentInfo& seg, int64_t 
   auto it = m.segment_ids.find(seg.name);
   if (it != m.segment_ids.end() && m.segments[it->second]->mounted) {
     Segment& s = *m.segments[it->second];
-    if (s.owner == caller.client_id && s.alloc.capacity_bytes() == seg.size /
-                                                                       options_.alignment_bytes *
-                                                                       options_.alignment_bytes) {
+    if (Status st = CheckOwner(s, caller); !st.ok()) {
+      if (!RestartedOwner(s, caller)) return st;
+      // The same owner in a new process (it kept its proof): the old
+      // process's memory is gone with it, and so are its objects.
+      counters_.owner_restarts++;
+      m.DropSegmentReplicas(it->second, /*bury=*/false);
+    } else if (s.alloc.capacity_bytes() ==
+               seg.size / options_.alignment_bytes * options_.alignment_bytes) {
       s.endpoint = seg.endpoint;  // a retried mount may carry a new endpoint
       s.base = seg.base;
       return Status::Ok();
+    } else {
+      return Status(ErrorCode::SEGMENT_ALREADY_EXISTS,
+                    "segment '" + seg.name + "' is already mounted with another size");
     }
-    return Status(ErrorCode::SEGMENT_ALREADY_EXISTS,
-                  "segment '" + seg.name + "' is already mounted by " + s.owner);
   }
   auto fresh = std::make_unique<Segment>(seg.name, seg.size, options_.alignment_bytes);
   fresh->owner = caller.client_id;
+  fresh->owner_proof = caller.proof;
   fresh->host_id = caller.host_id;
   fresh->endpoint = seg.endpoint;
   fresh->base = seg.base;
@@ -447,11 +474,11 @@ Status MasterIndex::Remount(const Caller& caller, const SegmentInfo& seg,
   }
   auto it = m.segment_ids.find(seg.name);
   if (it != m.segment_ids.end() && m.segments[it->second]->mounted) {
-    if (m.segments[it->second]->owner != caller.client_id) {
-      return Status(ErrorCode::SEGMENT_ALREADY_EXISTS,
-                    "segment '" + seg.name + "' is mounted by " + m.segments[it->second]->owner);
-    }
-    if (Status st = Mount(caller, seg, now_ms); !st.ok()) return st;  // size or endpoint change
+    // Only a fresh start (MountSegment) replaces another process of the
+    // same owner; an older process that remounts is refused, so two
+    // processes given one owner file cannot take the segment in turns.
+    if (Status st = CheckOwner(*m.segments[it->second], caller); !st.ok()) return st;
+    if (Status st = Mount(caller, seg, now_ms); !st.ok()) return st;  // endpoint change
     Reconcile(it->second, entries);
     return Status::Ok();
   }
@@ -462,9 +489,8 @@ Status MasterIndex::Remount(const Caller& caller, const SegmentInfo& seg,
   // Newest first: of two records over one range, or of one key, the newer wins.
   std::vector<size_t> order(entries.size());
   std::iota(order.begin(), order.end(), size_t{0});
-  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) {
-    return entries[a].version > entries[b].version;
-  });
+  std::stable_sort(order.begin(), order.end(),
+                   [&](size_t a, size_t b) { return entries[a].version > entries[b].version; });
   auto refuse = [&](const ObjectEntry& e) {
     counters_.remount_objects_rejected++;
     m.QueueEntry(sid, TableOp::kRemove, e);
@@ -482,9 +508,8 @@ Status MasterIndex::Remount(const Caller& caller, const SegmentInfo& seg,
       // a complete record of a higher version wins; at the same version it is
       // another replica of the same object.
       bool keep_other = o.state != State::kComplete || o.version > e.version ||
-                        (o.version == e.version &&
-                         (o.size != e.size || o.checksum != e.checksum ||
-                          o.locs.size() >= kMaxReplicas));
+                        (o.version == e.version && (o.size != e.size || o.checksum != e.checksum ||
+                                                    o.locs.size() >= kMaxReplicas));
       if (keep_other) {
         refuse(e);
         continue;
@@ -557,11 +582,22 @@ Status MasterIndex::Unmount(const Caller& caller, const std::string& name, int64
   if (it == m.segment_ids.end() || !m.segments[it->second]->mounted) {
     return Status(ErrorCode::SEGMENT_NOT_FOUND, "no mounted segment '" + name + "'");
   }
-  if (m.segments[it->second]->owner != caller.client_id) {
-    return Status(ErrorCode::ILLEGAL_CLIENT,
-                  "segment '" + name + "' belongs to " + m.segments[it->second]->owner);
+  if (Status st = CheckOwner(*m.segments[it->second], caller, ErrorCode::ILLEGAL_CLIENT);
+      !st.ok()) {
+    return st;
   }
   m.DropSegmentReplicas(it->second, /*bury=*/false);
+  return Status::Ok();
+}
+
+Status MasterIndex::AdmitOwner(const std::string& client_id, uint64_t proof) const {
+  for (const auto& s : impl_->segments) {
+    if (s->mounted && s->owner == client_id && s->owner_proof != proof) {
+      return Status(ErrorCode::ILLEGAL_CLIENT,
+                    "client id '" + client_id + "' owns segment '" + s->name +
+                        "' and this Hello does not prove it is that process");
+    }
+  }
   return Status::Ok();
 }
 

@@ -55,6 +55,9 @@ struct MasterOptions {
 struct Caller {
   std::string client_id;
   std::string host_id;
+  // A digest of the Hello's owner proof (0: none). A segment belongs to the
+  // client id and the proof that mounted it.
+  uint64_t proof = 0;
 };
 
 struct SegmentStats {
@@ -78,7 +81,8 @@ struct MasterCounters {
   uint64_t clients_expired = 0;
   uint64_t remount_objects_rejected = 0;    // out of bounds, overlapping, stale or removed
   uint64_t remount_objects_superseded = 0;  // records replaced by a newer one of the same key
-  uint64_t reconcile_changes = 0;  // table changes sent to owners whose tables had drifted
+  uint64_t reconcile_changes = 0;           // table changes sent to owners whose tables had drifted
+  uint64_t owner_restarts = 0;  // segments mounted again by a new process proving the same owner
 };
 
 class MasterIndex {
@@ -108,6 +112,14 @@ class MasterIndex {
   // (docs/master.md, "Restart without loss").
   Status Remount(const Caller& caller, const SegmentInfo& segment,
                  const std::vector<ObjectEntry>& objects, int64_t now_ms);
+  // Whether a Hello claiming `client_id` with `proof` may be taken: not when
+  // that id owns a mounted segment and the proof differs (ILLEGAL_CLIENT,
+  // naming the segment), so no peer can act as another's identity.
+  Status AdmitOwner(const std::string& client_id, uint64_t proof) const;
+  // Ownership (docs/master.md, "Segment owners"): Mount, Remount and
+  // Unmount of a mounted segment need its owner's client id and proof
+  // (ILLEGAL_CLIENT for the id with another proof). A Mount by another id
+  // with the same proof is the owner's new process: it replaces the mount.
   // SEGMENT_NOT_FOUND; ILLEGAL_CLIENT when the caller does not own it. Drops
   // the segment's replicas; objects left without a replica are removed.
   Status Unmount(const Caller& caller, const std::string& name, int64_t now_ms);

@@ -18,6 +18,7 @@ void Fields(Io& io, HelloRequest& m) {
   io.Str(m.client_id, kMaxIdBytes);
   io.Str(m.host_id, kMaxIdBytes);
   io.Str(m.token, kMaxTokenBytes);
+  io.Str(m.owner_proof, kMaxOwnerProofBytes);
 }
 
 template <typename Io>
@@ -84,7 +85,8 @@ void Fields(Io& io, RdmaQpParams& m) {
   if constexpr (Io::kReading) {
     if (m.psn > 0xFFFFFF) return io.Fail("queue pair PSN above 24 bits");
     if (m.qpn > 0xFFFFFF) return io.Fail("queue pair number above 24 bits");
-    if (m.mtu < 1 || m.mtu > 5) return io.Fail("path MTU code " + std::to_string(m.mtu) + " is not 1-5");
+    if (m.mtu < 1 || m.mtu > 5)
+      return io.Fail("path MTU code " + std::to_string(m.mtu) + " is not 1-5");
   }
 }
 
@@ -267,6 +269,12 @@ Status DecodeBody(std::string_view body, T& out) {
 #define KVCACHED_INSTANTIATE_CODEC(T)               \
   template std::string EncodeBody<T>(const T& msg); \
   template Status DecodeBody<T>(std::string_view body, T & out);
+uint64_t OwnerProofDigest(std::string_view proof) {
+  if (proof.empty()) return 0;
+  uint64_t d = std::hash<std::string_view>{}(proof);
+  return d == 0 ? 1 : d;
+}
+
 KVCACHED_INSTANTIATE_CODEC(HelloRequest)
 KVCACHED_INSTANTIATE_CODEC(HelloResponse)
 KVCACHED_INSTANTIATE_CODEC(ErrorBody)
@@ -332,7 +340,8 @@ namespace {
 
 // Encoded sizes at their maxima, following the field lists above.
 constexpr uint64_t StrMax(uint64_t max_bytes) { return 4 + max_bytes; }
-constexpr uint64_t kHelloMax = 1 + StrMax(kMaxIdBytes) * 2 + StrMax(kMaxTokenBytes);
+constexpr uint64_t kHelloMax =
+    1 + StrMax(kMaxIdBytes) * 2 + StrMax(kMaxTokenBytes) + StrMax(kMaxOwnerProofBytes);
 constexpr uint64_t kSegmentInfoMax = StrMax(kMaxIdBytes) + 8 + 8 + StrMax(kMaxEndpointBytes);
 constexpr uint64_t kKeysMax = 4 + kMaxBatchKeys * StrMax(kMaxKeyBytes);
 constexpr uint64_t kPutStartMax =

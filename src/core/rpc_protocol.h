@@ -18,7 +18,7 @@
 namespace kvcached {
 
 inline constexpr uint32_t kRpcMagic = 0x3143564B;  // "KVC1" on the wire
-inline constexpr uint16_t kRpcVersion = 1;
+inline constexpr uint16_t kRpcVersion = 2;
 inline constexpr size_t kFrameHeaderBytes = 24;
 inline constexpr uint32_t kMaxBodyBeforeHello = 4096;
 inline constexpr uint32_t kDefaultMaxBodyBytes = 64u << 20;
@@ -27,6 +27,7 @@ inline constexpr uint32_t kDefaultMaxBodyBytes = 64u << 20;
 inline constexpr size_t kMaxKeyBytes = 4096;
 inline constexpr size_t kMaxIdBytes = 256;  // client ids, host ids, segment names
 inline constexpr size_t kMaxTokenBytes = 1024;
+inline constexpr size_t kMaxOwnerProofBytes = 128;
 inline constexpr size_t kMaxEndpointBytes = 64 << 10;  // a segment's data-plane descriptor
 inline constexpr size_t kMaxMessageBytes = 4096;       // human-readable error text
 inline constexpr size_t kMaxBatchKeys = 8192;
@@ -105,7 +106,15 @@ struct HelloRequest {
   std::string client_id;  // unique per process; owner identity for its segments
   std::string host_id;    // same value on the same host (shared-memory path)
   std::string token;      // the cluster token when one is configured
+  // A secret the process that mounts segments keeps to itself (never logged,
+  // never published): the master ties each segment to it, so another peer
+  // that claims the same client id cannot remount, unmount or ping for that
+  // segment (docs/master.md, "Segment owners"). Empty for plain clients.
+  std::string owner_proof;
 };
+
+// What the master keeps of an owner proof: a digest, 0 for none.
+uint64_t OwnerProofDigest(std::string_view proof);
 
 struct HelloResponse {
   int32_t code = 0;

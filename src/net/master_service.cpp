@@ -18,8 +18,7 @@ constexpr size_t kOpSlots = 16;  // MsgType values are below this
 
 bool IsObjectOp(MsgType t) {
   return t == MsgType::kPutEnd || t == MsgType::kRemove || t == MsgType::kRemoveAll ||
-         t == MsgType::kUnmountSegment || t == MsgType::kPutStart ||
-         t == MsgType::kRemountSegment;
+         t == MsgType::kUnmountSegment || t == MsgType::kPutStart || t == MsgType::kRemountSegment;
 }
 
 int32_t Code(ErrorCode c) { return static_cast<int32_t>(c); }
@@ -64,10 +63,10 @@ MasterService::MasterService(boost::asio::io_context& ioc, MasterServiceOptions 
         // restarted master's are above its predecessor's.
         MasterOptions o = options_.index;
         if (o.version_base_us == 0) {
-          o.version_base_us = static_cast<uint64_t>(
-              std::chrono::duration_cast<std::chrono::microseconds>(
-                  std::chrono::system_clock::now().time_since_epoch())
-                  .count());
+          o.version_base_us =
+              static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
+                                        std::chrono::system_clock::now().time_since_epoch())
+                                        .count());
         }
         return o;
       }()),
@@ -78,6 +77,13 @@ MasterService::MasterService(boost::asio::io_context& ioc, MasterServiceOptions 
             RpcServerOptions o = options_.rpc;
             o.master_id = master_id_;
             o.lease_ttl_ms = static_cast<uint64_t>(options_.index.lease_ttl_ms);
+            // A peer claiming the client id of a segment's owner must hold
+            // its owner proof (docs/master.md, "Segment owners").
+            o.admit = [this](const std::string& client_id, uint64_t proof) {
+              std::lock_guard<std::mutex> lock(index_mu_);
+              Status st = index_.AdmitOwner(client_id, proof);
+              return st.ok() ? std::string() : st.message();
+            };
             return o;
           }(),
           [this](const RpcPeer& peer, MsgType type, std::string_view body, std::string& out,
@@ -224,7 +230,7 @@ Status MasterService::Dispatch(const RpcPeer& peer, MsgType type, std::string_vi
                                std::string& out, uint16_t& flags) {
   auto started = std::chrono::steady_clock::now();
   int64_t now = NowMs();
-  Caller caller{peer.client_id, peer.host_id};
+  Caller caller{peer.client_id, peer.host_id, peer.proof};
   size_t slot = static_cast<size_t>(type);
   uint64_t failures = 0;
   Status decoded;  // a batched request whose body did not decode closes the connection
@@ -418,6 +424,10 @@ void MasterService::RenderSegmentMetrics(std::string& out) {
   counter("kvcached_master_reconcile_changes_total",
           "Table changes sent to owners whose tables had drifted from the index",
           c.reconcile_changes);
+  counter("kvcached_master_owner_restarts_total",
+          "Segments mounted again by a new process of their owner (same owner proof), "
+          "replacing the old mount at once",
+          c.owner_restarts);
 }
 
 void MasterService::HandleAdmin(const HttpRequest& req, const HttpRequestContext& ctx,

@@ -264,6 +264,13 @@ class RpcServer::Connection : public std::enable_shared_from_this<RpcServer::Con
                hello.role > static_cast<uint8_t>(PeerRole::kAdmin)) {
       refuse = ErrorCode::INVALID_PARAMS;
       res.message = "unknown role " + std::to_string(hello.role);
+    } else if (std::string why =
+                   st_->options.admit
+                       ? st_->options.admit(hello.client_id, OwnerProofDigest(hello.owner_proof))
+                       : std::string();
+               !why.empty()) {
+      refuse = ErrorCode::ILLEGAL_CLIENT;
+      res.message = std::move(why);
     } else if (std::string why = st_->Promote(ip_, static_cast<PeerRole>(hello.role), slot_);
                !why.empty()) {
       refuse = ErrorCode::UNAVAILABLE_IN_CURRENT_STATUS;
@@ -284,6 +291,7 @@ class RpcServer::Connection : public std::enable_shared_from_this<RpcServer::Con
     peer_.role = static_cast<PeerRole>(hello.role);
     peer_.client_id = std::move(hello.client_id);
     peer_.host_id = std::move(hello.host_id);
+    peer_.proof = OwnerProofDigest(hello.owner_proof);
     {
       std::lock_guard<std::mutex> lock(st_->mu);
       st_->by_client[peer_.client_id] = weak_from_this();

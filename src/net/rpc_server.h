@@ -52,6 +52,10 @@ struct RpcServerOptions {
   // After Hello: a connection that sends no frame this long is closed.
   std::chrono::milliseconds idle_timeout{600'000};
   std::optional<AuthToken> token;
+  // Asked about each Hello that passed the other checks (client id, the
+  // digest of its owner proof): a non-empty answer refuses it with
+  // ILLEGAL_CLIENT and that message. Called on an I/O thread.
+  std::function<std::string(const std::string& client_id, uint64_t proof)> admit;
   std::string master_id;      // sent in HelloResponse
   uint64_t lease_ttl_ms = 0;  // sent in HelloResponse
 };
@@ -63,6 +67,7 @@ struct RpcPeer {
   PeerRole role = PeerRole::kClient;
   std::string client_id;
   std::string host_id;
+  uint64_t proof = 0;  // OwnerProofDigest of the Hello's owner proof
 };
 
 // Handles one decoded request: fills `response_body` (an encoded body) and

@@ -2,6 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include "core/identity.h"
+
 namespace kvcached {
 
 namespace {
@@ -9,6 +11,9 @@ namespace {
 RpcClientOptions WithUpdates(RpcClientOptions o, StoreAgent* agent,
                              void (StoreAgent::*apply)(const TableUpdate&)) {
   o.on_table_update = [agent, apply](const TableUpdate& u) { (agent->*apply)(u); };
+  // The segment's owner proof: only this process can remount, unmount or
+  // ping for the segment, whoever learns its client id.
+  if (o.hello.owner_proof.empty()) o.hello.owner_proof = RandomId("", 32);
   // The ping loop is the retry: one connect attempt per ping keeps the gap
   // between pings a measure of how long this process was stopped.
   o.connect_attempts = 1;

@@ -591,23 +591,24 @@ TEST_CASE("version mismatch and malformed frames close only that connection") {
   uint16_t port = master.Port("rpc");
 
   int fd = RawConnect(port);
-  std::string hello = EncodeBody(HelloRequest{1, "future", "h", ""});
-  std::string frame = Header(2, 1, static_cast<uint32_t>(hello.size())) + hello;
+  std::string hello = EncodeBody(HelloRequest{1, "future", "h", "", ""});
+  constexpr uint16_t kFuture = kRpcVersion + 1;
+  std::string frame = Header(kFuture, 1, static_cast<uint32_t>(hello.size())) + hello;
   REQUIRE(send(fd, frame.data(), frame.size(), 0) == static_cast<ssize_t>(frame.size()));
   std::string answer = ReadAll(fd);
   REQUIRE(answer.size() > kFrameHeaderBytes);
   ErrorBody err;
   REQUIRE(DecodeBody(std::string_view(answer).substr(kFrameHeaderBytes), err).ok());
   CHECK(err.code == Code(ErrorCode::INVALID_VERSION));
-  CHECK(err.message.find("version 2") != std::string::npos);
-  CHECK(err.message.find("version 1") != std::string::npos);
+  CHECK(err.message.find("version " + std::to_string(kFuture)) != std::string::npos);
+  CHECK(err.message.find("version " + std::to_string(kRpcVersion)) != std::string::npos);
 
   const std::vector<std::string> bad = {
       std::string("GET / HTTP/1.1\r\n\r\n") + std::string(8, 'x'),  // not our protocol
-      Header(1, 1, kMaxBodyBeforeHello + 1),                        // too big before Hello
-      Header(1, 1, 3) + "abc",                                      // Hello that is cut short
-      Header(1, 6, 4) + std::string(4, '\0'),                       // request before Hello
-      Header(1, 1, 0, 0xdeadbeef),                                  // bad magic
+      Header(kRpcVersion, 1, kMaxBodyBeforeHello + 1),              // too big before Hello
+      Header(kRpcVersion, 1, 3) + "abc",                            // Hello that is cut short
+      Header(kRpcVersion, 6, 4) + std::string(4, '\0'),             // request before Hello
+      Header(kRpcVersion, 1, 0, 0xdeadbeef),                        // bad magic
   };
   for (const std::string& payload : bad) {
     int s = RawConnect(port);

@@ -120,7 +120,7 @@ TEST_CASE("leases block removal; force overrides; RemoveAll skips leased") {
   REQUIRE(m.Mount(kStoreA, Seg("a", 64 * kMiB), 0).ok());
   Put(m, "k", kMiB, 0);
   Put(m, "j", kMiB, 0);
-  m.ExistKeys({"k", "j"}, 50);  // no lease
+  m.ExistKeys({"k", "j"}, 50);    // no lease
   m.GetReplicaLists({"k"}, 100);  // lease until 1100
   CHECK(m.Remove({"k"}, false, 500).codes[0] == Code(ErrorCode::OBJECT_HAS_LEASE));
   CHECK(m.RemoveAll(false, 500) == 1);                  // only j
@@ -372,8 +372,8 @@ TEST_CASE("rebuild keeps the newest record of each key, in either remount order"
 
 TEST_CASE("rebuild: of two records over one range the newer wins") {
   MasterIndex m(Opts());
-  REQUIRE(m.Remount(kStoreA, Seg("a", 4 * kMiB), {{"old", 0, 2 * kMiB, 1, 5}, {"new", kMiB, kMiB, 2, 9}},
-                    0)
+  REQUIRE(m.Remount(kStoreA, Seg("a", 4 * kMiB),
+                    {{"old", 0, 2 * kMiB, 1, 5}, {"new", kMiB, kMiB, 2, 9}}, 0)
               .ok());
   CHECK(m.counters().remount_objects_rejected == 1);
   CHECK(m.Lookup("old", 0) == std::nullopt);
@@ -423,8 +423,7 @@ TEST_CASE("tombstones are bounded: past the limit older records are refused whol
   std::vector<TableChange> removed = UpdatesFor(m, "store-a");
   REQUIRE(removed.size() == 4);  // two adds, two removes
   // "x" fell out of the tombstones: a record of it at its version is refused by the floor.
-  REQUIRE(m.Remount(kStoreB, Seg("b", 8 * kMiB), {removed[0].entry, {"z", 4 * kMiB, kMiB, 3, 1}},
-                    2)
+  REQUIRE(m.Remount(kStoreB, Seg("b", 8 * kMiB), {removed[0].entry, {"z", 4 * kMiB, kMiB, 3, 1}}, 2)
               .ok());
   CHECK(m.Lookup("x", 2) == std::nullopt);
   CHECK(m.Lookup("z", 2) == std::nullopt);  // version 1 is below the floor too
@@ -478,6 +477,54 @@ TEST_CASE("versions grow within a master and across a restart") {
   std::vector<TableChange> later = UpdatesFor(second, "store-b");
   REQUIRE(later.size() == 1);
   CHECK(later[0].entry.version > adds[2].entry.version);
+}
+
+TEST_CASE("segment owners: a peer claiming the owner's id without its proof changes nothing") {
+  MasterIndex m(Opts());
+  const Caller owner{"store-a", "host-a", 1111};
+  const Caller impostor{"store-a", "host-x", 2222};  // the id is public; the proof is not
+  const Caller no_proof{"store-a", "host-x", 0};
+  REQUIRE(m.Mount(owner, Seg("a", 8 * kMiB), 0).ok());
+  Put(m, "k1", kMiB, 0);
+  Put(m, "k2", kMiB, 0);
+  CHECK(m.AdmitOwner("store-a", 1111).ok());
+  CHECK(m.AdmitOwner("store-a", 2222).code() == ErrorCode::ILLEGAL_CLIENT);
+  CHECK(m.AdmitOwner("store-a", 0).code() == ErrorCode::ILLEGAL_CLIENT);
+  CHECK(m.AdmitOwner("someone-else", 2222).ok());
+  // Even a connection that got past Hello (before the mount) is refused.
+  for (const Caller& who : {impostor, no_proof}) {
+    CHECK(m.Remount(who, Seg("a", 8 * kMiB), {}, 10).code() == ErrorCode::ILLEGAL_CLIENT);
+    CHECK(m.Unmount(who, "a", 10).code() == ErrorCode::ILLEGAL_CLIENT);
+    CHECK(m.Mount(who, Seg("a", 1024 * kMiB), 10).code() == ErrorCode::ILLEGAL_CLIENT);
+    CHECK(m.Mount(who, Seg("a", 8 * kMiB), 10).code() == ErrorCode::ILLEGAL_CLIENT);
+  }
+  CHECK(m.GetReplicaLists({"k1", "k2"}, 10).items[1].code == kOk);
+  CHECK(m.Segments(10)[0].capacity_bytes == 8 * kMiB);
+  CHECK(m.counters().owner_restarts == 0);
+  // The owner itself can still do all of it.
+  CHECK(m.Remount(owner, Seg("a", 8 * kMiB), {}, 10).ok());
+  CHECK(m.Unmount(owner, "a", 10).ok());
+}
+
+TEST_CASE("segment owners: a new process proving the same owner replaces the mount at once") {
+  MasterIndex m(Opts());
+  const Caller before{"store-1", "host-a", 4242};
+  const Caller after{"store-2", "host-a", 4242};  // restarted: new id, same kept proof
+  const Caller stranger{"store-3", "host-a", 9999};
+  REQUIRE(m.Mount(before, Seg("a", 8 * kMiB), 0).ok());
+  Put(m, "k1", kMiB, 0);
+  CHECK(m.Mount(stranger, Seg("a", 8 * kMiB), 1).code() == ErrorCode::SEGMENT_ALREADY_EXISTS);
+  // Long before the client TTL: the old process's objects went with it.
+  REQUIRE(m.Mount(after, Seg("a", 8 * kMiB), 1).ok());
+  CHECK(m.counters().owner_restarts == 1);
+  CHECK(m.Lookup("k1", 1) == std::nullopt);
+  CHECK(m.Segments(10)[0].owner == "store-2");
+  CHECK(m.Unmount(before, "a", 1).code() == ErrorCode::ILLEGAL_CLIENT);
+  // The old process, had it lived on, cannot take it back by remounting.
+  CHECK(m.Remount(before, Seg("a", 8 * kMiB), {}, 1).code() == ErrorCode::SEGMENT_ALREADY_EXISTS);
+  CHECK(m.AdmitOwner("store-1", 4242).ok());  // it owns nothing now
+  Put(m, "k2", kMiB, 1);
+  CHECK(m.GetReplicaLists({"k2"}, 1).items[0].code == kOk);
 }
 
 TEST_CASE("unmount drops one replica and keeps objects that have another") {

@@ -28,8 +28,9 @@ T RoundTrip(const T& in) {
 SegmentInfo Seg() { return {"store-a/seg0", 0x7f0000000000, 4ull << 30, "tcp://127.0.0.1:7000"}; }
 
 TEST_CASE("every message round-trips and every prefix is refused") {
-  HelloRequest hello{2, "client-1", "host-a", "token"};
+  HelloRequest hello{2, "client-1", "host-a", "token", "proof"};
   CHECK(RoundTrip(hello).client_id == "client-1");
+  CHECK(RoundTrip(hello).owner_proof == "proof");
   HelloResponse hr{0, kRpcVersion, "master-xyz", 10000, "welcome"};
   CHECK(RoundTrip(hr).lease_ttl_ms == 10000);
   CHECK(RoundTrip(ErrorBody{-601, "no"}).code == -601);
@@ -151,8 +152,8 @@ TEST_CASE("RangeWithin is exact at the edges and never overflows") {
   CHECK_FALSE(RangeWithin({kSize + 1, 0}, kSize));
   CHECK_FALSE(RangeWithin({0, kSize + 1}, kSize));
   CHECK_FALSE(RangeWithin({UINT64_MAX, 1}, kSize));
-  CHECK_FALSE(RangeWithin({1, UINT64_MAX}, kSize));          // offset + length wraps to 0
-  CHECK_FALSE(RangeWithin({UINT64_MAX - 5, 16}, kSize));     // wraps to 10
+  CHECK_FALSE(RangeWithin({1, UINT64_MAX}, kSize));       // offset + length wraps to 0
+  CHECK_FALSE(RangeWithin({UINT64_MAX - 5, 16}, kSize));  // wraps to 10
   CHECK(RangeWithin({UINT64_MAX - 5, 5}, UINT64_MAX));
   CHECK_FALSE(RangeWithin({UINT64_MAX - 5, 6}, UINT64_MAX));
   DataRange out;
@@ -220,7 +221,7 @@ TEST_CASE("each request kind has a maximum body derived from its fields") {
   RemoveRequest remove{true, keys.keys};
   MountRequest mount{{std::string(kMaxIdBytes, 'n'), 1, 2, std::string(kMaxEndpointBytes, 'e')}};
   HelloRequest hello{1, std::string(kMaxIdBytes, 'c'), std::string(kMaxIdBytes, 'h'),
-                     std::string(kMaxTokenBytes, 't')};
+                     std::string(kMaxTokenBytes, 't'), std::string(kMaxOwnerProofBytes, 'p')};
   const std::vector<std::pair<MsgType, std::string>> largest = {
       {MsgType::kPing, EncodeBody(PingRequest{1})},
       {MsgType::kExistKey, EncodeBody(keys)},
