@@ -5,6 +5,9 @@
 // sets up queue pairs for clients that ask over the data port.
 #include <unistd.h>
 
+#include <cstdlib>
+#include <optional>
+
 #include <spdlog/spdlog.h>
 #include <boost/asio/io_context.hpp>
 
@@ -12,6 +15,7 @@
 #include "cmd/daemon.h"
 #include "core/build_info.h"
 #include "core/identity.h"
+#include "core/owner_proof_file.h"
 #include "core/units.h"
 #include "net/http_server.h"
 #include "net/segment_host.h"
@@ -82,6 +86,11 @@ std::vector<OptionSpec> StoreOptions() {
                  "A data-port connection that sends no request this long after Hello is closed "
                  "(clients reconnect)",
                  100),
+      MakeOption("owner-file", OptionKind::kString, "",
+                 "File that keeps the segment's owner proof across restarts (created 0600), so "
+                 "a restarted store takes its --segment-name back at once instead of after the "
+                 "master's --client-ttl (default: $STATE_DIRECTORY/owner-proof under systemd, "
+                 "else none)"),
   };
   for (OptionSpec& s : o) {
     if (s.name == "protocol") s.choices = {"tcp", "rdma"};
@@ -101,9 +110,30 @@ int RunStore(const CommandContext& ctx) {
   std::string name = cfg.IsSet("segment-name") ? cfg.String("segment-name")
                                                : host_id + ":" + std::to_string(getpid());
 
+  std::string owner_path = cfg.String("owner-file");
+  if (!cfg.IsSet("owner-file")) {
+    const char* state = std::getenv("STATE_DIRECTORY");  // systemd's StateDirectory=
+    if (state != nullptr && *state != '\0') {
+      std::string dir(state);
+      owner_path = dir.substr(0, dir.find(':')) + "/owner-proof";
+    }
+  }
+  std::optional<OwnerProofFile> owner_file;
+  if (!owner_path.empty()) {
+    Result<OwnerProofFile> opened = OwnerProofFile::Open(owner_path);
+    if (!opened.ok()) {
+      spdlog::error("{}", opened.status().message());
+      return ExitCode(opened.code());
+    }
+    owner_file.emplace(std::move(opened).value());
+    spdlog::info("owner proof {} {}", owner_file->created() ? "created in" : "read from",
+                 owner_path);
+  }
+
   SegmentHostOptions host_opts;
   host_opts.master = cfg.String("master");
   host_opts.client_id = RandomId("store");
+  if (owner_file) host_opts.owner_proof = owner_file->proof();
   host_opts.host_id = host_id;
   host_opts.segment_name = name;
   host_opts.memory.size_bytes = cfg.Number("segment-size");

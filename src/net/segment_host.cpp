@@ -86,6 +86,7 @@ Status SegmentHost::Mount() {
   agent.rpc.hello.role = static_cast<uint8_t>(PeerRole::kStore);
   agent.rpc.hello.client_id = options_.client_id;
   agent.rpc.hello.host_id = options_.host_id;
+  agent.rpc.hello.owner_proof = options_.owner_proof;
   if (options_.token) agent.rpc.hello.token = options_.token->secret();
   agent.rpc.connect_timeout = options_.connect_timeout;
   agent.rpc.connect_attempts = options_.connect_attempts;

@@ -35,6 +35,9 @@ inline constexpr const char* kShmSocketOff = "off";
 struct SegmentHostOptions {
   std::string master = "127.0.0.1:50051";
   std::string client_id;  // owner identity at the master; unique per process
+  // The secret that proves this process owns the segment (HelloRequest::
+  // owner_proof). Empty: a new random one, so a restart waits for the TTL.
+  std::string owner_proof;
   std::string host_id;
   std::string segment_name;
   SegmentMemoryOptions memory;  // size, huge pages, mlock (name is set from segment_name)

@@ -112,24 +112,24 @@ void PutInto(RpcClient& writer, const std::string& segment, const std::vector<st
   for (int32_t code : ended.codes) REQUIRE(code == 0);
 }
 
-TEST_CASE("a store stopped past the client TTL comes back empty: nothing removed meanwhile returns") {
+TEST_CASE(
+    "a store stopped past the client TTL comes back empty: nothing removed meanwhile returns") {
   // Store a holds "moved" and "gone". It is stopped past the TTL; meanwhile
   // "moved" is put again on b and "gone" is put on b and removed; then the
   // master is killed and restarted before a resumes. Before a store forgot
   // its table in that case, the new master rebuilt "gone" (removed) and the
   // old "moved" from a's table.
-  std::vector<std::string> master_args{"master",      "--port",          "0",
-                                       "--admin-port", "0",              "--meta-port",
-                                       "0",            "--client-ttl",    "1s",
-                                       "--default-kv-lease-ttl",         "200ms"};
+  std::vector<std::string> master_args{
+      "master", "--port",       "0",  "--admin-port",           "0",    "--meta-port",
+      "0",      "--client-ttl", "1s", "--default-kv-lease-ttl", "200ms"};
   auto master = std::make_unique<KvcachedProcess>(master_args);
   std::string rpc = master->Address("rpc");
   std::string port = std::to_string(master->Port("rpc"));
   master_args[2] = port;
-  KvcachedProcess a({"store", "--master", rpc, "--segment-size", "16MiB", "--segment-name",
-                     "seg-a", "--ping-interval", "100ms"});
-  KvcachedProcess b({"store", "--master", rpc, "--segment-size", "16MiB", "--segment-name",
-                     "seg-b", "--ping-interval", "100ms"});
+  KvcachedProcess a({"store", "--master", rpc, "--segment-size", "16MiB", "--segment-name", "seg-a",
+                     "--ping-interval", "100ms"});
+  KvcachedProcess b({"store", "--master", rpc, "--segment-size", "16MiB", "--segment-name", "seg-b",
+                     "--ping-interval", "100ms"});
   std::string admin_a = a.Address("admin");
   std::string admin_b = b.Address("admin");
   auto writer = Writer(rpc);
@@ -154,9 +154,12 @@ TEST_CASE("a store stopped past the client TTL comes back empty: nothing removed
   REQUIRE(WaitFor(
       [&] { return Metric(admin_a, "kvcached_store_table_entries_forgotten_total") == 3; }, 10s));
   REQUIRE(WaitFor([&] { return Metric(admin_a, "kvcached_store_remounts_total") >= 1; }, 10s));
-  REQUIRE(WaitFor([&] { return HttpGet(restarted.Address("admin"), "/get_all_segments").find("seg-a") !=
-                               std::string::npos; },
-                  10s));
+  REQUIRE(WaitFor(
+      [&] {
+        return HttpGet(restarted.Address("admin"), "/get_all_segments").find("seg-a") !=
+               std::string::npos;
+      },
+      10s));
   ReplicaListResponse r;
   REQUIRE(writer->Call(MsgType::kGetReplicaList, KeysRequest{{"moved", "gone", "kept"}}, r).ok());
   REQUIRE(r.items[0].code == 0);
@@ -166,6 +169,109 @@ TEST_CASE("a store stopped past the client TTL comes back empty: nothing removed
   CHECK(r.items[2].code == Code(ErrorCode::OBJECT_NOT_FOUND));  // dropped at the expiry
   CHECK(Metric(admin_a, "kvcached_store_objects") == 0);
   CHECK(a.Log().find("longer than the master's client TTL") != std::string::npos);
+}
+
+TEST_CASE("a peer claiming a store's client id is refused at Hello and changes nothing") {
+  // A store's client id is public (`owner` in /api/v1/segments). Before
+  // owner proofs, a token holder claiming it could remount the segment with
+  // an empty table, unmount it, or mount a fake 1 TiB one under its name.
+  KvcachedProcess master({"master", "--port", "0", "--admin-port", "0", "--meta-port", "0"});
+  std::string rpc = master.Address("rpc");
+  KvcachedProcess store({"store", "--master", rpc, "--segment-size", "16MiB", "--segment-name",
+                         "seg-a", "--ping-interval", "100ms"});
+  std::string admin = store.Address("admin");
+  auto writer = Writer(rpc);
+  std::vector<std::string> keys;
+  for (int i = 0; i < 20; ++i) keys.push_back("obj-" + std::to_string(i));
+  PutInto(*writer, "seg-a", keys, 5);
+  REQUIRE(WaitFor([&] { return Metric(admin, "kvcached_store_objects") == 20; }, 10s));
+  std::smatch owner;
+  std::string segments = HttpGet(master.Address("admin"), "/api/v1/segments");
+  REQUIRE(std::regex_search(segments, owner, std::regex("\"owner\":\"(store-[0-9a-f]+)\"")));
+  MESSAGE("the store's public client id: " << owner[1].str());
+
+  for (std::string proof : {std::string(), std::string("a-guess")}) {
+    RpcClientOptions o;
+    o.address = rpc;
+    o.hello.client_id = owner[1].str();
+    o.hello.host_id = "elsewhere";
+    o.hello.role = static_cast<uint8_t>(PeerRole::kStore);
+    o.hello.owner_proof = proof;
+    o.connect_attempts = 1;
+    RpcClient impostor(o);
+    Status st = impostor.Connect();
+    CAPTURE(proof);
+    CHECK(st.code() == ErrorCode::ILLEGAL_CLIENT);
+    CHECK(st.message().find("does not prove") != std::string::npos);
+    // Nothing it could send reaches the master.
+    StatusResponse r;
+    CHECK_FALSE(impostor
+                    .Call(MsgType::kRemountSegment,
+                          RemountRequest{{"seg-a", 0, 1ull << 40, "tcp://evil"}, {}}, r)
+                    .ok());
+    CHECK_FALSE(impostor.Call(MsgType::kUnmountSegment, UnmountRequest{"seg-a"}, r).ok());
+  }
+  CHECK(Found(*writer, keys) == 20);
+  CHECK(Metric(admin, "kvcached_store_objects") == 20);
+  CHECK(HttpGet(master.Address("admin"), "/api/v1/segments").find(std::to_string(16 << 20)) !=
+        std::string::npos);
+  CHECK(master.Log().find("this Hello does not prove it is that process") != std::string::npos);
+  // The real store is unaffected: it still pings, and unmounts on SIGTERM.
+  CHECK(store.Stop(SIGTERM) == 0);
+  CHECK(Found(*writer, keys) == 0);
+}
+
+TEST_CASE("a store restarted with its owner file takes its segment back at once") {
+  // Without it a restarted store's mount of its --segment-name is refused
+  // until the master's client TTL (here a minute) drops the dead process's.
+  KvcachedProcess master(
+      {"master", "--port", "0", "--admin-port", "0", "--meta-port", "0", "--client-ttl", "60s"});
+  std::string rpc = master.Address("rpc");
+  char tmpl[] = "/tmp/kvcached-owner-XXXXXX";
+  REQUIRE(mkdtemp(tmpl) != nullptr);
+  std::string owner_file = std::string(tmpl) + "/owner-proof";
+  std::vector<std::string> args{"store",    "--master",        rpc,     "--segment-size",
+                                "16MiB",    "--segment-name",  "seg-r", "--owner-file",
+                                owner_file, "--ping-interval", "100ms"};
+  auto first = std::make_unique<KvcachedProcess>(args);
+  auto writer = Writer(rpc);
+  std::vector<std::string> old_keys{"old-1", "old-2", "old-3"};
+  PutInto(*writer, "seg-r", old_keys, 3);
+  REQUIRE(
+      WaitFor([&] { return Metric(first->Address("admin"), "kvcached_store_objects") == 3; }, 10s));
+
+  auto run = [&](std::vector<std::string> extra) {
+    std::string cmd = "env -i PATH=/usr/bin:/bin " + std::string(std::getenv("KVCACHED_BIN")) +
+                      " store --master " + rpc + " --segment-size 16MiB --segment-name seg-r";
+    for (auto& a : extra) cmd += " " + a;
+    FILE* p = popen((cmd + " 2>&1").c_str(), "r");
+    std::string out;
+    char buf[512];
+    while (fgets(buf, sizeof buf, p) != nullptr) out += buf;
+    return std::make_pair(WEXITSTATUS(pclose(p)), out);
+  };
+  // Two stores cannot share one owner file: they would take the segment in turns.
+  auto [rc_shared, out_shared] = run({"--owner-file", owner_file});
+  CHECK(rc_shared != 0);
+  CHECK(out_shared.find("is held by another running store") != std::string::npos);
+  // A store without the proof cannot take the name while its owner lives.
+  auto [rc_other, out_other] = run({});
+  CHECK(rc_other != 0);
+  CHECK(out_other.find("seg-r") != std::string::npos);
+  CHECK(Found(*writer, old_keys) == 3);
+
+  CHECK(first->Stop(SIGKILL) == 128 + SIGKILL);
+  first.reset();
+  // Ready means mounted: long before the 60 s TTL.
+  KvcachedProcess second(args);
+  CHECK(second.Log().find("owner proof read from " + owner_file) != std::string::npos);
+  CHECK(Metric(master.Address("admin"), "kvcached_master_owner_restarts_total") == 1);
+  CHECK(Found(*writer, old_keys) == 0);  // they lived in the dead process's memory
+  PutInto(*writer, "seg-r", {"new-1"}, 4);
+  CHECK(
+      WaitFor([&] { return Metric(second.Address("admin"), "kvcached_store_objects") == 1; }, 10s));
+  CHECK(second.Stop(SIGTERM) == 0);
+  (void)std::system(("rm -rf '" + std::string(tmpl) + "'").c_str());
 }
 
 TEST_CASE("the data port moves bytes and bounds-checks every range") {
