@@ -35,6 +35,16 @@ using Clock = std::chrono::steady_clock;
 constexpr size_t kRpcConnections = 4;  // master connections shared by the caller threads
 constexpr unsigned kAutoCopyThreads = 4;  // copy_threads 0: one per core, at most this
 constexpr unsigned kMaxCopyThreads = 64;
+// A put whose store could not be reached is tried elsewhere this many more
+// times within the call.
+constexpr int kUnreachableRetries = 2;
+
+// Transfer errors that mean the store itself could not be reached (or went
+// away mid-transfer), as opposed to a store that answered with a refusal.
+bool Unreachable(ErrorCode code) {
+  return code == ErrorCode::RPC_FAIL || code == ErrorCode::RPC_TIMEOUT ||
+         code == ErrorCode::TRANSFER_FAIL;
+}
 
 Status CheckKey(std::string_view key) {
   if (key.empty()) return Status(ErrorCode::INVALID_KEY, "empty key");
@@ -71,8 +81,11 @@ class Client::Impl {
   Status Open();
   void Close();
 
+  // `retries`: how many more times keys whose store could not be reached
+  // are put again elsewhere within this call (after reporting the store).
   std::vector<Status> BatchPut(const std::vector<std::string>& keys,
-                               const std::vector<Slice>& values, const ReplicateConfig& rc);
+                               const std::vector<Slice>& values, const ReplicateConfig& rc,
+                               int retries = kUnreachableRetries);
   std::vector<Result<uint64_t>> BatchGet(const std::vector<std::string>& keys,
                                          const std::vector<Slice>& buffers);
   std::vector<Result<bool>> BatchExist(const std::vector<std::string>& keys);
@@ -386,7 +399,7 @@ Result<Client::Impl::Route> Client::Impl::RouteTo(const ReplicaListResponse& res
 
 std::vector<Status> Client::Impl::BatchPut(const std::vector<std::string>& keys,
                                            const std::vector<Slice>& values,
-                                           const ReplicateConfig& rc) {
+                                           const ReplicateConfig& rc, int retries) {
   std::vector<Status> out(keys.size());
   if (Status st = Usable(); !st.ok()) return std::vector<Status>(keys.size(), st);
   if (keys.size() != values.size()) {
@@ -486,9 +499,24 @@ std::vector<Status> Client::Impl::BatchPut(const std::vector<std::string>& keys,
     }
   }
   transport_->Run(ops);
+  // Keys with a replica on a store that could not be reached are given back
+  // below, and put again elsewhere once the master knows (defect 3 of the
+  // faults issue: it kept placing on a dead store until --client-ttl).
+  std::vector<bool> again(keys.size(), false);
+  std::vector<std::string> unreachable;
   for (size_t k = 0; k < ops.size(); ++k) {
     if (ops[k].checksum) sums[op_key[k]] = *ops[k].checksum;
     Status& st = out[op_key[k]];
+    if (!ops[k].result.ok() && retries > 0 && Unreachable(ops[k].result.code())) {
+      again[op_key[k]] = true;
+      if (std::find(unreachable.begin(), unreachable.end(), ops[k].segment->name) ==
+          unreachable.end()) {
+        unreachable.push_back(ops[k].segment->name);
+        spdlog::warn("put: segment '{}' could not be reached ({}); reporting it to the master and "
+                     "putting its keys elsewhere",
+                     ops[k].segment->name, ops[k].result.ToString());
+      }
+    }
     if (st.ok() && !ops[k].result.ok()) {
       st = Status(ops[k].result.code(),
                   "put of '" + keys[op_key[k]] + "': " + ops[k].result.message());
@@ -542,6 +570,28 @@ std::vector<Status> Client::Impl::BatchPut(const std::vector<std::string>& keys,
       spdlog::warn("PutRevoke of {} keys failed: {} (the master reclaims them after "
                    "--put-start-release-timeout)",
                    part.keys.size(), st.ToString());
+    }
+  }
+  if (!unreachable.empty()) {
+    CodesResponse reported;
+    if (Status st = Master().Call(MsgType::kReportUnreachable, KeysRequest{unreachable}, reported);
+        !st.ok()) {
+      spdlog::warn("could not report {} unreachable segment(s) to the master: {}",
+                   unreachable.size(), st.ToString());
+    }
+    std::vector<std::string> again_keys;
+    std::vector<Slice> again_values;
+    std::vector<size_t> again_index;
+    for (size_t i : todo) {
+      if (!again[i] || out[i].ok()) continue;
+      again_keys.push_back(keys[i]);
+      again_values.push_back(values[i]);
+      again_index.push_back(i);
+    }
+    std::vector<Status> second = BatchPut(again_keys, again_values, rc, retries - 1);
+    for (size_t k = 0; k < again_index.size(); ++k) {
+      // No room anywhere else: the store that failed is the better answer.
+      if (second[k].code() != ErrorCode::NO_AVAILABLE_HANDLE) out[again_index[k]] = second[k];
     }
   }
   for (auto [i, f] : repeats) out[i] = out[f];

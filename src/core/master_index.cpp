@@ -92,6 +92,7 @@ struct Segment {
   OffsetAllocator alloc;
   bool mounted = true;
   int64_t quarantine_until_ms = 0;
+  bool unreachable = false;  // reported by a client; cleared by the owner's next ping
   uint64_t objects = 0;
 };
 
@@ -288,13 +289,24 @@ struct MasterIndex::Impl {
   // Frees at least `target_bytes` by LRU order: unleased objects go now;
   // leased ones are doomed (no new leases) and go when their lease ends, so
   // a constant stream of ExistKey cannot keep the pool full forever.
-  void Evict(uint64_t target_bytes, int64_t now_ms, MasterCounters& counters) {
+  // `eligible` (by segment id), when given: only objects with a replica in
+  // one of those segments go, and only those replicas count, so a put
+  // cannot evict objects from segments it could not use anyway.
+  void Evict(uint64_t target_bytes, int64_t now_ms, MasterCounters& counters,
+             const std::vector<bool>* eligible = nullptr) {
     uint64_t counted = 0;
     Id id = lru_head;
     while (id != kNil && counted < target_bytes) {
       Object& o = objects[id];
       Id next = o.lru_next;
-      uint64_t bytes = o.size * o.locs.size();
+      uint64_t bytes = 0;
+      for (size_t i = 0; i < o.locs.size(); ++i) {
+        if (eligible == nullptr || (*eligible)[o.locs[i].seg]) bytes += o.size;
+      }
+      if (bytes == 0) {
+        id = next;
+        continue;
+      }
       counted += bytes;
       if (o.doomed) {
         // already on its way out
@@ -317,7 +329,7 @@ struct MasterIndex::Impl {
     std::vector<uint32_t> out;
     for (uint32_t sid = 0; sid < segments.size(); ++sid) {
       const Segment& s = *segments[sid];
-      if (s.mounted && s.quarantine_until_ms <= now_ms) out.push_back(sid);
+      if (s.mounted && s.quarantine_until_ms <= now_ms && !s.unreachable) out.push_back(sid);
     }
     auto free_ratio = [&](uint32_t sid) {
       const OffsetAllocator& a = segments[sid]->alloc;
@@ -590,6 +602,25 @@ Status MasterIndex::Unmount(const Caller& caller, const std::string& name, int64
   return Status::Ok();
 }
 
+CodesResponse MasterIndex::ReportUnreachable(const Caller& /*caller*/,
+                                            const std::vector<std::string>& names,
+                                            int64_t /*now_ms*/) {
+  Impl& m = *impl_;
+  CodesResponse r;
+  for (const std::string& name : names) {
+    auto it = m.segment_ids.find(name);
+    if (it == m.segment_ids.end() || !m.segments[it->second]->mounted) {
+      r.codes.push_back(Code(ErrorCode::SEGMENT_NOT_FOUND));
+      continue;
+    }
+    Segment& s = *m.segments[it->second];
+    if (!s.unreachable) counters_.unreachable_reports++;
+    s.unreachable = true;
+    r.codes.push_back(Code(ErrorCode::OK));
+  }
+  return r;
+}
+
 Status MasterIndex::AdmitOwner(const std::string& client_id, uint64_t proof) const {
   for (const auto& s : impl_->segments) {
     if (s->mounted && s->owner == client_id && s->owner_proof != proof) {
@@ -608,7 +639,10 @@ PingResponse MasterIndex::Ping(const Caller& caller, uint32_t segments_owned, in
   c.last_ping_ms = now_ms;
   uint32_t mounted = 0;
   for (const auto& s : m.segments) {
-    if (s->mounted && s->owner == caller.client_id) ++mounted;
+    if (s->mounted && s->owner == caller.client_id) {
+      ++mounted;
+      s->unreachable = false;
+    }
   }
   PingResponse r;
   r.remount_needed = mounted < segments_owned;
@@ -742,18 +776,22 @@ ReplicaListResponse MasterIndex::PutStart(const Caller& caller, const PutStartRe
     }
     std::vector<Loc> locs =
         m.Place(caller, req.preferred_segment, req.replica_num, in.size, now_ms);
-    // Out of space: evict and try once more. Not when every segment is
-    // merely quarantined (rebuilt after a restart): evicting would free
-    // objects for nothing. One pass frees the configured ratio of the pool,
+    // Out of space: evict and try once more, only from segments this put
+    // may use (not quarantined after a rebuild, not reported unreachable):
+    // evicting elsewhere would free objects for nothing. One pass frees the configured ratio of the pool,
     // or this object's replicas where they need more: bounded, since the
     // object fits in a segment (checked above) and replicas are at most
     // kMaxReplicas.
-    if (locs.empty() && !m.Candidates(caller, "", now_ms).empty()) {
+    std::vector<uint32_t> usable = locs.empty() ? m.Candidates(caller, "", now_ms)
+                                                : std::vector<uint32_t>();
+    if (locs.empty() && !usable.empty()) {
       uint64_t cap = m.Capacity();
       uint64_t target = std::max<uint64_t>(
           in.size * req.replica_num,
           static_cast<uint64_t>(options_.eviction_ratio * static_cast<double>(cap)));
-      m.Evict(target, now_ms, counters_);
+      std::vector<bool> eligible(m.segments.size(), false);
+      for (uint32_t sid : usable) eligible[sid] = true;
+      m.Evict(target, now_ms, counters_, &eligible);
       locs = m.Place(caller, req.preferred_segment, req.replica_num, in.size, now_ms);
     }
     if (locs.empty()) {
@@ -937,7 +975,8 @@ std::vector<SegmentStats> MasterIndex::Segments(int64_t now_ms) const {
   for (const auto& s : impl_->segments) {
     if (!s->mounted) continue;
     out.push_back({s->name, s->owner, s->host_id, s->endpoint, s->alloc.capacity_bytes(),
-                   s->alloc.used_bytes(), s->objects, s->quarantine_until_ms > now_ms});
+                   s->alloc.used_bytes(), s->objects, s->quarantine_until_ms > now_ms,
+                   s->unreachable});
   }
   return out;
 }

@@ -69,6 +69,7 @@ struct SegmentStats {
   uint64_t used_bytes = 0;
   uint64_t objects = 0;
   bool quarantined = false;  // rebuilt after a restart and no new allocations yet
+  bool unreachable = false;  // a client reported it; no placements until its owner pings
 };
 
 struct MasterCounters {
@@ -82,7 +83,8 @@ struct MasterCounters {
   uint64_t remount_objects_rejected = 0;    // out of bounds, overlapping, stale or removed
   uint64_t remount_objects_superseded = 0;  // records replaced by a newer one of the same key
   uint64_t reconcile_changes = 0;           // table changes sent to owners whose tables had drifted
-  uint64_t owner_restarts = 0;  // segments mounted again by a new process proving the same owner
+  uint64_t owner_restarts = 0;
+  uint64_t unreachable_reports = 0;  // segments reported unreachable by clients  // segments mounted again by a new process proving the same owner
 };
 
 class MasterIndex {
@@ -125,7 +127,14 @@ class MasterIndex {
   Status Unmount(const Caller& caller, const std::string& name, int64_t now_ms);
   // Records liveness. remount_needed when the master holds fewer of the
   // caller's segments than it says it owns (e.g. the master restarted).
+  // A ping also brings the caller's segments back from being unreachable.
   PingResponse Ping(const Caller& caller, uint32_t segments_owned, int64_t now_ms);
+  // A client could not reach these segments: nothing new is placed there
+  // until their owner's next ping (objects already there stay readable
+  // through other replicas, or fail to read until the owner comes back or
+  // expires). One code per name: OK, or SEGMENT_NOT_FOUND.
+  CodesResponse ReportUnreachable(const Caller& caller, const std::vector<std::string>& segments,
+                                  int64_t now_ms);
   // Unmounts the segments of owners silent for client_ttl; returns the
   // expired client ids with how many segments each lost.
   std::vector<std::pair<std::string, size_t>> ExpireClients(int64_t now_ms);

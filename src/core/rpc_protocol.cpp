@@ -370,6 +370,8 @@ uint32_t MaxRequestBodyBytes(MsgType type) {
     case MsgType::kPutRevoke:
     case MsgType::kGetSize:
       return static_cast<uint32_t>(kKeysMax);
+    case MsgType::kReportUnreachable:
+      return static_cast<uint32_t>(4 + kMaxBatchKeys * StrMax(kMaxIdBytes));
     case MsgType::kRemove:
       return static_cast<uint32_t>(1 + kKeysMax);
     case MsgType::kPutStart:
@@ -436,6 +438,8 @@ const char* MsgTypeName(MsgType type) {
       return "RemoveAll";
     case MsgType::kGetSize:
       return "GetSize";
+    case MsgType::kReportUnreachable:
+      return "ReportUnreachable";
     case MsgType::kTableUpdate:
       return "TableUpdate";
     case MsgType::kDataWrite:

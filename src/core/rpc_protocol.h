@@ -49,6 +49,10 @@ enum class MsgType : uint16_t {
   kRemoveAll = 12,
   kGetSize = 13,
   kTableUpdate = 14,  // master -> segment owner, flag kFlagNotification
+  // A client could not reach these segments (KeysRequest of segment names;
+  // answer CodesResponse): the master places nothing there until their
+  // owners ping again.
+  kReportUnreachable = 15,
   // The store's data port (after Hello): bytes move in the frame body.
   kDataWrite = 32,  // body: DataRange, then `length` bytes; answer StatusResponse
   kDataRead = 33,   // body: DataRange; answer: the `length` bytes

@@ -337,6 +337,25 @@ Status MasterService::Dispatch(const RpcPeer& peer, MsgType type, std::string_vi
         return index_.PutRevoke(caller, r.keys, now);
       });
       break;
+    case MsgType::kReportUnreachable: {
+      KeysRequest r;
+      if (Status st = DecodeBody(body, r); !st.ok()) return st;
+      CodesResponse res;
+      {
+        std::lock_guard<std::mutex> lock(index_mu_);
+        res = index_.ReportUnreachable(caller, r.keys, now);
+      }
+      for (size_t i = 0; i < r.keys.size() && i < res.codes.size(); ++i) {
+        if (res.codes[i] != 0) continue;
+        spdlog::warn(
+            "client '{}' could not reach segment '{}': nothing new is placed there until its "
+            "owner pings again",
+            caller.client_id, r.keys[i]);
+      }
+      failures += Failures(res);
+      out = EncodeBody(res);
+      break;
+    }
     case MsgType::kRemove:
       decoded = Batched<RemoveRequest>(body, out, failures, [&](const RemoveRequest& r) {
         return index_.Remove(r.keys, r.force, now);
@@ -424,6 +443,10 @@ void MasterService::RenderSegmentMetrics(std::string& out) {
   counter("kvcached_master_reconcile_changes_total",
           "Table changes sent to owners whose tables had drifted from the index",
           c.reconcile_changes);
+  counter("kvcached_master_unreachable_reports_total",
+          "Segments clients reported they could not reach (placements stop until the owner "
+          "pings)",
+          c.unreachable_reports);
   counter("kvcached_master_owner_restarts_total",
           "Segments mounted again by a new process of their owner (same owner proof), "
           "replacing the old mount at once",
@@ -465,7 +488,8 @@ void MasterService::HandleAdmin(const HttpRequest& req, const HttpRequestContext
                       {"capacity_bytes", s.capacity_bytes},
                       {"allocated_bytes", s.used_bytes},
                       {"objects", s.objects},
-                      {"quarantined", s.quarantined}});
+                      {"quarantined", s.quarantined},
+                      {"unreachable", s.unreachable}});
     }
     return json({{"master_id", master_id_}, {"segments", list}});
   }

@@ -787,6 +787,8 @@ TEST_CASE(
     CHECK(load.corrupt == 0);
     CHECK(load.gets_exact > 0);
     CHECK(load.puts_ok > 0);
+    // A put that found the store dead went to another one in the same call.
+    CHECK(load.puts_failed == 0);
   }
 
   std::vector<uint8_t> buf(256 * kKiB);
@@ -807,6 +809,62 @@ TEST_CASE(
       if (st.ok()) CheckGet(*c, key, 128 * kKiB);
     }
   }
+}
+
+TEST_CASE("client: puts go around a dead or frozen store at once; a store is back when it pings") {
+  // Before: for up to --client-ttl the master kept placing on a killed
+  // store and a third of puts failed with TRANSFER_FAIL.
+  Cluster cl({"--client-ttl", "60s"});
+  for (int i = 0; i < 3; ++i) cl.AddStore("seg-" + std::to_string(i), "64MiB");
+  std::string admin = cl.master().Address("admin");
+  auto inspector = RawRpc(cl.rpc(), "inspector");
+  ClientConfig config = cl.Config(TransportMode::kTcp);
+  config.io_timeout = 1s;
+  config.connect_timeout = 1s;
+  auto client = OpenClient(config);
+  auto unreachable = [&](const std::string& name) {
+    std::string json = HttpGet(admin, "/api/v1/segments");
+    size_t at = json.find("\"name\":\"" + name + "\"");
+    REQUIRE(at != std::string::npos);
+    size_t end = json.find('}', at);
+    return json.substr(at, end - at).find("\"unreachable\":true") != std::string::npos;
+  };
+
+  CHECK(cl.store("seg-1").Stop(SIGKILL) == 128 + SIGKILL);
+  // Every put names the dead store first; the first one finds it dead,
+  // reports it and goes elsewhere, the later ones are never sent there.
+  for (int i = 0; i < 30; ++i) {
+    std::string key = "around-dead-" + std::to_string(i);
+    Status st = PutPattern(*client, key, 64 * kKiB + static_cast<uint64_t>(i), {1, "seg-1"});
+    REQUIRE_MESSAGE(st.ok(), st.ToString());
+    CHECK(Locate(*inspector, key).replicas.at(0).first != "seg-1");
+  }
+  CHECK(Metric(admin, "kvcached_master_unreachable_reports_total") == 1);
+  CHECK(unreachable("seg-1"));
+  for (int i = 0; i < 30; ++i) {
+    CheckGet(*client, "around-dead-" + std::to_string(i), 64 * kKiB + static_cast<uint64_t>(i));
+  }
+
+  // A frozen store: the transfer times out, the put lands elsewhere.
+  KvcachedProcess& frozen = cl.store("seg-2");
+  frozen.Signal(SIGSTOP);
+  REQUIRE(WaitFor([&] { return frozen.Stopped(); }, 10s));
+  for (int i = 0; i < 5; ++i) {
+    std::string key = "around-frozen-" + std::to_string(i);
+    Status st = PutPattern(*client, key, 256 * kKiB, {1, "seg-2"});
+    REQUIRE_MESSAGE(st.ok(), st.ToString());
+    CHECK(Locate(*inspector, key).replicas.at(0).first == "seg-0");
+  }
+  CHECK(Metric(admin, "kvcached_master_unreachable_reports_total") == 2);
+  CHECK(unreachable("seg-2"));
+  frozen.Signal(SIGCONT);
+  // Its next ping brings it back; the dead one stays out.
+  REQUIRE(WaitFor([&] { return !unreachable("seg-2"); }, 10s));
+  CHECK(unreachable("seg-1"));
+  REQUIRE(PutPattern(*client, "back", 64 * kKiB, {1, "seg-2"}).ok());
+  CHECK(Locate(*inspector, "back").replicas.at(0).first == "seg-2");
+  CheckGet(*client, "back", 64 * kKiB);
+  for (int i = 0; i < 5; ++i) CheckGet(*client, "around-frozen-" + std::to_string(i), 256 * kKiB);
 }
 
 // ---- 4. the master restarted under load ------------------------------------
@@ -1161,6 +1219,13 @@ TEST_CASE("client: a frozen store fails gets and puts within the timeouts, then 
   ErrorCode put = bounded([&] { return PutPattern(*warm, "frozen-put", size).code(); });
   CHECK_MESSAGE((put == ErrorCode::TRANSFER_FAIL || put == ErrorCode::RPC_TIMEOUT), CodeName(put));
   store.Signal(SIGCONT);
+  // The put reported the store unreachable; its next ping brings it back.
+  REQUIRE(WaitFor(
+      [&] {
+        return HttpGet(cl.master().Address("admin"), "/api/v1/segments")
+                   .find("\"unreachable\":false") != std::string::npos;
+      },
+      10s));
 
   // Late answers to the abandoned requests are never taken for new ones.
   for (int round = 0; round < 2; ++round) {

@@ -527,6 +527,42 @@ TEST_CASE("segment owners: a new process proving the same owner replaces the mou
   CHECK(m.GetReplicaLists({"k2"}, 1).items[0].code == kOk);
 }
 
+TEST_CASE("a segment reported unreachable takes nothing new until its owner pings") {
+  MasterIndex m(Opts());
+  REQUIRE(m.Mount(kStoreA, Seg("a", 8 * kMiB), 0).ok());
+  REQUIRE(m.Mount(kStoreB, Seg("b", 8 * kMiB), 0).ok());
+  Put(m, "on-a", kMiB, 0, 1, kWriter, 1);
+  CodesResponse r = m.ReportUnreachable(kWriter, {"a", "nope"}, 1);
+  REQUIRE(r.codes.size() == 2);
+  CHECK(r.codes[0] == kOk);
+  CHECK(r.codes[1] == Code(ErrorCode::SEGMENT_NOT_FOUND));
+  CHECK(m.ReportUnreachable(kWriter, {"a"}, 1).codes[0] == kOk);
+  CHECK(m.counters().unreachable_reports == 1);  // one report per outage
+  for (int i = 0; i < 6; ++i) {
+    ReplicaListResponse placed =
+        m.PutStart(kWriter, {1, "a", {{"k" + std::to_string(i), kMiB}}}, 2);
+    REQUIRE(placed.items[0].code == kOk);
+    CHECK(placed.segments[placed.items[0].replicas[0].segment].name == "b");
+    REQUIRE(m.PutEnd(kWriter, {{{"k" + std::to_string(i), 7}}}, 2).codes[0] == kOk);
+  }
+  // "b" is full: room is made there by eviction, and nothing is evicted
+  // from "a", where it could not go anyway ("on-a" is older than all of b's).
+  ReplicaListResponse big = m.PutStart(kWriter, {1, "", {{"big", 4 * kMiB}}}, 2);
+  REQUIRE(big.items[0].code == kOk);
+  CHECK(big.segments[big.items[0].replicas[0].segment].name == "b");
+  CHECK(m.GetReplicaLists({"on-a"}, 2).items[0].code == kOk);
+  std::vector<SegmentStats> stats = m.Segments(2);
+  CHECK(stats[0].unreachable);
+  // Another client's ping does not bring it back; its owner's does.
+  (void)m.Ping(kWriter, 0, 3);
+  CHECK(m.Segments(3)[0].unreachable);
+  (void)m.Ping(kStoreA, 1, 3);
+  CHECK_FALSE(m.Segments(3)[0].unreachable);
+  ReplicaListResponse back = m.PutStart(kWriter, {1, "a", {{"back", kMiB}}}, 3);
+  REQUIRE(back.items[0].code == kOk);
+  CHECK(back.segments[back.items[0].replicas[0].segment].name == "a");
+}
+
 TEST_CASE("unmount drops one replica and keeps objects that have another") {
   MasterIndex m(Opts());
   REQUIRE(m.Mount(kStoreA, Seg("a", 8 * kMiB), 0).ok());
