@@ -32,7 +32,7 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-constexpr size_t kRpcConnections = 4;  // master connections shared by the caller threads
+constexpr size_t kRpcConnections = 4;     // master connections shared by the caller threads
 constexpr unsigned kAutoCopyThreads = 4;  // copy_threads 0: one per core, at most this
 constexpr unsigned kMaxCopyThreads = 64;
 // A put whose store could not be reached is tried elsewhere this many more
@@ -130,7 +130,7 @@ class Client::Impl {
   std::mutex endpoints_mu_;  // guards endpoints_
   std::unordered_map<std::string, std::shared_ptr<const SegmentEndpoint>> endpoints_;
 
-  std::mutex buffers_mu_;  // guards buffers_
+  std::mutex buffers_mu_;                  // guards buffers_
   std::map<uintptr_t, uint64_t> buffers_;  // start -> size
 
   // The segment this client contributes, when it does.
@@ -239,9 +239,9 @@ Status Client::Impl::Open() {
     if (Status st = ServeRdma(*devices); !st.ok()) return st;
     metrics_ = std::make_unique<MetricsRegistry>();
     ioc_ = std::make_unique<boost::asio::io_context>();
-    work_ = std::make_unique<
-        boost::asio::executor_work_guard<boost::asio::io_context::executor_type>>(
-        ioc_->get_executor());
+    work_ =
+        std::make_unique<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>>(
+            ioc_->get_executor());
     if (Status st = segment_->Serve(*ioc_, *metrics_); !st.ok()) return st;
     for (int i = 0; i < 2; ++i) io_threads_.emplace_back([this] { ioc_->run(); });
     if (Status st = segment_->Mount(); !st.ok()) return st;
@@ -327,7 +327,8 @@ Status Client::Impl::ServeRdma(const std::vector<std::string>& devices) {
 }
 #else
 Status Client::Impl::OpenRdma(const std::vector<std::string>&) {
-  return NoRdma("RDMA is not compiled into this build (rdma-core's development files were missing)");
+  return NoRdma(
+      "RDMA is not compiled into this build (rdma-core's development files were missing)");
 }
 
 Status Client::Impl::ServeRdma(const std::vector<std::string>&) { return Status::Ok(); }
@@ -335,8 +336,7 @@ Status Client::Impl::ServeRdma(const std::vector<std::string>&) { return Status:
 
 // ---- helpers --------------------------------------------------------------
 
-std::shared_ptr<const SegmentEndpoint> Client::Impl::Resolve(const std::string& text,
-                                                             Status& why) {
+std::shared_ptr<const SegmentEndpoint> Client::Impl::Resolve(const std::string& text, Status& why) {
   std::lock_guard<std::mutex> lock(endpoints_mu_);
   auto it = endpoints_.find(text);
   if (it != endpoints_.end()) return it->second;
@@ -367,9 +367,9 @@ Result<Path> Client::Impl::Choose(const SegmentEndpoint& segment) {
       return Path::kTcp;
     case TransportMode::kShm:
       if (!same_host) {
-        return Status(ErrorCode::TRANSFER_FAIL,
-                      "transport shm: segment '" + segment.name + "' is on host '" +
-                          segment.host_id + "', not this host '" + host_id_ + "'");
+        return Status(ErrorCode::TRANSFER_FAIL, "transport shm: segment '" + segment.name +
+                                                    "' is on host '" + segment.host_id +
+                                                    "', not this host '" + host_id_ + "'");
       }
       return Path::kShm;
     case TransportMode::kAuto:
@@ -403,10 +403,9 @@ std::vector<Status> Client::Impl::BatchPut(const std::vector<std::string>& keys,
   std::vector<Status> out(keys.size());
   if (Status st = Usable(); !st.ok()) return std::vector<Status>(keys.size(), st);
   if (keys.size() != values.size()) {
-    return std::vector<Status>(
-        keys.size(), Status(ErrorCode::INVALID_PARAMS,
-                            std::to_string(keys.size()) + " keys but " +
-                                std::to_string(values.size()) + " values"));
+    return std::vector<Status>(keys.size(), Status(ErrorCode::INVALID_PARAMS,
+                                                   std::to_string(keys.size()) + " keys but " +
+                                                       std::to_string(values.size()) + " values"));
   }
   // Which entries go to the master: valid, and the first of any repeated key.
   std::vector<size_t> todo;
@@ -512,9 +511,10 @@ std::vector<Status> Client::Impl::BatchPut(const std::vector<std::string>& keys,
       if (std::find(unreachable.begin(), unreachable.end(), ops[k].segment->name) ==
           unreachable.end()) {
         unreachable.push_back(ops[k].segment->name);
-        spdlog::warn("put: segment '{}' could not be reached ({}); reporting it to the master and "
-                     "putting its keys elsewhere",
-                     ops[k].segment->name, ops[k].result.ToString());
+        spdlog::warn(
+            "put: segment '{}' could not be reached ({}); reporting it to the master and "
+            "putting its keys elsewhere",
+            ops[k].segment->name, ops[k].result.ToString());
       }
     }
     if (st.ok() && !ops[k].result.ok()) {
@@ -567,9 +567,10 @@ std::vector<Status> Client::Impl::BatchPut(const std::vector<std::string>& keys,
                      revoke.keys.begin() + std::min(revoke.keys.size(), a + kMaxBatchKeys));
     CodesResponse res;
     if (Status st = Master().Call(MsgType::kPutRevoke, part, res); !st.ok()) {
-      spdlog::warn("PutRevoke of {} keys failed: {} (the master reclaims them after "
-                   "--put-start-release-timeout)",
-                   part.keys.size(), st.ToString());
+      spdlog::warn(
+          "PutRevoke of {} keys failed: {} (the master reclaims them after "
+          "--put-start-release-timeout)",
+          part.keys.size(), st.ToString());
     }
   }
   if (!unreachable.empty()) {
@@ -606,9 +607,9 @@ std::vector<Result<uint64_t>> Client::Impl::BatchGet(const std::vector<std::stri
   if (Status st = Usable(); !st.ok()) return std::vector<Result<uint64_t>>(keys.size(), st);
   if (keys.size() != buffers.size()) {
     return std::vector<Result<uint64_t>>(
-        keys.size(), Status(ErrorCode::INVALID_PARAMS,
-                            std::to_string(keys.size()) + " keys but " +
-                                std::to_string(buffers.size()) + " buffers"));
+        keys.size(),
+        Status(ErrorCode::INVALID_PARAMS, std::to_string(keys.size()) + " keys but " +
+                                              std::to_string(buffers.size()) + " buffers"));
   }
   std::vector<size_t> todo;
   for (size_t i = 0; i < keys.size(); ++i) {
@@ -713,9 +714,8 @@ std::vector<Result<uint64_t>> Client::Impl::BatchGet(const std::vector<std::stri
         auto lease = std::chrono::milliseconds(w->res->lease_ttl_ms);
         if (Clock::now() - asked > lease) {
           lease_expirations_++;
-          st = Status(ErrorCode::LEASE_EXPIRED,
-                      "the transfer finished after the read lease of " +
-                          std::to_string(lease.count()) + " ms ran out");
+          st = Status(ErrorCode::LEASE_EXPIRED, "the transfer finished after the read lease of " +
+                                                    std::to_string(lease.count()) + " ms ran out");
         } else if (config_.checksums && w->item->checksum != 0 &&
                    (ops[k].checksum ? *ops[k].checksum
                                     : ObjectChecksum(buffers[w->key].data, w->item->size)) !=
@@ -723,9 +723,9 @@ std::vector<Result<uint64_t>> Client::Impl::BatchGet(const std::vector<std::stri
           checksum_mismatches_++;
           spdlog::warn("get of '{}': checksum mismatch on the replica in segment '{}'",
                        keys[w->key], ops[k].segment->name);
-          st = Status(ErrorCode::CHECKSUM_MISMATCH,
-                      "the bytes read from segment '" + ops[k].segment->name +
-                          "' do not match the object's checksum");
+          st = Status(ErrorCode::CHECKSUM_MISMATCH, "the bytes read from segment '" +
+                                                        ops[k].segment->name +
+                                                        "' do not match the object's checksum");
         }
       }
       if (st.ok()) {
@@ -743,6 +743,25 @@ std::vector<Result<uint64_t>> Client::Impl::BatchGet(const std::vector<std::stri
       }
     }
     pending = std::move(again);
+  }
+  // Done with every key: end the leases still running, so that eviction can
+  // take these objects at once instead of one lease TTL later. A lease that
+  // ran out needs no release (the master ignores it anyway).
+  KeysRequest release;
+  for (const Want& w : wants) {
+    if (Clock::now() - asked < std::chrono::milliseconds(w.res->lease_ttl_ms)) {
+      release.keys.push_back(keys[w.key]);
+    }
+  }
+  for (size_t a = 0; a < release.keys.size(); a += kMaxBatchKeys) {
+    KeysRequest part;
+    part.keys.assign(release.keys.begin() + static_cast<std::ptrdiff_t>(a),
+                     release.keys.begin() + static_cast<std::ptrdiff_t>(
+                                                std::min(release.keys.size(), a + kMaxBatchKeys)));
+    if (Status st = Master().Send(MsgType::kReleaseLeases, part); !st.ok()) {
+      spdlog::debug("ReleaseLeases of {} keys not sent: {} (they end with their TTL)",
+                    part.keys.size(), st.ToString());
+    }
   }
   return out;
 }

@@ -71,6 +71,7 @@ struct Object {
   uint64_t checksum = 0;
   uint64_t version = 0;  // assigned at PutStart; orders records of one key
   int64_t lease_until_ms = 0;
+  uint32_t readers = 0;    // leases granted and not released (while lease_until_ms is ahead)
   int64_t started_ms = 0;  // PutStart time, while pending
   uint64_t writer = 0;     // hash of the writer's client id, while pending
   Locs locs;
@@ -155,6 +156,10 @@ struct MasterIndex::Impl {
   std::unordered_map<std::string, uint64_t> tombstones;
   std::deque<std::pair<std::string, uint64_t>> tombstone_order;  // oldest first
   uint64_t tombstone_floor = 0;  // the highest version forgotten with a tombstone
+  // Until then the index may lack objects whose owners have not remounted
+  // yet (a new master): a Remove of a key it does not know leaves a
+  // tombstone, so a record remounted later cannot bring the key back.
+  int64_t rebuild_until_ms = 0;
 
   Id Find(std::string_view key) const { return objects.Find(key); }
 
@@ -602,6 +607,32 @@ Status MasterIndex::Unmount(const Caller& caller, const std::string& name, int64
   return Status::Ok();
 }
 
+void MasterIndex::Started(int64_t now_ms) {
+  impl_->rebuild_until_ms = now_ms + options_.client_ttl_ms;
+}
+
+uint64_t MasterIndex::ReleaseLeases(const std::vector<std::string>& keys, int64_t now_ms) {
+  Impl& m = *impl_;
+  uint64_t released = 0;
+  for (const std::string& k : keys) {
+    uint32_t id = m.Find(k);
+    if (id == kNil) continue;
+    Object& o = m.objects[id];
+    if (o.state != State::kComplete || o.readers == 0 || o.lease_until_ms <= now_ms) continue;
+    ++released;
+    if (--o.readers > 0) continue;
+    o.lease_until_ms = now_ms;  // the last reader is done: evictable, removable
+    if (o.doomed) {
+      counters_.evicted_objects++;
+      counters_.evicted_bytes += o.size;
+      m.Bury(k, o.version + 1);
+      m.Drop(id, /*notify=*/true);
+    }
+  }
+  counters_.leases_released += released;
+  return released;
+}
+
 CodesResponse MasterIndex::ReportUnreachable(const Caller& /*caller*/,
                                             const std::vector<std::string>& names,
                                             int64_t /*now_ms*/) {
@@ -718,6 +749,8 @@ ReplicaListResponse MasterIndex::GetReplicaLists(const std::vector<std::string>&
       item.code = Code(ErrorCode::OBJECT_NOT_FOUND);
       continue;
     }
+    if (o.lease_until_ms <= now_ms) o.readers = 0;  // earlier readers' leases ran out
+    o.readers++;
     o.lease_until_ms = std::max(o.lease_until_ms, now_ms + options_.lease_ttl_ms);
     m.LruTouch(id);
     item.size = o.size;
@@ -871,6 +904,7 @@ CodesResponse MasterIndex::Remove(const std::vector<std::string>& keys, bool for
   for (const std::string& k : keys) {
     uint32_t id = m.Find(k);
     if (id == kNil) {
+      if (now_ms < m.rebuild_until_ms) m.Bury(k, m.NextVersion(now_ms));
       r.codes.push_back(Code(ErrorCode::OBJECT_NOT_FOUND));
     } else if (m.objects[id].state != State::kComplete) {
       r.codes.push_back(Code(ErrorCode::REPLICA_IS_NOT_READY));
@@ -888,13 +922,20 @@ CodesResponse MasterIndex::Remove(const std::vector<std::string>& keys, bool for
 uint64_t MasterIndex::RemoveAll(bool force, int64_t now_ms) {
   Impl& m = *impl_;
   uint64_t removed = 0;
+  bool skipped = false;
   m.objects.ForEach([&](uint32_t id) {
     const Object& o = m.objects[id];
-    if (o.state != State::kComplete || (!force && o.lease_until_ms > now_ms)) return;
+    if (o.state != State::kComplete || (!force && o.lease_until_ms > now_ms)) {
+      skipped = true;
+      return;
+    }
     m.Bury(m.objects.Key(id), o.version + 1);
     m.Drop(id, /*notify=*/true);
     ++removed;
   });
+  // Nothing kept: no record from before now may come back either, also
+  // one of an owner that has not remounted yet.
+  if (!skipped) m.tombstone_floor = std::max(m.tombstone_floor, m.NextVersion(now_ms));
   return removed;
 }
 

@@ -84,7 +84,8 @@ struct MasterCounters {
   uint64_t remount_objects_superseded = 0;  // records replaced by a newer one of the same key
   uint64_t reconcile_changes = 0;           // table changes sent to owners whose tables had drifted
   uint64_t owner_restarts = 0;
-  uint64_t unreachable_reports = 0;  // segments reported unreachable by clients  // segments mounted again by a new process proving the same owner
+  uint64_t unreachable_reports = 0;  // segments reported unreachable by clients
+  uint64_t leases_released = 0;      // read leases ended early by their readers  // segments mounted again by a new process proving the same owner
 };
 
 class MasterIndex {
@@ -127,6 +128,16 @@ class MasterIndex {
   Status Unmount(const Caller& caller, const std::string& name, int64_t now_ms);
   // Records liveness. remount_needed when the master holds fewer of the
   // caller's segments than it says it owns (e.g. the master restarted).
+  // A new master: for one client TTL from `now_ms` (by then every live owner
+  // has remounted) a Remove of a key the index does not know leaves a
+  // tombstone, so the key's record, remounted later, is refused.
+  void Started(int64_t now_ms);
+  // A reader is done with `keys`: each releases one lease its GetReplicaList
+  // took. When an object's last reader is done its lease ends at once, so
+  // eviction and Remove may take it; an object chosen for eviction while
+  // read goes then. Releases of leases already run out do nothing. Returns
+  // how many leases were released.
+  uint64_t ReleaseLeases(const std::vector<std::string>& keys, int64_t now_ms);
   // A ping also brings the caller's segments back from being unreachable.
   PingResponse Ping(const Caller& caller, uint32_t segments_owned, int64_t now_ms);
   // A client could not reach these segments: nothing new is placed there

@@ -368,6 +368,7 @@ uint32_t MaxRequestBodyBytes(MsgType type) {
     case MsgType::kExistKey:
     case MsgType::kGetReplicaList:
     case MsgType::kPutRevoke:
+    case MsgType::kReleaseLeases:
     case MsgType::kGetSize:
       return static_cast<uint32_t>(kKeysMax);
     case MsgType::kReportUnreachable:
@@ -440,6 +441,8 @@ const char* MsgTypeName(MsgType type) {
       return "GetSize";
     case MsgType::kReportUnreachable:
       return "ReportUnreachable";
+    case MsgType::kReleaseLeases:
+      return "ReleaseLeases";
     case MsgType::kTableUpdate:
       return "TableUpdate";
     case MsgType::kDataWrite:

@@ -53,6 +53,9 @@ enum class MsgType : uint16_t {
   // answer CodesResponse): the master places nothing there until their
   // owners ping again.
   kReportUnreachable = 15,
+  // A reader is done with these keys (KeysRequest): the leases its
+  // GetReplicaList took end now. One-way: the master sends no answer.
+  kReleaseLeases = 16,
   // The store's data port (after Hello): bytes move in the frame body.
   kDataWrite = 32,  // body: DataRange, then `length` bytes; answer StatusResponse
   kDataRead = 33,   // body: DataRange; answer: the `length` bytes
@@ -62,6 +65,8 @@ enum class MsgType : uint16_t {
   kRdmaConnect = 35,  // body: RdmaConnectRequest; answer RdmaConnectResponse
 };
 const char* MsgTypeName(MsgType type);  // "PutStart"; "Unknown" otherwise
+// Requests the master does not answer (kReleaseLeases).
+inline bool IsOneWay(MsgType type) { return type == MsgType::kReleaseLeases; }
 
 inline constexpr uint16_t kFlagResponse = 1;      // answers request_id
 inline constexpr uint16_t kFlagNotification = 2;  // unsolicited, request_id 0

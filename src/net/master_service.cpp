@@ -14,7 +14,7 @@ namespace {
 
 namespace http = boost::beast::http;
 
-constexpr size_t kOpSlots = 16;  // MsgType values are below this
+constexpr size_t kOpSlots = 17;  // MsgType values are below this
 
 bool IsObjectOp(MsgType t) {
   return t == MsgType::kPutEnd || t == MsgType::kRemove || t == MsgType::kRemoveAll ||
@@ -96,6 +96,7 @@ MasterService::MasterService(boost::asio::io_context& ioc, MasterServiceOptions 
           },
           metrics),
       timer_(ioc) {
+  index_.Started(NowMs());  // owners have not remounted yet
   if (options_.meta) {
     meta_ = std::make_unique<MetadataService>(ioc, *options_.meta, options_.meta_limits, metrics);
   }
@@ -337,6 +338,14 @@ Status MasterService::Dispatch(const RpcPeer& peer, MsgType type, std::string_vi
         return index_.PutRevoke(caller, r.keys, now);
       });
       break;
+    case MsgType::kReleaseLeases: {
+      KeysRequest r;
+      if (Status st = DecodeBody(body, r); !st.ok()) return st;
+      ops_->keys->Inc(r.keys.size());
+      std::lock_guard<std::mutex> lock(index_mu_);
+      (void)index_.ReleaseLeases(r.keys, now);
+      break;  // one-way: the RPC server sends no answer
+    }
     case MsgType::kReportUnreachable: {
       KeysRequest r;
       if (Status st = DecodeBody(body, r); !st.ok()) return st;
@@ -443,6 +452,8 @@ void MasterService::RenderSegmentMetrics(std::string& out) {
   counter("kvcached_master_reconcile_changes_total",
           "Table changes sent to owners whose tables had drifted from the index",
           c.reconcile_changes);
+  counter("kvcached_master_leases_released_total",
+          "Read leases ended by their readers when the get was done", c.leases_released);
   counter("kvcached_master_unreachable_reports_total",
           "Segments clients reported they could not reach (placements stop until the owner "
           "pings)",

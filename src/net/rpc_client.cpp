@@ -122,6 +122,23 @@ Status RpcClient::RoundTrip(MsgType type, std::vector<std::string> bodies,
   return st;
 }
 
+Status RpcClient::SendOneWay(MsgType type, const std::string& body) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (fd_ >= 0 && PeerClosed(fd_)) CloseLocked();
+  if (Status st = EnsureConnectedLocked(); !st.ok()) return st;
+  FrameHeader h;
+  h.type = static_cast<uint16_t>(type);
+  h.request_id = next_request_id_++;
+  h.body_bytes = static_cast<uint32_t>(body.size());
+  std::string wire(kFrameHeaderBytes, '\0');
+  EncodeHeader(h, reinterpret_cast<unsigned char*>(wire.data()));
+  wire += body;
+  Status st = SendAll(fd_, wire.data(), wire.size(), Clock::now() + options_.call_timeout,
+                      PeerName());
+  if (!st.ok()) CloseLocked();
+  return st;
+}
+
 Status RpcClient::RoundTripLocked(MsgType type, const std::vector<std::string>& bodies,
                                   std::vector<std::string>& out) {
   if (Status st = EnsureConnectedLocked(); !st.ok()) return st;

@@ -78,6 +78,13 @@ class RpcClient {
     return Status::Ok();
   }
 
+  // A one-way request (IsOneWay): sent, never answered. Fails only when it
+  // could not be sent.
+  template <typename Req>
+  Status Send(MsgType type, const Req& req) {
+    return SendOneWay(type, EncodeBody(req));
+  }
+
   // Waits up to `wait` for notifications and dispatches them; OK when the
   // wait ended without a transport error.
   Status PollNotifications(std::chrono::milliseconds wait);
@@ -88,6 +95,7 @@ class RpcClient {
   using Clock = std::chrono::steady_clock;
   using Deadline = Clock::time_point;
   Status RoundTrip(MsgType type, std::vector<std::string> bodies, std::vector<std::string>& out);
+  Status SendOneWay(MsgType type, const std::string& body);
   Status RoundTripLocked(MsgType type, const std::vector<std::string>& bodies,
                          std::vector<std::string>& out);
   Status EnsureConnectedLocked();

@@ -243,7 +243,9 @@ class RpcServer::Connection : public std::enable_shared_from_this<RpcServer::Con
     uint16_t flags = 0;
     Status st = st_->dispatch(peer_, type, body_, response, flags);
     if (!st.ok()) return Malformed(std::string(MsgTypeName(type)) + ": " + st.message());
-    Enqueue(Frame(head_.type, static_cast<uint16_t>(kFlagResponse | flags), response));
+    if (!IsOneWay(type)) {
+      Enqueue(Frame(head_.type, static_cast<uint16_t>(kFlagResponse | flags), response));
+    }
     ReadHeader();
   }
 

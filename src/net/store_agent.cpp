@@ -190,8 +190,10 @@ void StoreAgent::Run() {
     auto wait = std::min<std::chrono::milliseconds>(
         std::chrono::milliseconds(100), std::chrono::duration_cast<std::chrono::milliseconds>(
                                             next_ping - std::chrono::steady_clock::now()));
-    if (wait.count() > 0 && !client_.PollNotifications(wait).ok()) {
-      // The connection dropped; the next ping reconnects.
+    if (Status st = wait.count() > 0 ? client_.PollNotifications(wait) : Status::Ok(); !st.ok()) {
+      // The connection dropped; the next ping reconnects and remounts.
+      spdlog::warn("segment '{}': connection to master {} lost: {}; reconnecting at the next ping",
+                   options_.segment.name, options_.rpc.address, st.ToString());
       std::unique_lock<std::mutex> lock(stop_mu_);
       stop_cv_.wait_until(lock, next_ping, [this] { return stopping_; });
     }

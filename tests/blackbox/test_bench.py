@@ -41,12 +41,12 @@ def pool():
     """A master and one store (host id 'bench-test', 1 GiB), separately started."""
     procs = []
 
-    def start(store_env=None):
+    def start(store_env=None, segment_size="1GiB"):
         master = Proc(["master", "--port", "0", "--admin-port", "0", "--no-meta"])
         procs.append(master)
         master.wait_ready()
         rpc = status_address(master, "rpc")
-        store = Proc(["store", "--master", rpc, "--segment-size", "1GiB", "--host-id",
+        store = Proc(["store", "--master", rpc, "--segment-size", segment_size, "--host-id",
                       "bench-test"], env=store_env)
         procs.append(store)
         store.wait_ready()
@@ -152,6 +152,32 @@ def test_against_a_separate_pool_every_workload_verified(pool, transport):
     assert sg["sglang"]["pages_requested"] > 0
     assert 0 <= sg["sglang"]["pages_hit"] <= sg["sglang"]["pages_requested"]
     assert doc["ok"] is True
+
+
+@pytest.mark.parametrize("transport", ["tcp", "shm"])
+def test_sglang_pattern_on_a_pool_three_times_too_small_keeps_taking_pages(pool, transport):
+    """Issue 15, defect 8: with every page checked and every hit read, a full
+    pool used to refuse nearly every put (reads pinned objects for a whole
+    lease). Readers now end their leases when done, so eviction keeps room.
+    A request's pages (16 MiB) times the threads stay well under the pool:
+    puts in progress cannot be evicted, so a request larger than the pool
+    fails by its nature."""
+    rpc = pool(segment_size="64MiB")
+    doc = bench_json("--master", rpc, "--host-id", "bench-test", "--transport", transport,
+                     "--workload", "sglang", "--verify", "--object-size", "1MiB", "--keys", "192",
+                     "--pages", "8", "--threads", "2", "--max-error-rate", "1",
+                     "--duration", "2", "--warmup", "0", "--no-baseline")
+    w = doc["workloads"][0]
+    ops = {op["op"]: op for op in w["ops"]}
+    put = ops["put"]
+    failed = sum(put["errors"].values())
+    print(f"{transport}: {put['objects']} puts, {failed} failed {put['errors']}, "
+          f"hit ratio {w['sglang']['hit_ratio']:.3f} over {w['sglang']['pages_requested']} pages "
+          f"(LRU over documents chosen uniformly gives about pool / key space = 64/192 = 0.33)")
+    assert put["objects"] > 0
+    assert failed <= put["objects"] // 100, put["errors"]
+    assert w["sglang"]["pages_hit"] > 0
+    assert w["verify"]["checked_objects"] > 0 and w["verify"]["wrong_objects"] == 0
 
 
 def test_ops_stops_after_exactly_that_many_calls(pool):

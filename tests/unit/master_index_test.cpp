@@ -563,6 +563,87 @@ TEST_CASE("a segment reported unreachable takes nothing new until its owner ping
   CHECK(back.segments[back.items[0].replicas[0].segment].name == "a");
 }
 
+TEST_CASE("a new master: a key removed before its owner remounts stays removed") {
+  // Seen by the chaos test: Remove answered OBJECT_NOT_FOUND, the owner then
+  // remounted the old record, and the writer's next put found it and left
+  // it as it was: the key read its older version for good.
+  MasterIndex old_master(Opts());
+  REQUIRE(old_master.Mount(kStoreA, Seg("a", 8 * kMiB), 0).ok());
+  REQUIRE(old_master.Mount(kStoreB, Seg("b", 8 * kMiB), 0).ok());
+  Put(old_master, "k", kMiB, 0, 1, kWriter, 1);
+  Put(old_master, "x", kMiB, 0, 1, kWriter, 1);
+  Put(old_master, "y", kMiB, 0, 1, kWriter, 1);
+  std::vector<ObjectEntry> table_a, table_b;
+  for (const TableChange& c : UpdatesFor(old_master, "store-a")) table_a.push_back(c.entry);
+  for (const TableChange& c : UpdatesFor(old_master, "store-b")) table_b.push_back(c.entry);
+  REQUIRE(table_a.size() + table_b.size() == 3);
+
+  MasterOptions o = Opts();  // client TTL 5000 ms
+  o.version_base_us = 10'000'000;
+  MasterIndex m(o);
+  m.Started(0);
+  CHECK(m.Remove({"k"}, false, 10).codes[0] == Code(ErrorCode::OBJECT_NOT_FOUND));
+  REQUIRE(m.Remount(kStoreA, Seg("a", 8 * kMiB), table_a, 20).ok());
+  REQUIRE(m.Remount(kStoreB, Seg("b", 8 * kMiB), table_b, 20).ok());
+  CHECK(m.Lookup("k", 30) == std::nullopt);
+  CHECK(m.Lookup("x", 30).has_value());
+  CHECK(m.counters().remount_objects_rejected == 1);
+  // The writer's put after its remove stores the new value (once the
+  // rebuilt segments take new objects).
+  CHECK(m.PutStart(kWriter, {1, "", {{"k", kMiB}}}, 2000).items[0].code == kOk);
+}
+
+TEST_CASE("RemoveAll that keeps nothing: no older record comes back, remounted later or not") {
+  MasterIndex old_master(Opts());
+  REQUIRE(old_master.Mount(kStoreB, Seg("b", 8 * kMiB), 0).ok());
+  Put(old_master, "x", kMiB, 0);
+  std::vector<ObjectEntry> table_b;
+  for (const TableChange& c : UpdatesFor(old_master, "store-b")) table_b.push_back(c.entry);
+
+  MasterOptions o = Opts();
+  o.version_base_us = 10'000'000;
+  MasterIndex m(o);
+  m.Started(0);
+  REQUIRE(m.Mount(kStoreA, Seg("a", 8 * kMiB), 0).ok());
+  Put(m, "k", kMiB, 0);
+  CHECK(m.RemoveAll(false, 10) == 1);
+  REQUIRE(m.Remount(kStoreB, Seg("b", 8 * kMiB), table_b, 20).ok());
+  CHECK(m.Lookup("x", 30) == std::nullopt);
+  Put(m, "after", kMiB, 2000);  // new puts are above the line
+  CHECK(m.Lookup("after", 2000).has_value());
+}
+
+TEST_CASE("a lease ends when its last reader is done; a doomed object goes then") {
+  MasterIndex m(Opts());  // lease 1000 ms
+  std::vector<std::string> all = FillPool(m);
+  // Two readers of k0, then every other key checked: k0 is the oldest.
+  REQUIRE(m.GetReplicaLists({"k0"}, 10).items[0].code == kOk);
+  REQUIRE(m.GetReplicaLists({"k0"}, 20).items[0].code == kOk);
+  (void)m.ExistKeys({"k1", "k2", "k3", "k4", "k5", "k6", "k7"}, 25);
+  REQUIRE(m.GetReplicaLists({"k1"}, 26).items[0].code == kOk);  // one reader
+  CHECK(m.Remove({"k1"}, false, 30).codes[0] == Code(ErrorCode::OBJECT_HAS_LEASE));
+  CHECK(m.ReleaseLeases({"k0", "k1", "missing"}, 30) == 2);
+  CHECK(m.Remove({"k1"}, false, 30).codes[0] == kOk);  // its only reader is done
+  CHECK(m.Remove({"k0"}, false, 30).codes[0] == Code(ErrorCode::OBJECT_HAS_LEASE));  // one left
+  CHECK(m.PutStart(kWriter, {1, "", {{"n1", kMiB}}}, 40).items[0].code == kOk);  // k1's space
+  // Full: eviction chooses k0, the oldest, while it is read: doomed, not freed.
+  CHECK(m.PutStart(kWriter, {1, "", {{"n2", kMiB}}}, 40).items[0].code ==
+        Code(ErrorCode::NO_AVAILABLE_HANDLE));
+  uint64_t evicted = m.counters().evicted_objects;
+  // The last reader finishes: k0 goes now, not a lease TTL later.
+  CHECK(m.ReleaseLeases({"k0"}, 50) == 1);
+  CHECK(m.Lookup("k0", 50) == std::nullopt);
+  CHECK(m.counters().evicted_objects == evicted + 1);
+  CHECK(m.PutStart(kWriter, {1, "", {{"n2", kMiB}}}, 50).items[0].code == kOk);
+  // A release after its lease ran out does nothing; a reader that came
+  // later is the one whose release counts.
+  REQUIRE(m.GetReplicaLists({"k2"}, 100).items[0].code == kOk);
+  REQUIRE(m.GetReplicaLists({"k2"}, 1500).items[0].code == kOk);  // the first lease ran out
+  CHECK(m.ReleaseLeases({"k2"}, 1600) == 1);
+  CHECK(m.Remove({"k2"}, false, 1600).codes[0] == kOk);
+  CHECK(m.counters().leases_released == 4);
+}
+
 TEST_CASE("unmount drops one replica and keeps objects that have another") {
   MasterIndex m(Opts());
   REQUIRE(m.Mount(kStoreA, Seg("a", 8 * kMiB), 0).ok());
