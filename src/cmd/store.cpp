@@ -67,8 +67,14 @@ std::vector<OptionSpec> StoreOptions() {
                  "HTTP port of /health and /metrics (0: any free; the address is logged)", 0,
                  65535),
       MakeOption("shm-socket", OptionKind::kString, "",
-                 "Unix socket that hands the segment to same-host clients (default: an "
-                 "abstract name; a path puts it on disk; off: no shared-memory path)"),
+                 "Unix socket that hands the segment to same-host clients (default: "
+                 "<runtime dir>/<client id>.sock in a directory private to the store's user; "
+                 "a path: a socket file there; @NAME: an abstract socket, only with --insecure; "
+                 "off: no shared-memory path)"),
+      MakeOption("shm-group", OptionKind::kString, "",
+                 "Group whose members may attach to the shm socket, besides the store's own "
+                 "user and root (default: none); the runtime directory becomes 0750 and the "
+                 "socket 0660 for it"),
       env(MakeOption("metadata-server", OptionKind::kString, "P2PHANDSHAKE",
                      "Metadata service to publish the segment descriptor to "
                      "(http://host:port/metadata); P2PHANDSHAKE: only through the master"),
@@ -95,7 +101,12 @@ std::vector<OptionSpec> StoreOptions() {
   for (OptionSpec& s : o) {
     if (s.name == "protocol") s.choices = {"tcp", "rdma"};
   }
-  for (OptionSpec& spec : DaemonOptions()) o.push_back(std::move(spec));
+  for (OptionSpec& spec : DaemonOptions()) {
+    if (spec.name == "insecure") {
+      spec.help += "; for a store, also an abstract (@NAME) --shm-socket, which has no permissions";
+    }
+    o.push_back(std::move(spec));
+  }
   return o;
 }
 
@@ -142,6 +153,8 @@ int RunStore(const CommandContext& ctx) {
   host_opts.bind_host = cfg.String("host");
   host_opts.data_port = static_cast<uint16_t>(cfg.Number("data-port"));
   host_opts.shm_socket = cfg.String("shm-socket");
+  host_opts.shm_group = cfg.String("shm-group");
+  host_opts.allow_abstract_shm = cfg.Bool("insecure");
   host_opts.token = *token;
   host_opts.insecure = cfg.Bool("insecure");
   host_opts.metadata_server = cfg.String("metadata-server");
@@ -242,6 +255,8 @@ int RunStore(const CommandContext& ctx) {
   });
 
   std::string shm = host.shm_server() ? host.shm_server()->path() : std::string("off");
+  std::string shm_admits =
+      host.shm_server() ? " (admits " + host.shm_server()->access().Describe() + ")" : "";
   std::string rdma_nics;
   if (rdma) {
     for (const RdmaNic& nic : rdma->Describe().nics) {
@@ -249,12 +264,11 @@ int RunStore(const CommandContext& ctx) {
     }
   }
   spdlog::info(
-      "{} store: segment '{}' of {}{}{} on host '{}', master {}, data tcp://{}, shm {}, rdma {}, "
-      "admin http://{}",
-      VersionLine(), name, FormatSize(segment.size()),
-      segment.hugepages() ? ", huge pages" : "", segment.locked() ? ", locked" : "",
-      host_id, cfg.String("master"), data_server.address(), shm,
-      rdma ? rdma_nics : std::string("off"), admin_server.address());
+      "{} store: segment '{}' of {}{}{} on host '{}', master {}, data tcp://{}, shm {}{}, rdma "
+      "{}, admin http://{}",
+      VersionLine(), name, FormatSize(segment.size()), segment.hugepages() ? ", huge pages" : "",
+      segment.locked() ? ", locked" : "", host_id, cfg.String("master"), data_server.address(), shm,
+      shm_admits, rdma ? rdma_nics : std::string("off"), admin_server.address());
   spdlog::debug("settings: {}", cfg.Describe());
 
   DaemonHooks hooks;

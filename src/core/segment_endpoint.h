@@ -3,14 +3,14 @@
 // mooncake/ram/<segment> in the metadata service). One JSON object:
 //
 //   {"name":"h1:4242","host_id":"h1","instance":"store-1a2b...","size":1073741824,
-//    "protocol":"tcp","tcp":"10.0.0.5:40123","shm":"@kvcached/store-1a2b...",
+//    "protocol":"tcp","tcp":"10.0.0.5:40123","shm":"/run/kvcached/x/store-1a2b....sock",
 //    "rdma":{"base":140245...,"chunk":1073741824,
 //            "nics":[{"name":"mlx5_0","gid":"::ffff:10.0.0.5","lid":0}],
 //            "rkeys":[[5123],[5124]]}}
 //
 // `tcp` is the data port (host:port, IPv6 hosts in brackets); `shm` the Unix
 // socket that hands out the segment's memfd to clients with the same host
-// id ("@name" is Linux's abstract namespace); either may be absent. `rdma`
+// id (a path, or "@name" in Linux's abstract namespace); either may be absent. `rdma`
 // (core/rdma_link.h) is present when the store serves RDMA; its queue pairs
 // are set up over the `tcp` data port, so it needs one.
 // Pure functions; thread-safe.

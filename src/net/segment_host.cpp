@@ -1,6 +1,11 @@
 #include "net/segment_host.h"
 
+#include <unistd.h>
+
 #include <spdlog/spdlog.h>
+
+#include "net/shm_access_policy.h"
+#include "net/shm_runtime_dir.h"
 
 namespace kvcached {
 namespace {
@@ -66,17 +71,43 @@ Status SegmentHost::Serve(boost::asio::io_context& ioc, MetricsRegistry& metrics
   endpoint_.tcp = data_->bound_to_wildcard()
                       ? options_.host_id + ":" + std::to_string(data_->port())
                       : data_->address();
-  if (options_.shm_socket != kShmSocketOff) {
-    ShmServerOptions shm;
-    shm.path = options_.shm_socket.empty() ? "@kvcached/" + options_.client_id
-                                           : options_.shm_socket;
-    shm.segment = options_.segment_name;
-    shm.token = options_.token;
-    shm.max_connections = options_.shm_max_connections;
-    shm_ = std::make_unique<ShmServer>(ioc, shm, memory_->fd(), memory_->size(), metrics);
-    if (Status st = shm_->Start(); !st.ok()) return st;
-    endpoint_.shm = shm.path;
+  return ServeShm(ioc, metrics);
+}
+
+Status SegmentHost::ServeShm(boost::asio::io_context& ioc, MetricsRegistry& metrics) {
+  if (options_.shm_socket == kShmSocketOff) return Status::Ok();
+  Result<ShmAccessPolicy> access = ShmAccessPolicy::WithGroupNamed(::geteuid(), options_.shm_group);
+  if (!access.ok()) return access.status();
+  ShmServerOptions shm;
+  shm.access = *access;
+  shm.segment = options_.segment_name;
+  shm.token = options_.token;
+  shm.max_connections = options_.shm_max_connections;
+  if (options_.shm_socket.empty()) {
+    ShmRuntimeDir dir = ShmRuntimeDir::Resolve(ShmRuntimeDirEnv::FromProcess());
+    if (Status st = dir.Prepare(::geteuid(), access->group()); !st.ok()) return st;
+    shm.path = dir.SocketPath(options_.client_id);
+  } else if (options_.shm_socket[0] == '@') {
+    if (!options_.allow_abstract_shm) {
+      return Status(ErrorCode::INVALID_PARAMS,
+                    "refusing the abstract shm socket " + options_.shm_socket +
+                        ": abstract sockets have no permissions and any local user can take the "
+                        "name, so clients could hand their bytes to an impostor. Leave "
+                        "--shm-socket empty (a private socket file), give a path, or say "
+                        "--insecure");
+    }
+    spdlog::warn(
+        "shm socket {} is abstract (--insecure): it has no permissions, and any local "
+        "user can take the name once this store is gone; only peer credentials ({}) "
+        "guard it",
+        options_.shm_socket, access->Describe());
+    shm.path = options_.shm_socket;
+  } else {
+    shm.path = options_.shm_socket;
   }
+  shm_ = std::make_unique<ShmServer>(ioc, shm, memory_->fd(), memory_->size(), metrics);
+  if (Status st = shm_->Start(); !st.ok()) return st;
+  endpoint_.shm = shm.path;
   return Status::Ok();
 }
 

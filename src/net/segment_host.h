@@ -43,7 +43,16 @@ struct SegmentHostOptions {
   SegmentMemoryOptions memory;  // size, huge pages, mlock (name is set from segment_name)
   std::string bind_host = "127.0.0.1";
   uint16_t data_port = 0;
-  std::string shm_socket;  // empty: an abstract name; "off": no shm path; else a path
+  // Empty: <runtime dir>/<client id>.sock (ShmRuntimeDir, created and
+  // checked); "off": no shm path; "@name": an abstract socket (only with
+  // allow_abstract_shm); else a socket file at that path.
+  std::string shm_socket;
+  // --shm-group: a group whose members may attach besides the host's own
+  // uid and root (ShmAccessPolicy); empty: none.
+  std::string shm_group;
+  // Abstract sockets have no permissions and their names can be taken by
+  // any local user; Serve refuses "@name" (INVALID_PARAMS) unless this is set.
+  bool allow_abstract_shm = false;
   std::optional<AuthToken> token;
   // Serve on a non-loopback data port without a token (Serve refuses it
   // otherwise, with INVALID_PARAMS).
@@ -70,6 +79,9 @@ class SegmentHost {
   // and sets up queue pairs for peers. Call before Serve.
   void SetRdma(std::shared_ptr<RdmaAcceptor> rdma) { rdma_ = std::move(rdma); }
   // Binds the data port and the shm socket on `ioc` (accepting once it runs).
+  // INVALID_PARAMS for an unknown --shm-group, an abstract socket without
+  // allow_abstract_shm, or a runtime directory that is not private
+  // (ShmRuntimeDir::Prepare); the listeners' own errors otherwise.
   Status Serve(boost::asio::io_context& ioc, MetricsRegistry& metrics);
   // Mounts at the master (StoreAgent::Start's errors) and publishes the
   // descriptor to the metadata service (a failure there is logged, not fatal:
@@ -91,6 +103,7 @@ class SegmentHost {
  private:
   explicit SegmentHost(SegmentHostOptions options) : options_(std::move(options)) {}
   Result<MetadataClient> Metadata() const;  // a client of --metadata-server
+  Status ServeShm(boost::asio::io_context& ioc, MetricsRegistry& metrics);
   void Publish();
   void Unpublish();
 

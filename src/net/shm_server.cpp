@@ -5,6 +5,8 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
+#include <cstring>
 
 #include <spdlog/spdlog.h>
 #include <boost/asio/local/stream_protocol.hpp>
@@ -16,6 +18,7 @@
 
 #include "core/rpc_protocol.h"
 #include "net/connection_registry.h"
+#include "net/shm_access_policy.h"
 #include "net/socket_util.h"
 
 namespace kvcached {
@@ -23,6 +26,10 @@ namespace {
 
 namespace net = boost::asio;
 using unix_stream = net::local::stream_protocol;
+
+constexpr const char* kRefusalsHelp =
+    "Shm connections refused: peer credentials outside the policy, sessions broken off (token, "
+    "protocol, timeout), over --max-connections";
 
 unix_stream::endpoint EndpointFor(const std::string& path) {
   if (!path.empty() && path[0] == '@') return unix_stream::endpoint(std::string(1, '\0') + path.substr(1));
@@ -40,8 +47,12 @@ struct ShmServer::State : std::enable_shared_from_this<ShmServer::State> {
         acceptor(net::make_strand(io)),
         attaches(m.GetCounter("kvcached_store_shm_attaches_total",
                               "Segments handed to same-host clients over the shm socket")),
-        refusals(m.GetCounter("kvcached_store_shm_refusals_total",
-                              "Shm sessions refused or broken off (token, protocol, timeout)")) {}
+        refused_peer(m.GetCounter("kvcached_store_shm_refusals_total", kRefusalsHelp,
+                                  {{"reason", "peer_credentials"}})),
+        refused_session(m.GetCounter("kvcached_store_shm_refusals_total", kRefusalsHelp,
+                                     {{"reason", "session"}})),
+        refused_limit(m.GetCounter("kvcached_store_shm_refusals_total", kRefusalsHelp,
+                                   {{"reason", "max_connections"}})) {}
 
   void Accept();
 
@@ -51,11 +62,13 @@ struct ShmServer::State : std::enable_shared_from_this<ShmServer::State> {
   const uint64_t segment_bytes;
   unix_stream::acceptor acceptor;
   std::atomic<bool> stopping{false};
-  bool bound = false;  // Start() bound the path
+  bool bound = false;  // Start() bound a socket file at the path (removed at shutdown)
   std::atomic<uint64_t> next_id{1};
   ConnectionRegistry<Connection> connections;
   Counter& attaches;
-  Counter& refusals;
+  Counter& refused_peer;     // SO_PEERCRED outside options.access
+  Counter& refused_session;  // token, protocol, timeout, failed hand-over
+  Counter& refused_limit;    // over max_connections
 };
 
 // One hand-over: Hello, ShmAttach, the fd (all within one deadline); then
@@ -75,6 +88,7 @@ class ShmServer::Connection : public std::enable_shared_from_this<ShmServer::Con
     timer_.async_wait([self = shared_from_this()](boost::system::error_code ec) {
       if (!ec) self->Fail("session timed out");
     });
+    Admit();
     ReadHeader();
   }
 
@@ -83,6 +97,23 @@ class ShmServer::Connection : public std::enable_shared_from_this<ShmServer::Con
   }
 
  private:
+  // The kernel's word on who connected, checked before a byte is read. A
+  // refused peer is counted and logged here, once; its Hello then gets the
+  // refusal as an error frame, and anything else it does just closes.
+  void Admit() {
+    Result<PeerCredentials> peer = ReadPeerCredentials(socket_.native_handle());
+    ShmAccessDecision d =
+        peer.ok() ? st_->options.access.Decide(*peer)
+                  : ShmAccessDecision{false, "cannot tell who connected (" +
+                                                 peer.status().message() + "): refused"};
+    if (d.allowed) return;
+    denied_ = d.reason;
+    st_->refused_peer.Inc();
+    spdlog::warn("shm conn=#{} on {}: refused peer pid {} uid {} gid {}: {}; closing", id_,
+                 st_->options.path, peer.ok() ? peer->pid : 0, peer.ok() ? peer->uid : 0,
+                 peer.ok() ? peer->gid : 0, d.reason);
+  }
+
   void ReadHeader() {
     net::async_read(socket_, net::buffer(header_),
                     [self = shared_from_this()](boost::system::error_code ec, size_t) {
@@ -114,6 +145,7 @@ class ShmServer::Connection : public std::enable_shared_from_this<ShmServer::Con
   }
 
   void OnHello() {
+    if (!denied_.empty()) return Refuse();
     HelloRequest hello;
     if (Status st = DecodeBody(body_, hello); !st.ok()) return Fail("Hello: " + st.message());
     client_ = hello.client_id;
@@ -151,9 +183,20 @@ class ShmServer::Connection : public std::enable_shared_from_this<ShmServer::Con
                     });
   }
 
+  // The answer to a refused peer's Hello: the error frame a request before
+  // a successful Hello gets elsewhere (ILLEGAL_CLIENT), then the close.
+  void Refuse() {
+    out_ = EncodeFrame(MsgType::kHello, kFlagResponse | kFlagError, head_.request_id,
+                       ErrorBody{static_cast<int32_t>(ErrorCode::ILLEGAL_CLIENT), denied_});
+    net::async_write(
+        socket_, net::buffer(out_),
+        [self = shared_from_this()](boost::system::error_code, size_t) { self->Close(); });
+  }
+
   void Fail(const std::string& why) {
     if (closed_) return;
-    st_->refusals.Inc();
+    if (!denied_.empty()) return Close();  // counted and logged once, at Admit
+    st_->refused_session.Inc();
     spdlog::warn("shm conn=#{} (client '{}') on {}: {}; closing", id_, client_, st_->options.path,
                  why);
     Close();
@@ -172,6 +215,7 @@ class ShmServer::Connection : public std::enable_shared_from_this<ShmServer::Con
   net::steady_timer timer_;
   const uint64_t id_;
   std::string client_;
+  std::string denied_;  // why the peer is refused; empty: admitted
   unsigned char header_[kFrameHeaderBytes] = {};
   FrameHeader head_;
   std::string body_;
@@ -194,7 +238,7 @@ void ShmServer::State::Accept() {
           if (self->connections.Add(id, conn, self->options.max_connections)) {
             conn->Start();
           } else {
-            self->refusals.Inc();
+            self->refused_limit.Inc();
             spdlog::warn("shm socket {}: refused a connection, {} open (--max-connections)",
                          self->options.path, self->options.max_connections);
           }
@@ -231,20 +275,51 @@ Status ShmServer::Start() {
     }
     ::unlink(path.c_str());
   }
+  const bool on_disk = path[0] != '@';
+  const std::optional<gid_t> group = state_->options.access.group();
+  const mode_t mode = group ? 0660 : 0600;
+  auto fail = [&](const std::string& why) {
+    boost::system::error_code ignored;
+    state_->acceptor.close(ignored);
+    if (state_->bound) ::unlink(path.c_str());
+    state_->bound = false;
+    return Status(ErrorCode::UNAVAILABLE_IN_CURRENT_STATUS, why);
+  };
   boost::system::error_code ec;
   state_->acceptor.open(unix_stream(), ec);
-  if (!ec) state_->acceptor.bind(EndpointFor(path), ec);
-  if (!ec) state_->acceptor.listen(net::socket_base::max_listen_connections, ec);
-  if (ec) {
-    return Status(ErrorCode::UNAVAILABLE_IN_CURRENT_STATUS,
-                  "cannot listen on shm socket " + path + ": " + ec.message());
+  // Linux creates the socket file with the socket's own mode (less the
+  // umask): set before bind, the file is never more open than the owner's
+  // rw, not even for the moment before the chmod below.
+  if (!ec && on_disk && ::fchmod(state_->acceptor.native_handle(), 0600) != 0) {
+    ec.assign(errno, boost::system::system_category());
   }
-  state_->bound = true;
+  if (!ec) state_->acceptor.bind(EndpointFor(path), ec);
+  if (ec) return fail("cannot listen on shm socket " + path + ": " + ec.message());
+  state_->bound = on_disk;
+  // connect() needs write permission on the file: the group gets rw when
+  // the policy admits one (the umask may have taken it away at bind). The
+  // file is chowned only when it is not already the group's: systemd units
+  // filter out chown (SystemCallFilter=~@privileged), and the store's own
+  // group, the usual choice there, needs none.
+  struct stat file {};
+  bool regroup = on_disk && group && (::lstat(path.c_str(), &file) != 0 || file.st_gid != *group);
+  if (regroup && ::chown(path.c_str(), static_cast<uid_t>(-1), *group) != 0) {
+    return fail("cannot give shm socket " + path + " to group '" +
+                state_->options.access.group_name() + "': " + std::strerror(errno) +
+                " (the store's user must be a member of --shm-group)");
+  }
+  if (on_disk && ::chmod(path.c_str(), mode) != 0) {
+    return fail("cannot chmod shm socket " + path + ": " + std::strerror(errno));
+  }
+  state_->acceptor.listen(net::socket_base::max_listen_connections, ec);
+  if (ec) return fail("cannot listen on shm socket " + path + ": " + ec.message());
   state_->Accept();
   return Status::Ok();
 }
 
 const std::string& ShmServer::path() const { return state_->options.path; }
+
+const ShmAccessPolicy& ShmServer::access() const { return state_->options.access; }
 
 void ShmServer::BeginShutdown() {
   if (state_->stopping.exchange(true)) return;
@@ -253,7 +328,7 @@ void ShmServer::BeginShutdown() {
     st->acceptor.close(ec);
   });
   // Only a socket this server bound is removed: never a live one of another.
-  if (state_->bound && state_->options.path[0] != '@') ::unlink(state_->options.path.c_str());
+  if (state_->bound) ::unlink(state_->options.path.c_str());
   for (auto& c : state_->connections.Live()) c->Stop();
 }
 

@@ -159,6 +159,8 @@ class KvcachedProcess {
       throw std::runtime_error("no " + word + " in " + status_);
     return m[1];
   }
+  // The readiness STATUS text, as the process sent it.
+  const std::string& status() const { return status_; }
   uint16_t Port(const std::string& word) const {
     std::string a = Address(word);
     return static_cast<uint16_t>(std::stoi(a.substr(a.rfind(':') + 1)));
