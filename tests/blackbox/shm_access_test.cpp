@@ -156,7 +156,8 @@ Attempt TryAttach(const std::string& path,
   Result<int> fd = ConnectUnix(path, deadline, peer);
   if (!fd.ok())
     return {"connect", static_cast<int32_t>(fd.code()), false, false, fd.status().message()};
-  std::string hello = EncodeFrame(MsgType::kHello, 0, 7, HelloRequest{1, "other-user", kHost, ""});
+  std::string hello =
+      EncodeFrame(MsgType::kHello, 0, 7, HelloRequest{1, "other-user", kHost, "", ""});
   FrameHeader head;
   std::string body;
   Status st = SendAll(*fd, hello.data(), hello.size(), deadline, peer);
