@@ -100,9 +100,10 @@ void ChaosCluster::StartMaster() {
   MasterLife life;
   life.start_ns = OpLog::NowNs();
   life.seen_ns.assign(segments_.size(), kNever);
-  timeline_.masters.push_back(life);
   {
     std::lock_guard<std::mutex> lock(sample_mu_);
+    timeline_.masters.push_back(life);
+    life_start_ns_ = life.start_ns;
     life_ = static_cast<int>(timeline_.masters.size()) - 1;
   }
   master_ = std::make_unique<ChildProcess>(
@@ -350,7 +351,7 @@ void ChaosCluster::SampleEvictions() {
   if (life_.load() != life) return;  // another master may have answered
   if (sampled_life_ != life) {
     sampled_life_ = life;
-    last_sample_ns_ = timeline_.masters[static_cast<size_t>(life)].start_ns;
+    last_sample_ns_ = life_start_ns_;
     last_evictions_ = last_refusals_ = 0;
   }
   if (evictions > last_evictions_ || refusals > last_refusals_) {

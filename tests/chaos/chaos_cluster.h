@@ -107,7 +107,8 @@ class ChaosCluster {
   // the master is down), and what it saw last of that life.
   std::atomic<int> life_{-1};
   std::atomic<bool> stop_sampler_{false};
-  std::mutex sample_mu_;  // serialises SampleEvictions
+  std::mutex sample_mu_;  // guards the fields below, and serialises SampleEvictions
+  int64_t life_start_ns_ = 0;
   int sampled_life_ = -1;
   int64_t last_sample_ns_ = 0;
   uint64_t last_evictions_ = 0, last_refusals_ = 0;
