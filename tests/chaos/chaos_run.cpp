@@ -383,7 +383,7 @@ PassResult ChaosRun::Run() {
                 dir_.c_str());
   }
   std::fflush(stdout);
-  return {ok, !failure.empty(), r.wrong};
+  return {ok, !failure.empty(), r.wrong, dir_};
 }
 
 }  // namespace kvcached::chaos

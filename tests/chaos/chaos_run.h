@@ -40,6 +40,7 @@ struct PassResult {
   bool ok = false;          // nothing WRONG, REVERTED, RESURRECTED or LOST, and no breakdown
   bool broke_down = false;  // a process died or a wait's guard fired
   uint64_t wrong = 0;
+  std::string dir;  // kept when the pass failed
 };
 
 class ChaosRun {
