@@ -129,7 +129,7 @@ void ChaosRun::Spawn(Slot& slot) {
 void ChaosRun::Collect() {
   for (Slot& s : slots_) {
     for (const OpRecord& r : OpLog::ReadFrom(s.options.log_path, s.offset)) {
-      s.last_is_begin = r.phase == OpPhase::kBegin;
+      if (r.incarnation == s.options.incarnation) s.open += r.phase == OpPhase::kBegin ? 1 : -1;
       records_.push_back(r);
     }
     if (s.process && !s.done) {
@@ -169,20 +169,21 @@ void ChaosRun::WaitProgress(int64_t since_ns) {
 
 void ChaosRun::KillWorker(int index) {
   Slot& s = slots_[static_cast<size_t>(index)];
-  // Mid-operation: stopped, the worker's log cannot change; it is killed
-  // when its last record begins a call (a batch's begins come before the
-  // call), else let go on and stopped again.
+  // Mid-batch: stopped, the worker's log cannot change; it is killed when
+  // it has begun two operations or more and ended none of them (a batch's
+  // begin records all come before the call), else let go on and stopped
+  // again.
   Fault f;
   f.kind = FaultKind::kWorkerKill;
   f.target = index;
-  WaitUntil("worker " + std::to_string(index) + " stopped inside a call", [&] {
+  WaitUntil("worker " + std::to_string(index) + " stopped inside a batch", [&] {
     s.process->Signal(SIGSTOP);
     while (!s.process->Stopped()) {
       if (s.process->Poll()) return false;  // Collect() reports the exit
       std::this_thread::yield();
     }
     Collect();
-    if (s.last_is_begin) return true;
+    if (s.open >= 2) return true;
     s.process->Signal(SIGCONT);
     return false;
   });
@@ -196,6 +197,7 @@ void ChaosRun::KillWorker(int index) {
     (r.phase == OpPhase::kBegin ? begun : ended)++;
   }
   s.options.incarnation++;
+  s.open = 0;
   Spawn(s);
   s.done = false;
   const uint64_t before = s.offset;

@@ -55,8 +55,8 @@ class ChaosRun {
     WorkerOptions options;
     std::unique_ptr<ChildProcess> process;
     uint64_t offset = 0;  // how far its log has been read
-    bool last_is_begin = false;
-    bool done = false;  // stopped on purpose
+    int open = 0;         // operations the current incarnation has begun and not ended
+    bool done = false;    // stopped on purpose
   };
   struct Planned {
     FaultKind kind;
