@@ -105,7 +105,15 @@ class Client::Impl {
   std::string segment_name_;
 
  private:
-  RpcClient& Master() { return *rpc_[next_rpc_.fetch_add(1) % rpc_.size()]; }
+  // Each calling thread keeps to one master connection, so its requests
+  // reach the master in the order it made them: a one-way ReleaseLeases is
+  // applied before the thread's next call (a Remove right after a Get is not
+  // refused by the get's own lease). Threads are spread over the connections.
+  RpcClient& Master() {
+    static std::atomic<size_t> threads{0};
+    thread_local const size_t slot = threads.fetch_add(1);
+    return *rpc_[slot % rpc_.size()];
+  }
   std::shared_ptr<const SegmentEndpoint> Resolve(const std::string& text, Status& why);
   // The path to a replica, or an error when the configured transport rules it out.
   Result<Path> Choose(const SegmentEndpoint& segment);
@@ -122,7 +130,6 @@ class Client::Impl {
   std::string client_id_;
   std::optional<AuthToken> token_;
   std::vector<std::unique_ptr<RpcClient>> rpc_;
-  std::atomic<size_t> next_rpc_{0};
   std::unique_ptr<Transport> transport_;
   std::atomic<bool> closed_{false};
   std::mutex close_mu_;

@@ -507,6 +507,10 @@ Result<int> Transport::AcquireConnection(const std::string& address, const std::
     ::close(*fd);
     return hello.status();
   }
+  if (!hello->segment.empty()) {
+    std::lock_guard<std::mutex> lock(pool_mu_);
+    served_[address] = {hello->segment, hello->segment_size};
+  }
   counters_.tcp_connections_opened++;
   return fd;
 }
@@ -553,6 +557,28 @@ void Transport::RunTcp(std::vector<TransferOp*>& ops) {
         Fail(*op, ErrorCode::TRANSFER_FAIL, first_error.message());
       }
       continue;
+    }
+    // The store at this address must be the segment the master named: an
+    // endpoint that points at another store's port (a stale descriptor, or
+    // a mount that names someone else's store) would read or write bytes
+    // of objects that are not the caller's.
+    std::optional<std::pair<std::string, uint64_t>> served;
+    {
+      std::lock_guard<std::mutex> lock(pool_mu_);
+      if (auto it = served_.find(address); it != served_.end()) served = it->second;
+    }
+    if (served) {
+      auto wrong = [&](TransferOp* op) {
+        if (op->segment->name == served->first && op->segment->size == served->second) {
+          return false;
+        }
+        Fail(*op, ErrorCode::TRANSFER_FAIL,
+             peer + " serves segment '" + served->first + "' of " +
+                 std::to_string(served->second) + " bytes, not segment '" + op->segment->name +
+                 "' of " + std::to_string(op->segment->size));
+        return true;
+      };
+      store_ops.erase(std::remove_if(store_ops.begin(), store_ops.end(), wrong), store_ops.end());
     }
     for (TransferOp* op : store_ops) {
       for (uint64_t at = 0; at < op->length; at += split) {

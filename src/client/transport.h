@@ -134,6 +134,9 @@ class Transport {
 
   std::mutex pool_mu_;  // guards idle_
   std::map<std::string, std::vector<int>> idle_;  // by "host:port"
+  // What the store at each "host:port" said it serves (its Hello answer):
+  // segment name and size. Guarded by pool_mu_.
+  std::map<std::string, std::pair<std::string, uint64_t>> served_;
 };
 
 }  // namespace kvcached

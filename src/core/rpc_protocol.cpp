@@ -28,6 +28,8 @@ void Fields(Io& io, HelloResponse& m) {
   io.Str(m.master_id, kMaxIdBytes);
   io.U64(m.lease_ttl_ms);
   io.Str(m.message, kMaxMessageBytes);
+  io.Str(m.segment, kMaxIdBytes);
+  io.U64(m.segment_size);
 }
 
 template <typename Io>

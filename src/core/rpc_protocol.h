@@ -131,6 +131,11 @@ struct HelloResponse {
   std::string master_id;  // new on every master start: a change means "remount"
   uint64_t lease_ttl_ms = 0;
   std::string message;
+  // A store's data port: the segment it serves and its size, so a client
+  // can tell that the endpoint it was given is that segment's (empty and 0
+  // from the master and the shm socket).
+  std::string segment;
+  uint64_t segment_size = 0;
 };
 
 // Whole-request failure (not hello'd, bad token, unknown type): flag kFlagError.

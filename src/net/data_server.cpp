@@ -312,6 +312,8 @@ class DataServer::Connection : public std::enable_shared_from_this<DataServer::C
     hello_done_ = true;
     client_ = hello.client_id;
     stream_.expires_never();
+    res.segment = st_->options.segment_name;
+    res.segment_size = st_->segment_bytes;
     QueueFrame(Frame(kFlagResponse, EncodeBody(res)));
     return HelloOutcome::kServe;
   }

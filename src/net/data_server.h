@@ -38,6 +38,7 @@ namespace kvcached {
 
 struct DataServerOptions {
   std::string name = "data";
+  std::string segment_name;  // told to clients in the Hello answer, with the size
   std::string host = "127.0.0.1";
   uint16_t port = 0;
   size_t max_connections = 4096;

@@ -44,6 +44,7 @@ Status SegmentHost::Serve(boost::asio::io_context& ioc, MetricsRegistry& metrics
   data.max_connections_per_peer = options_.data_max_connections_per_peer;
   data.idle_timeout = options_.data_idle_timeout;
   data.rdma = rdma_;
+  data.segment_name = options_.segment_name;
   data_ = std::make_unique<DataServer>(ioc, data, memory_->data(), memory_->size(), metrics);
   if (Status st = data_->Start(); !st.ok()) return st;
 

@@ -31,6 +31,7 @@
 #include <thread>
 
 #include "core/rpc_protocol.h"
+#include "core/segment_endpoint.h"
 #include "data_client.h"
 #include "kvcached/client.h"
 #include "kvcached_process.h"
@@ -868,6 +869,51 @@ TEST_CASE("client: puts go around a dead or frozen store at once; a store is bac
   CHECK(Locate(*inspector, "back").replicas.at(0).first == "seg-2");
   CheckGet(*client, "back", 64 * kKiB);
   for (int i = 0; i < 5; ++i) CheckGet(*client, "around-frozen-" + std::to_string(i), 256 * kKiB);
+}
+
+TEST_CASE("client: a segment whose endpoint names another store's port gets no bytes") {
+  // Issue 15, defect 7: a token holder mounted a fake 1 TiB segment that
+  // pointed at a real store's data port; puts placed there wrote into that
+  // store's memory over its own objects. The store's Hello now says which
+  // segment it serves, and the client checks it against the endpoint.
+  Cluster cl;
+  cl.AddStore("seg-0", "64MiB");
+  std::string admin = cl.master().Address("admin");
+  auto c = OpenClient(cl.Config(TransportMode::kTcp));
+  std::vector<std::string> mine;
+  for (int i = 0; i < 16; ++i) {
+    mine.push_back("mine-" + std::to_string(i));
+    REQUIRE(PutPattern(*c, mine.back(), 1 * kMiB).ok());
+  }
+  // The impostor learns seg-0's endpoint and mounts "fake" over its port.
+  auto impostor = RawRpc(cl.rpc(), "impostor");
+  ReplicaListResponse placed;
+  REQUIRE(impostor->Call(MsgType::kPutStart, PutStartRequest{1, "seg-0", {{"probe", 64}}}, placed)
+              .ok());
+  REQUIRE(placed.items.at(0).code == 0);
+  Result<SegmentEndpoint> real = ParseEndpoint(placed.segments.at(0).endpoint);
+  REQUIRE(real.ok());
+  SegmentEndpoint fake = *real;
+  fake.name = "fake";
+  fake.size = 1ull << 40;
+  fake.shm.clear();
+  StatusResponse mounted;
+  REQUIRE(impostor
+              ->Call(MsgType::kMountSegment,
+                     MountRequest{{"fake", 0, 1ull << 40, FormatEndpoint(fake)}}, mounted)
+              .ok());
+  REQUIRE(mounted.code == 0);
+  // Puts that the master places in "fake" go to seg-0's port: refused by the
+  // client, reported, and stored in seg-0 properly instead.
+  for (int i = 0; i < 8; ++i) {
+    std::string key = "victim-" + std::to_string(i);
+    Status st = PutPattern(*c, key, 1 * kMiB, {1, "fake"});
+    REQUIRE_MESSAGE(st.ok(), st.ToString());
+    CHECK(Locate(*impostor, key).replicas.at(0).first == "seg-0");
+    CheckGet(*c, key, 1 * kMiB);
+  }
+  CHECK(Metric(admin, "kvcached_master_unreachable_reports_total") == 1);
+  for (const std::string& k : mine) CheckGet(*c, k, 1 * kMiB);
 }
 
 // ---- 4. the master restarted under load ------------------------------------

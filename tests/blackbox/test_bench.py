@@ -159,13 +159,14 @@ def test_sglang_pattern_on_a_pool_three_times_too_small_keeps_taking_pages(pool,
     """Issue 15, defect 8: with every page checked and every hit read, a full
     pool used to refuse nearly every put (reads pinned objects for a whole
     lease). Readers now end their leases when done, so eviction keeps room.
-    A request's pages (16 MiB) times the threads stay well under the pool:
-    puts in progress cannot be evicted, so a request larger than the pool
-    fails by its nature."""
+    What can be neither evicted nor placed over, each thread's puts in
+    progress and reads in flight (a request's 4 pages, 8 MiB, each), stays at
+    half the pool, whatever the machine's load: a request larger than the
+    pool fails by its nature."""
     rpc = pool(segment_size="64MiB")
     doc = bench_json("--master", rpc, "--host-id", "bench-test", "--transport", transport,
                      "--workload", "sglang", "--verify", "--object-size", "1MiB", "--keys", "192",
-                     "--pages", "8", "--threads", "2", "--max-error-rate", "1",
+                     "--pages", "4", "--threads", "2", "--max-error-rate", "1",
                      "--duration", "2", "--warmup", "0", "--no-baseline")
     w = doc["workloads"][0]
     ops = {op["op"]: op for op in w["ops"]}

@@ -31,8 +31,10 @@ TEST_CASE("every message round-trips and every prefix is refused") {
   HelloRequest hello{2, "client-1", "host-a", "token", "proof"};
   CHECK(RoundTrip(hello).client_id == "client-1");
   CHECK(RoundTrip(hello).owner_proof == "proof");
-  HelloResponse hr{0, kRpcVersion, "master-xyz", 10000, "welcome"};
+  HelloResponse hr{0, kRpcVersion, "master-xyz", 10000, "welcome", "seg-a", 1 << 20};
   CHECK(RoundTrip(hr).lease_ttl_ms == 10000);
+  CHECK(RoundTrip(hr).segment == "seg-a");
+  CHECK(RoundTrip(hr).segment_size == (1u << 20));
   CHECK(RoundTrip(ErrorBody{-601, "no"}).code == -601);
   CHECK(RoundTrip(MountRequest{Seg()}).segment.size == (4ull << 30));
   CHECK(RoundTrip(UnmountRequest{"s"}).name == "s");
