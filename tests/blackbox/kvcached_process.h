@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <iterator>
@@ -24,6 +25,7 @@
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 namespace kvcached::testing {
@@ -82,6 +84,26 @@ inline long LabeledMetric(const std::string& admin, const std::string& name,
   std::regex re("\n" + name + "\\{[^}]*" + label + "[^}]*\\} ([0-9]+)");
   if (!std::regex_search(text, m, re)) return -1;
   return std::stol(m[1]);
+}
+
+// Runs `kvcached ARGS...` to its end in a clean environment (stray
+// KVCACHED_*/MOONCAKE_* settings must not count) plus `env` ("NAME=value"),
+// for start-ups that fail: its exit code and its output.
+inline std::pair<int, std::string> RunKvcached(const std::vector<std::string>& env,
+                                               const std::vector<std::string>& args) {
+  std::string cmd = "env -i PATH=/usr/bin:/bin";
+  for (const std::string& e : env) cmd += " " + e;
+  const char* bin = std::getenv("KVCACHED_BIN");
+  if (bin == nullptr) throw std::runtime_error("KVCACHED_BIN is not set");
+  cmd += " " + std::string(bin);
+  for (const std::string& a : args) cmd += " " + a;
+  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
+  if (p == nullptr) throw std::runtime_error("popen failed");
+  std::string out;
+  char buf[512];
+  while (fgets(buf, sizeof buf, p) != nullptr) out += buf;
+  int rc = pclose(p);
+  return {WEXITSTATUS(rc), out};
 }
 
 class KvcachedProcess {

@@ -104,18 +104,9 @@ std::vector<std::string> StoreArgs(const KvcachedProcess& master, std::vector<st
 // `kvcached store` in a clean environment (plus `env`), for start-ups that
 // fail: its exit code and output.
 std::pair<int, std::string> RunStore(const std::vector<std::string>& env,
-                                     const std::vector<std::string>& args) {
-  std::string cmd = "env -i PATH=/usr/bin:/bin";
-  for (auto& e : env) cmd += " " + e;
-  cmd += " " + std::string(std::getenv("KVCACHED_BIN")) + " store";
-  for (auto& a : args) cmd += " " + a;
-  cmd += " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  std::string out;
-  char buf[512];
-  while (fgets(buf, sizeof buf, p) != nullptr) out += buf;
-  int rc = pclose(p);
-  return {WEXITSTATUS(rc), out};
+                                     std::vector<std::string> args) {
+  args.insert(args.begin(), "store");
+  return testing::RunKvcached(env, args);
 }
 
 std::string Pattern(size_t n, char seed) {

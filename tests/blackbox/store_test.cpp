@@ -241,14 +241,10 @@ TEST_CASE("a store restarted with its owner file takes its segment back at once"
       WaitFor([&] { return Metric(first->Address("admin"), "kvcached_store_objects") == 3; }, 10s));
 
   auto run = [&](std::vector<std::string> extra) {
-    std::string cmd = "env -i PATH=/usr/bin:/bin " + std::string(std::getenv("KVCACHED_BIN")) +
-                      " store --master " + rpc + " --segment-size 16MiB --segment-name seg-r";
-    for (auto& a : extra) cmd += " " + a;
-    FILE* p = popen((cmd + " 2>&1").c_str(), "r");
-    std::string out;
-    char buf[512];
-    while (fgets(buf, sizeof buf, p) != nullptr) out += buf;
-    return std::make_pair(WEXITSTATUS(pclose(p)), out);
+    std::vector<std::string> args{"store", "--master", rpc, "--segment-size", "16MiB",
+                                  "--segment-name", "seg-r"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    return testing::RunKvcached({}, args);
   };
   // Two stores cannot share one owner file: they would take the segment in turns.
   auto [rc_shared, out_shared] = run({"--owner-file", owner_file});
@@ -405,17 +401,8 @@ TEST_CASE("the data port moves bytes and bounds-checks every range") {
 
 TEST_CASE("store start-up errors are clear") {
   auto run = [](std::vector<std::string> args) {
-    // A clean environment: stray KVCACHED_*/MOONCAKE_* settings must not count.
-    std::string cmd =
-        "env -i PATH=/usr/bin:/bin " + std::string(std::getenv("KVCACHED_BIN")) + " store";
-    for (auto& a : args) cmd += " " + a;
-    cmd += " 2>&1";
-    FILE* p = popen(cmd.c_str(), "r");
-    std::string out;
-    char buf[512];
-    while (fgets(buf, sizeof buf, p) != nullptr) out += buf;
-    int rc = pclose(p);
-    return std::make_pair(WEXITSTATUS(rc), out);
+    args.insert(args.begin(), "store");
+    return testing::RunKvcached({}, args);
   };
   // A device named and absent stops the store (69: it may appear later); a
   // bad name is a configuration error. (This host has no RDMA devices.)
