@@ -274,7 +274,10 @@ TEST_CASE("a put larger than every segment fails at once and evicts nothing") {
 }
 
 TEST_CASE("a storm of ExistKey pins nothing: a put into a full pool succeeds at once") {
-  KvcachedProcess master(MasterArgs({"--default-kv-lease-ttl", "1h"}));
+  // No background eviction: only the newcomer's put may make room (with
+  // the default watermark a tick during the storm evicts, on a slow run).
+  KvcachedProcess master(
+      MasterArgs({"--default-kv-lease-ttl", "1h", "--eviction-high-watermark-ratio", "1"}));
   auto owner = Connect(master.Address("rpc"), "store-1", PeerRole::kStore);
   REQUIRE(Mount(*owner, "seg", 8 * kMiB).ok());
   auto writer = Connect(master.Address("rpc"), "writer");
