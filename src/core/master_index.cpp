@@ -201,6 +201,18 @@ struct MasterIndex::Impl {
     return it != tombstones.end() && e.version < it->second;
   }
 
+  // Removed or evicted: gone for good, so a record of it that an owner
+  // remounts later is refused. Owners are told.
+  void Retire(Id id) {
+    Bury(objects.Key(id), objects[id].version + 1);
+    Drop(id, /*notify=*/true);
+  }
+  void EvictNow(Id id, MasterCounters& counters) {
+    counters.evicted_objects++;
+    counters.evicted_bytes += objects[id].size;
+    Retire(id);
+  }
+
   // ---- LRU over complete objects, by id ----
   void LruAppend(Id id) {
     Object& o = objects[id];
@@ -319,10 +331,7 @@ struct MasterIndex::Impl {
         o.doomed = true;
         doomed.emplace_back(objects.Key(id));
       } else {
-        counters.evicted_objects++;
-        counters.evicted_bytes += o.size;
-        Bury(objects.Key(id), o.version + 1);
-        Drop(id, /*notify=*/true);
+        EvictNow(id, counters);
       }
       id = next;
     }
@@ -622,20 +631,13 @@ uint64_t MasterIndex::ReleaseLeases(const std::vector<std::string>& keys, int64_
     ++released;
     if (--o.readers > 0) continue;
     o.lease_until_ms = now_ms;  // the last reader is done: evictable, removable
-    if (o.doomed) {
-      counters_.evicted_objects++;
-      counters_.evicted_bytes += o.size;
-      m.Bury(k, o.version + 1);
-      m.Drop(id, /*notify=*/true);
-    }
+    if (o.doomed) m.EvictNow(id, counters_);
   }
   counters_.leases_released += released;
   return released;
 }
 
-CodesResponse MasterIndex::ReportUnreachable(const Caller& /*caller*/,
-                                            const std::vector<std::string>& names,
-                                            int64_t /*now_ms*/) {
+CodesResponse MasterIndex::ReportUnreachable(const std::vector<std::string>& names) {
   Impl& m = *impl_;
   CodesResponse r;
   for (const std::string& name : names) {
@@ -811,19 +813,20 @@ ReplicaListResponse MasterIndex::PutStart(const Caller& caller, const PutStartRe
         m.Place(caller, req.preferred_segment, req.replica_num, in.size, now_ms);
     // Out of space: evict and try once more, only from segments this put
     // may use (not quarantined after a rebuild, not reported unreachable):
-    // evicting elsewhere would free objects for nothing. One pass frees the configured ratio of the pool,
-    // or this object's replicas where they need more: bounded, since the
-    // object fits in a segment (checked above) and replicas are at most
-    // kMaxReplicas.
-    std::vector<uint32_t> usable = locs.empty() ? m.Candidates(caller, "", now_ms)
-                                                : std::vector<uint32_t>();
-    if (locs.empty() && !usable.empty()) {
+    // evicting elsewhere would free objects for nothing. One pass frees the
+    // configured ratio of the pool, or this object's replicas where they
+    // need more: bounded, since the object fits in a segment (checked
+    // above) and replicas are at most kMaxReplicas.
+    std::vector<bool> eligible;
+    if (locs.empty()) {
+      eligible.assign(m.segments.size(), false);
+      for (uint32_t sid : m.Candidates(caller, "", now_ms)) eligible[sid] = true;
+    }
+    if (std::find(eligible.begin(), eligible.end(), true) != eligible.end()) {
       uint64_t cap = m.Capacity();
       uint64_t target = std::max<uint64_t>(
           in.size * req.replica_num,
           static_cast<uint64_t>(options_.eviction_ratio * static_cast<double>(cap)));
-      std::vector<bool> eligible(m.segments.size(), false);
-      for (uint32_t sid : usable) eligible[sid] = true;
       m.Evict(target, now_ms, counters_, &eligible);
       locs = m.Place(caller, req.preferred_segment, req.replica_num, in.size, now_ms);
     }
@@ -911,8 +914,7 @@ CodesResponse MasterIndex::Remove(const std::vector<std::string>& keys, bool for
     } else if (!force && m.objects[id].lease_until_ms > now_ms) {
       r.codes.push_back(Code(ErrorCode::OBJECT_HAS_LEASE));
     } else {
-      m.Bury(k, m.objects[id].version + 1);
-      m.Drop(id, /*notify=*/true);
+      m.Retire(id);
       r.codes.push_back(Code(ErrorCode::OK));
     }
   }
@@ -929,8 +931,7 @@ uint64_t MasterIndex::RemoveAll(bool force, int64_t now_ms) {
       skipped = true;
       return;
     }
-    m.Bury(m.objects.Key(id), o.version + 1);
-    m.Drop(id, /*notify=*/true);
+    m.Retire(id);
     ++removed;
   });
   // Nothing kept: no record from before now may come back either, also
@@ -979,10 +980,7 @@ void MasterIndex::Tick(int64_t now_ms) {
       still.push_back(std::move(k));
       continue;
     }
-    counters_.evicted_objects++;
-    counters_.evicted_bytes += m.objects[id].size;
-    m.Bury(k, m.objects[id].version + 1);
-    m.Drop(id, /*notify=*/true);
+    m.EvictNow(id, counters_);
   }
   m.doomed = std::move(still);
   // High watermark.

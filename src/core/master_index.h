@@ -144,8 +144,7 @@ class MasterIndex {
   // until their owner's next ping (objects already there stay readable
   // through other replicas, or fail to read until the owner comes back or
   // expires). One code per name: OK, or SEGMENT_NOT_FOUND.
-  CodesResponse ReportUnreachable(const Caller& caller, const std::vector<std::string>& segments,
-                                  int64_t now_ms);
+  CodesResponse ReportUnreachable(const std::vector<std::string>& segments);
   // Unmounts the segments of owners silent for client_ttl; returns the
   // expired client ids with how many segments each lost.
   std::vector<std::pair<std::string, size_t>> ExpireClients(int64_t now_ms);

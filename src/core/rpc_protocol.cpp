@@ -271,6 +271,19 @@ Status DecodeBody(std::string_view body, T& out) {
 #define KVCACHED_INSTANTIATE_CODEC(T)               \
   template std::string EncodeBody<T>(const T& msg); \
   template Status DecodeBody<T>(std::string_view body, T & out);
+std::string FrameWithBody(MsgType type, uint16_t flags, uint64_t request_id,
+                          std::string_view body) {
+  FrameHeader h;
+  h.type = static_cast<uint16_t>(type);
+  h.flags = flags;
+  h.request_id = request_id;
+  h.body_bytes = static_cast<uint32_t>(body.size());
+  std::string frame(kFrameHeaderBytes, '\0');
+  EncodeHeader(h, reinterpret_cast<unsigned char*>(frame.data()));
+  frame += body;
+  return frame;
+}
+
 uint64_t OwnerProofDigest(std::string_view proof) {
   if (proof.empty()) return 0;
   uint64_t d = std::hash<std::string_view>{}(proof);

@@ -317,19 +317,11 @@ std::string EncodeBody(const T& msg);
 template <typename T>
 Status DecodeBody(std::string_view body, T& out);
 
-// A whole frame (header + body) ready to send.
+// A whole frame (header + an encoded body) ready to send.
+std::string FrameWithBody(MsgType type, uint16_t flags, uint64_t request_id, std::string_view body);
 template <typename T>
 std::string EncodeFrame(MsgType type, uint16_t flags, uint64_t request_id, const T& msg) {
-  std::string body = EncodeBody(msg);
-  FrameHeader h;
-  h.type = static_cast<uint16_t>(type);
-  h.flags = flags;
-  h.request_id = request_id;
-  h.body_bytes = static_cast<uint32_t>(body.size());
-  std::string frame(kFrameHeaderBytes, '\0');
-  EncodeHeader(h, reinterpret_cast<unsigned char*>(frame.data()));
-  frame += body;
-  return frame;
+  return FrameWithBody(type, flags, request_id, EncodeBody(msg));
 }
 
 }  // namespace kvcached

@@ -352,7 +352,7 @@ Status MasterService::Dispatch(const RpcPeer& peer, MsgType type, std::string_vi
       CodesResponse res;
       {
         std::lock_guard<std::mutex> lock(index_mu_);
-        res = index_.ReportUnreachable(caller, r.keys, now);
+        res = index_.ReportUnreachable(r.keys);
       }
       for (size_t i = 0; i < r.keys.size() && i < res.codes.size(); ++i) {
         if (res.codes[i] != 0) continue;

@@ -126,15 +126,9 @@ Status RpcClient::SendOneWay(MsgType type, const std::string& body) {
   std::lock_guard<std::mutex> lock(mu_);
   if (fd_ >= 0 && PeerClosed(fd_)) CloseLocked();
   if (Status st = EnsureConnectedLocked(); !st.ok()) return st;
-  FrameHeader h;
-  h.type = static_cast<uint16_t>(type);
-  h.request_id = next_request_id_++;
-  h.body_bytes = static_cast<uint32_t>(body.size());
-  std::string wire(kFrameHeaderBytes, '\0');
-  EncodeHeader(h, reinterpret_cast<unsigned char*>(wire.data()));
-  wire += body;
-  Status st = SendAll(fd_, wire.data(), wire.size(), Clock::now() + options_.call_timeout,
-                      PeerName());
+  std::string wire = FrameWithBody(type, 0, next_request_id_++, body);
+  Status st =
+      SendAll(fd_, wire.data(), wire.size(), Clock::now() + options_.call_timeout, PeerName());
   if (!st.ok()) CloseLocked();
   return st;
 }
@@ -145,16 +139,7 @@ Status RpcClient::RoundTripLocked(MsgType type, const std::vector<std::string>& 
   Deadline deadline = Clock::now() + options_.call_timeout;
   uint64_t first_id = next_request_id_;
   std::string wire;
-  for (const std::string& body : bodies) {
-    FrameHeader h;
-    h.type = static_cast<uint16_t>(type);
-    h.request_id = next_request_id_++;
-    h.body_bytes = static_cast<uint32_t>(body.size());
-    size_t at = wire.size();
-    wire.resize(at + kFrameHeaderBytes);
-    EncodeHeader(h, reinterpret_cast<unsigned char*>(wire.data() + at));
-    wire += body;
-  }
+  for (const std::string& body : bodies) wire += FrameWithBody(type, 0, next_request_id_++, body);
   Status st = SendAll(fd_, wire.data(), wire.size(), deadline, PeerName());
   out.assign(bodies.size(), std::string());
   std::vector<bool> seen(bodies.size(), false);

@@ -99,8 +99,8 @@ void StoreAgent::Forget(int64_t silent_ms, uint64_t client_ttl_ms) {
   forgotten_ += n;
   spdlog::warn(
       "segment '{}': this process was stopped or stalled for {} ms, longer than the master's "
-      "client TTL "
-      "({} ms): the master has dropped the segment's objects and others may have replaced or "
+      "client TTL ({} ms): the master has dropped the segment's objects and others may have "
+      "replaced or "
       "removed them since, so its {} table entr{} are forgotten and the segment is remounted "
       "empty",
       options_.segment.name, silent_ms, client_ttl_ms, n, n == 1 ? "y" : "ies");
@@ -149,13 +149,15 @@ void StoreAgent::Run() {
       // and the segment remounted empty. Calls fail within the connect and
       // call timeouts, which stay below the default TTL.
       bool forgot = false;
+      // True when this check made the table forgotten.
       auto check_gap = [&](Clock::time_point since) {
         int64_t gap_ms =
             std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - since).count();
-        if (!forgot && client_ttl_ms > 0 && gap_ms > static_cast<int64_t>(client_ttl_ms)) {
-          Forget(gap_ms, client_ttl_ms);
-          forgot = true;
+        if (forgot || client_ttl_ms == 0 || gap_ms <= static_cast<int64_t>(client_ttl_ms)) {
+          return false;
         }
+        Forget(gap_ms, client_ttl_ms);
+        return forgot = true;
       };
       check_gap(last_ping_end);
       PingResponse pong;
@@ -177,12 +179,10 @@ void StoreAgent::Run() {
       if (pong.client_ttl_ms > 0) client_ttl_ms = pong.client_ttl_ms;
       // A new connection may have missed TableUpdates sent on the old one.
       if (pong.remount_needed || forgot || client_.connections() != synced_connection_) {
-        bool forgot_before = forgot;
         auto remount_start = Clock::now();
         (void)Remount();
         // Stopped while remounting: the table just sent may be stale; send it again empty.
-        check_gap(remount_start);
-        if (forgot && !forgot_before) (void)Remount();
+        if (check_gap(remount_start)) (void)Remount();
       }
       last_ping_end = Clock::now();
     }

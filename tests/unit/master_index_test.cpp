@@ -532,11 +532,11 @@ TEST_CASE("a segment reported unreachable takes nothing new until its owner ping
   REQUIRE(m.Mount(kStoreA, Seg("a", 8 * kMiB), 0).ok());
   REQUIRE(m.Mount(kStoreB, Seg("b", 8 * kMiB), 0).ok());
   Put(m, "on-a", kMiB, 0, 1, kWriter, 1);
-  CodesResponse r = m.ReportUnreachable(kWriter, {"a", "nope"}, 1);
+  CodesResponse r = m.ReportUnreachable({"a", "nope"});
   REQUIRE(r.codes.size() == 2);
   CHECK(r.codes[0] == kOk);
   CHECK(r.codes[1] == Code(ErrorCode::SEGMENT_NOT_FOUND));
-  CHECK(m.ReportUnreachable(kWriter, {"a"}, 1).codes[0] == kOk);
+  CHECK(m.ReportUnreachable({"a"}).codes[0] == kOk);
   CHECK(m.counters().unreachable_reports == 1);  // one report per outage
   for (int i = 0; i < 6; ++i) {
     ReplicaListResponse placed =
