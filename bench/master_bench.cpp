@@ -24,7 +24,7 @@
 #include <spdlog/spdlog.h>
 #include <boost/asio/io_context.hpp>
 
-#include "net/master_service.h"
+#include "master/master_service.h"
 #include "net/rpc_client.h"
 
 using namespace kvcached;

@@ -9,8 +9,8 @@
 
 #include "core/identity.h"
 #include "core/metrics.h"
-#include "net/master_service.h"
-#include "net/segment_host.h"
+#include "master/master_service.h"
+#include "store/segment_host.h"
 
 namespace kvcached {
 

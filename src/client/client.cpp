@@ -21,11 +21,8 @@
 #include "core/rpc_protocol.h"
 #include "core/segment_endpoint.h"
 #include "net/rpc_client.h"
-#include "net/segment_host.h"
-#ifdef KVCACHED_WITH_RDMA
+#include "store/segment_host.h"
 #include "rdma/rdma_transport.h"
-#include "rdma/verbs_api.h"
-#endif
 
 namespace kvcached {
 namespace {
@@ -294,7 +291,6 @@ Status Client::Impl::NoRdma(const std::string& why) {
   return Status::Ok();
 }
 
-#ifdef KVCACHED_WITH_RDMA
 namespace {
 
 RdmaOptions RdmaSettings(const ClientConfig& c, const std::vector<std::string>& devices) {
@@ -312,8 +308,8 @@ RdmaOptions RdmaSettings(const ClientConfig& c, const std::vector<std::string>& 
 // after one warning (from OpenRdma).
 Status Client::Impl::OpenRdma(const std::vector<std::string>& devices) {
   Transport* t = transport_.get();
-  Result<std::unique_ptr<RdmaEngine>> engine = RdmaEngine::Open(
-      RealVerbs(), RdmaSettings(config_, devices),
+  Result<std::unique_ptr<RdmaEngine>> engine = RdmaEngine::OpenSystem(
+      RdmaSettings(config_, devices),
       [t](const std::string& address, const RdmaConnectRequest& req,
           std::unique_ptr<RdmaLink>& link) { return t->RdmaHandshake(address, req, link); });
   if (engine.code() == ErrorCode::NOT_SUPPORTED) return NoRdma(engine.status().message());
@@ -325,21 +321,13 @@ Status Client::Impl::OpenRdma(const std::vector<std::string>& devices) {
 Status Client::Impl::ServeRdma(const std::vector<std::string>& devices) {
   if (config_.protocol != "rdma") return Status::Ok();
   Result<std::unique_ptr<RdmaTarget>> target =
-      RdmaTarget::Open(RealVerbs(), RdmaSettings(config_, devices), segment_->memory().data(),
-                       segment_->memory().size());
+      RdmaTarget::OpenSystem(RdmaSettings(config_, devices), segment_->memory().data(),
+                             segment_->memory().size());
   if (target.code() == ErrorCode::NOT_SUPPORTED) return Status::Ok();
   if (!target.ok()) return target.status();
   segment_->SetRdma(std::shared_ptr<RdmaTarget>(std::move(target).value()));
   return Status::Ok();
 }
-#else
-Status Client::Impl::OpenRdma(const std::vector<std::string>&) {
-  return NoRdma(
-      "RDMA is not compiled into this build (rdma-core's development files were missing)");
-}
-
-Status Client::Impl::ServeRdma(const std::vector<std::string>&) { return Status::Ok(); }
-#endif
 
 // ---- helpers --------------------------------------------------------------
 
@@ -862,12 +850,10 @@ Status Client::Impl::RegisterBuffer(void* data, uint64_t size) {
   if (overlaps) {
     return Status(ErrorCode::INVALID_PARAMS, "register_buffer: overlaps a registered range");
   }
-#ifdef KVCACHED_WITH_RDMA
   // RDMA moves bytes from and into this range without registering it per call.
   if (RdmaEngine* rdma = transport_->rdma()) {
     if (Status st = rdma->RegisterMemory(data, size); !st.ok()) return st;
   }
-#endif
   buffers_.emplace(start, size);
   return Status::Ok();
 }
@@ -878,9 +864,7 @@ Status Client::Impl::UnregisterBuffer(void* data) {
   if (buffers_.erase(reinterpret_cast<uintptr_t>(data)) == 0) {
     return Status(ErrorCode::INVALID_PARAMS, "unregister_buffer: no range registered there");
   }
-#ifdef KVCACHED_WITH_RDMA
   if (RdmaEngine* rdma = transport_->rdma()) return rdma->UnregisterMemory(data);
-#endif
   return Status::Ok();
 }
 

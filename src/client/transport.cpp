@@ -20,9 +20,7 @@
 #include "client/checksum.h"
 #include "core/wire.h"
 #include "net/socket_util.h"
-#ifdef KVCACHED_WITH_RDMA
 #include "rdma/rdma_transport.h"
-#endif
 
 namespace kvcached {
 namespace {
@@ -327,9 +325,7 @@ Transport::~Transport() { Close(); }
 void Transport::SetRdma(std::shared_ptr<RdmaEngine> engine) { rdma_ = std::move(engine); }
 
 void Transport::Close() {
-#ifdef KVCACHED_WITH_RDMA
   if (rdma_) rdma_->Close();
-#endif
   {
     std::lock_guard<std::mutex> lock(shm_mu_);
     mappings_.clear();
@@ -673,7 +669,6 @@ void Transport::RunTcp(std::vector<TransferOp*>& ops) {
 
 // ---- RDMA ------------------------------------------------------------------
 
-#ifdef KVCACHED_WITH_RDMA
 namespace {
 
 // Keeps the store's queue pair alive: the store releases it when this
@@ -743,19 +738,6 @@ void Transport::RunRdma(std::vector<TransferOp*>& ops) {
   rdma_->Run(run);
   for (size_t i = 0; i < ops.size(); ++i) ops[i]->result = rops[i].result;
 }
-#else
-Result<RdmaConnectResponse> Transport::RdmaHandshake(const std::string&,
-                                                     const RdmaConnectRequest&,
-                                                     std::unique_ptr<RdmaLink>&) {
-  return Status(ErrorCode::UNAVAILABLE_IN_CURRENT_MODE, "RDMA is not compiled into this build");
-}
-
-void Transport::RunRdma(std::vector<TransferOp*>& ops) {
-  for (TransferOp* op : ops) {
-    Fail(*op, ErrorCode::UNAVAILABLE_IN_CURRENT_MODE, "RDMA is not compiled into this build");
-  }
-}
-#endif
 
 void Transport::Run(std::vector<TransferOp>& ops) {
   SweepMappings();

@@ -14,9 +14,7 @@
 #include "core/build_info.h"
 #include "core/error_code.h"
 #include "core/logging.h"
-#ifdef KVCACHED_WITH_RDMA
 #include "rdma/rdma_devices.h"
-#endif
 
 namespace kvcached {
 namespace {
@@ -64,7 +62,10 @@ std::string VersionText() {
   out += "\nbuild type: " + std::string(b.build_type);
   out += std::string("\nsanitizers: ") + (b.sanitizers ? "address,undefined" : "off");
   if (b.fault_hooks) out += "\nfault hooks: compiled (a test build; not for production)";
-#ifdef KVCACHED_WITH_RDMA
+  if (!b.rdma_compiled) {
+    out += "\nrdma transport: not compiled (rdma-core development files were not found)";
+    return out;
+  }
   std::string why;
   auto devices = ListRdmaDevices(&why);
   out += "\nrdma transport: compiled (libibverbs); devices: ";
@@ -73,9 +74,6 @@ std::string VersionText() {
   } else {
     for (size_t i = 0; i < devices.size(); ++i) out += (i ? ", " : "") + devices[i].name;
   }
-#else
-  out += "\nrdma transport: not compiled (rdma-core development files were not found)";
-#endif
   return out;
 }
 

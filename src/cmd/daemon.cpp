@@ -12,10 +12,7 @@
 #include "core/build_info.h"
 #include "core/logging.h"
 #include "net/sd_notify.h"
-#ifdef KVCACHED_WITH_RDMA
 #include "rdma/rdma_transport.h"
-#include "rdma/verbs_api.h"
-#endif
 
 namespace kvcached {
 namespace {
@@ -235,30 +232,18 @@ Result<std::shared_ptr<RdmaAcceptor>> OpenRdmaTarget(const std::string& device_l
   if (!devices.ok()) {
     return Status(devices.code(), "--device: " + devices.status().message());
   }
-#ifdef KVCACHED_WITH_RDMA
   RdmaOptions o;
   o.devices = *devices;
   o.gid_index = gid_index;
-  Result<std::unique_ptr<RdmaTarget>> target = RdmaTarget::Open(RealVerbs(), o, base, size);
-  if (target.code() == ErrorCode::NOT_SUPPORTED) {  // discovery found no device
+  Result<std::unique_ptr<RdmaTarget>> target = RdmaTarget::OpenSystem(o, base, size);
+  // No device found, or no RDMA in this build (and no device named).
+  if (target.code() == ErrorCode::NOT_SUPPORTED) {
     spdlog::warn("--protocol rdma: {}; serving TCP and shared memory only",
                  target.status().message());
     return std::shared_ptr<RdmaAcceptor>();
   }
   if (!target.ok()) return target.status();
   return std::shared_ptr<RdmaAcceptor>(std::move(target).value());
-#else
-  (void)gid_index;
-  (void)base;
-  (void)size;
-  if (!devices->empty()) {
-    return Status(ErrorCode::UNAVAILABLE_IN_CURRENT_MODE,
-                  "--device names RDMA devices, but RDMA is not compiled into this build");
-  }
-  spdlog::warn("--protocol rdma: RDMA is not compiled into this build; serving TCP and shared "
-               "memory only");
-  return std::shared_ptr<RdmaAcceptor>();
-#endif
 }
 
 }  // namespace kvcached

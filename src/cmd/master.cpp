@@ -8,7 +8,7 @@
 #include "cmd/daemon.h"
 #include "core/build_info.h"
 #include "core/units.h"
-#include "net/master_service.h"
+#include "master/master_service.h"
 
 namespace kvcached {
 namespace {

@@ -7,7 +7,7 @@
 #include "cmd/daemon.h"
 #include "core/auth_token.h"
 #include "core/build_info.h"
-#include "net/metadata_service.h"
+#include "master/metadata_service.h"
 
 namespace kvcached {
 namespace {

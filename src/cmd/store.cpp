@@ -15,10 +15,10 @@
 #include "cmd/daemon.h"
 #include "core/build_info.h"
 #include "core/identity.h"
-#include "core/owner_proof_file.h"
+#include "store/owner_proof_file.h"
 #include "core/units.h"
 #include "net/http_server.h"
-#include "net/segment_host.h"
+#include "store/segment_host.h"
 
 namespace kvcached {
 namespace {

@@ -1,6 +1,6 @@
 // RDMA device discovery through libibverbs (for `kvcached --version` and
-// logs). Only built where rdma-core's development files were found
-// (KVCACHED_WITH_RDMA). A host without RDMA (ibv_get_device_list returning
+// logs). In a build without rdma-core (rdma_stub.cpp) the list is empty and
+// the reason says so. A host without RDMA (ibv_get_device_list returning
 // nothing, errno ENOSYS) is not an error: the caller gets an empty list and
 // a reason to log. Goes through a VerbsApi table (RealVerbs() by default).
 // Thread-safe.

@@ -716,6 +716,11 @@ Result<std::unique_ptr<RdmaEngine>> RdmaEngine::Open(const VerbsApi& verbs, Rdma
 
 RdmaEngine::~RdmaEngine() { Close(); }
 
+Result<std::unique_ptr<RdmaEngine>> RdmaEngine::OpenSystem(RdmaOptions options,
+                                                           RdmaConnector connector) {
+  return Open(RealVerbs(), std::move(options), std::move(connector));
+}
+
 Status RdmaEngine::RegisterMemory(void* addr, uint64_t length) {
   Impl& impl = *impl_;
   {

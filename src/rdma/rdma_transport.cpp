@@ -130,6 +130,11 @@ RdmaTarget::~RdmaTarget() {
   impl_->qps.clear();
 }
 
+Result<std::unique_ptr<RdmaTarget>> RdmaTarget::OpenSystem(RdmaOptions options, uint8_t* base,
+                                                           uint64_t size) {
+  return Open(RealVerbs(), std::move(options), base, size);
+}
+
 Result<RdmaConnectResponse> RdmaTarget::Accept(const RdmaConnectRequest& request, uint64_t link) {
   using Out = Result<RdmaConnectResponse>;
   Impl& impl = *impl_;

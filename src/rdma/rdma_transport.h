@@ -69,6 +69,11 @@ class RdmaTarget : public RdmaAcceptor {
   // the target (RealVerbs() does).
   static Result<std::unique_ptr<RdmaTarget>> Open(const VerbsApi& verbs, RdmaOptions options,
                                                    uint8_t* base, uint64_t size);
+  // Open with the host's libibverbs. In a build without rdma-core
+  // (rdma_stub.cpp): NOT_SUPPORTED, or UNAVAILABLE_IN_CURRENT_MODE when
+  // `options` names devices.
+  static Result<std::unique_ptr<RdmaTarget>> OpenSystem(RdmaOptions options, uint8_t* base,
+                                                         uint64_t size);
   ~RdmaTarget() override;
 
   Result<RdmaConnectResponse> Accept(const RdmaConnectRequest& request, uint64_t link) override;
@@ -128,6 +133,10 @@ class RdmaEngine {
   // outlive the engine (RealVerbs() does).
   static Result<std::unique_ptr<RdmaEngine>> Open(const VerbsApi& verbs, RdmaOptions options,
                                                   RdmaConnector connector);
+  // Open with the host's libibverbs; NOT_SUPPORTED in a build without
+  // rdma-core (rdma_stub.cpp).
+  static Result<std::unique_ptr<RdmaEngine>> OpenSystem(RdmaOptions options,
+                                                        RdmaConnector connector);
   ~RdmaEngine();
 
   // Registers caller memory on every local NIC; transfers from or into it

@@ -20,9 +20,9 @@
 #include "client/checksum.h"
 #include "client/transport.h"
 #include "core/segment_endpoint.h"
-#include "net/data_server.h"
-#include "net/segment_memory.h"
-#include "net/shm_server.h"
+#include "store/data_server.h"
+#include "store/segment_memory.h"
+#include "store/shm_server.h"
 #include "net/socket_util.h"
 
 namespace kvcached {

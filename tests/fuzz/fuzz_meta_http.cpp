@@ -9,7 +9,7 @@
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http.hpp>
 
-#include "net/metadata_service.h"
+#include "master/metadata_service.h"
 
 namespace {
 

@@ -11,7 +11,7 @@
 #include <boost/asio/io_context.hpp>
 
 #include "core/segment_endpoint.h"
-#include "net/master_service.h"
+#include "master/master_service.h"
 
 namespace {
 

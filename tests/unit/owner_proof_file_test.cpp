@@ -1,4 +1,4 @@
-#include "core/owner_proof_file.h"
+#include "store/owner_proof_file.h"
 
 #include <doctest/doctest.h>
 #include <sys/stat.h>

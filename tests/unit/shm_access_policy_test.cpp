@@ -1,4 +1,4 @@
-#include "net/shm_access_policy.h"
+#include "store/shm_access_policy.h"
 
 #include <doctest/doctest.h>
 

@@ -1,4 +1,4 @@
-#include "net/shm_runtime_dir.h"
+#include "store/shm_runtime_dir.h"
 
 #include <doctest/doctest.h>
 

@@ -36,7 +36,7 @@
 #include "core/auth_token.h"
 #include "core/metrics.h"
 #include "core/status.h"
-#include "net/shm_access_policy.h"
+#include "store/shm_access_policy.h"
 
 namespace kvcached {
 

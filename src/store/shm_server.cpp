@@ -1,4 +1,4 @@
-#include "net/shm_server.h"
+#include "store/shm_server.h"
 
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -18,7 +18,7 @@
 
 #include "core/rpc_protocol.h"
 #include "net/connection_registry.h"
-#include "net/shm_access_policy.h"
+#include "store/shm_access_policy.h"
 #include "net/socket_util.h"
 
 namespace kvcached {

@@ -24,7 +24,7 @@
 #include "core/master_index.h"
 #include "core/metrics.h"
 #include "net/http_server.h"
-#include "net/metadata_service.h"
+#include "master/metadata_service.h"
 #include "net/rpc_server.h"
 
 namespace kvcached {

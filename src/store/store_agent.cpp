@@ -1,4 +1,4 @@
-#include "net/store_agent.h"
+#include "store/store_agent.h"
 
 #include <spdlog/spdlog.h>
 

@@ -1,11 +1,11 @@
-#include "net/segment_host.h"
+#include "store/segment_host.h"
 
 #include <unistd.h>
 
 #include <spdlog/spdlog.h>
 
-#include "net/shm_access_policy.h"
-#include "net/shm_runtime_dir.h"
+#include "store/shm_access_policy.h"
+#include "store/shm_runtime_dir.h"
 
 namespace kvcached {
 namespace {

@@ -1,4 +1,4 @@
-#include "net/data_server.h"
+#include "store/data_server.h"
 
 #include <array>
 #include <atomic>

@@ -22,11 +22,11 @@
 #include "core/metrics.h"
 #include "core/segment_endpoint.h"
 #include "core/status.h"
-#include "net/data_server.h"
+#include "store/data_server.h"
 #include "net/metadata_client.h"
-#include "net/segment_memory.h"
-#include "net/shm_server.h"
-#include "net/store_agent.h"
+#include "store/segment_memory.h"
+#include "store/shm_server.h"
+#include "store/store_agent.h"
 
 namespace kvcached {
 

@@ -1,4 +1,4 @@
-#include "net/segment_memory.h"
+#include "store/segment_memory.h"
 
 #include <fcntl.h>
 

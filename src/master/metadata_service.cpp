@@ -1,4 +1,4 @@
-#include "net/metadata_service.h"
+#include "master/metadata_service.h"
 
 #include <spdlog/spdlog.h>
 #include <boost/beast/http.hpp>

@@ -1,4 +1,4 @@
-#include "net/master_service.h"
+#include "master/master_service.h"
 
 #include <array>
 
