@@ -85,6 +85,11 @@ class RpcClient {
     return SendOneWay(type, EncodeBody(req));
   }
 
+  // The same with encoded bodies: every body sent, then every answer's
+  // body read, in order; and a one-way request's body sent.
+  Status RoundTrip(MsgType type, std::vector<std::string> bodies, std::vector<std::string>& out);
+  Status SendOneWay(MsgType type, const std::string& body);
+
   // Waits up to `wait` for notifications and dispatches them; OK when the
   // wait ended without a transport error.
   Status PollNotifications(std::chrono::milliseconds wait);
@@ -94,8 +99,6 @@ class RpcClient {
  private:
   using Clock = std::chrono::steady_clock;
   using Deadline = Clock::time_point;
-  Status RoundTrip(MsgType type, std::vector<std::string> bodies, std::vector<std::string>& out);
-  Status SendOneWay(MsgType type, const std::string& body);
   Status RoundTripLocked(MsgType type, const std::vector<std::string>& bodies,
                          std::vector<std::string>& out);
   Status EnsureConnectedLocked();

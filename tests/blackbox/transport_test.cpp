@@ -335,7 +335,7 @@ TEST_CASE("transport: a store that is not there fails fast with the reason") {
   CHECK(ops[0].result.code() == ErrorCode::TRANSFER_FAIL);
   CHECK(ops[0].result.message().find("refused") != std::string::npos);
   CHECK(ops[1].result.code() == ErrorCode::TRANSFER_FAIL);
-  CHECK_FALSE(t.ShmAvailable(*seg));
+  CHECK_FALSE(t.Reaches(Path::kShm, *seg));
 }
 
 TEST_CASE("transport: checksums are never 0, so 0 can mean none") {

@@ -1,0 +1,21 @@
+#include "client/batch_context.h"
+
+namespace kvcached {
+
+Status CheckKey(std::string_view key) {
+  if (key.empty()) return Status(ErrorCode::INVALID_KEY, "empty key");
+  if (key.size() > kMaxKeyBytes) {
+    return Status(ErrorCode::INVALID_KEY, "key of " + std::to_string(key.size()) +
+                                              " bytes over the limit of " +
+                                              std::to_string(kMaxKeyBytes));
+  }
+  return Status::Ok();
+}
+
+Status FromCode(int32_t code, const std::string& key, const char* what) {
+  if (code == 0) return Status::Ok();
+  ErrorCode c = ErrorCodeFromInt(code).value_or(ErrorCode::INTERNAL_ERROR);
+  return Status(c, std::string(what) + " '" + key + "': " + std::string(ErrorText(c)));
+}
+
+}  // namespace kvcached

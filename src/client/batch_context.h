@@ -1,0 +1,35 @@
+// BatchContext: what the put and get stages (put_batch.h, get_batch.h)
+// work with — the master link, the data paths, the router, the settings
+// they read and the counters they keep. Owned by the client (or a test);
+// every member outlives the batches that use it. The counters are atomic;
+// the rest is thread-safe by its own contract.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+
+#include "client/master_link.h"
+#include "client/router.h"
+#include "client/transport.h"
+
+namespace kvcached {
+
+struct ClientCounters {
+  std::atomic<uint64_t> puts{0}, gets{0}, bytes_written{0}, bytes_read{0};
+  std::atomic<uint64_t> checksum_mismatches{0}, lease_expirations{0};
+};
+
+struct BatchContext {
+  MasterLink& master;
+  Transport& transport;
+  Router& router;
+  ClientCounters& counters;
+  bool checksums = true;  // ClientConfig::checksums
+};
+
+// Refuses what no master would take: an empty key or one over kMaxKeyBytes.
+Status CheckKey(std::string_view key);
+// The Status for a per-key code from the master (0 is OK), naming the key.
+Status FromCode(int32_t code, const std::string& key, const char* what);
+
+}  // namespace kvcached
