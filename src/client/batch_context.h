@@ -6,7 +6,9 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
+#include <functional>
 
 #include "client/master_link.h"
 #include "client/router.h"
@@ -25,6 +27,8 @@ struct BatchContext {
   Router& router;
   ClientCounters& counters;
   bool checksums = true;  // ClientConfig::checksums
+  // What read leases are timed by; tests drive it by hand.
+  std::function<std::chrono::steady_clock::time_point()> clock = std::chrono::steady_clock::now;
 };
 
 // Refuses what no master would take: an empty key or one over kMaxKeyBytes.

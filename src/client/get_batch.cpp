@@ -42,7 +42,7 @@ void GetBatch::Validate() {
 }
 
 void GetBatch::Locate() {
-  asked_ = Clock::now();
+  asked_ = ctx_.clock();
   locate_ = ForBatchChunks(todo_.size(), [&](size_t a, size_t b) {
     KeysRequest req;
     for (size_t j = a; j < b; ++j) req.keys.push_back(keys_[todo_[j]]);
@@ -98,7 +98,7 @@ void GetBatch::Order() {
 }
 
 bool GetBatch::LeaseRunning(const ReplicaListResponse& res) const {
-  return Clock::now() - asked_ <= std::chrono::milliseconds(res.lease_ttl_ms);
+  return ctx_.clock() - asked_ <= std::chrono::milliseconds(res.lease_ttl_ms);
 }
 
 Status GetBatch::Judge(const Want& w, const TransferOp& op) {
