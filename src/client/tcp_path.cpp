@@ -342,82 +342,98 @@ void TcpPath::ReleaseConnection(const std::string& address, int fd) {
 }
 
 void TcpPath::Run(std::vector<TransferOp*>& ops) {
-  // Group by store, then spread each store's pieces over its streams.
+  std::vector<std::unique_ptr<Stream>> streams;
   std::map<std::string, std::vector<TransferOp*>> by_store;
   for (TransferOp* op : ops) by_store[op->segment->tcp].push_back(op);
+  for (auto& [address, store_ops] : by_store) Plan(address, store_ops, streams);
+  std::map<TransferOp*, std::unique_ptr<TcpHash>> hashes = HashOnTheWay(streams);
+  Drive(streams);
+  for (auto& s : streams) {
+    if (s->fd >= 0) ReleaseConnection(s->address, s->fd);
+    s->fd = -1;
+  }
+  for (auto& [op, h] : hashes) {
+    if (op->result.ok() && h->state && h->hashed == op->length) op->checksum = h->Digest();
+  }
+}
+
+// One store's ops: up to tcp_streams connections (fewer for a small batch),
+// each op split into pieces spread over them by bytes assigned.
+void TcpPath::Plan(const std::string& address, std::vector<TransferOp*>& store_ops,
+                   std::vector<std::unique_ptr<Stream>>& streams) {
   // Client::Open refuses other values; the clamp guards direct users.
   uint64_t split = std::clamp<uint64_t>(options_.tcp_split_bytes, 4096, kMaxPieceBytes);
-  std::vector<std::unique_ptr<Stream>> streams;
-  for (auto& [address, store_ops] : by_store) {
-    std::string peer = StoreName(*store_ops[0]->segment, address);
-    uint64_t total = 0;
-    for (TransferOp* op : store_ops) total += op->length;
-    uint64_t want =
-        std::clamp<uint64_t>((total + split - 1) / split, 1, std::max(1u, options_.tcp_streams));
-    std::vector<std::unique_ptr<Stream>> mine;
-    Status first_error;
-    for (uint64_t i = 0; i < want; ++i) {
-      Result<int> fd = AcquireConnection(address, peer);
-      if (!fd.ok()) {
-        first_error = fd.status();
-        break;  // use the connections there are
-      }
-      auto s = std::make_unique<Stream>();
-      s->address = address;
-      s->peer = peer;
-      s->fd = *fd;
-      mine.push_back(std::move(s));
+  std::string peer = StoreName(*store_ops[0]->segment, address);
+  uint64_t total = 0;
+  for (TransferOp* op : store_ops) total += op->length;
+  uint64_t want =
+      std::clamp<uint64_t>((total + split - 1) / split, 1, std::max(1u, options_.tcp_streams));
+  std::vector<std::unique_ptr<Stream>> mine;
+  Status first_error;
+  for (uint64_t i = 0; i < want; ++i) {
+    Result<int> fd = AcquireConnection(address, peer);
+    if (!fd.ok()) {
+      first_error = fd.status();
+      break;  // use the connections there are
     }
-    if (mine.empty()) {
-      for (TransferOp* op : store_ops) {
-        FailOp(*op, ErrorCode::TRANSFER_FAIL, first_error.message());
-      }
-      continue;
+    auto s = std::make_unique<Stream>();
+    s->address = address;
+    s->peer = peer;
+    s->fd = *fd;
+    mine.push_back(std::move(s));
+  }
+  if (mine.empty()) {
+    for (TransferOp* op : store_ops) FailOp(*op, ErrorCode::TRANSFER_FAIL, first_error.message());
+    return;
+  }
+  RefuseWrongStore(address, peer, store_ops);
+  for (TransferOp* op : store_ops) {
+    for (uint64_t at = 0; at < op->length; at += split) {
+      uint64_t len = std::min(split, op->length - at);
+      Stream* s = std::min_element(mine.begin(), mine.end(), [](const auto& a, const auto& b) {
+                    return a->bytes < b->bytes;
+                  })->get();
+      s->pieces.push_back({op, op->offset + at, len, op->local + at});
+      s->bytes += len + 64;  // a little per piece, so empty ones balance too
     }
-    // The store at this address must be the segment the master named: an
-    // endpoint that points at another store's port (a stale descriptor, or
-    // a mount that names someone else's store) would read or write bytes
-    // of objects that are not the caller's.
-    std::optional<std::pair<std::string, uint64_t>> served;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (auto it = served_.find(address); it != served_.end()) served = it->second;
-    }
-    if (served) {
-      auto wrong = [&](TransferOp* op) {
-        if (op->segment->name == served->first && op->segment->size == served->second) {
-          return false;
-        }
-        FailOp(*op, ErrorCode::TRANSFER_FAIL,
-               peer + " serves segment '" + served->first + "' of " +
-                   std::to_string(served->second) + " bytes, not segment '" + op->segment->name +
-                   "' of " + std::to_string(op->segment->size));
-        return true;
-      };
-      store_ops.erase(std::remove_if(store_ops.begin(), store_ops.end(), wrong), store_ops.end());
-    }
-    for (TransferOp* op : store_ops) {
-      for (uint64_t at = 0; at < op->length; at += split) {
-        uint64_t len = std::min(split, op->length - at);
-        Stream* s = std::min_element(mine.begin(), mine.end(), [](const auto& a, const auto& b) {
-                      return a->bytes < b->bytes;
-                    })->get();
-        s->pieces.push_back({op, op->offset + at, len, op->local + at});
-        s->bytes += len + 64;  // a little per piece, so empty ones balance too
-      }
-      counters_.tcp_transfers++;
-    }
-    for (auto& s : mine) {
-      if (s->pieces.empty()) {
-        ReleaseConnection(s->address, s->fd);
-        s->fd = -1;
-      } else {
-        streams.push_back(std::move(s));
-      }
+    counters_.tcp_transfers++;
+  }
+  for (auto& s : mine) {
+    if (s->pieces.empty()) {
+      ReleaseConnection(s->address, s->fd);
+      s->fd = -1;
+    } else {
+      streams.push_back(std::move(s));
     }
   }
+}
 
-  // Checksums on the way: each wanting op's pieces, in order.
+// The store at this address must be the segment the master named: an
+// endpoint that points at another store's port (a stale descriptor, or a
+// mount that names someone else's store) would read or write bytes of
+// objects that are not the caller's. Fails and drops the ops it refuses.
+void TcpPath::RefuseWrongStore(const std::string& address, const std::string& peer,
+                               std::vector<TransferOp*>& store_ops) {
+  std::optional<std::pair<std::string, uint64_t>> served;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (auto it = served_.find(address); it != served_.end()) served = it->second;
+  }
+  if (!served) return;
+  auto wrong = [&](TransferOp* op) {
+    if (op->segment->name == served->first && op->segment->size == served->second) return false;
+    FailOp(*op, ErrorCode::TRANSFER_FAIL,
+           peer + " serves segment '" + served->first + "' of " + std::to_string(served->second) +
+               " bytes, not segment '" + op->segment->name + "' of " +
+               std::to_string(op->segment->size));
+    return true;
+  };
+  store_ops.erase(std::remove_if(store_ops.begin(), store_ops.end(), wrong), store_ops.end());
+}
+
+// Checksums on the way: each wanting read's pieces, in segment order.
+std::map<TransferOp*, std::unique_ptr<TcpPath::TcpHash>> TcpPath::HashOnTheWay(
+    std::vector<std::unique_ptr<Stream>>& streams) {
   std::map<TransferOp*, std::unique_ptr<TcpHash>> hashes;
   for (auto& s : streams) {
     for (Stream::Piece& p : s->pieces) {
@@ -438,7 +454,12 @@ void TcpPath::Run(std::vector<TransferOp*>& ops) {
     std::sort(h->parts.begin(), h->parts.end(),
               [](const TcpHash::Part& a, const TcpHash::Part& b) { return a.offset < b.offset; });
   }
+  return hashes;
+}
 
+// One poll() loop over every stream until each is answered or broken; a
+// stream on which nothing moved for io_timeout is broken.
+void TcpPath::Drive(std::vector<std::unique_ptr<Stream>>& streams) {
   auto now = Clock::now();
   for (auto& s : streams) {
     s->last_progress = now;
@@ -464,11 +485,11 @@ void TcpPath::Run(std::vector<TransferOp*>& ops) {
       polled.push_back(s.get());
       next_timeout = std::min(next_timeout, s->last_progress + options_.io_timeout);
     }
-    if (polled.empty()) break;
+    if (polled.empty()) return;
     int rc = ::poll(fds.data(), fds.size(), std::max(1, RemainingMs(next_timeout)));
     if (rc < 0 && errno != EINTR) {
       for (Stream* s : polled) s->Broken(std::string("poll: ") + std::strerror(errno));
-      break;
+      return;
     }
     for (size_t i = 0; rc > 0 && i < polled.size(); ++i) {
       Stream* s = polled[i];
@@ -477,13 +498,6 @@ void TcpPath::Run(std::vector<TransferOp*>& ops) {
       if ((re & POLLOUT) && !s->Send()) continue;
       if (re & (POLLIN | POLLERR | POLLHUP)) s->Receive();
     }
-  }
-  for (auto& s : streams) {
-    if (s->fd >= 0) ReleaseConnection(s->address, s->fd);
-    s->fd = -1;
-  }
-  for (auto& [op, h] : hashes) {
-    if (op->result.ok() && h->state && h->hashed == op->length) op->checksum = h->Digest();
   }
 }
 

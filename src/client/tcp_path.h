@@ -10,6 +10,7 @@
 #pragma once
 
 #include <map>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <utility>
@@ -34,6 +35,14 @@ class TcpPath : public DataPath {
  private:
   struct Stream;
   struct TcpHash;
+  // The stages of Run.
+  void Plan(const std::string& address, std::vector<TransferOp*>& store_ops,
+            std::vector<std::unique_ptr<Stream>>& streams);
+  void RefuseWrongStore(const std::string& address, const std::string& peer,
+                        std::vector<TransferOp*>& store_ops);
+  std::map<TransferOp*, std::unique_ptr<TcpHash>> HashOnTheWay(
+      std::vector<std::unique_ptr<Stream>>& streams);
+  void Drive(std::vector<std::unique_ptr<Stream>>& streams);
   Result<int> AcquireConnection(const std::string& address, const std::string& peer);
   void ReleaseConnection(const std::string& address, int fd);
 

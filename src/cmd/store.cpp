@@ -15,9 +15,9 @@
 #include "cmd/daemon.h"
 #include "core/build_info.h"
 #include "core/identity.h"
-#include "store/owner_proof_file.h"
 #include "core/units.h"
 #include "net/http_server.h"
+#include "store/owner_proof_file.h"
 #include "store/segment_host.h"
 
 namespace kvcached {
@@ -110,6 +110,109 @@ std::vector<OptionSpec> StoreOptions() {
   return o;
 }
 
+// The owner proof (docs/store.md): --owner-file, else systemd's
+// $STATE_DIRECTORY/owner-proof, else none (a restarted store then waits for
+// the master to expire its old segment).
+Result<std::optional<OwnerProofFile>> OpenOwnerProof(const Config& cfg) {
+  std::string path = cfg.String("owner-file");
+  if (!cfg.IsSet("owner-file")) {
+    const char* state = std::getenv("STATE_DIRECTORY");  // systemd's StateDirectory=
+    if (state != nullptr && *state != '\0') {
+      std::string dir(state);
+      path = dir.substr(0, dir.find(':')) + "/owner-proof";
+    }
+  }
+  if (path.empty()) return std::optional<OwnerProofFile>();
+  Result<OwnerProofFile> opened = OwnerProofFile::Open(path);
+  if (!opened.ok()) return opened.status();
+  spdlog::info("owner proof {} {}", opened->created() ? "created in" : "read from", path);
+  return std::optional<OwnerProofFile>(std::move(opened).value());
+}
+
+// The segment host's settings from the command line (identity aside).
+SegmentHostOptions HostOptions(const Config& cfg, const std::optional<AuthToken>& token) {
+  SegmentHostOptions host_opts;
+  host_opts.master = cfg.String("master");
+  host_opts.client_id = RandomId("store");
+  host_opts.memory.size_bytes = cfg.Number("segment-size");
+  host_opts.memory.hugepages = cfg.Bool("hugepages");
+  host_opts.memory.lock = cfg.Bool("mlock");
+  host_opts.bind_host = cfg.String("host");
+  host_opts.data_port = static_cast<uint16_t>(cfg.Number("data-port"));
+  host_opts.shm_socket = cfg.String("shm-socket");
+  host_opts.shm_group = cfg.String("shm-group");
+  host_opts.allow_abstract_shm = cfg.Bool("insecure");
+  host_opts.token = token;
+  host_opts.insecure = cfg.Bool("insecure");
+  host_opts.metadata_server = cfg.String("metadata-server");
+  host_opts.ping_interval = cfg.Duration("ping-interval");
+  // A dead master must not hold up start-up or shutdown for long.
+  host_opts.connect_timeout = std::chrono::milliseconds(1000);
+  host_opts.connect_attempts = 2;
+  host_opts.data_max_connections = cfg.Number("max-connections");
+  host_opts.data_max_connections_per_peer = cfg.Number("max-connections-per-peer");
+  host_opts.data_idle_timeout = cfg.Duration("idle-timeout");
+  host_opts.shm_max_connections = cfg.Number("max-connections");
+  return host_opts;
+}
+
+// The store's own series beside those its servers keep.
+void AddStoreMetrics(MetricsRegistry& metrics, const SegmentMemory& segment,
+                     const StoreAgent& agent, const std::shared_ptr<RdmaAcceptor>& rdma) {
+  metrics.AddGaugeCallback("kvcached_store_segment_capacity_bytes", "Size of this store's segment",
+                           {}, [&segment] { return static_cast<double>(segment.size()); });
+  metrics.AddGaugeCallback("kvcached_store_objects",
+                           "Objects in this store's table, as the master reported them", {},
+                           [&agent] { return static_cast<double>(agent.objects()); });
+  metrics.AddGaugeCallback("kvcached_store_object_bytes",
+                           "Bytes of the objects in this store's table", {},
+                           [&agent] { return static_cast<double>(agent.table_bytes()); });
+  if (rdma) {
+    metrics.AddGaugeCallback("kvcached_store_rdma_queue_pairs",
+                             "RDMA queue pairs set up for clients and not yet released", {},
+                             [rdma] { return static_cast<double>(rdma->queue_pairs()); });
+  }
+  metrics.AddGaugeCallback("kvcached_store_master_reachable",
+                           "1 when the last ping reached the master", {},
+                           [&agent] { return agent.master_reachable() ? 1.0 : 0.0; });
+  metrics.AddCollector([&agent](std::string& out) {
+    out +=
+        "# HELP kvcached_store_remounts_total Remounts: the master lost the segment, or the "
+        "connection to it was re-opened and the table is brought back in line\n"
+        "# TYPE kvcached_store_remounts_total counter\n"
+        "kvcached_store_remounts_total " +
+        std::to_string(agent.remounts()) +
+        "\n"
+        "# HELP kvcached_store_table_entries_forgotten_total Table entries forgotten because this "
+        "process was stopped longer than the master's client TTL\n"
+        "# TYPE kvcached_store_table_entries_forgotten_total counter\n"
+        "kvcached_store_table_entries_forgotten_total " +
+        std::to_string(agent.forgotten()) + "\n";
+  });
+}
+
+// The line that says what this store serves, and where.
+void LogServing(SegmentHost& host, const std::string& shm, const std::string& host_id,
+                const std::string& master, const std::shared_ptr<RdmaAcceptor>& rdma,
+                const std::string& admin) {
+  const SegmentMemory& segment = host.memory();
+  std::string shm_admits =
+      host.shm_server() ? " (admits " + host.shm_server()->access().Describe() + ")" : "";
+  std::string rdma_nics;
+  if (rdma) {
+    for (const RdmaNic& nic : rdma->Describe().nics) {
+      rdma_nics += (rdma_nics.empty() ? "" : ",") + nic.name + " gid " + FormatGid(nic.gid);
+    }
+  }
+  spdlog::info(
+      "{} store: segment '{}' of {}{}{} on host '{}', master {}, data tcp://{}, shm {}{}, rdma "
+      "{}, admin http://{}",
+      VersionLine(), host.name(), FormatSize(segment.size()),
+      segment.hugepages() ? ", huge pages" : "", segment.locked() ? ", locked" : "", host_id,
+      master, host.data_server()->address(), shm, shm_admits, rdma ? rdma_nics : std::string("off"),
+      admin);
+}
+
 int RunStore(const CommandContext& ctx) {
   const Config& cfg = ctx.config;
   Result<std::optional<AuthToken>> token = LoadTokenOption(cfg);
@@ -121,51 +224,15 @@ int RunStore(const CommandContext& ctx) {
   std::string name = cfg.IsSet("segment-name") ? cfg.String("segment-name")
                                                : host_id + ":" + std::to_string(getpid());
 
-  std::string owner_path = cfg.String("owner-file");
-  if (!cfg.IsSet("owner-file")) {
-    const char* state = std::getenv("STATE_DIRECTORY");  // systemd's StateDirectory=
-    if (state != nullptr && *state != '\0') {
-      std::string dir(state);
-      owner_path = dir.substr(0, dir.find(':')) + "/owner-proof";
-    }
+  Result<std::optional<OwnerProofFile>> owner_file = OpenOwnerProof(cfg);
+  if (!owner_file.ok()) {
+    spdlog::error("{}", owner_file.status().message());
+    return ExitCode(owner_file.code());
   }
-  std::optional<OwnerProofFile> owner_file;
-  if (!owner_path.empty()) {
-    Result<OwnerProofFile> opened = OwnerProofFile::Open(owner_path);
-    if (!opened.ok()) {
-      spdlog::error("{}", opened.status().message());
-      return ExitCode(opened.code());
-    }
-    owner_file.emplace(std::move(opened).value());
-    spdlog::info("owner proof {} {}", owner_file->created() ? "created in" : "read from",
-                 owner_path);
-  }
-
-  SegmentHostOptions host_opts;
-  host_opts.master = cfg.String("master");
-  host_opts.client_id = RandomId("store");
-  if (owner_file) host_opts.owner_proof = owner_file->proof();
+  SegmentHostOptions host_opts = HostOptions(cfg, *token);
+  if (*owner_file) host_opts.owner_proof = (*owner_file)->proof();
   host_opts.host_id = host_id;
   host_opts.segment_name = name;
-  host_opts.memory.size_bytes = cfg.Number("segment-size");
-  host_opts.memory.hugepages = cfg.Bool("hugepages");
-  host_opts.memory.lock = cfg.Bool("mlock");
-  host_opts.bind_host = cfg.String("host");
-  host_opts.data_port = static_cast<uint16_t>(cfg.Number("data-port"));
-  host_opts.shm_socket = cfg.String("shm-socket");
-  host_opts.shm_group = cfg.String("shm-group");
-  host_opts.allow_abstract_shm = cfg.Bool("insecure");
-  host_opts.token = *token;
-  host_opts.insecure = cfg.Bool("insecure");
-  host_opts.metadata_server = cfg.String("metadata-server");
-  host_opts.ping_interval = cfg.Duration("ping-interval");
-  // A dead master must not hold up start-up or shutdown for long.
-  host_opts.connect_timeout = std::chrono::milliseconds(1000);
-  host_opts.connect_attempts = 2;
-  host_opts.data_max_connections = cfg.Number("max-connections");
-  host_opts.data_max_connections_per_peer = cfg.Number("max-connections-per-peer");
-  host_opts.data_idle_timeout = cfg.Duration("idle-timeout");
-  host_opts.shm_max_connections = cfg.Number("max-connections");
   // Declared before the segment host: its servers, destroyed with it, hold
   // strands of the io_context and update the registry's gauges.
   MetricsRegistry metrics;
@@ -223,52 +290,10 @@ int RunStore(const CommandContext& ctx) {
   }
   StoreAgent& agent = *host.agent();
 
-  metrics.AddGaugeCallback("kvcached_store_segment_capacity_bytes", "Size of this store's segment",
-                           {}, [&] { return static_cast<double>(segment.size()); });
-  metrics.AddGaugeCallback("kvcached_store_objects",
-                           "Objects in this store's table, as the master reported them", {},
-                           [&] { return static_cast<double>(agent.objects()); });
-  metrics.AddGaugeCallback("kvcached_store_object_bytes",
-                           "Bytes of the objects in this store's table", {},
-                           [&] { return static_cast<double>(agent.table_bytes()); });
-  if (rdma) {
-    metrics.AddGaugeCallback("kvcached_store_rdma_queue_pairs",
-                             "RDMA queue pairs set up for clients and not yet released", {},
-                             [&] { return static_cast<double>(rdma->queue_pairs()); });
-  }
-  metrics.AddGaugeCallback("kvcached_store_master_reachable",
-                           "1 when the last ping reached the master", {},
-                           [&] { return agent.master_reachable() ? 1.0 : 0.0; });
-  metrics.AddCollector([&](std::string& out) {
-    out +=
-        "# HELP kvcached_store_remounts_total Remounts: the master lost the segment, or the "
-        "connection to it was re-opened and the table is brought back in line\n"
-        "# TYPE kvcached_store_remounts_total counter\n"
-        "kvcached_store_remounts_total " +
-        std::to_string(agent.remounts()) +
-        "\n"
-        "# HELP kvcached_store_table_entries_forgotten_total Table entries forgotten because this "
-        "process was stopped longer than the master's client TTL\n"
-        "# TYPE kvcached_store_table_entries_forgotten_total counter\n"
-        "kvcached_store_table_entries_forgotten_total " +
-        std::to_string(agent.forgotten()) + "\n";
-  });
+  AddStoreMetrics(metrics, segment, agent, rdma);
 
   std::string shm = host.shm_server() ? host.shm_server()->path() : std::string("off");
-  std::string shm_admits =
-      host.shm_server() ? " (admits " + host.shm_server()->access().Describe() + ")" : "";
-  std::string rdma_nics;
-  if (rdma) {
-    for (const RdmaNic& nic : rdma->Describe().nics) {
-      rdma_nics += (rdma_nics.empty() ? "" : ",") + nic.name + " gid " + FormatGid(nic.gid);
-    }
-  }
-  spdlog::info(
-      "{} store: segment '{}' of {}{}{} on host '{}', master {}, data tcp://{}, shm {}{}, rdma "
-      "{}, admin http://{}",
-      VersionLine(), name, FormatSize(segment.size()), segment.hugepages() ? ", huge pages" : "",
-      segment.locked() ? ", locked" : "", host_id, cfg.String("master"), data_server.address(), shm,
-      shm_admits, rdma ? rdma_nics : std::string("off"), admin_server.address());
+  LogServing(host, shm, host_id, cfg.String("master"), rdma, admin_server.address());
   spdlog::debug("settings: {}", cfg.Describe());
 
   DaemonHooks hooks;
@@ -280,8 +305,8 @@ int RunStore(const CommandContext& ctx) {
     return admin_server.open_connections() + host.open_connections();
   };
   hooks.shutdown_timeout = cfg.Duration("shutdown-timeout");
-  hooks.ready_status = "store segment " + name + " data tcp://" + data_server.address() +
-                       " shm " + shm + " admin http://" + admin_server.address();
+  hooks.ready_status = "store segment " + name + " data tcp://" + data_server.address() + " shm " +
+                       shm + " admin http://" + admin_server.address();
   int rc = ServeUntilSignalled(ioc, ResolveThreads(cfg.Number("threads")), ctx, hooks);
   // Unmounted once no peer can read or write the segment any more; the
   // master then drops its objects.
