@@ -249,18 +249,21 @@ std::vector<ClientSetting> BuildTable() {
   add({.name = "rpc_timeout_ms",
        .kind = K::kDuration,
        .min = 1,
+       .rule = "timeouts must be positive",
        .help = "one master round trip",
        .set = SetMillis<&C::rpc_timeout>,
        .get = GetMillis<&C::rpc_timeout>});
   add({.name = "io_timeout_ms",
        .kind = K::kDuration,
        .min = 1,
+       .rule = "timeouts must be positive",
        .help = "a transfer fails when nothing moved for this long",
        .set = SetMillis<&C::io_timeout>,
        .get = GetMillis<&C::io_timeout>});
   add({.name = "connect_timeout_ms",
        .kind = K::kDuration,
        .min = 1,
+       .rule = "timeouts must be positive",
        .help = "one connection attempt or handshake",
        .set = SetMillis<&C::connect_timeout>,
        .get = GetMillis<&C::connect_timeout>});
@@ -402,7 +405,9 @@ Status ParseClientSetting(const ClientSetting& s, std::string_view text, Setting
   }
   // Ranges that hold only in context (ping_interval) are ValidateClientConfig's.
   if (!s.only_when_contributing && !InRange(s, out)) {
-    return Status(ErrorCode::INVALID_PARAMS, "out of range (" + RangeText(s) + ")");
+    return Status(
+        ErrorCode::INVALID_PARAMS,
+        "out of range (" + RangeText(s) + ")" + (s.rule.empty() ? "" : ": " + std::string(s.rule)));
   }
   return Status::Ok();
 }
@@ -489,8 +494,9 @@ Status ValidateClientConfig(const ClientConfig& c) {
     if (!ok) {
       std::string value = FormatClientSetting(s, c);
       return Status(ErrorCode::INVALID_PARAMS,
-                    std::string(s.name) + " " + value + " is out of range (" + RangeText(s) + ")" +
-                        (s.only_when_contributing ? " when contributing a segment" : ""));
+                    std::string(s.name) + " " + value + " is out of range (" + RangeText(s) +
+                        (s.only_when_contributing ? " when contributing a segment" : "") + ")" +
+                        (s.rule.empty() ? "" : ": " + std::string(s.rule)));
     }
   }
   if (c.transport == TransportMode::kRdma && c.protocol != "rdma") {

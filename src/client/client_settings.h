@@ -49,6 +49,7 @@ struct ClientSetting {
   bool zero_is_off = false;                    // 0 is allowed whatever `min` says
   bool only_when_contributing = false;         // range applies only with global_segment_size > 0
   std::vector<std::string_view> choices = {};  // kChoice
+  std::string_view rule = {};  // the range in words, for messages ("timeouts must be positive")
   std::string_view help = {};
   // Stores `v` in the config. Fails only for kFile (the file cannot be read
   // or holds a bad value); the message then says what is wrong, not where.

@@ -274,6 +274,7 @@ TEST_CASE("client settings: ValidateClientConfig checks a finished config") {
     ClientConfig c;
     c.*field = std::chrono::milliseconds(0);
     fails(c, "timeout_ms");
+    fails(c, "timeouts must be positive");
     c.*field = std::chrono::milliseconds(-5);
     fails(c, "timeout_ms");
   }
