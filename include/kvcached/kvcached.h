@@ -77,7 +77,7 @@ typedef struct kvcached_config {
   const char* master_server_addr; /* host:port; NULL: 127.0.0.1:50051 */
   /* kvcached's own settings. */
   const char* token;             /* cluster token; NULL: none */
-  const char* transport;         /* "auto", "shm" or "tcp"; NULL: auto */
+  const char* transport;         /* "auto", "shm", "tcp" or "rdma"; NULL: auto */
   int32_t checksums;             /* 1 on, 0 off; init sets 1 */
   uint32_t rpc_timeout_ms;       /* 0: default (5000) */
   uint32_t io_timeout_ms;        /* 0: default (5000) */
@@ -124,6 +124,20 @@ KVCACHED_API const char* kvcached_error_name(int32_t code);
  * critical, off. INVALID_PARAMS for another name. Logs go to stdout. */
 KVCACHED_API int32_t kvcached_set_log_level(const char* level);
 
+/* The client settings kvcached_open_settings takes, as one JSON array
+ * (static text, valid while the library is loaded): per setting its
+ * "name", "aliases", "mooncake_env" (read unless MOONCAKE_CONFIG_PATH is
+ * set), "kvcached_env" (always read), "json_key" (its field in
+ * MOONCAKE_CONFIG_PATH's file), "kind" (string, size, duration_ms, bool,
+ * int, choice, file), "min", "max", "choices", "default" and "help".
+ * Bindings read their names from here instead of keeping a copy. */
+KVCACHED_API const char* kvcached_settings_json(void);
+
+/* Parses a size as every size setting does ("4294967296", "4gb", "512 MiB";
+ * binary multiples) into *out. INVALID_PARAMS, with the reason in
+ * kvcached_last_error(), for anything else. */
+KVCACHED_API int32_t kvcached_parse_size(const char* text, uint64_t* out);
+
 /* ---- opening and closing ------------------------------------------------- */
 
 /* Fills `config` with the defaults (struct_size included). */
@@ -139,13 +153,14 @@ KVCACHED_API int32_t kvcached_open(const kvcached_config_t* config, kvcached_cli
 /* As kvcached_open, from `count` name/value pairs of strings. The settings
  * start from the defaults, or when `from_environment` is non-zero from the
  * environment as Mooncake reads it (MOONCAKE_CONFIG_PATH's JSON, else
- * MOONCAKE_MASTER and the other MOONCAKE_* variables, plus
- * KVCACHED_TOKEN_FILE and KVCACHED_TRANSPORT); the pairs are then applied in
+ * MOONCAKE_MASTER and the other MOONCAKE_* variables, plus the KVCACHED_*
+ * variables of kvcached_settings_json); the pairs are then applied in
  * order. Names: the kvcached_config_t field names (sizes like "4gb",
- * durations as whole milliseconds in the *_ms names, booleans as
- * 1/0/true/false), the aliases master_server_address and device_name, and
- * config_path (a JSON file in MOONCAKE_CONFIG_PATH's format, applied where
- * it appears) and token_file. An unknown name or a bad value fails with
+ * durations as milliseconds in the *_ms names, booleans as
+ * 1/0/true/false), rdma_gid_index, the aliases master_server_address and
+ * device_name, and config_path (a JSON file in MOONCAKE_CONFIG_PATH's
+ * format, applied where it appears) and token_file; kvcached_settings_json
+ * lists them all. An unknown name or a bad or out-of-range value fails with
  * INVALID_PARAMS naming it. A NULL value keeps that setting unchanged. */
 KVCACHED_API int32_t kvcached_open_settings(const char* const* names, const char* const* values,
                                             size_t count, int from_environment,

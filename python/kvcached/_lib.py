@@ -14,6 +14,7 @@ threads calling the store run in parallel. Import-time only; thread-safe after.
 """
 
 import ctypes
+import json
 import os
 from ctypes import (POINTER, c_char_p, c_int, c_int32, c_int64, c_size_t, c_uint32, c_uint64,
                     c_void_p)
@@ -102,6 +103,8 @@ _SIGNATURES = {
     "kvcached_last_error": (c_char_p, []),
     "kvcached_error_name": (c_char_p, [_i32]),
     "kvcached_set_log_level": (_i32, [c_char_p]),
+    "kvcached_settings_json": (c_char_p, []),
+    "kvcached_parse_size": (_i32, [c_char_p, POINTER(c_uint64)]),
     "kvcached_config_init": (None, [POINTER(KvcachedConfig)]),
     "kvcached_open": (_i32, [POINTER(KvcachedConfig), POINTER(c_void_p)]),
     "kvcached_open_settings": (_i32, [_p, _p, c_size_t, c_int, POINTER(c_void_p)]),
@@ -141,3 +144,25 @@ def last_error():
 
 def version():
     return lib.kvcached_version().decode()
+
+
+def settings():
+    """The library's client settings table (kvcached_settings_json): a list
+    of dicts with name, aliases, mooncake_env, kvcached_env, json_key, kind,
+    min, max, choices, default and help. Read once."""
+    global _settings
+    if _settings is None:
+        _settings = json.loads(lib.kvcached_settings_json().decode())
+    return _settings
+
+
+_settings = None
+
+
+def parse_size(text):
+    """Bytes in a size string, by the library's grammar ("4gb", "512 MiB",
+    "1.5g"; binary multiples). ValueError with the library's reason."""
+    out = c_uint64()
+    if lib.kvcached_parse_size(str(text).encode(), ctypes.byref(out)) != 0:
+        raise ValueError(last_error())
+    return out.value

@@ -25,8 +25,8 @@ list (None would silently disable the storage tier in SGLang).
 import json
 import logging
 import os
-import re
 
+from . import _lib
 from . import errors
 from .store import MooncakeDistributedStore
 
@@ -47,29 +47,28 @@ except ImportError:  # SGLang not installed: tests, or tools that only import th
 
 log = logging.getLogger("kvcached.sglang")
 
-# extra_config keys passed to the client as settings (setup(dict) names).
-_CLIENT_KEYS = ("master_server_address", "local_hostname", "metadata_server", "protocol",
-                "device_name", "token", "token_file", "transport", "checksums",
-                "rpc_timeout_ms", "io_timeout_ms", "connect_timeout_ms", "tcp_streams",
-                "tcp_split_bytes", "segment_bind_host", "hugepages", "ping_interval_ms",
-                "copy_threads")
+# Settings that are per rank here, not taken from extra_config as they are:
+# the segment size is the server's, divided among the ranks below, and one
+# segment name would collide across ranks.
+_PER_RANK = frozenset({"global_segment_size", "segment_name"})
 
-_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgtp]?)(?:i?b)?\s*$", re.I)
+# extra_config keys passed to the client as settings: the names and aliases
+# of the library's settings table (setup(dict) names), less _PER_RANK.
+_CLIENT_KEYS = tuple(n for s in _lib.settings() if s["name"] not in _PER_RANK
+                     for n in [s["name"], *s["aliases"]])
+
+
+def _setting(name):
+    return next(s for s in _lib.settings() if s["name"] == name)
 
 
 def parse_size(value):
     """Bytes in `value`: an int, or a string like "4gb", "512 MiB", "1.5g"
-    (binary multiples for every spelling, as Mooncake and kvcached read them)."""
+    (binary multiples for every spelling), parsed by the library's grammar,
+    as every size setting is. ValueError for anything else."""
     if isinstance(value, int):
         return value
-    m = _SIZE_RE.match(str(value))
-    if not m:
-        raise ValueError(f"not a size: {value!r}")
-    number, unit = m.groups()
-    shift = {"": 0, "k": 10, "m": 20, "g": 30, "t": 40, "p": 50}[unit.lower()]
-    if "." in number and not unit:
-        raise ValueError(f"a fraction needs a unit: {value!r}")
-    return int(float(number) * (1 << shift)) if "." in number else int(number) << shift
+    return _lib.parse_size(value)
 
 
 def _total_segment_size(extra):
@@ -78,15 +77,16 @@ def _total_segment_size(extra):
     MOONCAKE_CONFIG_PATH's file, MOONCAKE_GLOBAL_SEGMENT_SIZE. 0 when unset:
     the ranks contribute no memory, the pool's stores (`kvcached store`) hold
     everything."""
-    if extra.get("global_segment_size") is not None:
-        return parse_size(extra["global_segment_size"])
+    size = _setting("global_segment_size")
+    if extra.get(size["name"]) is not None:
+        return parse_size(extra[size["name"]])
     for var in ("SGLANG_HICACHE_MOONCAKE_CONFIG_PATH", "MOONCAKE_CONFIG_PATH"):
         path = os.environ.get(var)
         if path:
             with open(path) as f:
-                value = json.load(f).get("global_segment_size")
+                value = json.load(f).get(size["json_key"])
             return 0 if value is None else parse_size(value)
-    env = os.environ.get("MOONCAKE_GLOBAL_SEGMENT_SIZE")
+    env = os.environ.get(size["mooncake_env"])
     return parse_size(env) if env else 0
 
 

@@ -34,13 +34,10 @@ _IGNORED_MOONCAKE_KEYS = frozenset({
     "enable_ssd_offload", "ssd_offload_path", "tenant_id", "enable_client_http_server",
     "client_http_port", "extra_backend_tag", "enable_group_semantics"})
 
-# setup(dict) keys passed to the library (kvcached_open_settings names).
-_SETTINGS = frozenset({
-    "local_hostname", "metadata_server", "global_segment_size", "local_buffer_size",
-    "protocol", "rdma_devices", "device_name", "master_server_addr", "master_server_address",
-    "token", "token_file", "transport", "checksums", "rpc_timeout_ms", "io_timeout_ms",
-    "connect_timeout_ms", "tcp_streams", "tcp_split_bytes", "segment_bind_host",
-    "segment_name", "hugepages", "ping_interval_ms", "copy_threads", "config_path"})
+# setup(dict) keys passed to the library: the kvcached_open_settings names
+# and aliases of its settings table (one table, in the library).
+_SETTINGS = frozenset(
+    n for s in _lib.settings() for n in [s["name"], *s["aliases"]])
 
 
 class ReplicateConfig:
@@ -149,10 +146,11 @@ class MooncakeDistributedStore:
         MOONCAKE_CONFIG_PATH's spellings both work, plus kvcached's: token,
         token_file, transport, checksums, *_timeout_ms, tcp_streams, ...).
         `engine` (a Mooncake TransferEngine to reuse) and the keyword-only
-        options are accepted and ignored. KVCACHED_TOKEN_FILE,
-        KVCACHED_TRANSPORT and KVCACHED_SEGMENT_BIND_HOST (the address a
-        contributed segment's data port binds) from the environment apply in
-        both forms, before the arguments."""
+        options are accepted and ignored. The KVCACHED_* variables of the
+        library's settings table (KVCACHED_TOKEN_FILE, KVCACHED_TRANSPORT,
+        KVCACHED_RDMA_GID_INDEX, KVCACHED_SEGMENT_BIND_HOST: the address a
+        contributed segment's data port binds) apply in both forms, before
+        the arguments."""
         if isinstance(local_hostname, Mapping):
             settings = self._settings_from_dict(local_hostname)
             if settings is None:
@@ -176,12 +174,13 @@ class MooncakeDistributedStore:
         them (MOONCAKE_CONFIG_PATH's JSON, else MOONCAKE_MASTER,
         MOONCAKE_LOCAL_HOSTNAME, MOONCAKE_TE_META_DATA_SERVER,
         MOONCAKE_GLOBAL_SEGMENT_SIZE, MOONCAKE_LOCAL_BUFFER_SIZE,
-        MOONCAKE_PROTOCOL, MOONCAKE_DEVICE; plus KVCACHED_TOKEN_FILE,
-        KVCACHED_TRANSPORT and KVCACHED_SEGMENT_BIND_HOST), then the JSON file named by
+        MOONCAKE_PROTOCOL, MOONCAKE_DEVICE; plus the KVCACHED_* variables:
+        KVCACHED_TOKEN_FILE, KVCACHED_TRANSPORT, KVCACHED_RDMA_GID_INDEX and
+        KVCACHED_SEGMENT_BIND_HOST), then the JSON file named by
         SGLANG_HICACHE_MOONCAKE_CONFIG_PATH if set, then `overrides` (setting
         names as in setup(dict)). Returns 0 or an error code."""
-        # The library reads the token and transport variables itself.
-        settings = [s for s in _env_settings() if s[0] == "segment_bind_host"]
+        # The library reads every variable of its table itself.
+        settings = []
         sglang_file = os.environ.get("SGLANG_HICACHE_MOONCAKE_CONFIG_PATH")
         if sglang_file:
             settings.append(("config_path", sglang_file))
@@ -498,12 +497,7 @@ def _setting_text(value):
 
 
 def _env_settings():
-    """The kvcached variables that apply to every setup()."""
-    out = []
-    if os.environ.get("KVCACHED_TOKEN_FILE"):
-        out.append(("token_file", os.environ["KVCACHED_TOKEN_FILE"]))
-    if os.environ.get("KVCACHED_TRANSPORT"):
-        out.append(("transport", os.environ["KVCACHED_TRANSPORT"]))
-    if os.environ.get("KVCACHED_SEGMENT_BIND_HOST"):
-        out.append(("segment_bind_host", os.environ["KVCACHED_SEGMENT_BIND_HOST"]))
-    return out
+    """The kvcached variables that apply to every setup(): the settings
+    table's kvcached_env names (empty counts as unset, as in the library)."""
+    return [(s["name"], os.environ[s["kvcached_env"]]) for s in _lib.settings()
+            if s["kvcached_env"] and os.environ.get(s["kvcached_env"])]

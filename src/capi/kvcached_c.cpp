@@ -5,21 +5,16 @@
 // are refused here, before anything is sent.
 #include "kvcached/kvcached.h"
 
-#include <charconv>
 #include <cstddef>
 #include <cstring>
 #include <exception>
-#include <fstream>
 #include <memory>
 #include <new>
-#include <sstream>
 #include <string>
 #include <string_view>
 #include <vector>
 
-#include <nlohmann/json.hpp>
-
-#include "core/auth_token.h"
+#include "client/client_settings.h"
 #include "core/build_info.h"
 #include "core/logging.h"
 #include "core/units.h"
@@ -103,188 +98,37 @@ ReplicateConfig ToReplicate(const kvcached_replicate_config_t* rc) {
 }
 
 // ---- settings ----------------------------------------------------------------
-
-Status BadValue(std::string_view name, std::string_view value, std::string_view why) {
-  return Status(ErrorCode::INVALID_PARAMS, "setting " + std::string(name) + "='" +
-                                               std::string(value) + "': " + std::string(why));
-}
-
-Status ParseBool(std::string_view name, std::string_view v, bool& out) {
-  if (v == "1" || v == "true" || v == "True" || v == "yes" || v == "on") {
-    out = true;
-  } else if (v == "0" || v == "false" || v == "False" || v == "no" || v == "off") {
-    out = false;
-  } else {
-    return BadValue(name, v, "not a boolean (1/0/true/false)");
-  }
-  return Status::Ok();
-}
-
-Status ParseMs(std::string_view name, std::string_view v, std::chrono::milliseconds& out) {
-  Result<std::chrono::milliseconds> d = ParseDuration(v, DurationUnit::kMilliseconds);
-  if (!d.ok()) return BadValue(name, v, d.status().message());
-  out = *d;
-  return Status::Ok();
-}
-
-// A whole number; Open checks its range.
-Status ParseCount(std::string_view name, std::string_view v, unsigned& out) {
-  unsigned n = 0;
-  auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
-  if (ec != std::errc() || end != v.data() + v.size()) {
-    return BadValue(name, v, "not a whole number");
-  }
-  out = n;
-  return Status::Ok();
-}
-
-Status ParseBytes(std::string_view name, std::string_view v, uint64_t& out) {
-  Result<uint64_t> s = ParseSize(v);
-  if (!s.ok()) return BadValue(name, v, s.status().message());
-  out = *s;
-  return Status::Ok();
-}
-
-Status ParseTransport(std::string_view name, std::string_view v, TransportMode& out) {
-  if (v == "auto") {
-    out = TransportMode::kAuto;
-  } else if (v == "shm") {
-    out = TransportMode::kShm;
-  } else if (v == "tcp") {
-    out = TransportMode::kTcp;
-  } else if (v == "rdma") {
-    out = TransportMode::kRdma;
-  } else {
-    return BadValue(name, v, "not one of auto, shm, tcp, rdma");
-  }
-  return Status::Ok();
-}
-
-// A JSON file in MOONCAKE_CONFIG_PATH's format (docs/client.md), read the
-// same way: string fields are strings, sizes numbers or size strings, null
-// or absent fields keep the setting, unknown fields are ignored.
-Status ApplyConfigFile(const std::string& path, ClientConfig& c) {
-  std::ifstream in(path);
-  if (!in) return Status(ErrorCode::INVALID_PARAMS, "cannot read config file '" + path + "'");
-  std::stringstream text;
-  text << in.rdbuf();
-  nlohmann::json j = nlohmann::json::parse(text.str(), nullptr, false);
-  if (j.is_discarded() || !j.is_object()) {
-    return Status(ErrorCode::INVALID_PARAMS, path + ": not a JSON object");
-  }
-  struct StringField {
-    const char* name;
-    std::string* out;
-  };
-  for (StringField f :
-       {StringField{"local_hostname", &c.local_hostname},
-        StringField{"metadata_server", &c.metadata_server},
-        StringField{"master_server_address", &c.master_server_addr},
-        StringField{"protocol", &c.protocol}, StringField{"device_name", &c.device_names}}) {
-    auto it = j.find(f.name);
-    if (it == j.end() || it->is_null()) continue;
-    if (!it->is_string()) {
-      return Status(ErrorCode::INVALID_PARAMS, path + ": field '" + f.name + "' must be a string");
-    }
-    *f.out = it->get<std::string>();
-  }
-  struct SizeField {
-    const char* name;
-    uint64_t* out;
-  };
-  for (SizeField f : {SizeField{"global_segment_size", &c.global_segment_size},
-                      SizeField{"local_buffer_size", &c.local_buffer_size}}) {
-    auto it = j.find(f.name);
-    if (it == j.end() || it->is_null()) continue;
-    if (it->is_number_unsigned()) {
-      *f.out = it->get<uint64_t>();
-    } else if (it->is_string()) {
-      Result<uint64_t> size = ParseSize(it->get<std::string>());
-      if (!size.ok()) {
-        return Status(ErrorCode::INVALID_PARAMS,
-                      path + ": field " + f.name + ": " + size.status().message());
-      }
-      *f.out = *size;
-    } else {
-      return Status(
-          ErrorCode::INVALID_PARAMS,
-          path + ": field '" + f.name + "' must be a size (a number or a string like \"4gb\")");
-    }
-  }
-  return Status::Ok();
-}
-
-Status ApplySetting(std::string_view name, std::string_view v, ClientConfig& c) {
-  if (name == "local_hostname") {
-    c.local_hostname = v;
-  } else if (name == "metadata_server") {
-    c.metadata_server = v;
-  } else if (name == "global_segment_size") {
-    return ParseBytes(name, v, c.global_segment_size);
-  } else if (name == "local_buffer_size") {
-    return ParseBytes(name, v, c.local_buffer_size);
-  } else if (name == "protocol") {
-    c.protocol = v;
-  } else if (name == "rdma_devices" || name == "device_name") {
-    c.device_names = v;
-  } else if (name == "master_server_addr" || name == "master_server_address") {
-    c.master_server_addr = v;
-  } else if (name == "token") {
-    c.token = v;
-  } else if (name == "token_file") {
-    Result<AuthToken> token = AuthToken::LoadFile(std::string(v));
-    if (!token.ok()) return BadValue(name, v, token.status().message());
-    c.token = token->secret();
-  } else if (name == "transport") {
-    return ParseTransport(name, v, c.transport);
-  } else if (name == "checksums") {
-    return ParseBool(name, v, c.checksums);
-  } else if (name == "hugepages") {
-    return ParseBool(name, v, c.hugepages);
-  } else if (name == "rpc_timeout_ms") {
-    return ParseMs(name, v, c.rpc_timeout);
-  } else if (name == "io_timeout_ms") {
-    return ParseMs(name, v, c.io_timeout);
-  } else if (name == "connect_timeout_ms") {
-    return ParseMs(name, v, c.connect_timeout);
-  } else if (name == "ping_interval_ms") {
-    return ParseMs(name, v, c.ping_interval);
-  } else if (name == "tcp_streams") {
-    return ParseCount(name, v, c.tcp_streams);
-  } else if (name == "copy_threads") {
-    return ParseCount(name, v, c.copy_threads);
-  } else if (name == "tcp_split_bytes") {
-    return ParseBytes(name, v, c.tcp_split_bytes);
-  } else if (name == "segment_bind_host") {
-    c.segment_bind_host = v;
-  } else if (name == "segment_name") {
-    c.segment_name = v;
-  } else if (name == "config_path") {
-    return ApplyConfigFile(std::string(v), c);
-  } else {
-    return Status(ErrorCode::INVALID_PARAMS, "unknown setting '" + std::string(name) + "'");
-  }
-  return Status::Ok();
-}
+// Names, grammar and ranges are the settings table's (client/client_settings.h).
 
 Result<ClientConfig> FromCStruct(const kvcached_config_t& in) {
   ClientConfig c;
   // Fields past what the caller's struct_size covers keep their defaults.
   auto has = [&in](size_t end_offset) { return in.struct_size >= end_offset; };
 #define KVCACHED_HAS(field) has(offsetof(kvcached_config_t, field) + sizeof(in.field))
-  if (KVCACHED_HAS(local_hostname) && in.local_hostname) c.local_hostname = in.local_hostname;
-  if (KVCACHED_HAS(metadata_server) && in.metadata_server) c.metadata_server = in.metadata_server;
+  // Strings go through the table's grammar (transport's names, protocol's
+  // choices); NULL keeps the default.
+  struct Text {
+    bool present;
+    const char* value;
+    const char* setting;
+  };
+  for (Text t :
+       {Text{KVCACHED_HAS(local_hostname), in.local_hostname, "local_hostname"},
+        Text{KVCACHED_HAS(metadata_server), in.metadata_server, "metadata_server"},
+        Text{KVCACHED_HAS(protocol), in.protocol, "protocol"},
+        Text{KVCACHED_HAS(rdma_devices), in.rdma_devices, "rdma_devices"},
+        Text{KVCACHED_HAS(master_server_addr), in.master_server_addr, "master_server_addr"},
+        Text{KVCACHED_HAS(token), in.token, "token"},
+        Text{KVCACHED_HAS(transport), in.transport, "transport"},
+        Text{KVCACHED_HAS(segment_bind_host), in.segment_bind_host, "segment_bind_host"},
+        Text{KVCACHED_HAS(segment_name), in.segment_name, "segment_name"}}) {
+    if (!t.present || t.value == nullptr) continue;
+    std::string source = std::string("config->") + t.setting;
+    if (Status st = ApplyClientSetting(c, t.setting, t.value, source); !st.ok()) return st;
+  }
+  // Numbers are already numbers; 0 means the default where the header says so.
   if (KVCACHED_HAS(global_segment_size)) c.global_segment_size = in.global_segment_size;
   if (KVCACHED_HAS(local_buffer_size)) c.local_buffer_size = in.local_buffer_size;
-  if (KVCACHED_HAS(protocol) && in.protocol) c.protocol = in.protocol;
-  if (KVCACHED_HAS(rdma_devices) && in.rdma_devices) c.device_names = in.rdma_devices;
-  if (KVCACHED_HAS(master_server_addr) && in.master_server_addr) {
-    c.master_server_addr = in.master_server_addr;
-  }
-  if (KVCACHED_HAS(token) && in.token) c.token = in.token;
-  if (KVCACHED_HAS(transport) && in.transport) {
-    if (Status st = ParseTransport("transport", in.transport, c.transport); !st.ok()) return st;
-  }
   if (KVCACHED_HAS(checksums)) c.checksums = in.checksums != 0;
   if (KVCACHED_HAS(rpc_timeout_ms) && in.rpc_timeout_ms) {
     c.rpc_timeout = std::chrono::milliseconds(in.rpc_timeout_ms);
@@ -297,10 +141,6 @@ Result<ClientConfig> FromCStruct(const kvcached_config_t& in) {
   }
   if (KVCACHED_HAS(tcp_streams) && in.tcp_streams) c.tcp_streams = in.tcp_streams;
   if (KVCACHED_HAS(tcp_split_bytes) && in.tcp_split_bytes) c.tcp_split_bytes = in.tcp_split_bytes;
-  if (KVCACHED_HAS(segment_bind_host) && in.segment_bind_host) {
-    c.segment_bind_host = in.segment_bind_host;
-  }
-  if (KVCACHED_HAS(segment_name) && in.segment_name) c.segment_name = in.segment_name;
   if (KVCACHED_HAS(hugepages)) c.hugepages = in.hugepages != 0;
   if (KVCACHED_HAS(ping_interval_ms) && in.ping_interval_ms) {
     c.ping_interval = std::chrono::milliseconds(in.ping_interval_ms);
@@ -423,6 +263,34 @@ int32_t kvcached_set_log_level(const char* level) {
   });
 }
 
+const char* kvcached_settings_json(void) {
+  // Built once; the text lives as long as the library.
+  static const std::string* const text = []() -> const std::string* {
+    try {
+      return new std::string(kvcached::ClientSettingsJson());
+    } catch (...) {
+      return nullptr;
+    }
+  }();
+  return text != nullptr ? text->c_str() : "[]";
+}
+
+int32_t kvcached_parse_size(const char* text, uint64_t* out) {
+  return Boundary([&]() -> int32_t {
+    if (text == nullptr || out == nullptr) {
+      return kvcached::Fail(ErrorCode::INVALID_PARAMS, "text or out is NULL");
+    }
+    kvcached::Result<uint64_t> size = kvcached::ParseSize(text);
+    if (!size.ok()) {
+      return kvcached::Fail(
+          Status(size.code(), "'" + std::string(text) + "': " + size.status().message()));
+    }
+    *out = *size;
+    kvcached::ClearError();
+    return KVCACHED_OK;
+  });
+}
+
 void kvcached_config_init(kvcached_config_t* config) {
   if (config == nullptr) return;
   std::memset(config, 0, sizeof *config);
@@ -465,7 +333,7 @@ int32_t kvcached_open_settings(const char* const* names, const char* const* valu
                               ("setting name " + std::to_string(i) + " is NULL").c_str());
       }
       if (values[i] == nullptr) continue;
-      if (Status st = kvcached::ApplySetting(names[i], values[i], c); !st.ok()) {
+      if (Status st = kvcached::ApplyClientSetting(c, names[i], values[i]); !st.ok()) {
         return kvcached::Fail(st);
       }
     }

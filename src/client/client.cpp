@@ -14,6 +14,7 @@
 #include <boost/asio/io_context.hpp>
 
 #include "client/batch_context.h"
+#include "client/client_settings.h"
 #include "client/get_batch.h"
 #include "client/master_link.h"
 #include "client/put_batch.h"
@@ -36,7 +37,6 @@ using Clock = std::chrono::steady_clock;
 
 constexpr size_t kRpcConnections = 4;     // master connections shared by the caller threads
 constexpr unsigned kAutoCopyThreads = 4;  // copy_threads 0: one per core, at most this
-constexpr unsigned kMaxCopyThreads = 64;
 // A put whose store could not be reached is tried elsewhere this many more
 // times within the call.
 constexpr int kUnreachableRetries = 2;
@@ -102,37 +102,9 @@ class Client::Impl {
 // ---- open and close -------------------------------------------------------
 
 Status Client::Impl::Open() {
-  if (config_.protocol != "tcp" && config_.protocol != "rdma") {
-    return Status(ErrorCode::INVALID_PARAMS,
-                  "protocol '" + config_.protocol + "' is not one of tcp, rdma");
-  }
-  if (config_.transport == TransportMode::kRdma && config_.protocol != "rdma") {
-    return Status(ErrorCode::INVALID_PARAMS, "transport rdma needs protocol rdma");
-  }
-  if (config_.rdma_gid_index < -1 || config_.rdma_gid_index > 255) {
-    return Status(ErrorCode::INVALID_PARAMS, "rdma_gid_index must be -1 (choose) or 0-255");
-  }
+  if (Status st = ValidateClientConfig(config_); !st.ok()) return st;
   Result<std::vector<std::string>> devices = ParseRdmaDeviceList(config_.device_names);
   if (!devices.ok()) return devices.status();
-  if (config_.global_segment_size > 0 &&
-      (config_.ping_interval.count() < 50 || config_.ping_interval.count() > 60'000)) {
-    return Status(ErrorCode::INVALID_PARAMS, "ping_interval must be 50 ms to 60 s");
-  }
-  if (config_.tcp_streams == 0 || config_.tcp_streams > 64) {
-    return Status(ErrorCode::INVALID_PARAMS, "tcp_streams must be 1 to 64");
-  }
-  if (config_.tcp_split_bytes < 4096 || config_.tcp_split_bytes > (1ull << 30)) {
-    return Status(ErrorCode::INVALID_PARAMS, "tcp_split_bytes must be 4 KiB to 1 GiB");
-  }
-  if (config_.copy_threads > kMaxCopyThreads) {
-    return Status(ErrorCode::INVALID_PARAMS, "copy_threads must be 0 (one per core, at most " +
-                                                 std::to_string(kAutoCopyThreads) + ") to " +
-                                                 std::to_string(kMaxCopyThreads));
-  }
-  if (config_.io_timeout.count() <= 0 || config_.rpc_timeout.count() <= 0 ||
-      config_.connect_timeout.count() <= 0) {
-    return Status(ErrorCode::INVALID_PARAMS, "timeouts must be positive");
-  }
   if (!config_.token.empty()) {
     Result<AuthToken> t = AuthToken::FromString(config_.token);
     if (!t.ok()) return t.status();

@@ -22,6 +22,7 @@
 #include "bench/baseline.h"
 #include "bench/embedded_cluster.h"
 #include "bench/workload.h"
+#include "client/client_settings.h"
 #include "cmd/command.h"
 #include "cmd/daemon.h"
 #include "core/build_info.h"
@@ -59,26 +60,26 @@ std::vector<OptionSpec> BenchOptions() {
       env(MakeOption("master", OptionKind::kString, "",
                      "Measure the pool of this master (host:port) instead of an embedded one"),
           {"MOONCAKE_MASTER"}),
-      env(MakeOption("metadata-server", OptionKind::kString, "P2PHANDSHAKE",
-                     "Metadata service of that pool, as the client library takes it"),
+      env(ClientOptionSpec("metadata_server", "metadata-server",
+                           "Metadata service of that pool, as the client library takes it"),
           {"MOONCAKE_TE_META_DATA_SERVER"}),
-      env(MakeOption("protocol", OptionKind::kChoice, "tcp",
-                     "Data-plane protocol: tcp, or rdma (RDMA to stores that serve it; the "
-                     "embedded store then serves it too)"),
+      env(ClientOptionSpec("protocol", "protocol",
+                           "Data-plane protocol: tcp, or rdma (RDMA to stores that serve it; the "
+                           "embedded store then serves it too)"),
           {"MOONCAKE_PROTOCOL"}),
-      env(MakeOption("device", OptionKind::kString, "",
-                     "RDMA devices (comma list or Mooncake's rank map; empty: every active "
-                     "port), for the client and the embedded store"),
+      env(ClientOptionSpec("rdma_devices", "device",
+                           "RDMA devices (comma list or Mooncake's rank map; empty: every active "
+                           "port), for the client and the embedded store"),
           {"MOONCAKE_DEVICE"}),
-      MakeOption("gid-index", OptionKind::kUInt, "",
-                 "GID index on every RDMA port (default: chosen per port)", 0, 255),
-      env(MakeOption("host-id", OptionKind::kString, "",
-                     "This host's identity; stores with the same one are reached by shared "
-                     "memory (default: the hostname)"),
+      ClientOptionSpec("rdma_gid_index", "gid-index",
+                       "GID index on every RDMA port (default: chosen per port)"),
+      env(ClientOptionSpec("local_hostname", "host-id",
+                           "This host's identity; stores with the same one are reached by shared "
+                           "memory (default: the hostname)"),
           {"MOONCAKE_LOCAL_HOSTNAME"}),
-      MakeOption("transport", OptionKind::kChoice, "auto",
-                 "Data path: auto (shared memory to stores on this host, else RDMA with "
-                 "--protocol rdma, else TCP), shm, tcp, or rdma (implies --protocol rdma)"),
+      ClientOptionSpec("transport", "transport",
+                       "Data path: auto (shared memory to stores on this host, else RDMA with "
+                       "--protocol rdma, else TCP), shm, tcp, or rdma (implies --protocol rdma)"),
       MakeOption("workload", OptionKind::kString, "put,get",
                  "What to run, one or a comma list run in turn: put, get, mixed, exist, sglang"),
       MakeOption("object-size", OptionKind::kString, "1MiB",
@@ -108,12 +109,10 @@ std::vector<OptionSpec> BenchOptions() {
       MakeOption("replicas", OptionKind::kUInt, "1", "Replicas per object put", 1, 16),
       MakeOption("no-checksums", OptionKind::kBool, "false",
                  "Do not checksum objects (for trusted paths; --verify still checks bytes)"),
-      MakeOption("tcp-streams", OptionKind::kUInt, "4", "TCP connections one call uses per store",
-                 1, 64),
-      MakeOption("copy-threads", OptionKind::kUInt, "0",
-                 "Threads that copy one call's shared-memory transfers, the caller included "
-                 "(0: one per core, at most 4)",
-                 0, 64),
+      ClientOptionSpec("tcp_streams", "tcp-streams", "TCP connections one call uses per store"),
+      ClientOptionSpec("copy_threads", "copy-threads",
+                       "Threads that copy one call's shared-memory transfers, the caller included "
+                       "(0: one per core, at most 4)"),
       MakeOption("segment-size", OptionKind::kSize, "",
                  "Embedded store's segment (default: a quarter of available memory, 256 MiB "
                  "to 1 GiB)",
@@ -131,8 +130,6 @@ std::vector<OptionSpec> BenchOptions() {
                  "No progress line (there is none when stderr is not a terminal either)"),
   };
   for (OptionSpec& s : o) {
-    if (s.name == "protocol") s.choices = {"tcp", "rdma"};
-    if (s.name == "transport") s.choices = {"auto", "shm", "tcp", "rdma"};
     if (s.name == "model") {
       for (const ModelPreset& m : kModels) s.choices.push_back(m.name);
     }
@@ -305,27 +302,32 @@ Result<Plan> MakePlan(const Config& cfg) {
     }
   }
 
+  // The client's settings, parsed by the client settings table
+  // (client/client_settings.h) as every other reader of them does.
   ClientConfig& c = p.client;
-  c.protocol = cfg.String("protocol");
-  c.metadata_server = cfg.String("metadata-server");
-  if (Given(cfg, "host-id")) c.local_hostname = cfg.String("host-id");
-  if (!p.embedded) c.master_server_addr = cfg.String("master");
+  struct ClientFlag {
+    const char* flag;
+    const char* setting;
+  };
+  for (ClientFlag f :
+       {ClientFlag{"protocol", "protocol"}, ClientFlag{"metadata-server", "metadata_server"},
+        ClientFlag{"host-id", "local_hostname"}, ClientFlag{"master", "master_server_addr"},
+        ClientFlag{"tcp-streams", "tcp_streams"}, ClientFlag{"copy-threads", "copy_threads"},
+        ClientFlag{"transport", "transport"}, ClientFlag{"device", "rdma_devices"},
+        ClientFlag{"gid-index", "rdma_gid_index"}}) {
+    if (!cfg.IsSet(f.flag)) continue;
+    if (f.setting == std::string_view("master_server_addr") && p.embedded) continue;
+    const ConfigValue& v = cfg.Get(f.flag);
+    if (Status st = ApplyClientSetting(c, f.setting, v.raw, v.origin); !st.ok()) return st;
+  }
   c.checksums = !cfg.Bool("no-checksums");
-  c.tcp_streams = static_cast<unsigned>(cfg.Number("tcp-streams"));
-  c.copy_threads = static_cast<unsigned>(cfg.Number("copy-threads"));
   p.transport_name = cfg.String("transport");
-  c.transport = p.transport_name == "shm"    ? TransportMode::kShm
-                : p.transport_name == "tcp"  ? TransportMode::kTcp
-                : p.transport_name == "rdma" ? TransportMode::kRdma
-                                             : TransportMode::kAuto;
   if (c.transport == TransportMode::kRdma) {
     if (Given(cfg, "protocol") && c.protocol != "rdma") {
       return Status(ErrorCode::INVALID_PARAMS, "--transport rdma needs --protocol rdma");
     }
     c.protocol = "rdma";
   }
-  c.device_names = cfg.String("device");
-  if (Given(cfg, "gid-index")) c.rdma_gid_index = static_cast<int>(cfg.Number("gid-index"));
   return p;
 }
 

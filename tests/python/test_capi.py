@@ -106,3 +106,84 @@ def test_open_settings_names(cluster):
     assert rc == errors.INVALID_PARAMS and "copy_threads" in err
     rc, err = open_with(master_server_addr=cluster.rpc, config_path="/nonexistent.json")
     assert rc == errors.INVALID_PARAMS and "/nonexistent.json" in err
+
+
+def test_settings_table_through_the_abi():
+    import json
+    table = json.loads(L.kvcached_settings_json().decode())
+    by_name = {s["name"]: s for s in table}
+    names = {n for s in table for n in [s["name"], *s["aliases"]]}
+    # Every name kvcached_open_settings took before the table existed.
+    assert names >= {
+        "local_hostname", "metadata_server", "global_segment_size", "local_buffer_size",
+        "protocol", "rdma_devices", "device_name", "master_server_addr",
+        "master_server_address", "token", "token_file", "transport", "checksums",
+        "rpc_timeout_ms", "io_timeout_ms", "connect_timeout_ms", "tcp_streams",
+        "tcp_split_bytes", "segment_bind_host", "segment_name", "hugepages",
+        "ping_interval_ms", "copy_threads", "config_path"}
+    # Mooncake's variables and file fields, as its loader reads them.
+    assert {s["mooncake_env"]: s["json_key"] for s in table if s["mooncake_env"]} == {
+        "MOONCAKE_MASTER": "master_server_address",
+        "MOONCAKE_LOCAL_HOSTNAME": "local_hostname",
+        "MOONCAKE_TE_META_DATA_SERVER": "metadata_server",
+        "MOONCAKE_GLOBAL_SEGMENT_SIZE": "global_segment_size",
+        "MOONCAKE_LOCAL_BUFFER_SIZE": "local_buffer_size",
+        "MOONCAKE_PROTOCOL": "protocol",
+        "MOONCAKE_DEVICE": "device_name"}
+    assert by_name["transport"]["choices"] == ["auto", "shm", "tcp", "rdma"]
+    assert by_name["tcp_streams"]["min"] == 1 and by_name["tcp_streams"]["max"] == 64
+    assert by_name["tcp_streams"]["default"] == "4"
+    # The Python module reads the same table.
+    from kvcached import store
+    assert store._SETTINGS == names
+
+
+def test_parse_size_through_the_abi():
+    from kvcached.sglang import parse_size
+    assert parse_size("4gb") == 4 << 30 and parse_size(" 512 MiB ") == 512 << 20
+    assert parse_size("1.5k") == 1536 and parse_size("4096") == 4096
+    for bad in ("lots", "-1", "1.5", "", "99999999999999999999"):
+        with pytest.raises(ValueError):
+            parse_size(bad)
+    out = ctypes.c_uint64()
+    assert L.kvcached_parse_size(b"lots", ctypes.byref(out)) == errors.INVALID_PARAMS
+    assert "lots" in _lib.last_error()
+    assert L.kvcached_parse_size(None, ctypes.byref(out)) == errors.INVALID_PARAMS
+
+
+def test_open_settings_ranges(cluster):
+    def open_with(**settings):
+        names = [k.encode() for k in settings]
+        values = [str(v).encode() for v in settings.values()]
+        out = ctypes.c_void_p()
+        rc = L.kvcached_open_settings((ctypes.c_char_p * len(names))(*names),
+                                      (ctypes.c_char_p * len(values))(*values), len(names), 0,
+                                      ctypes.byref(out))
+        if out.value:
+            L.kvcached_destroy(out.value)
+        return rc, _lib.last_error()
+
+    # A contributed segment is at least 1 MiB, as `kvcached store` requires.
+    rc, err = open_with(master_server_addr=cluster.rpc, global_segment_size="512KiB")
+    assert rc == errors.INVALID_PARAMS and "global_segment_size" in err
+    for name, value in (("tcp_split_bytes", "1k"), ("rdma_gid_index", 256),
+                        ("rpc_timeout_ms", 0), ("protocol", "udp")):
+        rc, err = open_with(master_server_addr=cluster.rpc, **{name: value})
+        assert rc == errors.INVALID_PARAMS and name in err, (name, err)
+    # ping_interval_ms's range holds only for a client contributing a segment.
+    assert open_with(master_server_addr=cluster.rpc, ping_interval_ms=10)[0] == 0
+    rc, err = open_with(master_server_addr=cluster.rpc, ping_interval_ms=10,
+                        global_segment_size="4MiB")
+    assert rc == errors.INVALID_PARAMS and "ping_interval_ms" in err
+    # The C struct goes through the same checks.
+    config = _lib.KvcachedConfig()
+    L.kvcached_config_init(ctypes.byref(config))
+    config.master_server_addr = cluster.rpc.encode()
+    config.global_segment_size = 4096
+    out = ctypes.c_void_p()
+    assert L.kvcached_open(ctypes.byref(config), ctypes.byref(out)) == errors.INVALID_PARAMS
+    assert "global_segment_size" in _lib.last_error() and not out.value
+    config.global_segment_size = 0
+    config.transport = b"carrier-pigeon"
+    assert L.kvcached_open(ctypes.byref(config), ctypes.byref(out)) == errors.INVALID_PARAMS
+    assert "transport" in _lib.last_error()
