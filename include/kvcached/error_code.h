@@ -1,8 +1,11 @@
 // ErrorCode: the one list of outcomes every kvcached component reports, with
 // Mooncake Store's numeric values so a Mooncake user's error handling keeps
-// working. This header is the single table from a code to its name, its text,
-// the HTTP status an HTTP front end answers with, and the process exit code a
-// command returns. Pure data; safe from any thread.
+// working. The single table from a code to its name, its text, the HTTP
+// status an HTTP front end answers with, and the process exit code a command
+// returns is src/core/error_code.cpp, read through the functions below; the
+// ctest errors/copies checks every other copy (this enum, kvcached.h's
+// KVCACHED_* macros, python/kvcached/errors.py, docs) against it. Pure data;
+// safe from any thread.
 #pragma once
 
 #include <cstdint>

@@ -30,10 +30,12 @@ extern "C" {
 /* ABI version: the soname's major number. Bumped only by an incompatible change. */
 #define KVCACHED_ABI_VERSION 0
 
-/* Error codes: Mooncake Store's values (the one table is kvcached/error_code.h). */
+/* Error codes: Mooncake Store's values. The one table is src/core/error_code.cpp;
+ * the ctest errors/copies checks that this list has the same names and values. */
 #define KVCACHED_OK 0
 #define KVCACHED_INTERNAL_ERROR (-1)
 #define KVCACHED_BUFFER_OVERFLOW (-10)
+#define KVCACHED_SHARD_INDEX_OUT_OF_RANGE (-100)
 #define KVCACHED_SEGMENT_NOT_FOUND (-101)
 #define KVCACHED_SEGMENT_ALREADY_EXISTS (-102)
 #define KVCACHED_CLIENT_NOT_FOUND (-103)
@@ -55,6 +57,7 @@ extern "C" {
 #define KVCACHED_CHECKSUM_MISMATCH (-801)
 #define KVCACHED_RPC_FAIL (-900)
 #define KVCACHED_RPC_TIMEOUT (-901)
+#define KVCACHED_ETCD_OPERATION_ERROR (-1000)
 #define KVCACHED_UNAVAILABLE_IN_CURRENT_STATUS (-1010)
 #define KVCACHED_UNAVAILABLE_IN_CURRENT_MODE (-1011)
 #define KVCACHED_NOT_SUPPORTED (-1012)
@@ -88,7 +91,7 @@ typedef struct kvcached_config {
   const char* segment_name;      /* NULL: <host id>:<pid>:<n> */
   int32_t hugepages;             /* contributed segment on 2 MiB huge pages */
   uint32_t ping_interval_ms;     /* 0: default (1000) */
-  uint32_t copy_threads;         /* shared-memory copy threads per batch; 0: one per core, at most 4 */
+  uint32_t copy_threads; /* shared-memory copy threads per batch; 0: one per core, at most 4 */
 } kvcached_config_t;
 
 /* Where a put goes. NULL wherever a `const kvcached_replicate_config_t*`

@@ -1,7 +1,8 @@
 """Mooncake Store's error codes, as kvcached returns them (the one table is
-include/kvcached/error_code.h; kvcached.h has the same values as
-KVCACHED_* macros). Plain ints, so code written against Mooncake keeps
-comparing results with its own numbers."""
+src/core/error_code.cpp; kvcached.h has the same values as KVCACHED_*
+macros, and the ctest errors/copies fails when this list, kvcached.h or the
+docs disagree with the table). Plain ints, so code written against Mooncake
+keeps comparing results with its own numbers."""
 
 OK = 0
 INTERNAL_ERROR = -1

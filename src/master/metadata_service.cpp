@@ -3,31 +3,13 @@
 #include <spdlog/spdlog.h>
 #include <boost/beast/http.hpp>
 
+#include "core/printable.h"
 #include "core/url_query.h"
 
 namespace kvcached {
 namespace {
 
 namespace http = boost::beast::http;
-
-// Keys are logged, but bounded and with control bytes escaped so a log line
-// stays one line whatever a client sends.
-std::string Printable(std::string_view key) {
-  std::string out;
-  size_t n = std::min<size_t>(key.size(), 200);
-  for (size_t i = 0; i < n; ++i) {
-    unsigned char c = static_cast<unsigned char>(key[i]);
-    if (c < 0x20 || c == 0x7f || c == '\'') {
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "\\x%02x", c);
-      out += buf;
-    } else {
-      out += static_cast<char>(c);
-    }
-  }
-  if (key.size() > n) out += "...(" + std::to_string(key.size()) + " bytes)";
-  return out;
-}
 
 }  // namespace
 

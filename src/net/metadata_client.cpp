@@ -11,10 +11,10 @@
 #include <boost/beast/http/string_body.hpp>
 #include <boost/beast/http/write.hpp>
 
-#include <cstdio>
 #include <utility>
 
 #include "core/build_info.h"
+#include "core/printable.h"
 
 namespace kvcached {
 namespace {
@@ -25,25 +25,6 @@ namespace http = beast::http;
 using tcp = asio::ip::tcp;
 
 constexpr size_t kMaxResponseHeaderBytes = 16 << 10;
-constexpr size_t kMaxQuotedBytes = 200;  // of a key or a server's reason, in messages
-
-// Control bytes, quotes and non-ASCII as \xNN, cut after kMaxQuotedBytes, so
-// a key or a hostile server's text cannot break a log line.
-std::string Printable(std::string_view text) {
-  std::string out;
-  for (size_t i = 0; i < text.size() && i < kMaxQuotedBytes; ++i) {
-    auto c = static_cast<unsigned char>(text[i]);
-    if (c < 0x20 || c >= 0x7f || c == '\'' || c == '\\') {
-      char buf[5];
-      std::snprintf(buf, sizeof buf, "\\x%02X", c);
-      out += buf;
-    } else {
-      out.push_back(static_cast<char>(c));
-    }
-  }
-  if (text.size() > kMaxQuotedBytes) out += "...";
-  return out;
-}
 
 // curl_easy_escape's encoding (what Mooncake's clients send): everything but
 // RFC 3986 unreserved characters becomes %XX, so '+', '/', '&', '#', '%' and

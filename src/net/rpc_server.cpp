@@ -13,6 +13,8 @@
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 
+#include "core/hello_policy.h"
+#include "core/printable.h"
 #include "net/connection_registry.h"
 #include "net/tcp_listener.h"
 
@@ -89,6 +91,11 @@ struct RpcServer::State : std::enable_shared_from_this<RpcServer::State> {
   // the connection closes) and counts it.
   std::string Promote(const std::string& ip, PeerRole role, Slot& slot);
   void Release(const std::string& ip, Slot slot);
+  // What this server requires of a Hello: every role, the token if set.
+  HelloPolicy hello_policy() const {
+    return HelloPolicy{options.token ? &*options.token : nullptr, kMasterRoles, kRpcVersion,
+                       "master"};
+  }
 
   net::io_context& ioc;
   const RpcServerOptions options;
@@ -187,14 +194,11 @@ class RpcServer::Connection : public std::enable_shared_from_this<RpcServer::Con
     if (Status st = DecodeHeader(header_, UINT32_MAX, head_); !st.ok()) {
       return Malformed(st.message());
     }
-    if (head_.version != kRpcVersion) {
+    if (HelloDecision v = CheckFrameVersion(head_.version, st_->hello_policy()); !v.accepted()) {
       st_->hello_failures.Inc();
-      std::string why = "protocol version mismatch: the peer speaks version " +
-                        std::to_string(head_.version) + ", this master speaks version " +
-                        std::to_string(kRpcVersion);
       spdlog::warn("{} conn=#{} from {}: {}", st_->options.name, peer_.connection_id, peer_.address,
-                   why);
-      return ReplyErrorAndClose(ErrorCode::INVALID_VERSION, why);
+                   v.reason);
+      return ReplyErrorAndClose(v.code, v.reason);
     }
     if ((head_.flags & (kFlagResponse | kFlagNotification | kFlagError)) != 0) {
       return Malformed("a peer sent a frame flagged as a response or notification");
@@ -204,7 +208,7 @@ class RpcServer::Connection : public std::enable_shared_from_this<RpcServer::Con
       // Refused from the header alone: nothing was allocated for the body.
       st_->malformed.Inc();
       spdlog::warn("{} conn=#{} from {} (client '{}'): {}; closing", st_->options.name,
-                   peer_.connection_id, peer_.address, peer_.client_id, st.message());
+                   peer_.connection_id, peer_.address, shown_id_, st.message());
       return ReplyErrorAndClose(ErrorCode::INVALID_PARAMS, st.message());
     }
     ReadBody();
@@ -252,39 +256,36 @@ class RpcServer::Connection : public std::enable_shared_from_this<RpcServer::Con
   void OnHello() {
     HelloRequest hello;
     if (Status st = DecodeBody(body_, hello); !st.ok()) return Malformed("Hello: " + st.message());
-    HelloResponse res;
-    res.master_id = st_->options.master_id;
-    res.lease_ttl_ms = st_->options.lease_ttl_ms;
-    ErrorCode refuse = ErrorCode::OK;
-    if (st_->options.token && !st_->options.token->Matches(hello.token)) {
-      refuse = ErrorCode::ILLEGAL_CLIENT;
-      res.message = "missing or wrong cluster token";
-    } else if (hello.client_id.empty()) {
-      refuse = ErrorCode::INVALID_PARAMS;
-      res.message = "Hello needs a client id";
-    } else if (hello.role < static_cast<uint8_t>(PeerRole::kClient) ||
-               hello.role > static_cast<uint8_t>(PeerRole::kAdmin)) {
-      refuse = ErrorCode::INVALID_PARAMS;
-      res.message = "unknown role " + std::to_string(hello.role);
-    } else if (std::string why =
-                   st_->options.admit
-                       ? st_->options.admit(hello.client_id, OwnerProofDigest(hello.owner_proof))
-                       : std::string();
-               !why.empty()) {
-      refuse = ErrorCode::ILLEGAL_CLIENT;
-      res.message = std::move(why);
-    } else if (std::string why = st_->Promote(ip_, static_cast<PeerRole>(hello.role), slot_);
-               !why.empty()) {
-      refuse = ErrorCode::UNAVAILABLE_IN_CURRENT_STATUS;
-      res.message = std::move(why);
-    }
-    if (refuse != ErrorCode::OK) {
-      res.master_id.clear();  // nothing about the cluster to a refused peer
-      res.lease_ttl_ms = 0;
+    // The common rules first (docs/protocol.md, "Connection and handshake");
+    // then what only the master checks: the owner proof, the client slots.
+    HelloDecision d = DecideHello(head_.version, hello, st_->hello_policy());
+    if (!d.accepted() && d.error_frame) {
       st_->hello_failures.Inc();
       spdlog::warn("{} conn=#{} from {}: Hello refused: {}", st_->options.name, peer_.connection_id,
-                   peer_.address, res.message);
-      res.code = static_cast<int32_t>(refuse);
+                   peer_.address, d.reason);
+      return ReplyErrorAndClose(d.code, d.reason);
+    }
+    if (d.accepted() && st_->options.admit) {
+      if (std::string why =
+              st_->options.admit(hello.client_id, OwnerProofDigest(hello.owner_proof));
+          !why.empty()) {
+        d = {ErrorCode::ILLEGAL_CLIENT, std::move(why)};
+      }
+    }
+    if (d.accepted()) {
+      if (std::string why = st_->Promote(ip_, static_cast<PeerRole>(hello.role), slot_);
+          !why.empty()) {
+        d = {ErrorCode::UNAVAILABLE_IN_CURRENT_STATUS, std::move(why)};
+      }
+    }
+    HelloResponse accepted;
+    accepted.master_id = st_->options.master_id;
+    accepted.lease_ttl_ms = st_->options.lease_ttl_ms;
+    HelloResponse res = AnswerHello(d, std::move(accepted));
+    if (!d.accepted()) {
+      st_->hello_failures.Inc();
+      spdlog::warn("{} conn=#{} from {} (client '{}'): Hello refused: {}", st_->options.name,
+                   peer_.connection_id, peer_.address, Printable(hello.client_id), d.reason);
       Enqueue(Frame(head_.type, kFlagResponse, EncodeBody(res)));
       close_after_write_ = true;
       return;
@@ -298,9 +299,10 @@ class RpcServer::Connection : public std::enable_shared_from_this<RpcServer::Con
       std::lock_guard<std::mutex> lock(st_->mu);
       st_->by_client[peer_.client_id] = weak_from_this();
     }
+    shown_id_ = Printable(peer_.client_id);
     spdlog::info("{} conn=#{} from {}: hello from client '{}' on host '{}' (role {})",
-                 st_->options.name, peer_.connection_id, peer_.address, peer_.client_id,
-                 peer_.host_id, static_cast<int>(peer_.role));
+                 st_->options.name, peer_.connection_id, peer_.address, shown_id_,
+                 Printable(peer_.host_id), RoleName(hello.role));
     Enqueue(Frame(head_.type, kFlagResponse, EncodeBody(res)));
     ReadHeader();
   }
@@ -330,7 +332,7 @@ class RpcServer::Connection : public std::enable_shared_from_this<RpcServer::Con
   void Malformed(const std::string& why) {
     st_->malformed.Inc();
     spdlog::warn("{} conn=#{} from {} (client '{}'): malformed frame: {}; closing",
-                 st_->options.name, peer_.connection_id, peer_.address, peer_.client_id, why);
+                 st_->options.name, peer_.connection_id, peer_.address, shown_id_, why);
     Close();
   }
 
@@ -338,7 +340,7 @@ class RpcServer::Connection : public std::enable_shared_from_this<RpcServer::Con
     if (ec == beast::error::timeout && hello_done_) {
       st_->idle_closed.Inc();
       spdlog::info("{} conn=#{} from {} (client '{}'): idle for {} ms (--idle-timeout); closing",
-                   st_->options.name, peer_.connection_id, peer_.address, peer_.client_id,
+                   st_->options.name, peer_.connection_id, peer_.address, shown_id_,
                    st_->options.idle_timeout.count());
     } else if (ec == beast::error::timeout) {
       spdlog::info("{} conn=#{} from {}: no Hello within {} ms; closing", st_->options.name,
@@ -355,7 +357,7 @@ class RpcServer::Connection : public std::enable_shared_from_this<RpcServer::Con
     queued_bytes_ += frame.size();
     if (queued_bytes_ > kMaxQueuedBytes) {
       spdlog::warn("{} conn=#{} (client '{}'): {} bytes unsent, peer too slow; closing",
-                   st_->options.name, peer_.connection_id, peer_.client_id, queued_bytes_);
+                   st_->options.name, peer_.connection_id, shown_id_, queued_bytes_);
       return Close();
     }
     out_.push_back(std::move(frame));
@@ -393,6 +395,7 @@ class RpcServer::Connection : public std::enable_shared_from_this<RpcServer::Con
   std::deque<std::string> out_;
   size_t queued_bytes_ = 0;
   RpcPeer peer_;
+  std::string shown_id_;  // peer_.client_id escaped for the log (Printable)
   bool hello_done_ = false;
   bool writing_ = false;
   bool close_after_write_ = false;

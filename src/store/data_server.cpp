@@ -16,6 +16,8 @@
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 
+#include "core/hello_policy.h"
+#include "core/printable.h"
 #include "core/rpc_protocol.h"
 #include "core/wire.h"
 #include "net/connection_registry.h"
@@ -194,13 +196,9 @@ class DataServer::Connection : public std::enable_shared_from_this<DataServer::C
       if (Status st = DecodeRequestHeader(In(), limit, head_); !st.ok()) {
         return Malformed(st.message());
       }
-      if (head_.version != kRpcVersion) {
-        spdlog::warn("{} conn=#{} from {}: protocol version {} (this store speaks {}); closing",
-                     st_->options.name, id_, peer_, head_.version, kRpcVersion);
-        QueueFrame(Error(ErrorCode::INVALID_VERSION,
-                         "protocol version mismatch: the peer speaks version " +
-                             std::to_string(head_.version) + ", this store speaks version " +
-                             std::to_string(kRpcVersion)));
+      if (HelloDecision v = CheckFrameVersion(head_.version, HelloRules()); !v.accepted()) {
+        spdlog::warn("{} conn=#{} from {}: {}; closing", st_->options.name, id_, peer_, v.reason);
+        QueueFrame(Error(v.code, v.reason));
         return Flush(/*close_after=*/true);
       }
       if (head_.flags != 0) return Malformed("a peer sent a frame with response or other flags");
@@ -300,22 +298,29 @@ class DataServer::Connection : public std::enable_shared_from_this<DataServer::C
       Malformed("Hello: " + decoded.message());
       return HelloOutcome::kClosed;
     }
-    HelloResponse res;
-    if (st_->options.token && !st_->options.token->Matches(hello.token)) {
-      spdlog::warn("{} conn=#{} from {}: Hello refused: missing or wrong cluster token",
-                   st_->options.name, id_, peer_);
-      res.code = static_cast<int32_t>(ErrorCode::ILLEGAL_CLIENT);
-      res.message = "missing or wrong cluster token";
-      QueueFrame(Frame(kFlagResponse, EncodeBody(res)));
+    HelloDecision d = DecideHello(head_.version, hello, HelloRules());
+    if (!d.accepted()) {
+      spdlog::warn("{} conn=#{} from {} (client '{}'): Hello refused: {}", st_->options.name, id_,
+                   peer_, Printable(hello.client_id), d.reason);
+      QueueFrame(d.error_frame ? Error(d.code, d.reason)
+                               : Frame(kFlagResponse, EncodeBody(AnswerHello(d, {}))));
       return HelloOutcome::kRefused;
     }
     hello_done_ = true;
-    client_ = hello.client_id;
+    client_ = Printable(hello.client_id);
     stream_.expires_never();
-    res.segment = st_->options.segment_name;
-    res.segment_size = st_->segment_bytes;
-    QueueFrame(Frame(kFlagResponse, EncodeBody(res)));
+    HelloResponse served;
+    served.segment = st_->options.segment_name;
+    served.segment_size = st_->segment_bytes;
+    QueueFrame(Frame(kFlagResponse, EncodeBody(AnswerHello(d, std::move(served)))));
     return HelloOutcome::kServe;
+  }
+
+  // The data port's Hello rules (docs/protocol.md, "Frames and Hello"):
+  // clients and stores, with the store's token when it has one.
+  HelloPolicy HelloRules() const {
+    return HelloPolicy{st_->options.token ? &*st_->options.token : nullptr, kStorePortRoles,
+                       kRpcVersion, "store"};
   }
 
   // Sets up a queue pair for the peer. A refusal (no RDMA here, a bad NIC
@@ -335,9 +340,10 @@ class DataServer::Connection : public std::enable_shared_from_this<DataServer::C
     }
     if (!st_->options.rdma) {
       st_->refusals.Inc();
-      spdlog::warn("{} conn=#{} from {} (client '{}'): RdmaConnect refused: this store does not "
-                   "serve RDMA",
-                   st_->options.name, id_, peer_, client_);
+      spdlog::warn(
+          "{} conn=#{} from {} (client '{}'): RdmaConnect refused: this store does not "
+          "serve RDMA",
+          st_->options.name, id_, peer_, client_);
       return QueueFrame(Error(ErrorCode::TRANSFER_FAIL,
                               "this store does not serve RDMA (it runs with --protocol tcp or "
                               "found no RDMA device)"));
@@ -346,8 +352,7 @@ class DataServer::Connection : public std::enable_shared_from_this<DataServer::C
     if (!res.ok()) {
       st_->refusals.Inc();
       spdlog::warn("{} conn=#{} from {} (client '{}'): RdmaConnect on NIC {} refused: {}",
-                   st_->options.name, id_, peer_, client_, req.store_nic,
-                   res.status().ToString());
+                   st_->options.name, id_, peer_, client_, req.store_nic, res.status().ToString());
       return QueueFrame(Error(res.code(), res.status().message()));
     }
     ++rdma_links_;
@@ -525,7 +530,7 @@ class DataServer::Connection : public std::enable_shared_from_this<DataServer::C
   std::string peer_;
   std::string ip_;
   bool counted_ = false;  // holds a per-peer slot
-  std::string client_;
+  std::string client_;    // the peer's client id, escaped for the log (Printable)
   std::array<unsigned char, kInBytes> in_{};  // request heads not yet served
   size_t in_begin_ = 0, in_end_ = 0;
   FrameHeader head_;
@@ -535,7 +540,7 @@ class DataServer::Connection : public std::enable_shared_from_this<DataServer::C
   std::vector<char> scratch_;
   uint64_t discard_left_ = 0;
   bool hello_done_ = false;
-  size_t rdma_links_ = 0;  // queue pairs set up for this connection
+  size_t rdma_links_ = 0;        // queue pairs set up for this connection
   bool fault_deadline_ = false;  // a fault hook set the stream's deadline
 };
 

@@ -16,10 +16,12 @@
 #include <boost/asio/strand.hpp>
 #include <boost/asio/write.hpp>
 
+#include "core/hello_policy.h"
+#include "core/printable.h"
 #include "core/rpc_protocol.h"
 #include "net/connection_registry.h"
-#include "store/shm_access_policy.h"
 #include "net/socket_util.h"
+#include "store/shm_access_policy.h"
 
 namespace kvcached {
 namespace {
@@ -32,7 +34,8 @@ constexpr const char* kRefusalsHelp =
     "protocol, timeout), over --max-connections";
 
 unix_stream::endpoint EndpointFor(const std::string& path) {
-  if (!path.empty() && path[0] == '@') return unix_stream::endpoint(std::string(1, '\0') + path.substr(1));
+  if (!path.empty() && path[0] == '@')
+    return unix_stream::endpoint(std::string(1, '\0') + path.substr(1));
   return unix_stream::endpoint(path);
 }
 
@@ -76,10 +79,7 @@ struct ShmServer::State : std::enable_shared_from_this<ShmServer::State> {
 class ShmServer::Connection : public std::enable_shared_from_this<ShmServer::Connection> {
  public:
   Connection(std::shared_ptr<State> st, unix_stream::socket socket, uint64_t id)
-      : st_(std::move(st)),
-        socket_(std::move(socket)),
-        timer_(socket_.get_executor()),
-        id_(id) {}
+      : st_(std::move(st)), socket_(std::move(socket)), timer_(socket_.get_executor()), id_(id) {}
 
   ~Connection() { st_->connections.Remove(id_); }
 
@@ -126,9 +126,14 @@ class ShmServer::Connection : public std::enable_shared_from_this<ShmServer::Con
     if (Status st = DecodeHeader(header_, kMaxBodyBeforeHello, head_); !st.ok()) {
       return Fail(st.message());
     }
-    if (head_.version != kRpcVersion) {
-      return Fail("protocol version " + std::to_string(head_.version) + " (this store speaks " +
-                  std::to_string(kRpcVersion) + ")");
+    if (HelloDecision v = CheckFrameVersion(head_.version, HelloRules()); !v.accepted()) {
+      // Named in an error frame, as on the data port; a refused peer gets
+      // nothing but its refusal (Refuse).
+      if (!denied_.empty()) return Close();
+      return AnswerAndFail(
+          EncodeFrame(MsgType(head_.type), kFlagResponse | kFlagError, head_.request_id,
+                      ErrorBody{static_cast<int32_t>(v.code), v.reason}),
+          v.reason);
     }
     MsgType type = static_cast<MsgType>(head_.type);
     if (head_.flags != 0 || (type != MsgType::kHello && type != MsgType::kShmAttach) ||
@@ -148,21 +153,38 @@ class ShmServer::Connection : public std::enable_shared_from_this<ShmServer::Con
     if (!denied_.empty()) return Refuse();
     HelloRequest hello;
     if (Status st = DecodeBody(body_, hello); !st.ok()) return Fail("Hello: " + st.message());
-    client_ = hello.client_id;
-    HelloResponse res;
-    bool refused = st_->options.token && !st_->options.token->Matches(hello.token);
-    if (refused) {
-      res.code = static_cast<int32_t>(ErrorCode::ILLEGAL_CLIENT);
-      res.message = "missing or wrong cluster token";
+    client_ = Printable(hello.client_id);
+    HelloDecision d = DecideHello(head_.version, hello, HelloRules());
+    if (!d.accepted()) {
+      return AnswerAndFail(
+          d.error_frame
+              ? EncodeFrame(MsgType::kHello, kFlagResponse | kFlagError, head_.request_id,
+                            ErrorBody{static_cast<int32_t>(d.code), d.reason})
+              : EncodeFrame(MsgType::kHello, kFlagResponse, head_.request_id, AnswerHello(d, {})),
+          "Hello refused: " + d.reason);
     }
-    out_ = EncodeFrame(MsgType::kHello, kFlagResponse, head_.request_id, res);
+    out_ = EncodeFrame(MsgType::kHello, kFlagResponse, head_.request_id, AnswerHello(d, {}));
     hello_done_ = true;
     net::async_write(socket_, net::buffer(out_),
-                     [self = shared_from_this(), refused](boost::system::error_code ec, size_t) {
-                       if (refused) return self->Fail("missing or wrong cluster token");
+                     [self = shared_from_this()](boost::system::error_code ec, size_t) {
                        if (ec) return self->Close();
                        self->ReadHeader();
                      });
+  }
+
+  // The shared-memory socket's Hello rules (docs/protocol.md, "The store's
+  // shared-memory socket"): those of the data port.
+  HelloPolicy HelloRules() const {
+    return HelloPolicy{st_->options.token ? &*st_->options.token : nullptr, kStorePortRoles,
+                       kRpcVersion, "store"};
+  }
+
+  // Sends the last frame of a refused session, then closes it as Fail does.
+  void AnswerAndFail(std::string frame, std::string why) {
+    out_ = std::move(frame);
+    net::async_write(socket_, net::buffer(out_),
+                     [self = shared_from_this(), why = std::move(why)](
+                         boost::system::error_code, size_t) { self->Fail(why); });
   }
 
   void OnAttach() {
@@ -177,10 +199,9 @@ class ShmServer::Connection : public std::enable_shared_from_this<ShmServer::Con
     // The connection stays open while the client keeps its mapping: when
     // this store goes away the client sees the hang-up and unmaps.
     timer_.cancel();
-    net::async_read(socket_, net::buffer(header_, 1),
-                    [self = shared_from_this()](boost::system::error_code, size_t) {
-                      self->Close();
-                    });
+    net::async_read(
+        socket_, net::buffer(header_, 1),
+        [self = shared_from_this()](boost::system::error_code, size_t) { self->Close(); });
   }
 
   // The answer to a refused peer's Hello: the error frame a request before
@@ -214,7 +235,7 @@ class ShmServer::Connection : public std::enable_shared_from_this<ShmServer::Con
   unix_stream::socket socket_;
   net::steady_timer timer_;
   const uint64_t id_;
-  std::string client_;
+  std::string client_;  // the peer's client id, escaped for the log (Printable)
   std::string denied_;  // why the peer is refused; empty: admitted
   unsigned char header_[kFrameHeaderBytes] = {};
   FrameHeader head_;
@@ -226,8 +247,8 @@ class ShmServer::Connection : public std::enable_shared_from_this<ShmServer::Con
 
 void ShmServer::State::Accept() {
   acceptor.async_accept(
-      net::make_strand(ioc), [self = shared_from_this()](boost::system::error_code ec,
-                                                         unix_stream::socket socket) {
+      net::make_strand(ioc),
+      [self = shared_from_this()](boost::system::error_code ec, unix_stream::socket socket) {
         if (self->stopping) return;
         if (ec) {
           if (ec == net::error::operation_aborted) return;
@@ -266,8 +287,8 @@ Status ShmServer::Start() {
                     "shm socket path " + path + " exists and is not a socket; not replacing it");
     }
     // A socket file left by a dead store is replaced; a live one is not.
-    Result<int> live = ConnectUnix(path, std::chrono::steady_clock::now() +
-                                             std::chrono::milliseconds(500), "shm socket");
+    Result<int> live = ConnectUnix(
+        path, std::chrono::steady_clock::now() + std::chrono::milliseconds(500), "shm socket");
     if (live.ok()) {
       ::close(*live);
       return Status(ErrorCode::UNAVAILABLE_IN_CURRENT_STATUS,
