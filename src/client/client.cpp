@@ -149,6 +149,8 @@ Status Client::Impl::Open() {
                                std::to_string(segments_in_process.fetch_add(1));
     h.memory.size_bytes = config_.global_segment_size;
     h.memory.hugepages = config_.hugepages;
+    h.memory.size_setting = "global_segment_size";  // errors name the client's settings
+    h.memory.hugepages_setting = "hugepages";
     h.bind_host = config_.segment_bind_host;
     // A caller that set segment_bind_host beyond loopback chose to expose
     // it: the library warns (SegmentHost) rather than refusing, as it has

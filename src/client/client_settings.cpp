@@ -158,6 +158,7 @@ Status ApplyFile(ClientConfig& c, const SettingValue& v) {
   return ApplyClientConfigFile(c, v.text);
 }
 
+// Long because it is the table: one entry per setting, read top to bottom.
 std::vector<ClientSetting> BuildTable() {
   using C = ClientConfig;
   using K = SettingKind;

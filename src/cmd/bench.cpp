@@ -211,6 +211,8 @@ struct Plan {
 };
 
 // Turns the settings into a plan, or a message for a bad combination.
+// Long because it is a list of independent checks, one per combination of
+// flags, each with the message a user sees; they read best in one place.
 Result<Plan> MakePlan(const Config& cfg) {
   auto bad = [](const std::string& m) { return Status(ErrorCode::INVALID_PARAMS, m); };
   Plan p;

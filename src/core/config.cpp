@@ -95,6 +95,8 @@ Result<nlohmann::json> LoadConfigFile(const std::string& path) {
   return doc;
 }
 
+// Long because it is one case per OptionKind, each with its own message;
+// split up, the kinds' rules would no longer read side by side.
 Status ParseOptionValue(const OptionSpec& spec, const std::string& raw, ConfigValue& out) {
   out.raw = raw;
   switch (spec.kind) {

@@ -227,19 +227,18 @@ Status MasterService::Batched(std::string_view body, std::string& out, uint64_t&
   return Status::Ok();
 }
 
-Status MasterService::Dispatch(const RpcPeer& peer, MsgType type, std::string_view body,
-                               std::string& out, uint16_t& flags) {
-  auto started = std::chrono::steady_clock::now();
-  int64_t now = NowMs();
-  Caller caller{peer.client_id, peer.host_id, peer.proof};
-  size_t slot = static_cast<size_t>(type);
-  uint64_t failures = 0;
-  Status decoded;  // a batched request whose body did not decode closes the connection
-  auto status_body = [&](const Status& st) {
-    failures += !st.ok();
-    out = EncodeBody(StatusResponse{static_cast<int32_t>(st.code()), st.message()});
-  };
+namespace {
 
+void StatusBody(const Status& st, std::string& out, uint64_t& failures) {
+  failures += !st.ok();
+  out = EncodeBody(StatusResponse{static_cast<int32_t>(st.code()), st.message()});
+}
+
+}  // namespace
+
+// The calls of a segment's owner: mount, remount, unmount, ping.
+Status MasterService::SegmentCall(const Caller& caller, MsgType type, std::string_view body,
+                                  std::string& out, uint64_t& failures, int64_t now) {
   switch (type) {
     case MsgType::kMountSegment: {
       MountRequest r;
@@ -256,7 +255,7 @@ Status MasterService::Dispatch(const RpcPeer& peer, MsgType type, std::string_vi
         spdlog::warn("mount of segment '{}' by client '{}' refused: {}", r.segment.name,
                      caller.client_id, st.ToString());
       }
-      status_body(st);
+      StatusBody(st, out, failures);
       break;
     }
     case MsgType::kRemountSegment: {
@@ -280,7 +279,7 @@ Status MasterService::Dispatch(const RpcPeer& peer, MsgType type, std::string_vi
           (after.remount_objects_rejected - before.remount_objects_rejected) +
               (after.reconcile_changes - before.reconcile_changes),
           st.ToString());
-      status_body(st);
+      StatusBody(st, out, failures);
       break;
     }
     case MsgType::kUnmountSegment: {
@@ -293,7 +292,7 @@ Status MasterService::Dispatch(const RpcPeer& peer, MsgType type, std::string_vi
       }
       spdlog::info("unmount of segment '{}' by client '{}': {}", r.name, caller.client_id,
                    st.ToString());
-      status_body(st);
+      StatusBody(st, out, failures);
       break;
     }
     case MsgType::kPing: {
@@ -314,6 +313,50 @@ Status MasterService::Dispatch(const RpcPeer& peer, MsgType type, std::string_vi
       out = EncodeBody(res);
       break;
     }
+    default:
+      break;
+  }
+  return Status::Ok();
+}
+
+// A client could not reach these segments: nothing new is placed there
+// until their owners ping again.
+Status MasterService::ReportUnreachable(const Caller& caller, std::string_view body,
+                                        std::string& out, uint64_t& failures) {
+  KeysRequest r;
+  if (Status st = DecodeBody(body, r); !st.ok()) return st;
+  CodesResponse res;
+  {
+    std::lock_guard<std::mutex> lock(index_mu_);
+    res = index_.ReportUnreachable(r.keys);
+  }
+  for (size_t i = 0; i < r.keys.size() && i < res.codes.size(); ++i) {
+    if (res.codes[i] != 0) continue;
+    spdlog::warn(
+        "client '{}' could not reach segment '{}': nothing new is placed there until its "
+        "owner pings again",
+        caller.client_id, r.keys[i]);
+  }
+  failures += Failures(res);
+  out = EncodeBody(res);
+  return Status::Ok();
+}
+
+Status MasterService::Dispatch(const RpcPeer& peer, MsgType type, std::string_view body,
+                               std::string& out, uint16_t& flags) {
+  auto started = std::chrono::steady_clock::now();
+  int64_t now = NowMs();
+  Caller caller{peer.client_id, peer.host_id, peer.proof};
+  size_t slot = static_cast<size_t>(type);
+  uint64_t failures = 0;
+  Status decoded;  // a batched request whose body did not decode closes the connection
+  switch (type) {
+    case MsgType::kMountSegment:
+    case MsgType::kRemountSegment:
+    case MsgType::kUnmountSegment:
+    case MsgType::kPing:
+      decoded = SegmentCall(caller, type, body, out, failures, now);
+      break;
     case MsgType::kExistKey:
       decoded = Batched<KeysRequest>(
           body, out, failures, [&](const KeysRequest& r) { return index_.ExistKeys(r.keys, now); });
@@ -346,25 +389,9 @@ Status MasterService::Dispatch(const RpcPeer& peer, MsgType type, std::string_vi
       (void)index_.ReleaseLeases(r.keys, now);
       break;  // one-way: the RPC server sends no answer
     }
-    case MsgType::kReportUnreachable: {
-      KeysRequest r;
-      if (Status st = DecodeBody(body, r); !st.ok()) return st;
-      CodesResponse res;
-      {
-        std::lock_guard<std::mutex> lock(index_mu_);
-        res = index_.ReportUnreachable(r.keys);
-      }
-      for (size_t i = 0; i < r.keys.size() && i < res.codes.size(); ++i) {
-        if (res.codes[i] != 0) continue;
-        spdlog::warn(
-            "client '{}' could not reach segment '{}': nothing new is placed there until its "
-            "owner pings again",
-            caller.client_id, r.keys[i]);
-      }
-      failures += Failures(res);
-      out = EncodeBody(res);
+    case MsgType::kReportUnreachable:
+      decoded = ReportUnreachable(caller, body, out, failures);
       break;
-    }
     case MsgType::kRemove:
       decoded = Batched<RemoveRequest>(body, out, failures, [&](const RemoveRequest& r) {
         return index_.Remove(r.keys, r.force, now);

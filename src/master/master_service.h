@@ -23,8 +23,8 @@
 
 #include "core/master_index.h"
 #include "core/metrics.h"
-#include "net/http_server.h"
 #include "master/metadata_service.h"
+#include "net/http_server.h"
 #include "net/rpc_server.h"
 
 namespace kvcached {
@@ -59,6 +59,13 @@ class MasterService {
                   uint16_t& flags);
 
  private:
+  // Parts of Dispatch: the calls of a segment's owner (mount, remount,
+  // unmount, ping), and a client's report of segments it could not reach.
+  // A body that does not decode comes back as the error.
+  Status SegmentCall(const Caller& caller, MsgType type, std::string_view body, std::string& out,
+                     uint64_t& failures, int64_t now);
+  Status ReportUnreachable(const Caller& caller, std::string_view body, std::string& out,
+                           uint64_t& failures);
   struct OpMetrics;
   // One batched per-key request: decodes `body` as Req, runs `call` under
   // the index lock, counts keys and failed items, encodes the answer.

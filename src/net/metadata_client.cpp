@@ -184,6 +184,9 @@ Status MetadataClient::Delete(std::string_view key) const {
 // One request on a fresh connection. The I/O is asynchronous on a private
 // io_context only because Beast's tcp_stream enforces its expiry on
 // asynchronous operations alone; the caller still just blocks in run().
+// Long because it is one blocking exchange (resolve, connect, write, read,
+// answer) whose steps share one deadline and one error wording; split, each
+// step would need both passed in.
 Result<std::optional<std::string>> MetadataClient::RoundTrip(Method method, std::string_view key,
                                                              std::string_view body) const {
   if (key.empty()) return Status(ErrorCode::INVALID_PARAMS, "metadata key must not be empty");

@@ -54,28 +54,30 @@ Result<std::unique_ptr<SegmentMemory>> SegmentMemory::Create(const SegmentMemory
   if (o.size_bytes == 0) return Status(ErrorCode::INVALID_PARAMS, "segment size is 0");
   if (o.hugepages && o.size_bytes % kHugePageBytes != 0) {
     return Status(ErrorCode::INVALID_PARAMS,
-                  "with --hugepages the segment size must be a multiple of 2 MiB, not " +
+                  "with " + o.hugepages_setting +
+                      " the segment size must be a multiple of 2 MiB, not " +
                       FormatSize(o.size_bytes));
   }
   if (o.hugepages) {
     uint64_t free_huge = FreeHugePages() * kHugePageBytes;
     if (free_huge < o.size_bytes) {
-      return Refuse("--hugepages needs " + FormatSize(o.size_bytes) + " of 2 MiB huge pages but " +
-                    FormatSize(free_huge) + " are free in the pool; reserve more with " +
-                    "`sysctl vm.nr_hugepages=" + std::to_string(o.size_bytes / kHugePageBytes) +
-                    "` (or more)");
+      return Refuse(o.hugepages_setting + " needs " + FormatSize(o.size_bytes) +
+                    " of 2 MiB huge pages but " + FormatSize(free_huge) +
+                    " are free in the pool; reserve more with " + "`sysctl vm.nr_hugepages=" +
+                    std::to_string(o.size_bytes / kHugePageBytes) + "` (or more)");
     }
   } else if (uint64_t avail = AvailableMemoryBytes(); avail != 0 && o.size_bytes > avail) {
     return Refuse("segment of " + FormatSize(o.size_bytes) + " is larger than the " +
                   FormatSize(avail) + " of memory available (MemAvailable); choose a smaller " +
-                  "--segment-size");
+                  o.size_setting);
   }
   if (o.lock) {
     rlimit lim{};
     if (getrlimit(RLIMIT_MEMLOCK, &lim) == 0 && lim.rlim_cur != RLIM_INFINITY &&
         lim.rlim_cur < o.size_bytes && geteuid() != 0) {
-      return Refuse("--mlock needs " + FormatSize(o.size_bytes) + " locked but RLIMIT_MEMLOCK is " +
-                    FormatSize(lim.rlim_cur) + "; raise it (ulimit -l unlimited, or " +
+      return Refuse(o.lock_setting + " needs " + FormatSize(o.size_bytes) +
+                    " locked but RLIMIT_MEMLOCK is " + FormatSize(lim.rlim_cur) +
+                    "; raise it (ulimit -l unlimited, or " +
                     "LimitMEMLOCK=infinity in the systemd unit)");
     }
   }
@@ -93,8 +95,8 @@ Result<std::unique_ptr<SegmentMemory>> SegmentMemory::Create(const SegmentMemory
   // a message, not later with SIGBUS in the store or in a client that maps
   // it, and no transfer pays for allocating and zeroing pages.
   if (fallocate(m->fd_, 0, 0, static_cast<off_t>(o.size_bytes)) != 0) {
-    return Refuse("cannot commit " + FormatSize(o.size_bytes) + " for the segment: " +
-                  std::strerror(errno) +
+    return Refuse("cannot commit " + FormatSize(o.size_bytes) +
+                  " for the segment: " + std::strerror(errno) +
                   (o.hugepages ? " (huge page pool exhausted?)" : " (out of memory?)"));
   }
   // The store's own page tables are filled up front as well.

@@ -21,6 +21,11 @@ struct SegmentMemoryOptions {
   uint64_t size_bytes = 0;
   bool hugepages = false;  // 2 MiB pages from the kernel's reserved pool
   bool lock = false;       // mlock: never swapped, faulted in up front
+  // How the caller's user names these settings, for error messages: the
+  // store's flags by default; a client passes its own setting names.
+  std::string size_setting = "--segment-size";
+  std::string hugepages_setting = "--hugepages";
+  std::string lock_setting = "--mlock";
 };
 
 class SegmentMemory {

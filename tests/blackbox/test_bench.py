@@ -53,8 +53,17 @@ def pool():
         return rpc
 
     yield start
+    # A pool process that crashed (a sanitizer report, a signal) fails the
+    # test; the tail of each log is printed, which pytest shows for a test
+    # that failed.
+    crashed = []
     for p in reversed(procs):
-        p.stop()
+        rc = p.stop()
+        tail = "\n".join(p.log_text.splitlines()[-40:])
+        print(f"--- {p.proc.args[1]} exited {rc}; its log ends:\n{tail}")
+        if rc != 0:
+            crashed.append(f"{p.proc.args[1]} exited {rc}")
+    assert not crashed, "; ".join(crashed)
 
 
 def hooks_compiled():

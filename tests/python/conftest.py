@@ -96,10 +96,10 @@ class Proc:
 class Cluster:
     """A master and stores on loopback."""
 
-    def __init__(self, extra=()):
+    def __init__(self, extra=(), master_extra=()):
         self.extra = list(extra)  # flags for the master and every store (--token-file)
         self.master = Proc(["master", "--port", "0", "--admin-port", "0", "--no-meta"]
-                           + self.extra)
+                           + self.extra + list(master_extra))
         self.rpc = self.master.address("rpc")
         self.stores = []
 
@@ -137,8 +137,8 @@ def fresh_cluster():
     """fresh_cluster(size) -> a cluster of its own with one store of `size`."""
     made = []
 
-    def make(size="64MiB", extra=()):
-        c = Cluster(extra)
+    def make(size="64MiB", extra=(), master_extra=()):
+        c = Cluster(extra, master_extra)
         c.add_store(size)
         made.append(c)
         return c
