@@ -34,6 +34,7 @@
 #include <limits>
 #include <map>
 #include <mutex>
+#include <span>
 #include <thread>
 #include <unordered_map>
 
@@ -108,6 +109,31 @@ struct Slice {
   uint32_t length = 0;
   uint32_t attempts = 0;
   size_t path = 0;
+};
+
+// A chain posted by a Run and not yet accounted for.
+struct Inflight {
+  std::shared_ptr<Chain> chain;
+  std::shared_ptr<QpEntry> entry;
+  Clock::time_point deadline;
+};
+
+// One Run's bookkeeping, touched only by the Run's thread (the completion
+// thread reaches the Run through `batch` alone).
+struct RunState {
+  explicit RunState(std::vector<RdmaOp*>& ops_in)
+      : ops(ops_in), regions(ops_in.size()), failure(ops_in.size()), down(ops_in.size(), false) {}
+
+  std::vector<RdmaOp*>& ops;
+  std::shared_ptr<Batch> batch = std::make_shared<Batch>();
+  std::vector<Slice> slices;
+  std::vector<std::shared_ptr<RegisteredRegion>> regions;  // keeps keys alive
+  std::vector<Status> failure;                             // per op
+  std::vector<bool> down;                                  // the op's store could not be reached
+  std::map<std::string, std::string> down_why;             // by instance
+  std::vector<uint32_t> pending;                           // slices to post now
+  std::unordered_map<uint64_t, Inflight> inflight;         // by chain id
+  std::vector<uint32_t> retry;                             // slices to post on the next round
 };
 
 std::string WcText(const ibv_wc& wc) {
@@ -434,234 +460,297 @@ struct RdmaEngine::Impl {
     return entry;
   }
 
+  // Caller's thread: the stages of a Run (RunBatch), defined below.
   void RunBatch(std::vector<RdmaOp*>& ops);
+  void PrepareOp(RunState& run, size_t i);
+  void SliceOp(RunState& run, size_t i, const RegisteredRegion& region);
+  void PostPending(RunState& run);
+  void PostGroup(RunState& run, const PathKey& key, const std::vector<uint32_t>& members);
+  void MarkInstanceDown(RunState& run, const std::string& instance, const std::string& why);
+  void PostChain(RunState& run, const std::shared_ptr<QpEntry>& entry,
+                 std::span<const uint32_t> members, size_t local_nic, size_t remote_nic);
+  void BuildChain(const RunState& run, Chain& chain, std::span<const uint32_t> members,
+                  size_t local_nic, size_t remote_nic, std::vector<ibv_send_wr>& wrs,
+                  std::vector<ibv_sge>& sges) const;
+  std::string SubmitChain(QpEntry& entry, const std::shared_ptr<Chain>& chain,
+                          std::vector<ibv_send_wr>& wrs);
+  void TakeCompletions(RunState& run);
+  void ExpireOverdue(RunState& run);
+  void FailSlice(RunState& run, uint32_t index, const std::string& why, bool retriable);
+  void FinishOps(RunState& run);
 };
 
+// The stages of a Run: each op is checked, registered and sliced; then
+// rounds of posting what is pending and taking what finished or timed out,
+// a failed slice coming back for one more round on the next path, until
+// nothing is pending or in flight; then each op's outcome.
 void RdmaEngine::Impl::RunBatch(std::vector<RdmaOp*>& ops) {
-  auto batch = std::make_shared<Batch>();
-  std::vector<Slice> slices;
-  std::vector<std::shared_ptr<RegisteredRegion>> regions(ops.size());  // keeps keys alive
-  std::vector<Status> failure(ops.size());
-  std::vector<bool> down(ops.size(), false);    // the op's store could not be reached
-  std::map<std::string, std::string> down_why;  // by instance
-  std::vector<uint32_t> pending;
-
-  for (size_t i = 0; i < ops.size(); ++i) {
-    RdmaOp& op = *ops[i];
-    op.result = CheckOp(op);
-    if (!op.result.ok() || op.length == 0) continue;
-    regions[i] = registry.Find(op.local, op.length);
-    if (regions[i] == nullptr) {
-      auto temp = RegisteredRegion::Register(raw_devices, op.local, op.length, chunk_bytes,
-                                             IBV_ACCESS_LOCAL_WRITE, "a transfer buffer");
-      if (!temp.ok()) {
-        op.result = Status(ErrorCode::TRANSFER_FAIL, temp.status().message());
-        continue;
-      }
-      regions[i] = std::move(temp).value();
-      counters.temporary_registrations.fetch_add(1);
-    }
-    const RegisteredRegion& region = *regions[i];
-    const uint64_t remote_chunk = op.remote->chunk_bytes;
-    const size_t paths = Paths(op.remote->nics.size());
-    const uint64_t slice_bytes = std::min(options.slice_bytes, kMaxWrBytes);
-    const size_t first_slice = slices.size();
-    uint64_t pos = 0;
-    while (pos < op.length) {
-      uint64_t remote_off = op.offset + pos;
-      uint8_t* local = op.local + pos;
-      uint64_t n = op.length - pos;
-      n = std::min(n, remote_chunk - remote_off % remote_chunk);
-      size_t lchunk = region.ChunkOf(local);
-      uint64_t lend = (lchunk + 1) * region.chunk_bytes();  // relative to region base
-      n = std::min(n, lend - static_cast<uint64_t>(local - region.base()));
-      n = std::min(n, slice_bytes);
-      Slice s;
-      s.op = static_cast<uint32_t>(i);
-      s.local = local;
-      s.remote_offset = remote_off;
-      s.length = static_cast<uint32_t>(n);
-      slices.push_back(s);
-      pos += n;
-    }
-    uint64_t start = round_robin.fetch_add(slices.size() - first_slice);
-    for (size_t k = first_slice; k < slices.size(); ++k) {
-      slices[k].path = (start + (k - first_slice)) % paths;
-      pending.push_back(static_cast<uint32_t>(k));
-    }
-  }
-
-  struct Inflight {
-    std::shared_ptr<Chain> chain;
-    std::shared_ptr<QpEntry> entry;
-    Clock::time_point deadline;
-  };
-  std::unordered_map<uint64_t, Inflight> inflight;
-  std::vector<uint32_t> retry;
-
-  auto fail_slice = [&](uint32_t index, const std::string& why, bool retriable) {
-    Slice& s = slices[index];
-    RdmaOp& op = *ops[s.op];
-    if (retriable && s.attempts < 2 && !down[s.op]) {
-      s.path = (s.path + 1) % Paths(op.remote->nics.size());
-      counters.slices_retried.fetch_add(1);
-      retry.push_back(index);
-      return;
-    }
-    if (failure[s.op].ok()) {
-      failure[s.op] =
-          Status(ErrorCode::TRANSFER_FAIL,
-                 fmt::format("RDMA {} of {} bytes at offset {} of store {} failed{}: {}",
-                             op.write ? "WRITE" : "READ", s.length, s.remote_offset, op.address,
-                             s.attempts > 1 ? " after a retry" : "", why));
-    }
-  };
-
-  auto post = [&](std::vector<uint32_t>& todo) {
-    // Group by (instance, path) so each group is one queue pair.
-    std::map<std::pair<std::string, size_t>, std::vector<uint32_t>> groups;
-    for (uint32_t index : todo) {
-      const Slice& s = slices[index];
-      if (!failure[s.op].ok()) continue;  // the op has already failed
-      groups[{ops[s.op]->instance, s.path}].push_back(index);
-    }
-    todo.clear();
-    for (auto& [key, members] : groups) {
-      const RdmaOp& first = *ops[slices[members[0]].op];
-      for (uint32_t index : members) slices[index].attempts++;
-      if (auto it = down_why.find(key.first); it != down_why.end()) {
-        for (uint32_t index : members) fail_slice(index, it->second, false);
-        continue;
-      }
-      Status why;
-      bool instance_down = false;
-      std::shared_ptr<QpEntry> entry = GetEntry(first, key.second, why, instance_down);
-      if (entry == nullptr) {
-        if (instance_down) {
-          down_why[first.instance] = why.message();
-          for (size_t i = 0; i < ops.size(); ++i) {
-            if (ops[i]->instance == first.instance) down[i] = true;
-          }
-        }
-        for (uint32_t index : members) fail_slice(index, why.message(), true);
-        continue;
-      }
-      size_t l = 0, r = 0;
-      SplitPath(key.second, first.remote->nics.size(), l, r);
-      const uint32_t chain_max = std::min<uint32_t>(kMaxChainWrs, entry->max_send_wr);
-      for (size_t at = 0; at < members.size(); at += chain_max) {
-        size_t count = std::min<size_t>(chain_max, members.size() - at);
-        std::vector<ibv_send_wr> wrs(count);
-        std::vector<ibv_sge> sges(count);
-        auto chain = std::make_shared<Chain>();
-        chain->id = next_chain_id.fetch_add(1);
-        chain->batch = batch;
-        chain->wr_count = static_cast<uint32_t>(count);
-        for (size_t k = 0; k < count; ++k) {
-          uint32_t index = members[at + k];
-          const Slice& s = slices[index];
-          const RdmaOp& op = *ops[s.op];
-          const RegisteredRegion& region = *regions[s.op];
-          chain->slices.push_back(index);
-          sges[k].addr = reinterpret_cast<uint64_t>(s.local);
-          sges[k].length = s.length;
-          sges[k].lkey = region.lkey(region.ChunkOf(s.local), l);
-          ibv_send_wr& wr = wrs[k];
-          wr.wr_id = chain->id;
-          wr.sg_list = &sges[k];
-          wr.num_sge = 1;
-          wr.opcode = op.write ? IBV_WR_RDMA_WRITE : IBV_WR_RDMA_READ;
-          wr.send_flags = k + 1 == count ? IBV_SEND_SIGNALED : 0;
-          wr.wr.rdma.remote_addr = op.remote->base + s.remote_offset;
-          wr.wr.rdma.rkey = op.remote->rkeys[s.remote_offset / op.remote->chunk_bytes][r];
-          wr.next = k + 1 == count ? nullptr : &wrs[k + 1];
-        }
-        std::string refused;
-        {
-          std::unique_lock<std::mutex> lock(entry->post_mu);
-          const auto deadline = Clock::now() + options.io_timeout;
-          bool room = entry->room_cv.wait_until(lock, deadline, [&] {
-            return entry->qp == nullptr || entry->broken.load() ||
-                   entry->outstanding_wrs + count <= entry->max_send_wr;
-          });
-          if (!room || entry->qp == nullptr || entry->broken.load()) {
-            refused = room ? "queue pair " + entry->label + " failed"
-                           : "send queue of " + entry->label + " stayed full";
-          } else {
-            entry->chains.emplace(chain->id, chain);
-            entry->outstanding_wrs += static_cast<uint32_t>(count);
-            ibv_send_wr* bad = nullptr;
-            const VerbsApi& verbs = entry->qp->device().verbs();
-            if (int rc = verbs.post_send(entry->qp->qp(), wrs.data(), &bad); rc != 0) {
-              entry->chains.erase(chain->id);
-              entry->outstanding_wrs -= static_cast<uint32_t>(count);
-              refused = fmt::format("ibv_post_send on {}: {}", entry->label, std::strerror(rc));
-            }
-          }
-        }
-        if (!refused.empty()) {
-          MarkBroken(entry);
-          for (uint32_t index : chain->slices) fail_slice(index, refused, true);
-          continue;
-        }
-        inflight.emplace(chain->id, Inflight{chain, entry, Clock::now() + options.io_timeout});
-      }
-    }
-  };
-
-  while (!pending.empty() || !inflight.empty()) {
-    if (!pending.empty()) {
-      post(pending);
-      pending.swap(retry);
+  RunState run(ops);
+  for (size_t i = 0; i < ops.size(); ++i) PrepareOp(run, i);
+  while (!run.pending.empty() || !run.inflight.empty()) {
+    if (!run.pending.empty()) {
+      PostPending(run);
+      run.pending.swap(run.retry);
       continue;
     }
-    Clock::time_point earliest = Clock::time_point::max();
-    for (auto& [id, f] : inflight) earliest = std::min(earliest, f.deadline);
-    std::vector<ChainDone> done;
-    {
-      std::unique_lock<std::mutex> lock(batch->mu);
-      batch->cv.wait_until(lock, earliest, [&] { return !batch->done.empty(); });
-      done.swap(batch->done);
-    }
-    for (ChainDone& d : done) {
-      inflight.erase(d.chain->id);
-      if (d.ok) continue;
-      for (uint32_t index : d.chain->slices) fail_slice(index, d.why, true);
-    }
-    const auto now = Clock::now();
-    for (auto it = inflight.begin(); it != inflight.end();) {
-      Inflight& f = it->second;
-      bool claimed = false;
-      if (now >= f.deadline) {
-        std::lock_guard<std::mutex> lock(f.entry->post_mu);
-        if (f.entry->chains.erase(it->first) > 0) {
-          f.entry->outstanding_wrs -= f.chain->wr_count;
-          claimed = true;
-        }
-      }
-      if (!claimed) {
-        ++it;
-        continue;  // not due, or its outcome is already on its way to us
-      }
-      f.entry->room_cv.notify_all();
-      MarkBroken(f.entry);
-      std::string why = fmt::format("no completion within {} ms on {}", options.io_timeout.count(),
-                                    f.entry->label);
-      for (uint32_t index : f.chain->slices) fail_slice(index, why, false);
-      it = inflight.erase(it);
-    }
-    pending.swap(retry);
+    TakeCompletions(run);
+    ExpireOverdue(run);
+    run.pending.swap(run.retry);
   }
-  {
-    std::lock_guard<std::mutex> lock(batch->mu);
-    batch->done.clear();
-  }
+  FinishOps(run);
+}
 
-  for (size_t i = 0; i < ops.size(); ++i) {
-    RdmaOp& op = *ops[i];
+void RdmaEngine::Impl::PrepareOp(RunState& run, size_t i) {
+  RdmaOp& op = *run.ops[i];
+  op.result = CheckOp(op);
+  if (!op.result.ok() || op.length == 0) return;
+  run.regions[i] = registry.Find(op.local, op.length);
+  if (run.regions[i] == nullptr) {
+    auto temp = RegisteredRegion::Register(raw_devices, op.local, op.length, chunk_bytes,
+                                           IBV_ACCESS_LOCAL_WRITE, "a transfer buffer");
+    if (!temp.ok()) {
+      op.result = Status(ErrorCode::TRANSFER_FAIL, temp.status().message());
+      return;
+    }
+    run.regions[i] = std::move(temp).value();
+    counters.temporary_registrations.fetch_add(1);
+  }
+  SliceOp(run, i, *run.regions[i]);
+}
+
+// A slice never crosses a chunk boundary on either side, since each chunk
+// has its own key.
+void RdmaEngine::Impl::SliceOp(RunState& run, size_t i, const RegisteredRegion& region) {
+  const RdmaOp& op = *run.ops[i];
+  const uint64_t remote_chunk = op.remote->chunk_bytes;
+  const size_t paths = Paths(op.remote->nics.size());
+  const uint64_t slice_bytes = std::min(options.slice_bytes, kMaxWrBytes);
+  std::vector<Slice>& slices = run.slices;
+  const size_t first_slice = slices.size();
+  uint64_t pos = 0;
+  while (pos < op.length) {
+    uint64_t remote_off = op.offset + pos;
+    uint8_t* local = op.local + pos;
+    uint64_t n = op.length - pos;
+    n = std::min(n, remote_chunk - remote_off % remote_chunk);
+    size_t lchunk = region.ChunkOf(local);
+    uint64_t lend = (lchunk + 1) * region.chunk_bytes();  // relative to region base
+    n = std::min(n, lend - static_cast<uint64_t>(local - region.base()));
+    n = std::min(n, slice_bytes);
+    Slice s;
+    s.op = static_cast<uint32_t>(i);
+    s.local = local;
+    s.remote_offset = remote_off;
+    s.length = static_cast<uint32_t>(n);
+    slices.push_back(s);
+    pos += n;
+  }
+  uint64_t start = round_robin.fetch_add(slices.size() - first_slice);
+  for (size_t k = first_slice; k < slices.size(); ++k) {
+    slices[k].path = (start + (k - first_slice)) % paths;
+    run.pending.push_back(static_cast<uint32_t>(k));
+  }
+}
+
+void RdmaEngine::Impl::PostPending(RunState& run) {
+  // Group by (instance, path) so each group is one queue pair.
+  std::map<PathKey, std::vector<uint32_t>> groups;
+  for (uint32_t index : run.pending) {
+    const Slice& s = run.slices[index];
+    if (!run.failure[s.op].ok()) continue;  // the op has already failed
+    groups[{run.ops[s.op]->instance, s.path}].push_back(index);
+  }
+  run.pending.clear();
+  for (auto& [key, members] : groups) PostGroup(run, key, members);
+}
+
+void RdmaEngine::Impl::PostGroup(RunState& run, const PathKey& key,
+                                 const std::vector<uint32_t>& members) {
+  const RdmaOp& first = *run.ops[run.slices[members[0]].op];
+  for (uint32_t index : members) run.slices[index].attempts++;
+  if (auto it = run.down_why.find(key.first); it != run.down_why.end()) {
+    for (uint32_t index : members) FailSlice(run, index, it->second, false);
+    return;
+  }
+  Status why;
+  bool instance_down = false;
+  std::shared_ptr<QpEntry> entry = GetEntry(first, key.second, why, instance_down);
+  if (entry == nullptr) {
+    if (instance_down) MarkInstanceDown(run, first.instance, why.message());
+    for (uint32_t index : members) FailSlice(run, index, why.message(), true);
+    return;
+  }
+  size_t l = 0, r = 0;
+  SplitPath(key.second, first.remote->nics.size(), l, r);
+  const uint32_t chain_max = std::min<uint32_t>(kMaxChainWrs, entry->max_send_wr);
+  for (size_t at = 0; at < members.size(); at += chain_max) {
+    size_t count = std::min<size_t>(chain_max, members.size() - at);
+    PostChain(run, entry, std::span<const uint32_t>(members).subspan(at, count), l, r);
+  }
+}
+
+// The store did not answer the connector, so no other path to it will
+// either: the rest of the Run fails its slices without trying.
+void RdmaEngine::Impl::MarkInstanceDown(RunState& run, const std::string& instance,
+                                        const std::string& why) {
+  run.down_why[instance] = why;
+  for (size_t i = 0; i < run.ops.size(); ++i) {
+    if (run.ops[i]->instance == instance) run.down[i] = true;
+  }
+}
+
+void RdmaEngine::Impl::PostChain(RunState& run, const std::shared_ptr<QpEntry>& entry,
+                                 std::span<const uint32_t> members, size_t local_nic,
+                                 size_t remote_nic) {
+  const size_t count = members.size();
+  std::vector<ibv_send_wr> wrs(count);
+  std::vector<ibv_sge> sges(count);
+  auto chain = std::make_shared<Chain>();
+  chain->id = next_chain_id.fetch_add(1);
+  chain->batch = run.batch;
+  chain->wr_count = static_cast<uint32_t>(count);
+  BuildChain(run, *chain, members, local_nic, remote_nic, wrs, sges);
+  std::string refused = SubmitChain(*entry, chain, wrs);
+  if (!refused.empty()) {
+    MarkBroken(entry);
+    for (uint32_t index : chain->slices) FailSlice(run, index, refused, true);
+    return;
+  }
+  run.inflight.emplace(chain->id, Inflight{chain, entry, Clock::now() + options.io_timeout});
+}
+
+// One work request per slice, all carrying the chain's id; only the last is
+// signalled, so the chain costs one completion.
+void RdmaEngine::Impl::BuildChain(const RunState& run, Chain& chain,
+                                  std::span<const uint32_t> members, size_t local_nic,
+                                  size_t remote_nic, std::vector<ibv_send_wr>& wrs,
+                                  std::vector<ibv_sge>& sges) const {
+  const size_t count = members.size();
+  for (size_t k = 0; k < count; ++k) {
+    uint32_t index = members[k];
+    const Slice& s = run.slices[index];
+    const RdmaOp& op = *run.ops[s.op];
+    const RegisteredRegion& region = *run.regions[s.op];
+    chain.slices.push_back(index);
+    sges[k].addr = reinterpret_cast<uint64_t>(s.local);
+    sges[k].length = s.length;
+    sges[k].lkey = region.lkey(region.ChunkOf(s.local), local_nic);
+    ibv_send_wr& wr = wrs[k];
+    wr.wr_id = chain.id;
+    wr.sg_list = &sges[k];
+    wr.num_sge = 1;
+    wr.opcode = op.write ? IBV_WR_RDMA_WRITE : IBV_WR_RDMA_READ;
+    wr.send_flags = k + 1 == count ? IBV_SEND_SIGNALED : 0;
+    wr.wr.rdma.remote_addr = op.remote->base + s.remote_offset;
+    wr.wr.rdma.rkey = op.remote->rkeys[s.remote_offset / op.remote->chunk_bytes][remote_nic];
+    wr.next = k + 1 == count ? nullptr : &wrs[k + 1];
+  }
+}
+
+// Posts the chain once the send queue has room for it. Empty on success,
+// else why it was refused. The chain is registered on the queue pair before
+// the post, so its completion cannot arrive unclaimed.
+std::string RdmaEngine::Impl::SubmitChain(QpEntry& entry, const std::shared_ptr<Chain>& chain,
+                                          std::vector<ibv_send_wr>& wrs) {
+  const size_t count = wrs.size();
+  std::unique_lock<std::mutex> lock(entry.post_mu);
+  const auto deadline = Clock::now() + options.io_timeout;
+  bool room = entry.room_cv.wait_until(lock, deadline, [&] {
+    return entry.qp == nullptr || entry.broken.load() ||
+           entry.outstanding_wrs + count <= entry.max_send_wr;
+  });
+  if (!room || entry.qp == nullptr || entry.broken.load()) {
+    return room ? "queue pair " + entry.label + " failed"
+                : "send queue of " + entry.label + " stayed full";
+  }
+  entry.chains.emplace(chain->id, chain);
+  entry.outstanding_wrs += static_cast<uint32_t>(count);
+  ibv_send_wr* bad = nullptr;
+  const VerbsApi& verbs = entry.qp->device().verbs();
+  if (int rc = verbs.post_send(entry.qp->qp(), wrs.data(), &bad); rc != 0) {
+    entry.chains.erase(chain->id);
+    entry.outstanding_wrs -= static_cast<uint32_t>(count);
+    return fmt::format("ibv_post_send on {}: {}", entry.label, std::strerror(rc));
+  }
+  return "";
+}
+
+// Sleeps until a chain finishes or the earliest deadline passes.
+void RdmaEngine::Impl::TakeCompletions(RunState& run) {
+  Clock::time_point earliest = Clock::time_point::max();
+  for (auto& [id, f] : run.inflight) earliest = std::min(earliest, f.deadline);
+  std::vector<ChainDone> done;
+  {
+    std::unique_lock<std::mutex> lock(run.batch->mu);
+    run.batch->cv.wait_until(lock, earliest, [&] { return !run.batch->done.empty(); });
+    done.swap(run.batch->done);
+  }
+  for (ChainDone& d : done) {
+    run.inflight.erase(d.chain->id);
+    if (d.ok) continue;
+    for (uint32_t index : d.chain->slices) FailSlice(run, index, d.why, true);
+  }
+}
+
+// A chain past its deadline fails only if this Run takes it off its queue
+// pair first; otherwise the completion thread already has, and its outcome
+// is on the way.
+void RdmaEngine::Impl::ExpireOverdue(RunState& run) {
+  const auto now = Clock::now();
+  for (auto it = run.inflight.begin(); it != run.inflight.end();) {
+    Inflight& f = it->second;
+    bool claimed = false;
+    if (now >= f.deadline) {
+      std::lock_guard<std::mutex> lock(f.entry->post_mu);
+      if (f.entry->chains.erase(it->first) > 0) {
+        f.entry->outstanding_wrs -= f.chain->wr_count;
+        claimed = true;
+      }
+    }
+    if (!claimed) {
+      ++it;
+      continue;
+    }
+    f.entry->room_cv.notify_all();
+    MarkBroken(f.entry);
+    std::string why =
+        fmt::format("no completion within {} ms on {}", options.io_timeout.count(), f.entry->label);
+    for (uint32_t index : f.chain->slices) FailSlice(run, index, why, false);
+    it = run.inflight.erase(it);
+  }
+}
+
+// A retriable failure sends the slice to the next path once (unless its
+// store is down); otherwise the op's first failure is the one it reports.
+void RdmaEngine::Impl::FailSlice(RunState& run, uint32_t index, const std::string& why,
+                                 bool retriable) {
+  Slice& s = run.slices[index];
+  RdmaOp& op = *run.ops[s.op];
+  if (retriable && s.attempts < 2 && !run.down[s.op]) {
+    s.path = (s.path + 1) % Paths(op.remote->nics.size());
+    counters.slices_retried.fetch_add(1);
+    run.retry.push_back(index);
+    return;
+  }
+  if (run.failure[s.op].ok()) {
+    run.failure[s.op] =
+        Status(ErrorCode::TRANSFER_FAIL,
+               fmt::format("RDMA {} of {} bytes at offset {} of store {} failed{}: {}",
+                           op.write ? "WRITE" : "READ", s.length, s.remote_offset, op.address,
+                           s.attempts > 1 ? " after a retry" : "", why));
+  }
+}
+
+void RdmaEngine::Impl::FinishOps(RunState& run) {
+  {
+    std::lock_guard<std::mutex> lock(run.batch->mu);
+    run.batch->done.clear();
+  }
+  for (size_t i = 0; i < run.ops.size(); ++i) {
+    RdmaOp& op = *run.ops[i];
     if (!op.result.ok()) continue;
-    if (!failure[i].ok()) {
-      op.result = failure[i];
+    if (!run.failure[i].ok()) {
+      op.result = run.failure[i];
       continue;
     }
     counters.transfers.fetch_add(1);

@@ -45,6 +45,18 @@ class VerbsDevice {
                                                                             std::string*, bool);
   explicit VerbsDevice(const VerbsApi& verbs) : verbs_(&verbs) {}
 
+  // The stages of OpenVerbsDevices that make VerbsDevices (verbs_device.cpp).
+  // Each appends what it opened to `out`; a device or port that discovery
+  // skips is logged and is not an error.
+  struct OpenRequest;
+  // The active ports of `device`: `port`, or every port when it is 0.
+  static Status OpenPorts(const OpenRequest& request, ibv_device* device, const std::string& name,
+                          int port, std::vector<std::unique_ptr<VerbsDevice>>& out);
+  // One active port: its own context and PD, and its GID.
+  static Status OpenPort(const OpenRequest& request, ibv_device* device, const std::string& name,
+                         const ibv_device_attr& attr, int port, const ibv_port_attr& port_attr,
+                         std::vector<std::unique_ptr<VerbsDevice>>& out);
+
   const VerbsApi* verbs_;
   ContextPtr context_;
   PdPtr pd_;
