@@ -5,7 +5,7 @@
 
 namespace kvcached {
 
-Transport::Transport() = default;
+Transport::Transport() : options_() {}
 
 Transport::Transport(TransportOptions options) : options_(std::move(options)) {
   SetPath(Path::kShm, std::make_unique<ShmPath>(options_, counters_));

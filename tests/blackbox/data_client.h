@@ -64,6 +64,18 @@ class DataClient {
     REQUIRE(DecodeBody(body, r).ok());
     REQUIRE(r.code == 0);
   }
+  // Says `hello` and returns the answer's code: 0, a HelloResponse's
+  // refusal, or an error frame's code.
+  int32_t HelloCode(const HelloRequest& hello) {
+    SendFrame(MsgType::kHello, EncodeBody(hello));
+    FrameHeader h;
+    std::string body;
+    REQUIRE(ReadFrame(h, body));
+    if (h.flags & kFlagError) return Code(h, body);
+    HelloResponse r;
+    REQUIRE(DecodeBody(body, r).ok());
+    return r.code;
+  }
   // Returns 0 or the refusal's error code.
   int32_t Write(uint64_t offset, const std::string& bytes, uint64_t announced = UINT64_MAX) {
     SendFrame(
