@@ -7,7 +7,6 @@
 #include <map>
 #include <mutex>
 #include <thread>
-#include <unordered_map>
 
 #include <spdlog/spdlog.h>
 #include <boost/asio/executor_work_guard.hpp>
@@ -32,8 +31,6 @@
 
 namespace kvcached {
 namespace {
-
-using Clock = std::chrono::steady_clock;
 
 constexpr size_t kRpcConnections = 4;     // master connections shared by the caller threads
 constexpr unsigned kAutoCopyThreads = 4;  // copy_threads 0: one per core, at most this
