@@ -72,6 +72,7 @@ Status StoreAgent::Stop() {
 
 void StoreAgent::Apply(const TableUpdate& update) {
   if (update.segment != options_.segment.name) return;
+  updates_applied_++;
   std::lock_guard<std::mutex> lock(table_mu_);
   for (const TableChange& c : update.changes) {
     auto it = table_.find(c.entry.key);
@@ -106,17 +107,42 @@ void StoreAgent::Forget(int64_t silent_ms, uint64_t client_ttl_ms) {
       options_.segment.name, silent_ms, client_ttl_ms, n, n == 1 ? "y" : "ies");
 }
 
+// A master that had dropped the segment (it expired this owner, or it is a
+// new master) rebuilds it from the table sent; one that still has it mounted
+// answers with the TableUpdates that make the table equal its view. An update
+// that arrives while the call is in flight was applied after the table was
+// read, and after a rebuild it may be one the master sent for the segment's
+// previous mount, before it dropped it: an add the rebuilt index never
+// learns of, which a later master would take back from this table over a
+// newer version or over bytes since reused (found by the chaos test: a store
+// resumed from SIGSTOP read such an add after its empty remount). So when any
+// arrived the table is sent once more: the segment is mounted by then, and the
+// master reconciles that second table against its index.
 Status StoreAgent::Remount() {
+  uint64_t arrived = 0;
+  Status st = SendTable(arrived);
+  if (st.ok() && arrived > 0) {
+    spdlog::info(
+        "segment '{}': {} table update(s) arrived during the remount; sending the table again "
+        "so the master reconciles it",
+        options_.segment.name, arrived);
+    st = SendTable(arrived);
+  }
+  return st;
+}
+
+Status StoreAgent::SendTable(uint64_t& arrived) {
   uint64_t connection = client_.connections();
+  uint64_t applied_before = updates_applied_;
   std::vector<ObjectEntry> table = Table();
   StatusResponse r;
   Status st = client_.Call(MsgType::kRemountSegment, RemountRequest{options_.segment, table}, r);
+  arrived = updates_applied_ - applied_before;
   if (st.ok() && r.code != 0) {
     st = Status(ErrorCodeFromInt(r.code).value_or(ErrorCode::INTERNAL_ERROR), r.message);
   }
   if (st.ok()) {
-    // Any change the master made before this remount reached this table or
-    // comes back as a TableUpdate correcting it, on this connection.
+    // Any change the master makes from now on comes on this connection.
     synced_connection_ = std::max(connection, client_.connections());
     remounts_++;
     spdlog::info("segment '{}' remounted at master {} with {} object(s) (master id {})",

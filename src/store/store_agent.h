@@ -63,6 +63,9 @@ class StoreAgent {
   void Run();
   void Apply(const TableUpdate& update);
   Status Remount();
+  // One RemountSegment with the table as it is; `arrived`: TableUpdates
+  // applied while the call was in flight.
+  Status SendTable(uint64_t& arrived);
   void Forget(int64_t silent_ms, uint64_t client_ttl_ms);
 
   const StoreAgentOptions options_;
@@ -74,6 +77,7 @@ class StoreAgent {
   bool started_ = false;
   std::atomic<uint64_t> remounts_{0};
   std::atomic<uint64_t> forgotten_{0};
+  std::atomic<uint64_t> updates_applied_{0};  // TableUpdates for this segment, ever
   uint64_t synced_connection_ = 0;  // the connection the table is known in line on (Run only)
   std::atomic<bool> reachable_{false};
 
