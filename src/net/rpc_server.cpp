@@ -366,6 +366,14 @@ class RpcServer::Connection : public std::enable_shared_from_this<RpcServer::Con
 
   void DoWrite() {
     writing_ = true;
+    // The stream keeps a deadline per direction, and expires_after re-arms
+    // only a direction with nothing in flight: ReadHeader, which runs while
+    // an answer is being written, leaves the write's deadline where it was.
+    // So each write arms its own (after Hello the idle timeout: a peer that
+    // reads nothing that long is gone). Without this a peer that never sent
+    // a one-way frame (a store: pings, remounts) was cut off when the hello
+    // timeout, armed at connect, ran out under its next answer.
+    stream_.expires_after(hello_done_ ? st_->options.idle_timeout : st_->options.hello_timeout);
     net::async_write(stream_, net::buffer(out_.front()),
                      [self = shared_from_this()](beast::error_code ec, size_t n) {
                        self->queued_bytes_ -= self->out_.front().size();
