@@ -126,6 +126,11 @@ class KvcachedProcess {
     }
     pid_ = fork();
     if (pid_ == 0) {
+      // A process group of its own: when the test runs in a group the shell
+      // has orphaned (started in the background), the exit of any other
+      // member would have the kernel send SIGHUP and SIGCONT to a child the
+      // test stopped on purpose, undoing the freeze.
+      setpgid(0, 0);
       int log = ::open(log_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
       dup2(log, 2);
       std::vector<std::string> env_strings = {"NOTIFY_SOCKET=" + notify_path_,

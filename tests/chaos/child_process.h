@@ -60,6 +60,11 @@ class ChildProcess {
     pid_ = fork();
     if (pid_ < 0) throw std::runtime_error("fork failed");
     if (pid_ == 0) {  // only async-signal-safe calls from here on
+      // A process group of its own: when the test runs in a group the shell
+      // has orphaned (started in the background), the exit of any other
+      // member would have the kernel send SIGHUP and SIGCONT to a child the
+      // test stopped on purpose, undoing the freeze.
+      setpgid(0, 0);
       dup2(log, 1);
       dup2(log, 2);
       execve(cargv[0], cargv.data(), cenv.data());
