@@ -234,10 +234,11 @@ class Runner {
       results = client_.BatchPut(w.keys, w.slices, o_.replicate);
     }
     auto t1 = Clock::now();
-    uint64_t bytes = 0;
+    uint64_t bytes = 0, moved = 0;
     for (size_t i = 0; i < results.size(); ++i) {
       if (results[i].ok()) {
         bytes += w.slices[i].size;
+        ++moved;
       } else if (results[i].code() == ErrorCode::REPLICA_IS_NOT_READY &&
                  o_.kind == WorkloadKind::kSglang) {
         // Two requests with the same prefix write the same pages, as in a
@@ -247,7 +248,7 @@ class Runner {
         CountError(op, results[i]);
       }
     }
-    Account(op, t1 - t0, w.keys.size(), bytes, measured);
+    Account(op, t1 - t0, w.keys.size(), moved, bytes, measured);
   }
 
   // Gets w.ids into rotating slots; `miss_is_error`: a key that must exist.
@@ -275,11 +276,12 @@ class Runner {
       results = client_.BatchGet(w.keys, w.slices);
     }
     auto t1 = Clock::now();
-    uint64_t bytes = 0;
+    uint64_t bytes = 0, moved = 0;
     if (ok_out) ok_out->assign(results.size(), false);
     for (size_t i = 0; i < results.size(); ++i) {
       if (results[i].ok()) {
         bytes += *results[i];
+        ++moved;
         if (ok_out) (*ok_out)[i] = true;
         if (o_.verify) {
           CheckBytes(w, w.keys[i], w.ids[i], static_cast<const uint8_t*>(w.slices[i].data),
@@ -291,16 +293,20 @@ class Runner {
         CountError(op, results[i].status());
       }
     }
-    Account(op, t1 - t0, w.keys.size(), bytes, measured);
+    Account(op, t1 - t0, w.keys.size(), moved, bytes, measured);
   }
 
-  void Account(OpStats& op, Clock::duration took, uint64_t objects, uint64_t bytes, bool measured) {
+  // One call: `handled` keys asked for, `moved` of them succeeded with
+  // `bytes` between them. Only what succeeded counts as throughput.
+  void Account(OpStats& op, Clock::duration took, uint64_t handled, uint64_t moved, uint64_t bytes,
+               bool measured) {
     if (!measured) return;
     ++op.calls;
-    op.objects += objects;
+    op.handled += handled;
+    op.objects += moved;
     op.bytes += bytes;
     op.latency.Record(Nanos(took));
-    progress_objects_.fetch_add(objects, std::memory_order_relaxed);
+    progress_objects_.fetch_add(moved, std::memory_order_relaxed);
     progress_bytes_.fetch_add(bytes, std::memory_order_relaxed);
   }
 
@@ -364,11 +370,13 @@ class Runner {
       results = client_.BatchExist(w.keys);
     }
     auto t1 = Clock::now();
+    uint64_t answered = 0;
     for (size_t i = 0; i < results.size(); ++i) {
       if (!results[i].ok()) {
         CountError(op, results[i].status());
         continue;
       }
+      ++answered;
       if (!*results[i]) ++op.misses;
       if (o_.verify) {
         ++w.verified;
@@ -381,7 +389,7 @@ class Runner {
         }
       }
     }
-    Account(op, t1 - t0, w.keys.size(), 0, measured);
+    Account(op, t1 - t0, w.keys.size(), answered, 0, measured);
   }
 
   // exist over the request's objects -> get of the leading pages that are
@@ -406,16 +414,17 @@ class Runner {
     auto e1 = Clock::now();
     size_t hit_pages = 0;
     bool leading = true;
+    uint64_t answered = 0;
     for (size_t i = 0; i < exists.size(); ++i) {
       if (!exists[i].ok()) {
         CountError(exist_op, exists[i].status());
-      } else if (!*exists[i]) {
+      } else if (++answered, !*exists[i]) {
         ++exist_op.misses;
       }
       if (leading && !(exists[i].ok() && *exists[i])) leading = false;
       if (leading && (i + 1) % opp == 0) hit_pages = (i + 1) / opp;
     }
-    Account(exist_op, e1 - e0, keys.size(), 0, measured);
+    Account(exist_op, e1 - e0, keys.size(), answered, 0, measured);
 
     size_t got_pages = 0;
     if (hit_pages > 0) {
@@ -454,7 +463,7 @@ class Runner {
       PutKeys(w, put_op, measured);
     }
     auto t1 = Clock::now();
-    Account(request_op, t1 - t0, 0, 0, measured);
+    Account(request_op, t1 - t0, 0, 0, 0, measured);
     if (measured) {
       w.pages_requested += pages;
       w.pages_hit += got_pages;
@@ -678,6 +687,7 @@ uint64_t OpStats::error_count() const {
 
 void OpStats::Merge(const OpStats& other) {
   calls += other.calls;
+  handled += other.handled;
   objects += other.objects;
   bytes += other.bytes;
   misses += other.misses;
@@ -685,8 +695,16 @@ void OpStats::Merge(const OpStats& other) {
   latency.Merge(other.latency);
 }
 
+// sglang's exist calls ask about the same objects its gets and puts then
+// move, so only those two count there.
+uint64_t WorkloadResult::handled() const {
+  uint64_t n = 0;
+  for (const OpStats& op : ops) {
+    if (kind != WorkloadKind::kSglang || op.name == "get" || op.name == "put") n += op.handled;
+  }
+  return n;
+}
 uint64_t WorkloadResult::objects() const {
-  // sglang's exist calls ask about the same objects its gets and puts then move.
   uint64_t n = 0;
   for (const OpStats& op : ops) {
     if (kind != WorkloadKind::kSglang || op.name == "get" || op.name == "put") n += op.objects;

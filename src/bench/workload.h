@@ -63,7 +63,8 @@ struct WorkloadOptions {
 struct OpStats {
   std::string name;  // "put", "get", "exist", "request"
   uint64_t calls = 0;
-  uint64_t objects = 0;  // keys handled, whatever their result
+  uint64_t handled = 0;  // keys asked for, whatever their result
+  uint64_t objects = 0;  // keys that succeeded: stored, read, or answered (exist)
   uint64_t bytes = 0;    // bytes of objects moved successfully
   // get: not found (evicted) where that is no error; exist: answered false;
   // sglang put: another request was storing the same page (REPLICA_IS_NOT_READY)
@@ -87,7 +88,8 @@ struct WorkloadResult {
   ClientStats client;                           // the client's counters over the measured part
   std::vector<std::string> notes;
 
-  uint64_t objects() const;  // handled (sglang: moved by its gets and puts)
+  uint64_t handled() const;  // asked for (sglang: by its gets and puts)
+  uint64_t objects() const;  // succeeded (sglang: moved by its gets and puts)
   uint64_t bytes() const;
   uint64_t errors() const;
 };

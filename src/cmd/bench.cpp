@@ -343,6 +343,11 @@ nlohmann::json LatencyJson(const LatencyHistogram& h) {
 
 double Pct(double v, double of) { return of > 0 ? 100.0 * v / of : 0; }
 
+// The share of the objects asked for that failed (misses are no failures).
+double ErrorRate(const WorkloadResult& r) {
+  return r.handled() == 0 ? 0 : static_cast<double>(r.errors()) / static_cast<double>(r.handled());
+}
+
 class Report {
  public:
   Report(const Plan& plan, const std::optional<Baseline>& baseline)
@@ -383,6 +388,14 @@ class Report {
   void Add(const WorkloadResult& r) {
     results_.push_back(r);
     if (plan_.json) return;
+    if (r.errors() * 2 > r.handled()) {
+      std::printf(
+          "%s: MOST OBJECTS FAILED: %s of %s; the figures below count only the %s that "
+          "succeeded (errors by code below the table)\n",
+          WorkloadName(r.kind), Thousands(static_cast<double>(r.errors())).c_str(),
+          Thousands(static_cast<double>(r.handled())).c_str(),
+          Thousands(static_cast<double>(r.objects())).c_str());
+    }
     bool first = true;
     for (const OpStats& op : r.ops) {
       double calls_s = static_cast<double>(op.calls) / r.seconds;
@@ -414,15 +427,16 @@ class Report {
     std::vector<std::string> lines;
     for (const WorkloadResult& r : results_) {
       wrong += r.wrong_objects;
-      double rate =
-          r.objects() == 0 ? 0 : static_cast<double>(r.errors()) / static_cast<double>(r.objects());
+      double rate = ErrorRate(r);
       if (rate > plan_.max_error_rate) over_rate = true;
       std::string name = WorkloadName(r.kind);
       std::string moved = "moved by shared memory " + std::to_string(r.client.shm_transfers) +
                           " times, RDMA " + std::to_string(r.client.rdma_transfers) +
                           " times, TCP " + std::to_string(r.client.tcp_transfers) + " times";
-      lines.push_back(name + ": " + Thousands(static_cast<double>(r.objects())) + " objects in " +
-                      Fmt("%.2f", r.seconds) + " s, " +
+      std::string failed =
+          r.errors() == 0 ? "" : " (" + Thousands(static_cast<double>(r.errors())) + " failed)";
+      lines.push_back(name + ": " + Thousands(static_cast<double>(r.objects())) + " objects" +
+                      failed + " in " + Fmt("%.2f", r.seconds) + " s, " +
                       Fmt("%.3f", static_cast<double>(r.bytes()) / r.seconds / 1e9) + " GB/s; " +
                       moved);
       for (const OpStats& op : r.ops) {
@@ -530,6 +544,7 @@ class Report {
         ops.push_back(
             {{"op", op.name},
              {"calls", op.calls},
+             {"handled", op.handled},
              {"objects", op.objects},
              {"bytes", op.bytes},
              {"calls_per_s", static_cast<double>(op.calls) / r.seconds},
@@ -548,6 +563,7 @@ class Report {
       nlohmann::json one = {
           {"workload", WorkloadName(r.kind)},
           {"seconds", r.seconds},
+          {"handled", r.handled()},
           {"objects", r.objects()},
           {"bytes", r.bytes()},
           {"objects_per_s", static_cast<double>(r.objects()) / r.seconds},
@@ -558,9 +574,7 @@ class Report {
                                       ? nlohmann::json(Pct(gbps, baseline_->loopback_tcp_gb_per_s))
                                       : nlohmann::json(nullptr)},
           {"errors", r.errors()},
-          {"error_rate", r.objects() == 0
-                             ? 0.0
-                             : static_cast<double>(r.errors()) / static_cast<double>(r.objects())},
+          {"error_rate", ErrorRate(r)},
           {"prefilled_objects", r.prefilled_objects},
           {"ops", ops},
           {"verify",

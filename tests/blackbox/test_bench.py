@@ -199,6 +199,36 @@ def test_ops_stops_after_exactly_that_many_calls(pool):
         assert w["ops"][0]["objects"] == 37 * 4
 
 
+def test_only_what_succeeded_counts_and_mostly_failed_runs_say_so_first(pool):
+    """Issue 20: against a full pool, failed puts were counted as objects
+    moved. Two of every three objects here are larger than the pool's only
+    segment, so the master refuses them; the other third is stored."""
+    rpc = pool(segment_size="64MiB")
+    common = ["--master", rpc, "--host-id", "bench-test", "--workload", "put", "--object-size",
+              "1MiB,96MiB,96MiB", "--batch", "1", "--threads", "1", "--ops", "30", "--warmup",
+              "0", "--no-baseline", "--max-error-rate", "1"]
+    doc = bench_json(*common)
+    (w,) = doc["workloads"]
+    (put,) = w["ops"]
+    assert put["calls"] == 30 and put["handled"] == w["handled"] == 30
+    assert put["objects"] == w["objects"] == 10
+    assert put["bytes"] == w["bytes"] == 10 << 20
+    assert sum(put["errors"].values()) == w["errors"] == 20
+    assert w["error_rate"] == pytest.approx(20 / 30)
+    assert w["objects_per_s"] == pytest.approx(10 / w["seconds"])
+    # As a table: the warning comes before the workload's rows.
+    r = bench(*common, "--quiet")
+    assert r.returncode == 0, r.stdout + r.stderr
+    lines = r.stdout.splitlines()
+    warning = next(i for i, l in enumerate(lines) if "MOST OBJECTS FAILED" in l)
+    assert "20 of 30" in lines[warning] and "only the 10 that succeeded" in lines[warning]
+    row = next(i for i, l in enumerate(lines) if re.match(r"put\s+put\s", l))
+    assert warning < row
+    assert re.search(r"^put: 10 objects \(20 failed\) in ", r.stdout, re.M), r.stdout
+    # Within the default --max-error-rate (0) the same run fails.
+    assert bench(*common[:-2], "--quiet").returncode == 1
+
+
 @pytest.mark.skipif(not hooks_compiled(),
                     reason="this kvcached was built without KVCACHED_FAULT_HOOKS (a release "
                            "build), so its store cannot be told to corrupt reads")
