@@ -40,7 +40,7 @@ as_root() {
 BUILD_PKGS=(cmake ninja-build g++ pkg-config git curl libcli11-dev libboost-dev libspdlog-dev
             nlohmann-json3-dev libxxhash-dev libibverbs-dev librdmacm-dev)
 TEST_PKGS=(doctest-dev python3 python3-pytest clang dpkg-dev fakeroot file rpm lintian debootstrap groff man-db systemd
-           systemd-container qemu-system-x86 cpio xz-utils)
+           systemd-container qemu-system-x86 cpio xz-utils redis-server)
 
 missing_packages() {
   local p
@@ -200,7 +200,14 @@ if [[ $MODE == run ]]; then
   exit 0
 fi
 
+redis_was_installed=$(missing_packages redis-server)
 install_packages "${TEST_PKGS[@]}"
+# Redis is here only for bench/vs_redis, which starts its own on a free port:
+# the service the package starts, where systemd runs, is stopped and disabled
+# when this script installed it.
+if [[ -n $redis_was_installed ]] && [[ -d /run/systemd/system ]]; then
+  as_root systemctl disable --now redis-server.service >/dev/null 2>&1 || true
+fi
 install_clang_runtime
 
 # Tests labelled `long` (the quick start in a fresh Debian root) run with --long only.
