@@ -52,13 +52,17 @@
 
 #include "bench/arena.h"
 #include "bench/baseline.h"
+#include "bench_args.h"
 #include "bench_process.h"
 #include "core/build_info.h"
 #include "core/units.h"
 #include "kvcached/client.h"
 
 using namespace kvcached;
+using kvcached::bench::ArgWalk;
 using kvcached::bench::Daemon;
+using kvcached::bench::DefaultKvcachedBin;
+using kvcached::bench::SplitCommas;
 using kvcached::bench::Watchdog;
 using Clock = std::chrono::steady_clock;
 
@@ -99,17 +103,6 @@ struct Options {
   std::exit(error.empty() ? 0 : 2);
 }
 
-std::vector<std::string> SplitCommas(const std::string& s) {
-  std::vector<std::string> out;
-  size_t start = 0;
-  while (start <= s.size()) {
-    size_t end = std::min(s.find(',', start), s.size());
-    if (end > start) out.push_back(s.substr(start, end - start));
-    start = end + 1;
-  }
-  return out;
-}
-
 uint64_t SizeArg(const std::string& name, const std::string& text, uint64_t min) {
   Result<uint64_t> v = ParseSize(text);
   if (!v.ok() || *v < min) Usage("--" + name + ": bad size '" + text + "'");
@@ -118,20 +111,10 @@ uint64_t SizeArg(const std::string& name, const std::string& text, uint64_t min)
 
 Options ParseArgs(int argc, char** argv) {
   Options o;
-  std::vector<std::string> args(argv + 1, argv + argc);
-  for (size_t i = 0; i < args.size(); ++i) {
-    std::string name = args[i], value;
-    bool has_value = false;
-    if (size_t eq = name.find('='); eq != std::string::npos) {
-      value = name.substr(eq + 1);
-      name.resize(eq);
-      has_value = true;
-    }
-    auto next = [&]() -> std::string {
-      if (has_value) return value;
-      if (i + 1 >= args.size()) Usage(name + " needs a value");
-      return args[++i];
-    };
+  ArgWalk args(argc, argv, Usage);
+  while (args.Next()) {
+    const std::string& name = args.name();
+    auto next = [&] { return args.Value(); };
     if (name == "--help" || name == "-h") {
       Usage("");
     } else if (name == "--json") {
@@ -178,20 +161,11 @@ Options ParseArgs(int argc, char** argv) {
       o.store_threads = static_cast<unsigned>(std::strtoul(next().c_str(), nullptr, 10));
       if (o.store_threads == 0) Usage("--store-threads: bad value");
     } else {
-      Usage("unknown argument '" + args[i] + "'");
+      Usage("unknown argument '" + name + "'");
     }
   }
   if (o.sizes.empty() || o.batches.empty() || o.transports.empty()) Usage("an empty list");
-  if (o.bin.empty()) {
-    if (const char* env = std::getenv("KVCACHED_BIN"); env != nullptr && *env != '\0') {
-      o.bin = env;
-    } else {
-      char self[4096] = {};
-      ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
-      std::string dir = n > 0 ? std::string(self, static_cast<size_t>(n)) : std::string(argv[0]);
-      o.bin = dir.substr(0, dir.rfind('/') + 1) + "kvcached";
-    }
-  }
+  if (o.bin.empty()) o.bin = DefaultKvcachedBin(argv[0]);
   return o;
 }
 

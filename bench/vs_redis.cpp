@@ -58,13 +58,17 @@
 #include "bench/arena.h"
 #include "bench/baseline.h"
 #include "bench/unique_fd.h"
+#include "bench_args.h"
 #include "bench_process.h"
 #include "core/build_info.h"
 #include "core/units.h"
 #include "kvcached/client.h"
 
 using namespace kvcached;
+using kvcached::bench::ArgWalk;
 using kvcached::bench::Daemon;
+using kvcached::bench::DefaultKvcachedBin;
+using kvcached::bench::SplitCommas;
 using kvcached::bench::Watchdog;
 using Clock = std::chrono::steady_clock;
 
@@ -117,12 +121,7 @@ uint64_t PositiveArg(const std::string& name, const std::string& text, uint64_t 
 
 std::vector<Cell> ParseCells(const std::string& text) {
   std::vector<Cell> cells;
-  size_t start = 0;
-  while (start <= text.size()) {
-    size_t end = std::min(text.find(',', start), text.size());
-    std::string item = text.substr(start, end - start);
-    start = end + 1;
-    if (item.empty()) continue;
+  for (const std::string& item : SplitCommas(text)) {
     size_t colon = item.find(':');
     Cell c;
     Result<uint64_t> size = ParseSize(item.substr(0, colon));
@@ -139,20 +138,10 @@ std::vector<Cell> ParseCells(const std::string& text) {
 
 Options ParseArgs(int argc, char** argv) {
   Options o;
-  std::vector<std::string> args(argv + 1, argv + argc);
-  for (size_t i = 0; i < args.size(); ++i) {
-    std::string name = args[i], value;
-    bool has_value = false;
-    if (size_t eq = name.find('='); eq != std::string::npos) {
-      value = name.substr(eq + 1);
-      name.resize(eq);
-      has_value = true;
-    }
-    auto next = [&]() -> std::string {
-      if (has_value) return value;
-      if (i + 1 >= args.size()) Usage(name + " needs a value");
-      return args[++i];
-    };
+  ArgWalk args(argc, argv, Usage);
+  while (args.Next()) {
+    const std::string& name = args.name();
+    auto next = [&] { return args.Value(); };
     if (name == "--help" || name == "-h") {
       Usage("");
     } else if (name == "--verify") {
@@ -178,16 +167,7 @@ Options ParseArgs(int argc, char** argv) {
       Usage("unknown option " + name);
     }
   }
-  if (o.bin.empty()) {
-    if (const char* env = std::getenv("KVCACHED_BIN")) {
-      o.bin = env;
-    } else {
-      char self[4096];
-      ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
-      std::string path = n > 0 ? std::string(self, static_cast<size_t>(n)) : std::string(argv[0]);
-      o.bin = path.substr(0, path.rfind('/') + 1) + "kvcached";
-    }
-  }
+  if (o.bin.empty()) o.bin = DefaultKvcachedBin(argv[0]);
   return o;
 }
 
