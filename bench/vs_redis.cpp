@@ -88,6 +88,7 @@ struct Options {
   int rounds = 3;
   bool verify = false;
   bool checksums = true;
+  unsigned tcp_streams = 0;  // 0: the client's default
 };
 
 [[noreturn]] void Usage(const std::string& error) {
@@ -95,7 +96,7 @@ struct Options {
                "%s%s"
                "usage: bench_vs_redis [--bin PATH] [--redis-server PATH] [--threads 4]\n"
                "                      [--cells 64K:16,1M:16,4M:1] [--bytes 1GiB] [--rounds 3]\n"
-               "                      [--verify] [--no-checksums]\n"
+               "                      [--verify] [--no-checksums] [--tcp-streams N]\n"
                "  --bin           the kvcached binary (default: $KVCACHED_BIN, else kvcached\n"
                "                  next to this program)\n"
                "  --redis-server  Redis's server (default: redis-server on PATH; Debian's\n"
@@ -107,7 +108,8 @@ struct Options {
                "  --rounds        rounds per cell; each row is the best round\n"
                "  --verify        compare every byte of every get (slower: quote figures\n"
                "                  from a run without it)\n"
-               "  --no-checksums  kvcached clients without checksums (Redis has none)\n",
+               "  --no-checksums  kvcached clients without checksums (Redis has none)\n"
+               "  --tcp-streams   kvcached clients' tcp_streams (default: the library's)\n",
                error.c_str(), error.empty() ? "" : "\n");
   std::exit(error.empty() ? 0 : 2);
 }
@@ -154,6 +156,8 @@ Options ParseArgs(int argc, char** argv) {
       o.redis = next();
     } else if (name == "--threads") {
       o.threads = static_cast<unsigned>(PositiveArg(name, next(), 64));
+    } else if (name == "--tcp-streams") {
+      o.tcp_streams = static_cast<unsigned>(PositiveArg(name, next(), 64));
     } else if (name == "--rounds") {
       o.rounds = static_cast<int>(PositiveArg(name, next(), 100));
     } else if (name == "--cells") {
@@ -667,6 +671,7 @@ int main(int argc, char** argv) {
     config.local_hostname = "bench-client";
     config.transport = TransportMode::kTcp;
     config.checksums = o.checksums;
+    if (o.tcp_streams > 0) config.tcp_streams = o.tcp_streams;
     KvcachedSystem kvcached_system(config, o.threads);
     RedisSystem redis_system(port, o.threads);
     std::string pong = RedisConnection(port).Simple("PING");
@@ -675,10 +680,12 @@ int main(int argc, char** argv) {
         *tcp);
     std::printf(
         "setup: kvcached master + 1 store (defaults, segment %s), clients with checksums "
-        "%s; %s (--save \"\" --appendonly no); %u threads per system, one client or "
+        "%s, tcp_streams %u; %s (--save \"\" --appendonly no); %u threads per system, one client "
+        "or "
         "connection each; %s of objects per cell, best of %d rounds%s\n",
         FormatSize(std::max<uint64_t>(arena_bytes + arena_bytes / 4, 64 << 20)).c_str(),
-        o.checksums ? "on" : "off", redis.c_str(), o.threads, FormatSize(o.bytes).c_str(), o.rounds,
+        o.checksums ? "on" : "off", config.tcp_streams, redis.c_str(), o.threads,
+        FormatSize(o.bytes).c_str(), o.rounds,
         o.verify ? "; --verify: every byte of every get compared, inside the timing" : "");
     if (pong != "+PONG") throw std::runtime_error("Redis answered PING with '" + pong + "'");
     Watchdog watchdog(dir);
