@@ -676,8 +676,9 @@ int main(int argc, char** argv) {
     RedisSystem redis_system(port, o.threads);
     std::string pong = RedisConnection(port).Simple("PING");
     std::printf(
-        "ceiling loopback TCP: %.2f GB/s (1 stream over 127.0.0.1, 1 MiB writes, best of 3)\n",
-        *tcp);
+        "ceiling loopback TCP: %.2f GB/s (1 stream over 127.0.0.1, 1 MiB writes, best of 3, "
+        "congestion control %s)\n",
+        *tcp, TcpCongestionControl().c_str());
     std::printf(
         "setup: kvcached master + 1 store (defaults, segment %s), clients with checksums "
         "%s, tcp_streams %u; %s (--save \"\" --appendonly no); %u threads per system, one client "

@@ -1,6 +1,7 @@
 #include "bench/baseline.h"
 
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -108,6 +109,17 @@ Result<double> MeasureLoopbackTcpGBps(double seconds, int runs) {
   return best;
 }
 
+std::string TcpCongestionControl() {
+  UniqueFd fd(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  char name[64] = {};
+  socklen_t len = sizeof name - 1;
+  if (fd.get() < 0 || getsockopt(fd.get(), IPPROTO_TCP, TCP_CONGESTION, name, &len) != 0 ||
+      name[0] == '\0') {
+    return "unknown";
+  }
+  return std::string(name, strnlen(name, len));
+}
+
 Result<Baseline> MeasureBaseline() {
   Baseline b;
   constexpr int kMemcpyRuns = 5, kTcpRuns = 3;
@@ -120,7 +132,8 @@ Result<Baseline> MeasureBaseline() {
   b.memcpy_method =
       "1 thread, 256 MiB to 256 MiB, pre-faulted, best of " + std::to_string(kMemcpyRuns);
   b.loopback_tcp_method =
-      "1 stream over 127.0.0.1, 1 MiB writes, 1 s, best of " + std::to_string(kTcpRuns);
+      "1 stream over 127.0.0.1, 1 MiB writes, 1 s, best of " + std::to_string(kTcpRuns) +
+      ", congestion control " + TcpCongestionControl();
   return b;
 }
 

@@ -25,7 +25,14 @@ Result<double> MeasureMemcpyGBps(int runs = 5);
 // writes for `seconds`, default socket buffers; best of `runs`. TRANSFER_FAIL
 // when the loopback connection cannot be made.
 Result<double> MeasureLoopbackTcpGBps(double seconds = 1.0, int runs = 3);
-// Both, with their method texts.
+// The congestion control a new TCP socket gets here (the system's
+// net.ipv4.tcp_congestion_control), e.g. "cubic" or "bbr"; "unknown" when
+// it cannot be read. It changes loopback figures a lot (bbr paces every
+// connection, loopback ones too: on the 2-core machine of docs/benchmarks.md
+// the loopback ceiling was 4.1 GB/s under bbr and 9.6 GB/s under cubic), so
+// reports print it beside the ceiling.
+std::string TcpCongestionControl();
+// Both, with their method texts (the TCP one names the congestion control).
 Result<Baseline> MeasureBaseline();
 
 }  // namespace kvcached

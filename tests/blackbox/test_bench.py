@@ -79,6 +79,9 @@ def test_embedded_default_run_prints_every_field():
     base = doc["baseline"]
     assert base["memcpy_gb_per_s"] > 0 and base["loopback_tcp_gb_per_s"] > 0
     assert base["memcpy_method"] and base["loopback_tcp_method"]
+    # The congestion control decides loopback figures: the report names the one in use.
+    with open("/proc/sys/net/ipv4/tcp_congestion_control") as f:
+        assert "congestion control " + f.read().strip() in base["loopback_tcp_method"]
     assert [w["workload"] for w in doc["workloads"]] == ["put", "get"]
     for w in doc["workloads"]:
         assert w["seconds"] > 0 and w["objects"] > 0 and w["bytes"] > 0
