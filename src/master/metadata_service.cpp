@@ -11,6 +11,24 @@ namespace {
 
 namespace http = boost::beast::http;
 
+// Mooncake's reference server takes the key with Python's str.strip(): a
+// key of blanks is no key, and " k " names "k". These are the ASCII
+// characters str.strip() removes.
+std::string_view StripBlanks(std::string_view key) {
+  constexpr std::string_view kBlanks = " \t\n\r\v\f\x1c\x1d\x1e\x1f";
+  size_t first = key.find_first_not_of(kBlanks);
+  if (first == std::string_view::npos) return {};
+  return key.substr(first, key.find_last_not_of(kBlanks) - first + 1);
+}
+
+// Every answer on /metadata is labelled application/json, as the reference
+// server labels its own; the body is a short text, as there.
+void Answer(HttpResponse& res, int status, const std::string& text) {
+  res.result(static_cast<unsigned>(status));
+  res.set(http::field::content_type, "application/json");
+  res.body() = text;
+}
+
 }  // namespace
 
 MetadataService::MetadataService(boost::asio::io_context& ioc, HttpServerOptions http,
@@ -61,8 +79,8 @@ void MetadataService::HandleMetadata(const HttpRequest& req, const HttpRequestCo
       op = "delete";
       break;
     default:
-      res.set(http::field::allow, "GET, HEAD, PUT, DELETE");
-      return HttpServer::SetError(res, 405, "method not allowed; use GET, PUT or DELETE");
+      op = "other";
+      break;
   }
   auto count = [&](const char* result) {
     metrics_
@@ -71,27 +89,33 @@ void MetadataService::HandleMetadata(const HttpRequest& req, const HttpRequestCo
         .Inc();
   };
 
+  // The key first, then the method: the reference server's order (a POST
+  // without a key is 400, with one 405).
   std::string_view target(req.target().data(), req.target().size());
   size_t q = target.find('?');
   std::string_view query = q == std::string_view::npos ? std::string_view() : target.substr(q + 1);
   Result<std::optional<std::string>> key = QueryParam(query, "key");
   if (!key.ok()) {
     count("bad_request");
-    return HttpServer::SetError(res, 400, "bad key escaping: " + key.status().message());
+    return Answer(res, 400, "bad key escaping: " + key.status().message());
   }
-  if (!key->has_value() || (*key)->empty()) {
+  const std::string k(key->has_value() ? StripBlanks(**key) : std::string_view());
+  if (k.empty()) {
     count("bad_request");
-    return HttpServer::SetError(res, 400, "missing or empty 'key' query parameter");
+    return Answer(res, 400, "metadata key is required (the 'key' query parameter, not blank)");
   }
-  const std::string& k = **key;
+  if (std::string_view(op) == "other") {
+    count("bad_request");
+    res.set(http::field::allow, "GET, HEAD, PUT, DELETE");
+    return Answer(res, 405, "Method not allowed; use GET, PUT or DELETE");
+  }
 
   Status st;
+  const char* done = "metadata updated";
   if (std::string_view(op) == "get") {
     Result<MetadataStore::Value> v = store_.Get(k);
     if (v.ok()) {
-      res.result(http::status::ok);
-      res.set(http::field::content_type, "application/json");
-      res.body() = **v;
+      Answer(res, 200, **v);
       count("ok");
       return;
     }
@@ -100,6 +124,7 @@ void MetadataService::HandleMetadata(const HttpRequest& req, const HttpRequestCo
     st = store_.Put(k, req.body());
   } else {
     st = store_.Remove(k);
+    done = "metadata deleted";
     if (st.ok()) {
       spdlog::info("metadata conn=#{} req=#{} from {} deleted key='{}'", ctx.connection_id,
                    ctx.request_seq, ctx.peer, Printable(k));
@@ -107,17 +132,14 @@ void MetadataService::HandleMetadata(const HttpRequest& req, const HttpRequestCo
   }
   if (st.ok()) {
     count("ok");
-    res.result(http::status::ok);
-    res.set(http::field::content_type, "text/plain; charset=utf-8");
-    res.body() = "OK\n";
-    return;
+    return Answer(res, 200, done);
   }
 
   int status = HttpStatus(st.code());
   switch (st.code()) {
     case ErrorCode::OBJECT_NOT_FOUND:
       count("not_found");
-      return HttpServer::SetError(res, 404, "metadata not found");
+      return Answer(res, 404, "metadata not found");
     case ErrorCode::OBJECT_ALREADY_EXISTS:
       // Mooncake answers 400 here; clients treat any non-200 as failure.
       status = 400;
@@ -134,7 +156,7 @@ void MetadataService::HandleMetadata(const HttpRequest& req, const HttpRequestCo
       count("bad_request");
       break;
   }
-  HttpServer::SetError(res, status, st.message());
+  Answer(res, status, st.message());
 }
 
 }  // namespace kvcached

@@ -5,7 +5,10 @@
 //   PUT    /metadata?key=K  200, stores the body as-is; a key containing
 //                           "rpc_meta" that holds different bytes -> 400
 //   DELETE /metadata?key=K  200 | 404
-//   missing/empty key -> 400, other methods on /metadata -> 405
+//   the key is stripped of blanks as the reference does (" k " is "k");
+//   a missing or blank key -> 400, checked before the method; other
+//   methods on /metadata -> 405. Every /metadata answer is labelled
+//   application/json, its body a short text (as the reference's).
 //   GET /health -> 200, GET /metrics -> Prometheus text
 // `kvcached meta` runs it alone; `kvcached master` embeds the same class.
 // Threading: Handle() is thread-safe; Start()/BeginShutdown() as HttpServer.

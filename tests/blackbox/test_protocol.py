@@ -64,6 +64,41 @@ def test_missing_or_empty_key_is_400(meta):
             assert r.status == 400, (method, url)
 
 
+def test_keys_are_stripped_and_blank_keys_refused(meta):
+    # Mooncake's reference server strips the key: blanks alone are no key.
+    for key in ("%20%20%20", "%09", "%20%0A%20"):
+        for method in ("GET", "PUT", "DELETE"):
+            args = ["-X", method, md(meta, key)]
+            r = curl(*args, data=b"x") if method == "PUT" else curl(*args)
+            assert r.status == 400, (method, key)
+            assert b"key is required" in r.body
+    assert curl("-X", "PUT", md(meta, "%20padded%09"), data=b"v").status == 200
+    assert curl(md(meta, "padded")).body == b"v"
+    assert curl(md(meta, "%20%20padded")).body == b"v"
+    assert curl("-X", "DELETE", md(meta, "padded%20")).status == 200
+    assert curl(md(meta, "padded")).status == 404
+
+
+def test_answers_are_labelled_json_as_mooncake_labels_them(meta):
+    answers = [
+        curl("-X", "PUT", md(meta, "j"), data=b"{}"),                 # 200
+        curl(md(meta, "missing")),                                     # 404
+        curl(md(meta, "%20")),                                         # 400
+        curl("-X", "POST", md(meta, "j"), data=b"x"),                 # 405
+        curl("-X", "DELETE", md(meta, "j")),                           # 200
+    ]
+    assert [r.status for r in answers] == [200, 404, 400, 405, 200]
+    for r in answers:
+        assert r.header("Content-Type") == "application/json", r.status
+    assert answers[1].body == b"metadata not found"
+
+
+def test_a_keyless_request_is_400_whatever_its_method(meta):
+    # The reference checks the key before the method.
+    assert curl("-X", "POST", f"{meta.url}/metadata", data=b"x").status == 400
+    assert curl("-X", "POST", md(meta, "k"), data=b"x").status == 405
+
+
 def test_other_methods_are_405(meta):
     for method in ("POST", "PATCH", "OPTIONS"):
         r = curl("-X", method, md(meta, "k"), data=b"x")
