@@ -37,7 +37,10 @@ def pytest_collection_modifyitems(config, items):
 class Proc:
     """One kvcached process, its stderr captured, its STATUS parsed at READY=1."""
 
-    def __init__(self, args):
+    def __init__(self, args, command=None, env_extra=None):
+        """`command` (default: the kvcached binary) runs with `args`; a
+        program that execs kvcached (python -m mooncake.http_metadata_server)
+        signals readiness the same way, through the inherited NOTIFY_SOCKET."""
         self.args = args
         self.tmp = tempfile.mkdtemp(prefix="kvcached-py-")
         self.notify_path = os.path.join(self.tmp, "notify.sock")
@@ -50,7 +53,8 @@ class Proc:
         env = {k: v for k, v in os.environ.items()
                if not k.startswith(("KVCACHED_", "MOONCAKE_", "SGLANG_", "LD_PRELOAD"))}
         env["NOTIFY_SOCKET"] = self.notify_path
-        self.proc = subprocess.Popen([BIN] + list(args), stdin=subprocess.DEVNULL,
+        env.update(env_extra or {})
+        self.proc = subprocess.Popen(list(command or [BIN]) + list(args), stdin=subprocess.DEVNULL,
                                      stdout=subprocess.DEVNULL, stderr=self.stderr, env=env)
         self.status = self._wait_ready()
 

@@ -6,9 +6,12 @@ package installed; the HiCache scenario then runs through the calls
 SGLang's Mooncake backend makes. Each case runs in a fresh interpreter."""
 
 import os
+import signal
 import subprocess
 import sys
 import textwrap
+
+from conftest import BIN, Proc
 
 TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
 PYTHON_DIR = os.path.join(os.path.dirname(os.path.dirname(TESTS_DIR)), "python")
@@ -139,3 +142,82 @@ def test_shim_install_and_uninstall(cluster, prefix, tmp_path):
     out = run_python(f"import sys, site; sys.path.insert(0, {real!r}); "
                      f"site.addsitedir({str(site_dir)!r}); import mooncake.store", env)
     assert "the real mooncake.store was imported" in out.stderr
+
+
+def _meta_module(tmp_path, *args):
+    """`python -m mooncake.http_metadata_server ARGS` through the shim, as the
+    recipe runs it; ready when the kvcached meta it became says READY=1."""
+    return Proc(list(args), command=[sys.executable, "-m", "mooncake.http_metadata_server"],
+                env_extra={"PYTHONPATH": shim_dir(), "KVCACHED_BIN": BIN})
+
+
+def _run_with_shim(code):
+    """`code` in a fresh python3 that imports the shim's mooncake package and
+    starts kvcached itself: without this python3's LD_PRELOAD (a sanitizer
+    runtime for the library, which a sanitized kvcached binary must not get)."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("KVCACHED_", "MOONCAKE_", "LD_PRELOAD", "PYTHONPATH"))}
+    env.update({"PYTHONPATH": shim_dir(), "KVCACHED_BIN": BIN})
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                          timeout=120)
+
+
+def _http(method, url, body=None):
+    import urllib.error
+    import urllib.request
+    req = urllib.request.Request(url, data=body, method=method)
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, r.read(), r.headers.get("Content-Type")
+    except urllib.error.HTTPError as e:
+        return e.code, e.read(), e.headers.get("Content-Type")
+
+
+def test_recipe_metadata_server_module(tmp_path):
+    """The seed recipe's `python -m mooncake.http_metadata_server` serves the
+    metadata protocol (through kvcached meta), and stops cleanly on SIGTERM."""
+    meta = _meta_module(tmp_path, "--port", "0", "--log-level", "WARNING")
+    try:
+        url = "http://" + meta.address("on") + "/metadata?key="
+        assert _http("PUT", url + "mooncake/ram/seg-a", b'{"name":"seg-a"}')[0] == 200
+        status, body, ctype = _http("GET", url + "mooncake/ram/seg-a")
+        assert (status, body, ctype) == (200, b'{"name":"seg-a"}', "application/json")
+        assert _http("GET", url + "never")[0] == 404
+        assert _http("GET", url + "%20")[0] == 400
+    finally:
+        meta.proc.send_signal(signal.SIGTERM)
+        assert meta.proc.wait(30) == 0, meta.log()
+        meta.stop()
+
+
+def test_recipe_metadata_server_module_keeps_loopback_without_token(tmp_path):
+    """Mooncake binds 0.0.0.0; here serving beyond loopback needs a token, and
+    the module says so instead of exposing the service."""
+    out = _run_with_shim("import sys; from mooncake.http_metadata_server import main; "
+                         "sys.exit(main(['--host', '0.0.0.0', '--port', '0']))")
+    assert out.returncode == 78, out.stderr
+    assert "token" in out.stderr
+    help_text = _run_with_shim("from mooncake.http_metadata_server import main; main(['--help'])")
+    assert "--port" in help_text.stdout and "loopback" in help_text.stdout
+
+
+def test_bootstrap_server_class(tmp_path):
+    """KVBootstrapServer, the module's class: run() returns once the service
+    answers, poll() follows it, close() stops it."""
+    code = textwrap.dedent("""
+        import socket, urllib.request
+        from mooncake.http_metadata_server import KVBootstrapServer, KVPoll
+        s = socket.socket(); s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]; s.close()
+        server = KVBootstrapServer(port, "127.0.0.1")
+        assert server.poll() == KVPoll.Failed
+        server.run()
+        assert server.poll() == KVPoll.Success
+        url = f"http://127.0.0.1:{port}/metadata?key=k"
+        urllib.request.urlopen(urllib.request.Request(url, data=b"v", method="PUT"))
+        assert urllib.request.urlopen(url).read() == b"v"
+        server.close()
+        assert server.poll() == KVPoll.Failed
+        print("ok")
+    """)
+    out = _run_with_shim(code)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
