@@ -247,9 +247,15 @@ class MooncakeDistributedStore:
         return _L.kvcached_health_check(h)
 
     def get_hostname(self):
-        """The host id this client uses ("" before setup)."""
+        """What Mooncake's get_hostname() returns: the name of the segment
+        this client contributes, which callers pass as
+        ReplicateConfig.preferred_segment to keep objects in their own
+        memory; the host id when the client contributes none ("" before
+        setup)."""
         h = self._handle
-        return "" if h is None else _L.kvcached_host_id(h).decode()
+        if h is None:
+            return ""
+        return _L.kvcached_segment_name(h).decode() or _L.kvcached_host_id(h).decode()
 
     # ---- copying API --------------------------------------------------------------
 

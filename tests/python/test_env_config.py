@@ -37,8 +37,8 @@ def test_variables(cluster, env, prefix):
     env.setenv("KVCACHED_TRANSPORT", "tcp")
     s, rc = opened()
     assert rc == 0
-    assert s.get_hostname() == "pytest-host"
-    assert s.segment_name() != ""  # 32mb contributed
+    assert s.segment_name().startswith("pytest-host:")  # 32mb contributed, on this host id
+    assert s.get_hostname() == s.segment_name()
     assert s.put(prefix + "a", b"v" * 1000) == 0 and s.get(prefix + "a") == b"v" * 1000
     s.close()
 
@@ -65,7 +65,9 @@ def test_config_files(cluster, env, tmp_path, prefix):
     env.setenv("MOONCAKE_CONFIG_PATH", str(good))
     env.setenv("MOONCAKE_MASTER", "127.0.0.1:1")  # not read: the file wins
     s, rc = opened()
-    assert rc == 0 and s.get_hostname() == "pytest-host" and s.segment_name() != ""
+    # A contributing client's hostname is its segment's name, which carries the host id.
+    assert rc == 0 and s.segment_name().startswith("pytest-host:")
+    assert s.get_hostname() == s.segment_name()
     s.close()
 
     # SGLang's variable names a file applied on top.

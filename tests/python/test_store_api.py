@@ -259,6 +259,24 @@ def test_contributed_segment(cluster, prefix):
     other.close()
 
 
+def test_get_hostname_keeps_objects_local(cluster, prefix):
+    """Mooncake's idiom: preferred_segment=store.get_hostname() places every
+    object in the caller's own segment, though another store has room."""
+    s = MooncakeDistributedStore()
+    assert s.setup(*cluster.setup_args(segment_size=32 << 20)) == 0
+    assert s.get_hostname() == s.segment_name() != ""
+    rc = ReplicateConfig(preferred_segment=s.get_hostname())
+    keys = [f"{prefix}{i}" for i in range(8)]
+    for k in keys:
+        assert s.put(k, k.encode() * 1000, rc) == 0
+    other = MooncakeDistributedStore()
+    assert other.setup(*cluster.setup_args()) == 0
+    assert other.batch_is_exist(keys) == [1] * 8
+    s.close()  # every object was in s's segment: all leave with it
+    assert other.batch_is_exist(keys) == [0] * 8
+    other.close()
+
+
 def test_health_check_sees_master_go(fresh_cluster):
     c = fresh_cluster("64MiB")
     s = MooncakeDistributedStore()
