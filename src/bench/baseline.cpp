@@ -131,9 +131,9 @@ Result<Baseline> MeasureBaseline() {
   b.loopback_tcp_gb_per_s = *t;
   b.memcpy_method =
       "1 thread, 256 MiB to 256 MiB, pre-faulted, best of " + std::to_string(kMemcpyRuns);
-  b.loopback_tcp_method =
-      "1 stream over 127.0.0.1, 1 MiB writes, 1 s, best of " + std::to_string(kTcpRuns) +
-      ", congestion control " + TcpCongestionControl();
+  b.loopback_tcp_method = "1 stream over 127.0.0.1, 1 MiB writes, 1 s, best of " +
+                          std::to_string(kTcpRuns) + ", congestion control " +
+                          TcpCongestionControl();
   return b;
 }
 

@@ -1037,4 +1037,13 @@ std::optional<MasterIndex::ObjectView> MasterIndex::Lookup(const std::string& ke
   return v;
 }
 
+std::vector<std::string> MasterIndex::CompleteKeys(size_t limit) const {
+  std::vector<std::string> keys;
+  for (uint32_t id = impl_->lru_head; id != kNil && keys.size() < limit;
+       id = impl_->objects[id].lru_next) {
+    keys.emplace_back(impl_->objects.Key(id));
+  }
+  return keys;
+}
+
 }  // namespace kvcached

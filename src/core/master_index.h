@@ -83,9 +83,9 @@ struct MasterCounters {
   uint64_t remount_objects_rejected = 0;    // out of bounds, overlapping, stale or removed
   uint64_t remount_objects_superseded = 0;  // records replaced by a newer one of the same key
   uint64_t reconcile_changes = 0;           // table changes sent to owners whose tables had drifted
-  uint64_t owner_restarts = 0;
+  uint64_t owner_restarts = 0;  // segments mounted again by a new process proving the same owner
   uint64_t unreachable_reports = 0;  // segments reported unreachable by clients
-  uint64_t leases_released = 0;      // read leases ended early by their readers  // segments mounted again by a new process proving the same owner
+  uint64_t leases_released = 0;      // read leases ended early by their readers
 };
 
 class MasterIndex {
@@ -185,6 +185,9 @@ class MasterIndex {
     std::vector<std::pair<std::string, uint64_t>> replicas;  // segment, offset
   };
   std::optional<ObjectView> Lookup(const std::string& key, int64_t now_ms) const;
+  // Keys of the complete objects, least recently used first (at most
+  // `limit`); what a get could find now.
+  std::vector<std::string> CompleteKeys(size_t limit) const;
 
  private:
   friend class MasterIndexTestPeer;

@@ -491,6 +491,158 @@ void MasterService::RenderSegmentMetrics(std::string& out) {
           c.owner_restarts);
 }
 
+namespace {
+
+// A replica as Mooncake's admin API shows one (its buffer descriptor):
+// `transport_endpoint_` names the segment, `buffer_address_` is the offset
+// in it (kvcached does not hand out the holder's addresses).
+nlohmann::json MooncakeDescriptor(uint64_t size, const std::string& segment, uint64_t offset) {
+  return {{"size_", size}, {"buffer_address_", offset}, {"transport_endpoint_", segment}};
+}
+
+// Keys are bytes: anything not UTF-8 is shown as U+FFFD, never a 500.
+std::string DumpJson(const nlohmann::json& doc) {
+  return doc.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+void SetText(HttpResponse& res, unsigned status, std::string body) {
+  res.result(status);
+  res.set(http::field::content_type, "text/plain; charset=utf-8");
+  res.body() = std::move(body);
+}
+
+}  // namespace
+
+// Mooncake's admin paths, with its shapes, for tools written against
+// mooncake_master (Dynamo's KV router polls /batch_query_keys). False when
+// `path` is none of them.
+bool MasterService::ServeMooncakeAdmin(std::string_view path, std::string_view target,
+                                       HttpResponse& res) {
+  size_t q = target.find('?');
+  std::string_view query = q == std::string_view::npos ? std::string_view() : target.substr(q + 1);
+  auto param = [&](std::string_view name) -> std::optional<std::string> {
+    Result<std::optional<std::string>> v = QueryParam(query, name);
+    if (!v.ok() || !v->has_value()) return std::nullopt;
+    return **v;
+  };
+  if (path == "/get_all_keys" || path == "/get_key_count") {
+    std::vector<std::string> keys;
+    size_t count = 0;
+    {
+      std::lock_guard<std::mutex> lock(index_mu_);
+      if (path == "/get_all_keys") {
+        keys = index_.CompleteKeys(SIZE_MAX);
+      } else {
+        count = index_.object_count();
+      }
+    }
+    std::string body;
+    if (path == "/get_key_count") {
+      body = std::to_string(count);
+    } else {
+      for (const std::string& k : keys) body += k + "\n";
+    }
+    SetText(res, 200, std::move(body));
+    return true;
+  }
+  if (path == "/query_key") {
+    std::optional<std::string> key = param("key");
+    if (!key || key->empty()) {
+      SetText(res, 400, "missing or badly escaped 'key' query parameter\n");
+      return true;
+    }
+    std::optional<MasterIndex::ObjectView> view;
+    {
+      std::lock_guard<std::mutex> lock(index_mu_);
+      view = index_.Lookup(*key, NowMs());
+    }
+    if (!view || !view->complete) {
+      SetText(res, 404, view ? "REPLICA_IS_NOT_READY" : "OBJECT_NOT_FOUND");
+      return true;
+    }
+    std::string body;
+    for (const auto& [seg, off] : view->replicas)
+      body += DumpJson(MooncakeDescriptor(view->size, seg, off)) + "\n";
+    SetText(res, 200, std::move(body));
+    return true;
+  }
+  if (path == "/batch_query_keys") {
+    BatchQueryKeys(param("keys"), res);
+    return true;
+  }
+  if (path == "/query_segment") {
+    std::optional<std::string> name = param("segment");
+    std::vector<SegmentStats> segs;
+    {
+      std::lock_guard<std::mutex> lock(index_mu_);
+      segs = index_.Segments(NowMs());
+    }
+    for (const SegmentStats& seg : segs) {
+      if (name && seg.name == *name) {
+        SetText(res, 200,
+                seg.name + "\nUsed(bytes): " + std::to_string(seg.used_bytes) +
+                    "\nCapacity(bytes) : " + std::to_string(seg.capacity_bytes) + "\n");
+        return true;
+      }
+    }
+    SetText(res, 404, "Failed to query segment: no mounted segment of that name\n");
+    return true;
+  }
+  if (path == "/metrics/summary") {
+    SetText(res, 200, SummaryLine() + "\n");
+    return true;
+  }
+  return false;
+}
+
+// Mooncake's /batch_query_keys: every key's replicas as buffer descriptors.
+void MasterService::BatchQueryKeys(const std::optional<std::string>& list, HttpResponse& res) {
+  res.set(http::field::content_type, "application/json; charset=utf-8");
+  std::vector<std::string> keys;
+  for (size_t at = 0; list && !list->empty() && at <= list->size();) {
+    size_t comma = std::min(list->find(',', at), list->size());
+    keys.push_back(list->substr(at, comma - at));
+    at = comma + 1;
+  }
+  if (keys.empty()) {
+    res.result(http::status::bad_request);
+    res.body() =
+        DumpJson({{"success", false}, {"error", "No keys provided. Use ?keys=key1,key2,..."}});
+    return;
+  }
+  nlohmann::json data = nlohmann::json::object();
+  {
+    std::lock_guard<std::mutex> lock(index_mu_);
+    int64_t now = NowMs();
+    for (const std::string& k : keys) {
+      std::optional<MasterIndex::ObjectView> view = index_.Lookup(k, now);
+      if (!view || !view->complete) {
+        data[k] = {{"ok", false}, {"error", view ? "REPLICA_IS_NOT_READY" : "OBJECT_NOT_FOUND"}};
+        continue;
+      }
+      nlohmann::json values = nlohmann::json::array();
+      for (const auto& [seg, off] : view->replicas)
+        values.push_back(MooncakeDescriptor(view->size, seg, off));
+      data[k] = {{"ok", true}, {"values", values}};
+    }
+  }
+  res.result(http::status::ok);
+  res.body() = DumpJson({{"success", true}, {"data", data}});
+}
+
+// Mooncake's /metrics/summary: the pool in one line.
+std::string MasterService::SummaryLine() {
+  std::lock_guard<std::mutex> lock(index_mu_);
+  const MasterCounters& c = index_.counters();
+  return "keys=" + std::to_string(index_.object_count()) +
+         ", segments=" + std::to_string(index_.Segments(NowMs()).size()) +
+         ", clients=" + std::to_string(index_.client_count()) +
+         ", capacity_bytes=" + std::to_string(index_.capacity_bytes()) +
+         ", used_bytes=" + std::to_string(index_.used_bytes()) +
+         ", evicted_objects=" + std::to_string(c.evicted_objects) +
+         ", evicted_bytes=" + std::to_string(c.evicted_bytes);
+}
+
 void MasterService::HandleAdmin(const HttpRequest& req, const HttpRequestContext& ctx,
                                 HttpResponse& res) {
   if (HttpServer::ServeHealthOrMetrics(req, metrics_, res)) return;
@@ -503,8 +655,9 @@ void MasterService::HandleAdmin(const HttpRequest& req, const HttpRequestContext
   auto json = [&](const nlohmann::json& doc) {
     res.result(http::status::ok);
     res.set(http::field::content_type, "application/json");
-    res.body() = doc.dump() + "\n";
+    res.body() = DumpJson(doc) + "\n";
   };
+  if (ServeMooncakeAdmin(path, target, res)) return;
   if (path == "/api/v1/segments" || path == "/get_all_segments") {
     std::vector<SegmentStats> segs;
     {
@@ -556,7 +709,11 @@ void MasterService::HandleAdmin(const HttpRequest& req, const HttpRequestContext
                  {"lease_remaining_ms", view->lease_left_ms},
                  {"replicas", replicas}});
   }
-  HttpServer::SetError(res, 404, "no such path; see /api/v1/segments, /api/v1/key?key=K");
+  HttpServer::SetError(res, 404,
+                       "no such path; see /api/v1/segments, /api/v1/key?key=K, and Mooncake's "
+                       "/get_all_keys, /get_key_count, /query_key?key=K, "
+                       "/batch_query_keys?keys=K1,K2, /query_segment?segment=S, "
+                       "/metrics/summary");
 }
 
 }  // namespace kvcached

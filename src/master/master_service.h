@@ -72,6 +72,9 @@ class MasterService {
   template <typename Req, typename Call>
   Status Batched(std::string_view body, std::string& out, uint64_t& failures, Call call);
   void HandleAdmin(const HttpRequest& req, const HttpRequestContext& ctx, HttpResponse& res);
+  bool ServeMooncakeAdmin(std::string_view path, std::string_view target, HttpResponse& res);
+  void BatchQueryKeys(const std::optional<std::string>& list, HttpResponse& res);
+  std::string SummaryLine();
   void OnTick();
   void FlushTableUpdates();
   void RenderSegmentMetrics(std::string& out);
