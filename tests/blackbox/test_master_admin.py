@@ -60,6 +60,12 @@ def test_no_meta_and_token():
         assert curl(f"{p.url}/get_all_segments").status == 200  # SGLang's probe has no token
         assert curl(f"{p.url}/metrics").status == 401
         assert curl(f"{p.url}/api/v1/segments").status == 401
+        for path in ("/get_all_keys", "/get_key_count", "/query_key?key=k",
+                     "/batch_query_keys?keys=k", "/query_segment?segment=s", "/metrics/summary"):
+            assert curl(f"{p.url}{path}").status == 401, path
+        r = curl("-H", "Authorization: Bearer 0123456789abcdef0123456789abcdef",
+                 f"{p.url}/batch_query_keys?keys=k")
+        assert r.status == 200 and b'"OBJECT_NOT_FOUND"' in r.body
         r = curl("-H", "Authorization: Bearer 0123456789abcdef0123456789abcdef",
                  f"{p.url}/api/v1/segments")
         assert r.status == 200
