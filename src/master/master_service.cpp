@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/identity.h"
+#include "core/printable.h"
 #include "core/url_query.h"
 
 namespace kvcached {
@@ -183,7 +184,7 @@ void MasterService::OnTick() {
     spdlog::warn(
         "client '{}' sent no ping for {} ms (--client-ttl): its {} segment(s) are "
         "unmounted and their objects dropped",
-        client, options_.index.client_ttl_ms, segments);
+        Printable(client), options_.index.client_ttl_ms, segments);
   }
   if (evicted_after > evicted_before) {
     spdlog::info(
@@ -207,7 +208,7 @@ void MasterService::FlushTableUpdates() {
     size_t n = update.changes.size();
     if (!rpc_.Notify(owner, EncodeFrame(MsgType::kTableUpdate, kFlagNotification, 0, update))) {
       spdlog::warn("owner '{}' of segment '{}' is not connected: {} table change(s) not delivered",
-                   owner, update.segment, n);
+                   Printable(owner), Printable(update.segment), n);
     }
   }
 }
@@ -249,11 +250,12 @@ Status MasterService::SegmentCall(const Caller& caller, MsgType type, std::strin
         st = index_.Mount(caller, r.segment, now);
       }
       if (st.ok()) {
-        spdlog::info("segment '{}' ({} bytes) mounted by client '{}' on host '{}'", r.segment.name,
-                     r.segment.size, caller.client_id, caller.host_id);
+        spdlog::info("segment '{}' ({} bytes) mounted by client '{}' on host '{}'",
+                     Printable(r.segment.name), r.segment.size, Printable(caller.client_id),
+                     Printable(caller.host_id));
       } else {
-        spdlog::warn("mount of segment '{}' by client '{}' refused: {}", r.segment.name,
-                     caller.client_id, st.ToString());
+        spdlog::warn("mount of segment '{}' by client '{}' refused: {}", Printable(r.segment.name),
+                     Printable(caller.client_id), st.ToString());
       }
       StatusBody(st, out, failures);
       break;
@@ -273,7 +275,7 @@ Status MasterService::SegmentCall(const Caller& caller, MsgType type, std::strin
       spdlog::info(
           "segment '{}' remounted by client '{}' with {} object(s), {} rejected, {} replacing "
           "older records, {} table change(s) sent back: {}",
-          r.segment.name, caller.client_id, r.objects.size(),
+          Printable(r.segment.name), Printable(caller.client_id), r.objects.size(),
           after.remount_objects_rejected - before.remount_objects_rejected,
           after.remount_objects_superseded - before.remount_objects_superseded,
           (after.remount_objects_rejected - before.remount_objects_rejected) +
@@ -290,8 +292,8 @@ Status MasterService::SegmentCall(const Caller& caller, MsgType type, std::strin
         std::lock_guard<std::mutex> lock(index_mu_);
         st = index_.Unmount(caller, r.name, now);
       }
-      spdlog::info("unmount of segment '{}' by client '{}': {}", r.name, caller.client_id,
-                   st.ToString());
+      spdlog::info("unmount of segment '{}' by client '{}': {}", Printable(r.name),
+                   Printable(caller.client_id), st.ToString());
       StatusBody(st, out, failures);
       break;
     }
@@ -308,7 +310,7 @@ Status MasterService::SegmentCall(const Caller& caller, MsgType type, std::strin
         spdlog::info(
             "client '{}' owns {} segment(s) this master does not know: asking it to "
             "remount",
-            caller.client_id, r.segments_owned);
+            Printable(caller.client_id), r.segments_owned);
       }
       out = EncodeBody(res);
       break;
@@ -335,7 +337,7 @@ Status MasterService::ReportUnreachable(const Caller& caller, std::string_view b
     spdlog::warn(
         "client '{}' could not reach segment '{}': nothing new is placed there until its "
         "owner pings again",
-        caller.client_id, r.keys[i]);
+        Printable(caller.client_id), Printable(r.keys[i]));
   }
   failures += Failures(res);
   out = EncodeBody(res);
@@ -405,7 +407,7 @@ Status MasterService::Dispatch(const RpcPeer& peer, MsgType type, std::string_vi
         std::lock_guard<std::mutex> lock(index_mu_);
         res.removed = index_.RemoveAll(r.force, now);
       }
-      spdlog::info("client '{}' removed all objects{}: {} removed", caller.client_id,
+      spdlog::info("client '{}' removed all objects{}: {} removed", Printable(caller.client_id),
                    r.force ? " (forced)" : "", res.removed);
       out = EncodeBody(res);
       break;

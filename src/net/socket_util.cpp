@@ -12,6 +12,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "core/printable.h"
 #include "core/segment_endpoint.h"
 
 namespace kvcached {
@@ -84,7 +85,8 @@ Result<int> ConnectTcp(const std::string& address, Deadline deadline, const std:
     }
   }
   freeaddrinfo(res);
-  if (connected < 0) return Status(ErrorCode::RPC_FAIL, "cannot connect to " + peer + ": " + last_error);
+  if (connected < 0)
+    return Status(ErrorCode::RPC_FAIL, "cannot connect to " + peer + ": " + last_error);
   return connected;
 }
 
@@ -92,7 +94,8 @@ Result<int> ConnectUnix(const std::string& path, Deadline deadline, const std::s
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
   if (path.empty() || path.size() >= sizeof addr.sun_path) {
-    return Status(ErrorCode::INVALID_PARAMS, "Unix socket path of " + peer + " is empty or too long");
+    return Status(ErrorCode::INVALID_PARAMS,
+                  "Unix socket path of " + peer + " is empty or too long");
   }
   std::memcpy(addr.sun_path, path.data(), path.size());
   socklen_t len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + path.size());
@@ -150,8 +153,8 @@ Status RecvExact(int fd, void* data, size_t n, Deadline deadline, const std::str
   return Status::Ok();
 }
 
-Status RecvFrame(int fd, FrameHeader& head, std::string& body, uint32_t max_body,
-                 Deadline deadline, const std::string& peer) {
+Status RecvFrame(int fd, FrameHeader& head, std::string& body, uint32_t max_body, Deadline deadline,
+                 const std::string& peer) {
   unsigned char raw[kFrameHeaderBytes];
   if (Status st = RecvExact(fd, raw, sizeof raw, deadline, peer); !st.ok()) return st;
   if (Status st = DecodeHeader(raw, max_body, head); !st.ok()) {
@@ -170,8 +173,8 @@ Status RecvFrame(int fd, FrameHeader& head, std::string& body, uint32_t max_body
   return Status::Ok();
 }
 
-Status RecvFrameWithFd(int fd, FrameHeader& head, std::string& body, int* fd_out,
-                       size_t max_bytes, Deadline deadline, const std::string& peer) {
+Status RecvFrameWithFd(int fd, FrameHeader& head, std::string& body, int* fd_out, size_t max_bytes,
+                       Deadline deadline, const std::string& peer) {
   *fd_out = -1;
   std::string buf(max_bytes, '\0');
   alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))];
@@ -260,7 +263,7 @@ Result<HelloResponse> SayHello(int fd, const HelloRequest& hello, Deadline deadl
     ErrorBody err;
     (void)DecodeBody(body, err);
     return Status(ErrorCodeFromInt(err.code).value_or(ErrorCode::RPC_FAIL),
-                  peer + " refused Hello: " + err.message);
+                  peer + " refused Hello: " + Printable(err.message));
   }
   HelloResponse res;
   if (Status d = DecodeBody(body, res); !d.ok()) {
@@ -268,7 +271,7 @@ Result<HelloResponse> SayHello(int fd, const HelloRequest& hello, Deadline deadl
   }
   if (res.code != 0) {
     return Status(ErrorCodeFromInt(res.code).value_or(ErrorCode::RPC_FAIL),
-                  peer + " refused Hello: " + res.message);
+                  peer + " refused Hello: " + Printable(res.message));
   }
   return res;
 }

@@ -554,6 +554,18 @@ TEST_CASE("cluster token: Hello must prove it") {
   std::remove(path);
 }
 
+TEST_CASE("a client id cannot forge a line in the master's log") {
+  KvcachedProcess master(MasterArgs({}));
+  const std::string forged = "2026-01-01T00:00:00.000 info  master: FORGED";
+  auto c = Connect(master.Address("rpc"), "evil\n" + forged);
+  RemoveAllResponse res;
+  // The master logs a remove-all with the caller's id before it answers.
+  REQUIRE(c->Call(MsgType::kRemoveAll, RemoveAllRequest{}, res).ok());
+  std::string log = master.Log();
+  CHECK(log.find("client 'evil\\x0A2026-01-01") != std::string::npos);
+  CHECK(log.find("\n" + forged) == std::string::npos);
+}
+
 // Raw socket helpers for malformed input.
 int RawConnect(uint16_t port) {
   int fd = socket(AF_INET, SOCK_STREAM, 0);
