@@ -411,6 +411,54 @@ TEST_CASE(
   CHECK(store.Stop(SIGTERM) == 0);
 }
 
+TEST_CASE("shm access: a Hello of another protocol version is refused and the socket serves on") {
+  TempDir xdg;
+  KvcachedProcess master({"master", "--port", "0", "--admin-port", "0", "--meta-port", "0"});
+  KvcachedProcess store(StoreArgs(master, {}), {"XDG_RUNTIME_DIR=" + xdg.path()});
+  const std::string path = ShmPath(store);
+  Deadline deadline = std::chrono::steady_clock::now() + 10s;
+  Result<int> fd = ConnectUnix(path, deadline, "store shm");
+  REQUIRE(fd.ok());
+  FrameHeader h;
+  h.version = static_cast<uint16_t>(kRpcVersion + 1);
+  h.type = static_cast<uint16_t>(MsgType::kHello);
+  h.request_id = 1;
+  std::string body = EncodeBody(HelloRequest{1, "from-the-future", kHost, "", ""});
+  h.body_bytes = static_cast<uint32_t>(body.size());
+  std::string frame(kFrameHeaderBytes, '\0');
+  EncodeHeader(h, reinterpret_cast<unsigned char*>(frame.data()));
+  frame += body;
+  REQUIRE(SendAll(*fd, frame.data(), frame.size(), deadline, "store shm").ok());
+  FrameHeader head;
+  std::string answer;
+  REQUIRE(RecvFrame(*fd, head, answer, kMaxBodyBeforeHello, deadline, "store shm").ok());
+  REQUIRE((head.flags & kFlagError) != 0);
+  ErrorBody err;
+  REQUIRE(DecodeBody(answer, err).ok());
+  CHECK(err.code == static_cast<int32_t>(ErrorCode::INVALID_VERSION));
+  MESSAGE("refusal: " << err.message);
+  // And the store closed that connection (unread, the refused frame's body
+  // makes the close a reset).
+  char c;
+  ssize_t n = ::recv(*fd, &c, 1, 0);
+  CHECK((n == 0 || (n < 0 && errno == ECONNRESET)));
+  ::close(*fd);
+
+  // Peers of this version are served as before.
+  ClientConfig config;
+  config.master_server_addr = master.Address("rpc");
+  config.local_hostname = kHost;
+  config.transport = TransportMode::kShm;
+  auto opened = Client::Open(config);
+  REQUIRE_MESSAGE(opened.ok(), opened.status().ToString());
+  std::string value = Pattern(4096, 5);
+  REQUIRE((*opened)->Put("after-a-bad-hello", value.data(), value.size()).ok());
+  std::string back(value.size(), '\0');
+  REQUIRE((*opened)->Get("after-a-bad-hello", back.data(), back.size()).ok());
+  CHECK(back == value);
+  CHECK((*opened)->stats().shm_transfers >= 2);
+}
+
 TEST_CASE("shm access: an abstract socket needs --insecure, and SO_PEERCRED still guards it") {
   if (!CanBecomeOthers()) return;
   const std::string name = "@kvcached-bb-shm/" + std::to_string(::getpid());
