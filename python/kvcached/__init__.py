@@ -24,6 +24,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "MooncakeDistributedStore": ("store", "MooncakeDistributedStore"),
     "ReplicateConfig": ("store", "ReplicateConfig"),
+    "BufferHandle": ("store", "BufferHandle"),
     "library_path": ("_lib", "path"),
     "library_version": ("_lib", "version"),
 }

@@ -117,6 +117,20 @@ def _writable_addr(buf):
     return ctypes.addressof((c_char * len(buf)).from_buffer(buf))
 
 
+class BufferHandle(bytearray):
+    """An object's bytes as get_buffer() returns them (Mooncake's
+    BufferHandle): a bytearray of its own, so it has the buffer protocol
+    (memoryview, numpy.frombuffer), with Mooncake's ptr() and size()."""
+
+    def ptr(self):
+        """The address of the first byte (0 when empty); valid while this
+        object lives and is not resized."""
+        return _writable_addr(self) if len(self) else 0
+
+    def size(self):
+        return len(self)
+
+
 class MooncakeDistributedStore:
     """A client of a kvcached pool with Mooncake's MooncakeDistributedStore API.
 
@@ -271,21 +285,35 @@ class MooncakeDistributedStore:
 
     def get(self, key):
         """The object's bytes, or b"" when it is missing or cannot be read."""
+        buf = self._read(key)
+        return b"" if buf is None else bytes(buf)
+
+    def get_buffer(self, key):
+        """The object's bytes in a BufferHandle, or None when it is missing or
+        cannot be read."""
+        return self._read(key)
+
+    def _read(self, key):
         h = self._handle
         if h is None:
-            return b""
+            return None
         k = _key(key)
         for _ in range(3):  # the object may be replaced between size and read
             size = _L.kvcached_get_size(h, k, len(k))
             if size <= 0:
-                return b""
-            buf = bytearray(size)
+                return None
+            buf = BufferHandle(size)
             n = _L.kvcached_get_into(h, k, len(k), _writable_addr(buf), size)
             if n >= 0:
-                return bytes(buf) if n == size else bytes(buf[:n])
+                del buf[n:]
+                return buf
             if n != errors.INVALID_PARAMS:
-                return b""
-        return b""
+                return None
+        return None
+
+    def put_parts(self, key, *parts, config=None):
+        """put() of the parts (bytes-like objects) joined into one value."""
+        return self.put(key, b"".join(parts), config)
 
     def put_batch(self, keys, values, config=None):
         """0 when every object was stored (or existed), else the first
@@ -305,16 +333,24 @@ class MooncakeDistributedStore:
     def get_batch(self, keys):
         """One bytes object per key, in order; b"" for a key that is missing or
         cannot be read."""
+        return [b"" if b is None else bytes(b) for b in self._read_batch(keys)]
+
+    def batch_get_buffer(self, keys):
+        """One BufferHandle per key, in order; None for a key that is missing
+        or cannot be read."""
+        return self._read_batch(keys)
+
+    def _read_batch(self, keys):
         h = self._handle
+        out = [None] * len(keys)
         if h is None:
-            return [b""] * len(keys)
-        out = [b""] * len(keys)
+            return out
         bufs, want, where = [], [], []
         for i, key in enumerate(keys):
             k = _key(key)
             size = _L.kvcached_get_size(h, k, len(k))
             if size > 0:
-                bufs.append(bytearray(size))
+                bufs.append(BufferHandle(size))
                 want.append(key)
                 where.append(i)
         if want:
@@ -322,7 +358,8 @@ class MooncakeDistributedStore:
                                           [len(b) for b in bufs])
             for i, buf, n in zip(where, bufs, results):
                 if n > 0:
-                    out[i] = bytes(buf) if n == len(buf) else bytes(buf[:n])
+                    del buf[n:]
+                    out[i] = buf
         return out
 
     # ---- zero-copy API ----------------------------------------------------------------
@@ -469,6 +506,10 @@ class MooncakeDistributedStore:
             return errors.UNAVAILABLE_IN_CURRENT_STATUS
         k = _key(key)
         return _L.kvcached_remove(h, k, len(k), 1 if force else 0)
+
+    def batch_remove(self, keys, force=False):
+        """remove() of each key, in order: a list of codes (0 for removed)."""
+        return [self.remove(key, force) for key in keys]
 
     def remove_all(self, force=False):
         """How many objects were removed, or a negative code. Objects under a

@@ -315,3 +315,27 @@ def test_stats(store, prefix):
     assert store.get(prefix + "s") == b"v" * 100
     st = store.stats()
     assert st["puts"] >= 1 and st["gets"] >= 1 and st["shm_transfers"] >= 2
+
+
+def test_buffers_parts_and_batch_remove(store, prefix):
+    """Mooncake's get_buffer / batch_get_buffer (BufferHandle: buffer protocol,
+    ptr(), size()), put_parts and batch_remove."""
+    a, b, gone = prefix + "a", prefix + "b", prefix + "never-put"
+    assert store.put_parts(a, b"head-", memoryview(b"middle-"), bytearray(b"tail")) == 0
+    assert store.get(a) == b"head-middle-tail"
+    assert store.put_parts(b, b"x" * 5000, config=ReplicateConfig()) == 0
+
+    buf = store.get_buffer(a)
+    assert isinstance(buf, kvcached.BufferHandle)
+    assert buf.size() == len(buf) == 16
+    assert bytes(memoryview(buf)) == b"head-middle-tail"
+    assert ctypes.string_at(buf.ptr(), buf.size()) == b"head-middle-tail"
+    assert store.get_buffer(gone) is None
+
+    bufs = store.batch_get_buffer([b, gone, a])
+    assert bufs[1] is None
+    assert bytes(bufs[0]) == b"x" * 5000 and bytes(bufs[2]) == b"head-middle-tail"
+
+    assert store.batch_remove([a, gone, b]) == [0, errors.OBJECT_NOT_FOUND, 0]
+    assert store.batch_is_exist([a, b]) == [0, 0]
+    assert store.batch_get_buffer([a]) == [None]

@@ -11,7 +11,7 @@ except ImportError:
         os.path.abspath(__file__))))))
     import kvcached
 
-from kvcached import MooncakeDistributedStore, ReplicateConfig  # noqa: F401
+from kvcached import BufferHandle, MooncakeDistributedStore, ReplicateConfig  # noqa: F401
 from kvcached.errors import *  # noqa: F401,F403
 
 KVCACHED_SHIM = True
