@@ -117,6 +117,14 @@ def _writable_addr(buf):
     return ctypes.addressof((c_char * len(buf)).from_buffer(buf))
 
 
+def _len_at(nested, i, j):
+    """len(nested[i][j]) when that exists, else 0."""
+    try:
+        return len(nested[i][j])
+    except (IndexError, TypeError):
+        return 0
+
+
 class BufferHandle(bytearray):
     """An object's bytes as get_buffer() returns them (Mooncake's
     BufferHandle): a bytearray of its own, so it has the buffer protocol
@@ -142,6 +150,7 @@ class MooncakeDistributedStore:
     def __init__(self):
         self._handle = None  # the library's kvcached_client_t*, as an int
         self._lock = threading.Lock()
+        self._registered = {}  # start address -> size, for get_into_ranges' bounds
 
     # ---- lifecycle -------------------------------------------------------------
 
@@ -243,6 +252,7 @@ class MooncakeDistributedStore:
         with self._lock:
             if self._handle is not None:
                 _L.kvcached_close(self._handle)
+            self._registered.clear()
         return 0
 
     def __del__(self):
@@ -371,13 +381,77 @@ class MooncakeDistributedStore:
         h = self._handle
         if h is None:
             return errors.UNAVAILABLE_IN_CURRENT_STATUS
-        return _L.kvcached_register_buffer(h, buffer_ptr, size)
+        rc = _L.kvcached_register_buffer(h, buffer_ptr, size)
+        if rc == 0:
+            self._registered[buffer_ptr] = size
+        return rc
 
     def unregister_buffer(self, buffer_ptr):
         h = self._handle
         if h is None:
             return errors.UNAVAILABLE_IN_CURRENT_STATUS
-        return _L.kvcached_unregister_buffer(h, buffer_ptr)
+        rc = _L.kvcached_unregister_buffer(h, buffer_ptr)
+        if rc == 0:
+            self._registered.pop(buffer_ptr, None)
+        return rc
+
+    def _registered_room(self, ptr):
+        """Bytes from `ptr` to the end of the registered range holding it, or
+        None when no registered range holds it."""
+        for start, size in list(self._registered.items()):
+            if start <= ptr < start + size:
+                return start + size - ptr
+        return None
+
+    def get_into_ranges(self, buffer_ptrs, all_keys, all_dst_offsets, all_src_offsets,
+                        all_sizes):
+        """Mooncake's ranged read, buffer-major: for each buffer i, key j and
+        fragment k, copies bytes [src, src + size) of object all_keys[i][j]
+        to buffer_ptrs[i] + dst. Returns results[i][j][k]: the bytes copied,
+        or a negative code for that fragment alone (INVALID_PARAMS for a
+        shape mismatch, a buffer not registered, or a range outside the
+        registered buffer or the object; OBJECT_NOT_FOUND for a missing key).
+        Each object named is read whole once per call, then its fragments
+        are copied out of it."""
+        bad = errors.INVALID_PARAMS
+        lists = (all_keys, all_dst_offsets, all_src_offsets, all_sizes)
+        if any(len(x) != len(buffer_ptrs) for x in lists):
+            return [[[bad] * max(1, _len_at(all_sizes, i, j)) for j in range(len(keys))]
+                    for i, keys in enumerate(all_keys)]
+        objects = {}
+        for keys in all_keys:
+            for key in keys:
+                if key not in objects:
+                    objects[key] = self._read(key)
+        results = []
+        for i, keys in enumerate(all_keys):
+            room = self._registered_room(buffer_ptrs[i])
+            per_buffer = []
+            for j, key in enumerate(keys):
+                frags = [all_dst_offsets[i], all_src_offsets[i], all_sizes[i]]
+                if any(len(f) != len(keys) for f in frags):
+                    per_buffer.append([bad] * max(1, _len_at(all_sizes, i, j)))
+                    continue
+                dsts, srcs, sizes = (f[j] for f in frags)
+                n = max(len(dsts), len(srcs), len(sizes), 1)
+                if not len(dsts) == len(srcs) == len(sizes) or room is None:
+                    per_buffer.append([bad] * n)
+                    continue
+                obj = objects[key]
+                if obj is None:
+                    per_buffer.append([errors.OBJECT_NOT_FOUND] * n)
+                    continue
+                per_key = []
+                for dst, src, size in zip(dsts, srcs, sizes):
+                    if min(dst, src, size) < 0 or src + size > len(obj) or dst + size > room:
+                        per_key.append(bad)
+                        continue
+                    if size:
+                        ctypes.memmove(buffer_ptrs[i] + dst, obj.ptr() + src, size)
+                    per_key.append(size)
+                per_buffer.append(per_key)
+            results.append(per_buffer)
+        return results
 
     def put_from(self, key, buffer_ptr, size, config=None):
         """Stores `size` bytes at address `buffer_ptr`. 0 or a negative code."""

@@ -339,3 +339,42 @@ def test_buffers_parts_and_batch_remove(store, prefix):
     assert store.batch_remove([a, gone, b]) == [0, errors.OBJECT_NOT_FOUND, 0]
     assert store.batch_is_exist([a, b]) == [0, 0]
     assert store.batch_get_buffer([a]) == [None]
+
+
+def test_get_into_ranges(store, prefix):
+    """Mooncake's buffer-major ranged read: fragments of several objects into
+    registered buffers; a bad fragment fails alone."""
+    one, two, gone = prefix + "one", prefix + "two", prefix + "gone"
+    v1 = bytes(range(256)) * 4          # 1024 bytes
+    v2 = bytes(reversed(range(256)))    # 256 bytes
+    assert store.put(one, v1) == 0 and store.put(two, v2) == 0
+    b0 = (ctypes.c_ubyte * 64)()
+    b1 = (ctypes.c_ubyte * 16)()
+    unregistered = (ctypes.c_ubyte * 16)()
+    p0, p1, p2 = (ctypes.addressof(b) for b in (b0, b1, unregistered))
+    assert store.register_buffer(p0, 64) == 0 and store.register_buffer(p1, 16) == 0
+    results = store.get_into_ranges(
+        [p0, p1, p2],
+        [[one, two, gone], [two], [one]],
+        [[[0, 10], [20], [40]], [[0, 8]], [[0]]],
+        [[[100, 1000], [5], [0]], [[250, 0]], [[0]]],
+        [[[10, 25], [7], [4]], [[6, 9]], [[4]]],
+    )
+    assert results == [
+        [[10, errors.INVALID_PARAMS], [7], [errors.OBJECT_NOT_FOUND]],  # 1000+25 > 1024
+        [[6, errors.INVALID_PARAMS]],                                    # 8+9 > 16 bytes
+        [[errors.INVALID_PARAMS]],                                       # not registered
+    ]
+    assert bytes(b0[0:10]) == v1[100:110]
+    assert bytes(b0[10:20]) == bytes(10)  # the failed fragment wrote nothing
+    assert bytes(b0[20:27]) == v2[5:12]
+    assert bytes(b1[0:6]) == v2[250:256] and bytes(b1[6:16]) == bytes(10)
+    assert bytes(unregistered) == bytes(16)
+    # Shape mismatches fail the entries they concern.
+    assert store.get_into_ranges([p0], [[one]], [[[0, 1]]], [[[0]]], [[[1]]]) == \
+        [[[errors.INVALID_PARAMS, errors.INVALID_PARAMS]]]
+    assert store.get_into_ranges([p0, p1], [[one]], [[[0]]], [[[0]]], [[[1]]]) == \
+        [[[errors.INVALID_PARAMS]]]
+    assert store.unregister_buffer(p0) == 0 and store.unregister_buffer(p1) == 0
+    assert store.get_into_ranges([p0], [[one]], [[[0]]], [[[0]]], [[[1]]]) == \
+        [[[errors.INVALID_PARAMS]]]
