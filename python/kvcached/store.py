@@ -219,6 +219,11 @@ class MooncakeDistributedStore:
             if name in _SETTINGS:
                 if value is not None:
                     settings.append((name, value))
+            elif name == "tenant_id" and str(value or "").strip() not in ("", "default"):
+                # Ignoring it would share one key space between tenants.
+                log.error("kvcached: tenant_id %r: tenants are not supported yet; only the "
+                          "default tenant is", value)
+                return None
             elif name in _IGNORED_MOONCAKE_KEYS:
                 continue
             else:

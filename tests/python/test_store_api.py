@@ -221,7 +221,13 @@ def test_setup_failures(cluster):
     # SGLang passes newer keyword arguments and drops those a TypeError names.
     with pytest.raises(TypeError, match="tenant_id"):
         s.setup("h", "P2PHANDSHAKE", 0, 0, "tcp", "", cluster.rpc, None, tenant_id="t")
+    # A tenant other than the default is refused, not ignored: ignoring it
+    # would share one key space between tenants.
+    assert s.setup({"master_server_address": cluster.rpc, "tenant_id": "team-a"}) == \
+        errors.INVALID_PARAMS
     assert s.health_check() == 1
+    assert s.setup({"master_server_address": cluster.rpc, "tenant_id": " default "}) == 0
+    assert s.close() == 0
 
 
 def test_setup_with_rdma_and_no_device_works_over_tcp(cluster, prefix):
