@@ -94,6 +94,18 @@ std::string ShmPath(const KvcachedProcess& store) {
   return m[1];
 }
 
+// A client of `master` on this test's host id that moves bytes only by
+// shared memory.
+std::unique_ptr<Client> OpenShmClient(const KvcachedProcess& master) {
+  ClientConfig config;
+  config.master_server_addr = master.Address("rpc");
+  config.local_hostname = kHost;
+  config.transport = TransportMode::kShm;
+  Result<std::unique_ptr<Client>> opened = Client::Open(config);
+  REQUIRE_MESSAGE(opened.ok(), opened.status().ToString());
+  return std::move(opened).value();
+}
+
 std::vector<std::string> StoreArgs(const KvcachedProcess& master, std::vector<std::string> extra) {
   std::vector<std::string> a = {
       "store", "--master", master.Address("rpc"), "--segment-size", "8MiB", "--host-id", kHost};
@@ -278,13 +290,8 @@ TEST_CASE(
   CHECK(LabeledMetric(admin, "kvcached_store_shm_refusals_total", kPeerRefusals) == 0);
 
   // The store's own user maps the segment and moves bytes through it.
-  ClientConfig config;
-  config.master_server_addr = master.Address("rpc");
-  config.local_hostname = kHost;
-  config.transport = TransportMode::kShm;
-  auto opened = Client::Open(config);
-  REQUIRE_MESSAGE(opened.ok(), opened.status().ToString());
-  Client& client = **opened;
+  std::unique_ptr<Client> opened = OpenShmClient(master);
+  Client& client = *opened;
   std::string value = Pattern(1 << 20, 3);
   REQUIRE(client.Put("shm-own-user", value.data(), value.size()).ok());
   std::string back(value.size(), '\0');
@@ -445,18 +452,13 @@ TEST_CASE("shm access: a Hello of another protocol version is refused and the so
   ::close(*fd);
 
   // Peers of this version are served as before.
-  ClientConfig config;
-  config.master_server_addr = master.Address("rpc");
-  config.local_hostname = kHost;
-  config.transport = TransportMode::kShm;
-  auto opened = Client::Open(config);
-  REQUIRE_MESSAGE(opened.ok(), opened.status().ToString());
+  std::unique_ptr<Client> client = OpenShmClient(master);
   std::string value = Pattern(4096, 5);
-  REQUIRE((*opened)->Put("after-a-bad-hello", value.data(), value.size()).ok());
+  REQUIRE(client->Put("after-a-bad-hello", value.data(), value.size()).ok());
   std::string back(value.size(), '\0');
-  REQUIRE((*opened)->Get("after-a-bad-hello", back.data(), back.size()).ok());
+  REQUIRE(client->Get("after-a-bad-hello", back.data(), back.size()).ok());
   CHECK(back == value);
-  CHECK((*opened)->stats().shm_transfers >= 2);
+  CHECK(client->stats().shm_transfers >= 2);
 }
 
 TEST_CASE("shm access: an abstract socket needs --insecure, and SO_PEERCRED still guards it") {
