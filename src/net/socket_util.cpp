@@ -85,8 +85,7 @@ Result<int> ConnectTcp(const std::string& address, Deadline deadline, const std:
     }
   }
   freeaddrinfo(res);
-  if (connected < 0)
-    return Status(ErrorCode::RPC_FAIL, "cannot connect to " + peer + ": " + last_error);
+  if (connected < 0) return Status(ErrorCode::RPC_FAIL, "cannot connect to " + peer + ": " + last_error);
   return connected;
 }
 
@@ -94,8 +93,7 @@ Result<int> ConnectUnix(const std::string& path, Deadline deadline, const std::s
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
   if (path.empty() || path.size() >= sizeof addr.sun_path) {
-    return Status(ErrorCode::INVALID_PARAMS,
-                  "Unix socket path of " + peer + " is empty or too long");
+    return Status(ErrorCode::INVALID_PARAMS, "Unix socket path of " + peer + " is empty or too long");
   }
   std::memcpy(addr.sun_path, path.data(), path.size());
   socklen_t len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + path.size());
@@ -153,8 +151,8 @@ Status RecvExact(int fd, void* data, size_t n, Deadline deadline, const std::str
   return Status::Ok();
 }
 
-Status RecvFrame(int fd, FrameHeader& head, std::string& body, uint32_t max_body, Deadline deadline,
-                 const std::string& peer) {
+Status RecvFrame(int fd, FrameHeader& head, std::string& body, uint32_t max_body,
+                 Deadline deadline, const std::string& peer) {
   unsigned char raw[kFrameHeaderBytes];
   if (Status st = RecvExact(fd, raw, sizeof raw, deadline, peer); !st.ok()) return st;
   if (Status st = DecodeHeader(raw, max_body, head); !st.ok()) {
@@ -173,8 +171,8 @@ Status RecvFrame(int fd, FrameHeader& head, std::string& body, uint32_t max_body
   return Status::Ok();
 }
 
-Status RecvFrameWithFd(int fd, FrameHeader& head, std::string& body, int* fd_out, size_t max_bytes,
-                       Deadline deadline, const std::string& peer) {
+Status RecvFrameWithFd(int fd, FrameHeader& head, std::string& body, int* fd_out,
+                       size_t max_bytes, Deadline deadline, const std::string& peer) {
   *fd_out = -1;
   std::string buf(max_bytes, '\0');
   alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))];
