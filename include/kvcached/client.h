@@ -53,6 +53,11 @@ struct ClientConfig {
   std::string device_names;
   int rdma_gid_index = -1;  // -1: chosen per port (RoCE v2, IPv4-mapped first)
   std::string master_server_addr = "127.0.0.1:50051";
+  // The tenant whose key space this client's keys live in (Mooncake's
+  // tenant_id): 1 to 64 of [A-Za-z0-9._-]; "" or "default" is the default
+  // tenant. Other tenants' objects are invisible to this client, and its
+  // remove_all removes only its tenant's.
+  std::string tenant_id;
 
   // kvcached's own settings.
   std::string token;  // the cluster token, when the cluster has one

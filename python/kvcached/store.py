@@ -31,7 +31,7 @@ _MiB = 1 << 20
 # setup(dict) keys Mooncake's loaders know but kvcached has no use for.
 _IGNORED_MOONCAKE_KEYS = frozenset({
     "master_metrics_port", "check_server", "standalone_storage", "client_server_address",
-    "enable_ssd_offload", "ssd_offload_path", "tenant_id", "enable_client_http_server",
+    "enable_ssd_offload", "ssd_offload_path", "enable_client_http_server",
     "client_http_port", "extra_backend_tag", "enable_group_semantics"})
 
 # setup(dict) keys passed to the library: the kvcached_open_settings names
@@ -158,7 +158,7 @@ class MooncakeDistributedStore:
               local_buffer_size=16 * _MiB, protocol="tcp", rdma_devices="",
               master_server_addr="127.0.0.1:50051", engine=None, *,
               enable_client_http_server=None, client_http_port=None, enable_ssd_offload=None,
-              ssd_offload_path=None):
+              ssd_offload_path=None, tenant_id=None):
         """Connects to the master, and when global_segment_size > 0
         contributes a segment of that size to the pool (served by this
         process until close()). Returns 0, or Mooncake's error code:
@@ -168,8 +168,12 @@ class MooncakeDistributedStore:
         setup(config: dict) takes the same settings by name (Mooncake's and
         MOONCAKE_CONFIG_PATH's spellings both work, plus kvcached's: token,
         token_file, transport, checksums, *_timeout_ms, tcp_streams, ...).
-        `engine` (a Mooncake TransferEngine to reuse) and the keyword-only
-        options are accepted and ignored. The KVCACHED_* variables of the
+        `tenant_id` names the key space this client's keys live in (letters,
+        digits, '.', '_', '-'; None, "" or "default": the default tenant's):
+        other tenants' objects are invisible to it and its remove_all
+        removes its tenant's only (MOONCAKE_TENANT_ID and a config file's
+        tenant_id name it too). `engine` (a Mooncake TransferEngine to
+        reuse) and the other keyword-only options are accepted and ignored. The KVCACHED_* variables of the
         library's settings table (KVCACHED_TOKEN_FILE, KVCACHED_TRANSPORT,
         KVCACHED_RDMA_GID_INDEX, KVCACHED_SEGMENT_BIND_HOST: the address a
         contributed segment's data port binds) apply in both forms, before
@@ -186,6 +190,8 @@ class MooncakeDistributedStore:
                         ("protocol", protocol),
                         ("rdma_devices", rdma_devices),
                         ("master_server_addr", master_server_addr)]
+            if tenant_id is not None:
+                settings.append(("tenant_id", tenant_id))
         if enable_ssd_offload:
             log.warning("kvcached: enable_ssd_offload is not supported and is ignored")
         if engine is not None:
@@ -219,11 +225,6 @@ class MooncakeDistributedStore:
             if name in _SETTINGS:
                 if value is not None:
                     settings.append((name, value))
-            elif name == "tenant_id" and str(value or "").strip() not in ("", "default"):
-                # Ignoring it would share one key space between tenants.
-                log.error("kvcached: tenant_id %r: tenants are not supported yet; only the "
-                          "default tenant is", value)
-                return None
             elif name in _IGNORED_MOONCAKE_KEYS:
                 continue
             else:

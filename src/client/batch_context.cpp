@@ -1,5 +1,7 @@
 #include "client/batch_context.h"
 
+#include "core/tenant.h"
+
 namespace kvcached {
 
 Status CheckKey(std::string_view key) {
@@ -8,6 +10,10 @@ Status CheckKey(std::string_view key) {
     return Status(ErrorCode::INVALID_KEY, "key of " + std::to_string(key.size()) +
                                               " bytes over the limit of " +
                                               std::to_string(kMaxKeyBytes));
+  }
+  if (IsReservedKey(key)) {
+    return Status(ErrorCode::INVALID_KEY,
+                  "key begins with a NUL byte (reserved for tenants' key spaces)");
   }
   return Status::Ok();
 }

@@ -31,7 +31,8 @@ struct BatchContext {
   std::function<std::chrono::steady_clock::time_point()> clock = std::chrono::steady_clock::now;
 };
 
-// Refuses what no master would take: an empty key or one over kMaxKeyBytes.
+// Refuses what no master would take: an empty key, one over kMaxKeyBytes,
+// one beginning with NUL (core/tenant.h).
 Status CheckKey(std::string_view key);
 // The Status for a per-key code from the master (0 is OK), naming the key.
 Status FromCode(int32_t code, const std::string& key, const char* what);

@@ -114,6 +114,7 @@ Status Client::Impl::Open() {
   hello.role = static_cast<uint8_t>(PeerRole::kClient);
   hello.client_id = client_id_;
   hello.host_id = host_id_;
+  hello.tenant = config_.tenant_id;
   if (token_) hello.token = token_->secret();
   RpcClientOptions o;
   o.address = config_.master_server_addr;

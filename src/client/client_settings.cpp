@@ -12,6 +12,7 @@
 
 #include "core/auth_token.h"
 #include "core/rdma_link.h"
+#include "core/tenant.h"
 #include "core/units.h"
 
 namespace kvcached {
@@ -147,6 +148,13 @@ SettingValue GetTransport(const ClientConfig& c) {
   return Text("?");
 }
 
+Status SetTenant(ClientConfig& c, const SettingValue& v) {
+  Result<std::string> t = CanonicalTenant(v.text);
+  if (!t.ok()) return t.status();
+  c.tenant_id = *t;
+  return Status::Ok();
+}
+
 Status LoadToken(ClientConfig& c, const SettingValue& v) {
   Result<AuthToken> token = AuthToken::LoadFile(v.text);
   if (!token.ok()) return token.status();
@@ -216,6 +224,12 @@ std::vector<ClientSetting> BuildTable() {
        .help = "the master's RPC address, host:port",
        .set = SetText<&C::master_server_addr>,
        .get = GetText<&C::master_server_addr>});
+  add({.name = "tenant_id",
+       .mooncake_env = "MOONCAKE_TENANT_ID",
+       .json_key = "tenant_id",
+       .help = "the tenant whose key space this client uses (empty or 'default': the default)",
+       .set = SetTenant,
+       .get = GetText<&C::tenant_id>});
 
   // kvcached's own settings.
   add({.name = "rdma_gid_index",

@@ -7,6 +7,7 @@
 #include "cmd/command.h"
 #include "cmd/daemon.h"
 #include "core/build_info.h"
+#include "core/tenant.h"
 #include "core/units.h"
 #include "master/master_service.h"
 
@@ -57,6 +58,11 @@ std::vector<OptionSpec> MasterOptionsSpec() {
           MakeOption("client-ttl", OptionKind::kDuration, "10s",
                      "Owners silent this long lose their segments (a bare number is seconds)", 100),
           {"client_ttl"}),
+      MakeOption(
+          "tenant-quotas", OptionKind::kString, "",
+          "Byte quotas of tenants, NAME=SIZE[,NAME=SIZE...] (e.g. team-a=8GiB,default=2GiB): "
+          "a put past its tenant's quota evicts that tenant's least recently used "
+          "objects first; tenants not named have none"),
       MakeOption("allocation-strategy", OptionKind::kChoice, "random",
                  "Where new objects go: random, free-ratio (emptiest segment first) or "
                  "local-first (segments on the writer's host first)"),
@@ -86,6 +92,34 @@ std::vector<OptionSpec> MasterOptionsSpec() {
   return o;
 }
 
+// "team-a=8GiB,default=2GiB" -> {"team-a": 8 GiB, "": 2 GiB}.
+Result<std::map<std::string, uint64_t>> ParseTenantQuotas(std::string_view text) {
+  std::map<std::string, uint64_t> out;
+  while (!text.empty()) {
+    size_t comma = text.find(',');
+    std::string_view item = text.substr(0, comma);
+    text = comma == std::string_view::npos ? std::string_view() : text.substr(comma + 1);
+    size_t eq = item.find('=');
+    if (eq == std::string_view::npos) {
+      return Status(ErrorCode::INVALID_PARAMS,
+                    "'" + std::string(item) + "' is not NAME=SIZE (e.g. team-a=8GiB)");
+    }
+    Result<std::string> tenant = CanonicalTenant(item.substr(0, eq));
+    if (!tenant.ok()) return tenant.status();
+    Result<uint64_t> bytes = ParseSize(std::string(item.substr(eq + 1)));
+    if (!bytes.ok() || *bytes == 0) {
+      return Status(ErrorCode::INVALID_PARAMS,
+                    "quota of tenant '" + std::string(TenantLabel(*tenant)) + "': '" +
+                        std::string(item.substr(eq + 1)) + "' is not a size above 0 (e.g. 8GiB)");
+    }
+    if (!out.emplace(*tenant, *bytes).second) {
+      return Status(ErrorCode::INVALID_PARAMS,
+                    "tenant '" + std::string(TenantLabel(*tenant)) + "' is named twice");
+    }
+  }
+  return out;
+}
+
 int RunMaster(const CommandContext& ctx) {
   const Config& cfg = ctx.config;
   MasterServiceOptions opts;
@@ -97,6 +131,12 @@ int RunMaster(const CommandContext& ctx) {
   index.eviction_high_watermark_ratio = cfg.Ratio("eviction-high-watermark-ratio");
   index.eviction_ratio = cfg.Ratio("eviction-ratio");
   index.client_ttl_ms = cfg.Duration("client-ttl").count();
+  Result<std::map<std::string, uint64_t>> quotas = ParseTenantQuotas(cfg.String("tenant-quotas"));
+  if (!quotas.ok()) {
+    spdlog::error("--tenant-quotas: {}", quotas.status().message());
+    return kExitConfig;
+  }
+  index.tenant_quota_bytes = std::move(*quotas);
   if (index.put_start_release_timeout_ms < index.put_start_discard_timeout_ms) {
     spdlog::error(
         "--put-start-release-timeout ({}) must not be shorter than "

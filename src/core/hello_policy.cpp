@@ -1,5 +1,7 @@
 #include "core/hello_policy.h"
 
+#include "core/tenant.h"
+
 namespace kvcached {
 
 const char* RoleName(uint8_t role) {
@@ -50,6 +52,9 @@ HelloDecision DecideHello(uint16_t frame_version, const HelloRequest& hello,
                                            RoleName(hello.role) + ") may not say Hello to this " +
                                            std::string(policy.server) + "; it admits " +
                                            (admitted.empty() ? "none" : admitted)};
+  }
+  if (Result<std::string> t = CanonicalTenant(hello.tenant); !t.ok()) {
+    return {ErrorCode::INVALID_PARAMS, t.status().message()};
   }
   return {};
 }

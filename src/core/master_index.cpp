@@ -7,6 +7,7 @@
 #include <set>
 
 #include "core/key_table.h"
+#include "core/tenant.h"
 
 namespace kvcached {
 namespace {
@@ -156,6 +157,12 @@ struct MasterIndex::Impl {
   std::unordered_map<std::string, uint64_t> tombstones;
   std::deque<std::pair<std::string, uint64_t>> tombstone_order;  // oldest first
   uint64_t tombstone_floor = 0;  // the highest version forgotten with a tombstone
+  // Per tenant ("" the default): a record of its keys below this version is
+  // refused at rebuild (the tenant removed all its objects then).
+  std::unordered_map<std::string, uint64_t> tenant_floors;
+  // Objects and bytes (each object once, pending ones included) per tenant
+  // that has any, and quota refusals per tenant that had one.
+  std::map<std::string, TenantStats> tenants;
   // Until then the index may lack objects whose owners have not remounted
   // yet (a new master): a Remove of a key it does not know leaves a
   // tombstone, so a record remounted later cannot bring the key back.
@@ -197,6 +204,10 @@ struct MasterIndex::Impl {
   }
   bool Buried(const ObjectEntry& e) const {
     if (e.version < tombstone_floor) return true;
+    if (auto f = tenant_floors.find(std::string(TenantOfInternalKey(e.key)));
+        f != tenant_floors.end() && e.version < f->second) {
+      return true;
+    }
     auto it = tombstones.find(e.key);
     return it != tombstones.end() && e.version < it->second;
   }
@@ -263,9 +274,28 @@ struct MasterIndex::Impl {
     o.locs.clear();
   }
 
+  // A new object of `size` bytes under `key` (counted to its tenant).
+  Id NewObject(std::string_view key, uint64_t size) {
+    Id id = objects.Insert(key);
+    objects[id].size = size;
+    TenantStats& t = tenants[std::string(TenantOfInternalKey(key))];
+    t.objects++;
+    t.bytes += size;
+    return id;
+  }
+
   // Removes an object from every structure that knows it.
   void Forget(Id id) {
     Object& o = objects[id];
+    auto t = tenants.find(std::string(TenantOfInternalKey(objects.Key(id))));
+    if (t != tenants.end()) {
+      t->second.objects--;
+      t->second.bytes -= o.size;
+      if (t->second.objects == 0 && t->second.quota_refusals == 0 &&
+          t->second.evicted_for_quota == 0) {
+        tenants.erase(t);
+      }
+    }
     if (o.state == State::kComplete) {
       LruUnlink(id);
     } else {
@@ -335,6 +365,41 @@ struct MasterIndex::Impl {
       }
       id = next;
     }
+  }
+
+  // Whether a new object of `size` bytes under `key` fits its tenant's
+  // quota (MasterOptions::tenant_quota_bytes), after evicting the tenant's
+  // own least recently used objects to make room. Objects under a read
+  // lease are only doomed: the put is refused now and fits once they go.
+  bool WithinQuota(std::string_view key, uint64_t size, int64_t now_ms, MasterCounters& counters) {
+    std::string tenant(TenantOfInternalKey(key));
+    auto q = opts.tenant_quota_bytes.find(tenant);
+    if (q == opts.tenant_quota_bytes.end()) return true;
+    TenantStats& t = tenants[tenant];
+    if (size <= q->second && t.bytes + size > q->second) {
+      uint64_t target = t.bytes + size - q->second;
+      uint64_t counted = 0;
+      for (Id id = lru_head; id != kNil && counted < target;) {
+        Object& o = objects[id];
+        Id next = o.lru_next;
+        if (TenantOfInternalKey(objects.Key(id)) == tenant) {
+          counted += o.size;
+          if (o.doomed) {
+            // already on its way out
+          } else if (o.lease_until_ms > now_ms) {
+            o.doomed = true;
+            doomed.emplace_back(objects.Key(id));
+          } else {
+            t.evicted_for_quota++;  // first: it keeps `t` in `tenants` while Forget runs
+            EvictNow(id, counters);
+          }
+        }
+        id = next;
+      }
+    }
+    if (t.bytes + size <= q->second) return true;
+    t.quota_refusals++;
+    return false;
   }
 
   // Segments to try for a new object, best first.
@@ -559,9 +624,8 @@ Status MasterIndex::Remount(const Caller& caller, const SegmentInfo& seg,
       m.Drop(id, /*notify=*/true);
     }
     m.WitnessVersion(e.version);
-    id = m.objects.Insert(e.key);
+    id = m.NewObject(e.key, e.size);
     Object& o = m.objects[id];
-    o.size = e.size;
     o.checksum = e.checksum;
     o.version = e.version;
     o.state = State::kComplete;
@@ -809,6 +873,10 @@ ReplicaListResponse MasterIndex::PutStart(const Caller& caller, const PutStartRe
       counters_.put_takeovers++;
       m.Forget(existing);
     }
+    if (!m.WithinQuota(in.key, in.size, now_ms, counters_)) {
+      item.code = Code(ErrorCode::NO_AVAILABLE_HANDLE);
+      continue;
+    }
     std::vector<Loc> locs =
         m.Place(caller, req.preferred_segment, req.replica_num, in.size, now_ms);
     // Out of space: evict and try once more, only from segments this put
@@ -834,9 +902,8 @@ ReplicaListResponse MasterIndex::PutStart(const Caller& caller, const PutStartRe
       item.code = Code(ErrorCode::NO_AVAILABLE_HANDLE);
       continue;
     }
-    uint32_t id = m.objects.Insert(in.key);
+    uint32_t id = m.NewObject(in.key, in.size);
     Object& o = m.objects[id];
-    o.size = in.size;
     o.state = State::kPending;
     o.started_ms = now_ms;
     o.version = m.NextVersion(now_ms);
@@ -921,12 +988,13 @@ CodesResponse MasterIndex::Remove(const std::vector<std::string>& keys, bool for
   return r;
 }
 
-uint64_t MasterIndex::RemoveAll(bool force, int64_t now_ms) {
+uint64_t MasterIndex::RemoveAll(std::string_view tenant, bool force, int64_t now_ms) {
   Impl& m = *impl_;
   uint64_t removed = 0;
   bool skipped = false;
   m.objects.ForEach([&](uint32_t id) {
     const Object& o = m.objects[id];
+    if (TenantOfInternalKey(m.objects.Key(id)) != tenant) return;
     if (o.state != State::kComplete || (!force && o.lease_until_ms > now_ms)) {
       skipped = true;
       return;
@@ -934,9 +1002,12 @@ uint64_t MasterIndex::RemoveAll(bool force, int64_t now_ms) {
     m.Retire(id);
     ++removed;
   });
-  // Nothing kept: no record from before now may come back either, also
-  // one of an owner that has not remounted yet.
-  if (!skipped) m.tombstone_floor = std::max(m.tombstone_floor, m.NextVersion(now_ms));
+  // Nothing of the tenant kept: no record of its keys from before now may
+  // come back either, also one of an owner that has not remounted yet.
+  if (!skipped) {
+    uint64_t& floor = m.tenant_floors[std::string(tenant)];
+    floor = std::max(floor, m.NextVersion(now_ms));
+  }
   return removed;
 }
 
@@ -1037,13 +1108,20 @@ std::optional<MasterIndex::ObjectView> MasterIndex::Lookup(const std::string& ke
   return v;
 }
 
-std::vector<std::string> MasterIndex::CompleteKeys(size_t limit) const {
+std::vector<std::string> MasterIndex::CompleteKeys(std::string_view tenant, size_t limit) const {
   std::vector<std::string> keys;
   for (uint32_t id = impl_->lru_head; id != kNil && keys.size() < limit;
        id = impl_->objects[id].lru_next) {
-    keys.emplace_back(impl_->objects.Key(id));
+    std::string_view key = impl_->objects.Key(id);
+    if (TenantOfInternalKey(key) == tenant) keys.emplace_back(UserKeyOf(key));
   }
   return keys;
+}
+
+std::map<std::string, TenantStats> MasterIndex::Tenants() const {
+  std::map<std::string, TenantStats> out = impl_->tenants;
+  for (const auto& [tenant, quota] : options_.tenant_quota_bytes) out[tenant].quota_bytes = quota;
+  return out;
 }
 
 }  // namespace kvcached

@@ -49,6 +49,19 @@ struct MasterOptions {
   // that missed the change is refused. Past this many the oldest are
   // forgotten and every record at or below the forgotten versions is refused.
   size_t max_tombstones = 1u << 20;
+  // Byte quotas by canonical tenant name ("" the default tenant; none:
+  // unlimited). Each object counts once, pending ones included, whatever
+  // its replicas. A put past its tenant's quota evicts the tenant's own
+  // least recently used objects first (docs/master.md, "Tenants").
+  std::map<std::string, uint64_t> tenant_quota_bytes;
+};
+
+struct TenantStats {
+  uint64_t objects = 0;
+  uint64_t bytes = 0;
+  uint64_t quota_bytes = 0;        // 0: none
+  uint64_t quota_refusals = 0;     // puts refused: the quota was full of leased objects
+  uint64_t evicted_for_quota = 0;  // the tenant's objects evicted to make room in its quota
 };
 
 // Who is calling: the connection's Hello identity.
@@ -157,7 +170,8 @@ class MasterIndex {
   CodesResponse PutRevoke(const Caller& caller, const std::vector<std::string>& keys,
                           int64_t now_ms);
   CodesResponse Remove(const std::vector<std::string>& keys, bool force, int64_t now_ms);
-  uint64_t RemoveAll(bool force, int64_t now_ms);
+  // Removes the complete objects of one tenant ("" the default).
+  uint64_t RemoveAll(std::string_view tenant, bool force, int64_t now_ms);
   SizesResponse GetSizes(const std::vector<std::string>& keys) const;
 
   // Periodic work: reclaims abandoned puts, evicts doomed objects whose
@@ -185,9 +199,11 @@ class MasterIndex {
     std::vector<std::pair<std::string, uint64_t>> replicas;  // segment, offset
   };
   std::optional<ObjectView> Lookup(const std::string& key, int64_t now_ms) const;
-  // Keys of the complete objects, least recently used first (at most
-  // `limit`); what a get could find now.
-  std::vector<std::string> CompleteKeys(size_t limit) const;
+  // Keys of one tenant's complete objects as its clients gave them, least
+  // recently used first (at most `limit`); what a get could find now.
+  std::vector<std::string> CompleteKeys(std::string_view tenant, size_t limit) const;
+  // Every tenant with objects, a quota or a quota event.
+  std::map<std::string, TenantStats> Tenants() const;
 
  private:
   friend class MasterIndexTestPeer;

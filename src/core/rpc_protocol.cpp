@@ -19,6 +19,7 @@ void Fields(Io& io, HelloRequest& m) {
   io.Str(m.host_id, kMaxIdBytes);
   io.Str(m.token, kMaxTokenBytes);
   io.Str(m.owner_proof, kMaxOwnerProofBytes);
+  io.Str(m.tenant, kMaxIdBytes);
 }
 
 template <typename Io>
@@ -58,7 +59,7 @@ void Fields(Io& io, UnmountRequest& m) {
 
 template <typename Io>
 void Fields(Io& io, ObjectEntry& m) {
-  io.Str(m.key, kMaxKeyBytes);
+  io.Str(m.key, kMaxInternalKeyBytes);
   io.U64(m.offset);
   io.U64(m.size);
   io.U64(m.checksum);

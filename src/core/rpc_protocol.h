@@ -18,13 +18,16 @@
 namespace kvcached {
 
 inline constexpr uint32_t kRpcMagic = 0x3143564B;  // "KVC1" on the wire
-inline constexpr uint16_t kRpcVersion = 2;
+inline constexpr uint16_t kRpcVersion = 3;         // 3: Hello names the tenant
 inline constexpr size_t kFrameHeaderBytes = 24;
 inline constexpr uint32_t kMaxBodyBeforeHello = 4096;
 inline constexpr uint32_t kDefaultMaxBodyBytes = 64u << 20;
 
 // Protocol limits, enforced by the decoder.
-inline constexpr size_t kMaxKeyBytes = 4096;
+inline constexpr size_t kMaxKeyBytes = 4096;  // a key as its client gives it
+// A key as the master keeps it and the stores record it: a tenant's keys
+// carry its prefix (core/tenant.h, kMaxTenantPrefixBytes = 66).
+inline constexpr size_t kMaxInternalKeyBytes = kMaxKeyBytes + 66;
 inline constexpr size_t kMaxIdBytes = 256;  // client ids, host ids, segment names
 inline constexpr size_t kMaxTokenBytes = 1024;
 inline constexpr size_t kMaxOwnerProofBytes = 128;
@@ -120,6 +123,9 @@ struct HelloRequest {
   // that claims the same client id cannot remount, unmount or ping for that
   // segment (docs/master.md, "Segment owners"). Empty for plain clients.
   std::string owner_proof;
+  // The client's tenant (core/tenant.h): "" is the default tenant. The
+  // master keeps the keys of this connection in that tenant's key space.
+  std::string tenant;
 };
 
 // What the master keeps of an owner proof: a digest, 0 for none.

@@ -8,6 +8,7 @@
 
 #include "core/identity.h"
 #include "core/printable.h"
+#include "core/tenant.h"
 #include "core/url_query.h"
 
 namespace kvcached {
@@ -29,6 +30,40 @@ size_t KeyCount(const KeysRequest& r) { return r.keys.size(); }
 size_t KeyCount(const RemoveRequest& r) { return r.keys.size(); }
 size_t KeyCount(const PutStartRequest& r) { return r.items.size(); }
 size_t KeyCount(const PutEndRequest& r) { return r.items.size(); }
+
+// The keys of a request in the caller's tenant's key space (core/tenant.h):
+// a tenant's keys get its prefix; a key of the default tenant may not begin
+// with NUL, so it can never name another tenant's object. The client
+// library refuses such keys itself, one by one; here a request holding one
+// is refused whole.
+Status ScopeKey(const std::string& prefix, size_t i, std::string& key) {
+  if (prefix.empty()) {
+    if (IsReservedKey(key)) {
+      return Status(ErrorCode::INVALID_PARAMS,
+                    "key " + std::to_string(i) +
+                        " of the request begins with a NUL byte; such keys are reserved for "
+                        "tenants' key spaces");
+    }
+    return Status::Ok();
+  }
+  key.insert(0, prefix);
+  return Status::Ok();
+}
+Status ScopeKeys(const std::string& prefix, std::vector<std::string>& keys) {
+  for (size_t i = 0; i < keys.size(); ++i) {
+    if (Status st = ScopeKey(prefix, i, keys[i]); !st.ok()) return st;
+  }
+  return Status::Ok();
+}
+Status ScopeKeys(const std::string& prefix, KeysRequest& r) { return ScopeKeys(prefix, r.keys); }
+Status ScopeKeys(const std::string& prefix, RemoveRequest& r) { return ScopeKeys(prefix, r.keys); }
+template <typename Req>  // PutStartRequest, PutEndRequest
+Status ScopeKeys(const std::string& prefix, Req& r) {
+  for (size_t i = 0; i < r.items.size(); ++i) {
+    if (Status st = ScopeKey(prefix, i, r.items[i].key); !st.ok()) return st;
+  }
+  return Status::Ok();
+}
 
 // Items answered with an error, for kvcached_master_request_failures_total.
 uint64_t Failures(const CodesResponse& r) {
@@ -214,11 +249,17 @@ void MasterService::FlushTableUpdates() {
 }
 
 template <typename Req, typename Call>
-Status MasterService::Batched(std::string_view body, std::string& out, uint64_t& failures,
-                              Call call) {
+Status MasterService::Batched(const RpcPeer& peer, std::string_view body, std::string& out,
+                              uint16_t& flags, uint64_t& failures, Call call) {
   Req req;
   if (Status st = DecodeBody(body, req); !st.ok()) return st;
   ops_->keys->Inc(KeyCount(req));
+  if (Status st = ScopeKeys(TenantPrefix(peer.tenant), req); !st.ok()) {
+    failures += KeyCount(req);
+    flags = kFlagError;
+    out = EncodeBody(ErrorBody{Code(st.code()), st.message()});
+    return Status::Ok();
+  }
   auto answer = [&] {
     std::lock_guard<std::mutex> lock(index_mu_);
     return call(req);
@@ -360,26 +401,27 @@ Status MasterService::Dispatch(const RpcPeer& peer, MsgType type, std::string_vi
       decoded = SegmentCall(caller, type, body, out, failures, now);
       break;
     case MsgType::kExistKey:
-      decoded = Batched<KeysRequest>(
-          body, out, failures, [&](const KeysRequest& r) { return index_.ExistKeys(r.keys, now); });
+      decoded = Batched<KeysRequest>(peer, body, out, flags, failures, [&](const KeysRequest& r) {
+        return index_.ExistKeys(r.keys, now);
+      });
       break;
     case MsgType::kGetReplicaList:
-      decoded = Batched<KeysRequest>(body, out, failures, [&](const KeysRequest& r) {
+      decoded = Batched<KeysRequest>(peer, body, out, flags, failures, [&](const KeysRequest& r) {
         return index_.GetReplicaLists(r.keys, now);
       });
       break;
     case MsgType::kPutStart:
-      decoded = Batched<PutStartRequest>(body, out, failures, [&](const PutStartRequest& r) {
-        return index_.PutStart(caller, r, now);
-      });
+      decoded = Batched<PutStartRequest>(
+          peer, body, out, flags, failures,
+          [&](const PutStartRequest& r) { return index_.PutStart(caller, r, now); });
       break;
     case MsgType::kPutEnd:
-      decoded = Batched<PutEndRequest>(body, out, failures, [&](const PutEndRequest& r) {
-        return index_.PutEnd(caller, r, now);
-      });
+      decoded = Batched<PutEndRequest>(
+          peer, body, out, flags, failures,
+          [&](const PutEndRequest& r) { return index_.PutEnd(caller, r, now); });
       break;
     case MsgType::kPutRevoke:
-      decoded = Batched<KeysRequest>(body, out, failures, [&](const KeysRequest& r) {
+      decoded = Batched<KeysRequest>(peer, body, out, flags, failures, [&](const KeysRequest& r) {
         return index_.PutRevoke(caller, r.keys, now);
       });
       break;
@@ -387,6 +429,7 @@ Status MasterService::Dispatch(const RpcPeer& peer, MsgType type, std::string_vi
       KeysRequest r;
       if (Status st = DecodeBody(body, r); !st.ok()) return st;
       ops_->keys->Inc(r.keys.size());
+      if (!ScopeKeys(TenantPrefix(peer.tenant), r).ok()) break;  // one-way: nothing to answer
       std::lock_guard<std::mutex> lock(index_mu_);
       (void)index_.ReleaseLeases(r.keys, now);
       break;  // one-way: the RPC server sends no answer
@@ -395,9 +438,9 @@ Status MasterService::Dispatch(const RpcPeer& peer, MsgType type, std::string_vi
       decoded = ReportUnreachable(caller, body, out, failures);
       break;
     case MsgType::kRemove:
-      decoded = Batched<RemoveRequest>(body, out, failures, [&](const RemoveRequest& r) {
-        return index_.Remove(r.keys, r.force, now);
-      });
+      decoded = Batched<RemoveRequest>(
+          peer, body, out, flags, failures,
+          [&](const RemoveRequest& r) { return index_.Remove(r.keys, r.force, now); });
       break;
     case MsgType::kRemoveAll: {
       RemoveAllRequest r;
@@ -405,15 +448,16 @@ Status MasterService::Dispatch(const RpcPeer& peer, MsgType type, std::string_vi
       RemoveAllResponse res;
       {
         std::lock_guard<std::mutex> lock(index_mu_);
-        res.removed = index_.RemoveAll(r.force, now);
+        res.removed = index_.RemoveAll(peer.tenant, r.force, now);
       }
-      spdlog::info("client '{}' removed all objects{}: {} removed", Printable(caller.client_id),
+      spdlog::info("client '{}' removed all objects of tenant '{}'{}: {} removed",
+                   Printable(caller.client_id), TenantLabel(peer.tenant),
                    r.force ? " (forced)" : "", res.removed);
       out = EncodeBody(res);
       break;
     }
     case MsgType::kGetSize:
-      decoded = Batched<KeysRequest>(body, out, failures,
+      decoded = Batched<KeysRequest>(peer, body, out, flags, failures,
                                      [&](const KeysRequest& r) { return index_.GetSizes(r.keys); });
       break;
     default:
@@ -436,11 +480,36 @@ Status MasterService::Dispatch(const RpcPeer& peer, MsgType type, std::string_vi
 void MasterService::RenderSegmentMetrics(std::string& out) {
   std::vector<SegmentStats> segs;
   MasterCounters c;
+  std::map<std::string, TenantStats> tenants;
   {
     std::lock_guard<std::mutex> lock(index_mu_);
     segs = index_.Segments(NowMs());
     c = index_.counters();
+    tenants = index_.Tenants();
   }
+  // Per tenant (label "default" for the default tenant): what it holds, its
+  // quota, and what the quota cost it.
+  auto per_tenant = [&](const char* name, const char* type, const char* help,
+                        uint64_t TenantStats::*field) {
+    out += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " " + type + "\n";
+    for (const auto& [t, s] : tenants) {
+      out += name + RenderLabels({{"tenant", std::string(TenantLabel(t))}}) + " " +
+             std::to_string(s.*field) + "\n";
+    }
+  };
+  per_tenant("kvcached_master_tenant_objects", "gauge",
+             "Objects of each tenant (pending puts included)", &TenantStats::objects);
+  per_tenant("kvcached_master_tenant_bytes", "gauge",
+             "Bytes of each tenant's objects, each object once (pending puts included)",
+             &TenantStats::bytes);
+  per_tenant("kvcached_master_tenant_quota_bytes", "gauge", "Each tenant's byte quota (0: none)",
+             &TenantStats::quota_bytes);
+  per_tenant("kvcached_master_tenant_quota_evictions_total", "counter",
+             "Objects of each tenant evicted to make room within its quota",
+             &TenantStats::evicted_for_quota);
+  per_tenant("kvcached_master_tenant_quota_refusals_total", "counter",
+             "Puts refused because the tenant's quota was full of objects being read",
+             &TenantStats::quota_refusals);
   out +=
       "# HELP kvcached_master_segment_capacity_bytes Capacity of each mounted segment\n"
       "# TYPE kvcached_master_segment_capacity_bytes gauge\n";
@@ -527,13 +596,30 @@ bool MasterService::ServeMooncakeAdmin(std::string_view path, std::string_view t
     if (!v.ok() || !v->has_value()) return std::nullopt;
     return **v;
   };
+  // kvcached's addition: `tenant=NAME` names the key space (default: the
+  // default tenant's; /get_key_count without it counts every tenant's).
+  std::optional<std::string> tenant_param = param("tenant");
+  std::string tenant;
+  if (tenant_param) {
+    Result<std::string> t = CanonicalTenant(*tenant_param);
+    if (!t.ok()) {
+      SetText(res, 400, "tenant: " + t.status().message() + "\n");
+      return true;
+    }
+    tenant = *t;
+  }
+  const std::string prefix = TenantPrefix(tenant);
   if (path == "/get_all_keys" || path == "/get_key_count") {
     std::vector<std::string> keys;
     size_t count = 0;
     {
       std::lock_guard<std::mutex> lock(index_mu_);
       if (path == "/get_all_keys") {
-        keys = index_.CompleteKeys(SIZE_MAX);
+        keys = index_.CompleteKeys(tenant, SIZE_MAX);
+      } else if (tenant_param) {
+        std::map<std::string, TenantStats> tenants = index_.Tenants();
+        auto it = tenants.find(tenant);
+        count = it == tenants.end() ? 0 : it->second.objects;
       } else {
         count = index_.object_count();
       }
@@ -556,7 +642,7 @@ bool MasterService::ServeMooncakeAdmin(std::string_view path, std::string_view t
     std::optional<MasterIndex::ObjectView> view;
     {
       std::lock_guard<std::mutex> lock(index_mu_);
-      view = index_.Lookup(*key, NowMs());
+      view = index_.Lookup(prefix + *key, NowMs());
     }
     if (!view || !view->complete) {
       SetText(res, 404, view ? "REPLICA_IS_NOT_READY" : "OBJECT_NOT_FOUND");
@@ -569,7 +655,7 @@ bool MasterService::ServeMooncakeAdmin(std::string_view path, std::string_view t
     return true;
   }
   if (path == "/batch_query_keys") {
-    BatchQueryKeys(param("keys"), res);
+    BatchQueryKeys(prefix, param("keys"), res);
     return true;
   }
   if (path == "/query_segment") {
@@ -598,7 +684,8 @@ bool MasterService::ServeMooncakeAdmin(std::string_view path, std::string_view t
 }
 
 // Mooncake's /batch_query_keys: every key's replicas as buffer descriptors.
-void MasterService::BatchQueryKeys(const std::optional<std::string>& list, HttpResponse& res) {
+void MasterService::BatchQueryKeys(const std::string& prefix,
+                                   const std::optional<std::string>& list, HttpResponse& res) {
   res.set(http::field::content_type, "application/json; charset=utf-8");
   std::vector<std::string> keys;
   for (size_t at = 0; list && !list->empty() && at <= list->size();) {
@@ -617,7 +704,7 @@ void MasterService::BatchQueryKeys(const std::optional<std::string>& list, HttpR
     std::lock_guard<std::mutex> lock(index_mu_);
     int64_t now = NowMs();
     for (const std::string& k : keys) {
-      std::optional<MasterIndex::ObjectView> view = index_.Lookup(k, now);
+      std::optional<MasterIndex::ObjectView> view = index_.Lookup(prefix + k, now);
       if (!view || !view->complete) {
         data[k] = {{"ok", false}, {"error", view ? "REPLICA_IS_NOT_READY" : "OBJECT_NOT_FOUND"}};
         continue;

@@ -67,13 +67,17 @@ class MasterService {
   Status ReportUnreachable(const Caller& caller, std::string_view body, std::string& out,
                            uint64_t& failures);
   struct OpMetrics;
-  // One batched per-key request: decodes `body` as Req, runs `call` under
-  // the index lock, counts keys and failed items, encodes the answer.
+  // One batched per-key request: decodes `body` as Req, puts its keys in
+  // the peer's tenant's key space, runs `call` under the index lock, counts
+  // keys and failed items, encodes the answer.
   template <typename Req, typename Call>
-  Status Batched(std::string_view body, std::string& out, uint64_t& failures, Call call);
+  Status Batched(const RpcPeer& peer, std::string_view body, std::string& out, uint16_t& flags,
+                 uint64_t& failures, Call call);
   void HandleAdmin(const HttpRequest& req, const HttpRequestContext& ctx, HttpResponse& res);
   bool ServeMooncakeAdmin(std::string_view path, std::string_view target, HttpResponse& res);
-  void BatchQueryKeys(const std::optional<std::string>& list, HttpResponse& res);
+  // `prefix`: the tenant's (core/tenant.h).
+  void BatchQueryKeys(const std::string& prefix, const std::optional<std::string>& list,
+                      HttpResponse& res);
   std::string SummaryLine();
   void OnTick();
   void FlushTableUpdates();

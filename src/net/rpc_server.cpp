@@ -15,6 +15,7 @@
 
 #include "core/hello_policy.h"
 #include "core/printable.h"
+#include "core/tenant.h"
 #include "net/connection_registry.h"
 #include "net/tcp_listener.h"
 
@@ -295,14 +296,16 @@ class RpcServer::Connection : public std::enable_shared_from_this<RpcServer::Con
     peer_.client_id = std::move(hello.client_id);
     peer_.host_id = std::move(hello.host_id);
     peer_.proof = OwnerProofDigest(hello.owner_proof);
+    peer_.tenant = CanonicalTenant(hello.tenant).value();  // DecideHello checked it
     {
       std::lock_guard<std::mutex> lock(st_->mu);
       st_->by_client[peer_.client_id] = weak_from_this();
     }
     shown_id_ = Printable(peer_.client_id);
-    spdlog::info("{} conn=#{} from {}: hello from client '{}' on host '{}' (role {})",
+    spdlog::info("{} conn=#{} from {}: hello from client '{}' on host '{}' (role {}{}{})",
                  st_->options.name, peer_.connection_id, peer_.address, shown_id_,
-                 Printable(peer_.host_id), RoleName(hello.role));
+                 Printable(peer_.host_id), RoleName(hello.role),
+                 peer_.tenant.empty() ? "" : ", tenant ", peer_.tenant);
     Enqueue(Frame(head_.type, kFlagResponse, EncodeBody(res)));
     ReadHeader();
   }

@@ -68,6 +68,7 @@ struct RpcPeer {
   std::string client_id;
   std::string host_id;
   uint64_t proof = 0;  // OwnerProofDigest of the Hello's owner proof
+  std::string tenant;  // canonical (core/tenant.h): "" is the default tenant
 };
 
 // Handles one decoded request: fills `response_body` (an encoded body) and

@@ -566,6 +566,55 @@ TEST_CASE("a client id cannot forge a line in the master's log") {
   CHECK(log.find("\n" + forged) == std::string::npos);
 }
 
+TEST_CASE("tenants: a connection's keys live in its tenant's space; forged ones are refused") {
+  KvcachedProcess master(MasterArgs());
+  OwnerTable table;
+  auto store = Connect(master.Address("rpc"), "store", PeerRole::kStore, "", &table);
+  REQUIRE(Mount(*store, "seg", 64 << 20).ok());
+  auto tenant_client = [&](const std::string& id, const std::string& tenant) {
+    RpcClientOptions o;
+    o.address = master.Address("rpc");
+    o.hello.client_id = id;
+    o.hello.tenant = tenant;
+    o.call_timeout = 5s;
+    return std::make_unique<RpcClient>(o);
+  };
+  auto team = tenant_client("team", "team-a");
+  REQUIRE(team->Connect().ok());
+  auto plain = Connect(master.Address("rpc"), "plain");
+  ReplicaListResponse started;
+  REQUIRE(team->Call(MsgType::kPutStart, PutStartRequest{1, "", {{"k", 64}}}, started).ok());
+  REQUIRE(started.items.at(0).code == 0);
+  CodesResponse ended;
+  REQUIRE(team->Call(MsgType::kPutEnd, PutEndRequest{{{"k", 1}}}, ended).ok());
+  REQUIRE(ended.codes.at(0) == 0);
+  CodesResponse exist;
+  REQUIRE(plain->Call(MsgType::kExistKey, KeysRequest{{"k"}}, exist).ok());
+  CHECK(exist.codes.at(0) == Code(ErrorCode::OBJECT_NOT_FOUND));
+  REQUIRE(team->Call(MsgType::kExistKey, KeysRequest{{"k"}}, exist).ok());
+  CHECK(exist.codes.at(0) == 0);
+  // The store's table holds the internal key (what it remounts).
+  std::string forged = std::string("\0team-a\0k", 9);
+  REQUIRE(WaitFor([&] { return store->PollNotifications(50ms).ok() && table.size() == 1; }, 10s));
+  CHECK(table.entries().at(0).key == forged);
+  // A default-tenant request naming the internal key is refused whole, and
+  // the connection stays usable.
+  Status st = plain->Call(MsgType::kExistKey, KeysRequest{{"other", forged}}, exist);
+  CHECK(st.code() == ErrorCode::INVALID_PARAMS);
+  CHECK(st.message().find("key 1 of the request begins with a NUL byte") != std::string::npos);
+  RemoveRequest rm{true, {forged}};
+  CHECK(plain->Call(MsgType::kRemove, rm, ended).code() == ErrorCode::INVALID_PARAMS);
+  REQUIRE(team->Call(MsgType::kExistKey, KeysRequest{{"k"}}, exist).ok());
+  CHECK(exist.codes.at(0) == 0);
+  CHECK(plain->Call(MsgType::kExistKey, KeysRequest{{"k"}}, exist).ok());
+  // A tenant id outside the rule is refused at Hello, with the rule.
+  auto bad = tenant_client("bad", "team a");
+  Status hello = bad->Connect();
+  CHECK(hello.code() == ErrorCode::INVALID_PARAMS);
+  CHECK(hello.message().find("letters, digits") != std::string::npos);
+  CHECK(master.Stop() == 0);
+}
+
 // Raw socket helpers for malformed input.
 int RawConnect(uint16_t port) {
   int fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -606,7 +655,7 @@ TEST_CASE("version mismatch and malformed frames close only that connection") {
   uint16_t port = master.Port("rpc");
 
   int fd = RawConnect(port);
-  std::string hello = EncodeBody(HelloRequest{1, "future", "h", "", ""});
+  std::string hello = EncodeBody(HelloRequest{1, "future", "h", "", "", ""});
   constexpr uint16_t kFuture = kRpcVersion + 1;
   std::string frame = Header(kFuture, 1, static_cast<uint32_t>(hello.size())) + hello;
   REQUIRE(send(fd, frame.data(), frame.size(), 0) == static_cast<ssize_t>(frame.size()));

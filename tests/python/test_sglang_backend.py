@@ -70,6 +70,29 @@ def test_ranks_and_model_prefix(cluster, backends, store, prefix):
     assert other.batch_exists(keys) == 0
 
 
+def test_tenant_id_gives_the_backend_its_own_key_space(cluster, backends, store, prefix):
+    """SGLang's extra_config (or MOONCAKE_TENANT_ID) tenant_id: the backend
+    serves as usual, in that tenant's key space only."""
+    pool = FakeHostPool(pages=8)
+    team = backends(storage_config(cluster.rpc, tenant_id="team-a"), pool)
+    keys = page_keys(prefix, 2)
+    pool.fill_page(0, "team-a-0")
+    pool.fill_page(1, "team-a-1")
+    assert team.batch_set_v1(keys, pool.indices([0, 1])) == [True, True]
+    assert team.batch_exists(keys) == 2
+    assert team.batch_get_v1(keys, pool.indices([2, 3])) == [True, True]
+    assert pool.page_bytes(2) == pool.page_bytes(0)
+    assert pool.page_bytes(3) == pool.page_bytes(1)
+    # The default tenant's clients and backends do not see the pages.
+    assert store.is_exist(f"{keys[0]}_0_k") == 0
+    plain = backends(storage_config(cluster.rpc), FakeHostPool(pages=8))
+    assert plain.batch_exists(keys) == 0
+    tenant_store = MooncakeDistributedStore()
+    assert tenant_store.setup(*cluster.setup_args(), None, tenant_id="team-a") == 0
+    assert tenant_store.is_exist(f"{keys[0]}_0_k") == 1
+    tenant_store.close()
+
+
 def test_v1_calls_always_return_lists(cluster, prefix):
     from kvcached.sglang import KvcachedHiCacheStorage
     b = KvcachedHiCacheStorage(storage_config(cluster.rpc), {})

@@ -219,11 +219,12 @@ def test_setup_failures(cluster):
     assert s.setup({"master_server_address": cluster.rpc, "no_such_setting": 1}) == \
         errors.INVALID_PARAMS
     # SGLang passes newer keyword arguments and drops those a TypeError names.
-    with pytest.raises(TypeError, match="tenant_id"):
-        s.setup("h", "P2PHANDSHAKE", 0, 0, "tcp", "", cluster.rpc, None, tenant_id="t")
-    # A tenant other than the default is refused, not ignored: ignoring it
-    # would share one key space between tenants.
-    assert s.setup({"master_server_address": cluster.rpc, "tenant_id": "team-a"}) == \
+    with pytest.raises(TypeError, match="no_such_keyword"):
+        s.setup("h", "P2PHANDSHAKE", 0, 0, "tcp", "", cluster.rpc, None, no_such_keyword=1)
+    # A tenant id outside the rule (docs/master.md, "Tenants") is refused.
+    assert s.setup("h", "P2PHANDSHAKE", 0, 0, "tcp", "", cluster.rpc, None,
+                   tenant_id="team a") == errors.INVALID_PARAMS
+    assert s.setup({"master_server_address": cluster.rpc, "tenant_id": "t" * 65}) == \
         errors.INVALID_PARAMS
     assert s.health_check() == 1
     assert s.setup({"master_server_address": cluster.rpc, "tenant_id": " default "}) == 0

@@ -49,12 +49,26 @@ TEST_CASE("Hello policy: a version mismatch names both versions and goes as an e
   CHECK(d.code == ErrorCode::INVALID_VERSION);
   CHECK(d.error_frame);
   CHECK(d.reason ==
-        "protocol version mismatch: the peer speaks version 7, this store speaks version 2");
+        "protocol version mismatch: the peer speaks version 7, this store speaks version " +
+            std::to_string(kRpcVersion));
   HelloDecision m = CheckFrameVersion(1, HelloPolicy{});
   CHECK(m.code == ErrorCode::INVALID_VERSION);
   CHECK(m.reason ==
-        "protocol version mismatch: the peer speaks version 1, this master speaks version 2");
+        "protocol version mismatch: the peer speaks version 1, this master speaks version " +
+            std::to_string(kRpcVersion));
   CHECK(CheckFrameVersion(kRpcVersion, HelloPolicy{}).accepted());
+}
+
+TEST_CASE("Hello policy: a tenant id outside the rule is refused with the rule") {
+  HelloRequest h = Hello(PeerRole::kClient, "c");
+  h.tenant = "team a";
+  HelloDecision d = DecideHello(kRpcVersion, h, HelloPolicy{});
+  CHECK(d.code == ErrorCode::INVALID_PARAMS);
+  CHECK(d.reason.find("letters, digits") != std::string::npos);
+  h.tenant = "team-a";
+  CHECK(DecideHello(kRpcVersion, h, HelloPolicy{}).accepted());
+  h.tenant = "default";
+  CHECK(DecideHello(kRpcVersion, h, HelloPolicy{}).accepted());
 }
 
 TEST_CASE("Hello policy: a wrong or missing token is refused before anything else is looked at") {

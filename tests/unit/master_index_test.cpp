@@ -2,6 +2,8 @@
 
 #include <doctest/doctest.h>
 
+#include "core/tenant.h"
+
 namespace kvcached {
 namespace {
 
@@ -123,7 +125,7 @@ TEST_CASE("leases block removal; force overrides; RemoveAll skips leased") {
   m.ExistKeys({"k", "j"}, 50);    // no lease
   m.GetReplicaLists({"k"}, 100);  // lease until 1100
   CHECK(m.Remove({"k"}, false, 500).codes[0] == Code(ErrorCode::OBJECT_HAS_LEASE));
-  CHECK(m.RemoveAll(false, 500) == 1);                  // only j
+  CHECK(m.RemoveAll("", false, 500) == 1);              // only j
   CHECK(m.Remove({"k"}, false, 1100).codes[0] == kOk);  // lease over (monotonic ms)
   Put(m, "k", kMiB, 2000);
   m.GetReplicaLists({"k"}, 2000);
@@ -606,11 +608,97 @@ TEST_CASE("RemoveAll that keeps nothing: no older record comes back, remounted l
   m.Started(0);
   REQUIRE(m.Mount(kStoreA, Seg("a", 8 * kMiB), 0).ok());
   Put(m, "k", kMiB, 0);
-  CHECK(m.RemoveAll(false, 10) == 1);
+  CHECK(m.RemoveAll("", false, 10) == 1);
   REQUIRE(m.Remount(kStoreB, Seg("b", 8 * kMiB), table_b, 20).ok());
   CHECK(m.Lookup("x", 30) == std::nullopt);
   Put(m, "after", kMiB, 2000);  // new puts are above the line
   CHECK(m.Lookup("after", 2000).has_value());
+}
+
+// Keys as the master service puts them in a tenant's key space.
+std::string In(const std::string& tenant, const std::string& key) {
+  return TenantPrefix(tenant) + key;
+}
+
+TEST_CASE("tenants: RemoveAll and the stats stay within one tenant's keys") {
+  MasterIndex m(Opts());
+  REQUIRE(m.Mount(kStoreA, Seg("a", 64 * kMiB), 0).ok());
+  Put(m, "k", kMiB, 0);
+  Put(m, In("team-a", "k"), 2 * kMiB, 0);
+  Put(m, In("team-a", "j"), kMiB, 0);
+  Put(m, In("team-b", "k"), 3 * kMiB, 0);
+  CHECK(m.Lookup("k", 0)->size == kMiB);
+  CHECK(m.Lookup(In("team-a", "k"), 0)->size == 2 * kMiB);
+  CHECK(m.CompleteKeys("team-a", 10) == std::vector<std::string>{"k", "j"});
+  CHECK(m.CompleteKeys("", 10) == std::vector<std::string>{"k"});
+  std::map<std::string, TenantStats> t = m.Tenants();
+  CHECK(t[""].objects == 1);
+  CHECK(t["team-a"].objects == 2);
+  CHECK(t["team-a"].bytes == 3 * kMiB);
+  CHECK(t["team-b"].bytes == 3 * kMiB);
+  CHECK(m.RemoveAll("team-a", false, 10) == 2);
+  CHECK(m.Lookup("k", 10).has_value());
+  CHECK(m.Lookup(In("team-b", "k"), 10).has_value());
+  CHECK(m.Lookup(In("team-a", "k"), 10) == std::nullopt);
+  t = m.Tenants();
+  CHECK(t.count("team-a") == 0);  // nothing left and no quota: not listed
+  CHECK(t["team-b"].objects == 1);
+  CHECK(m.RemoveAll("", false, 10) == 1);
+  CHECK(m.object_count() == 1);
+}
+
+TEST_CASE("tenants: a RemoveAll buries only that tenant's older records") {
+  MasterIndex old_master(Opts());
+  REQUIRE(old_master.Mount(kStoreB, Seg("b", 8 * kMiB), 0).ok());
+  Put(old_master, In("team-a", "x"), kMiB, 0);
+  Put(old_master, In("team-b", "x"), kMiB, 0);
+  std::vector<ObjectEntry> table_b;
+  for (const TableChange& c : UpdatesFor(old_master, "store-b")) table_b.push_back(c.entry);
+  REQUIRE(table_b.size() == 2);
+
+  MasterOptions o = Opts();
+  o.version_base_us = 10'000'000;
+  MasterIndex m(o);
+  m.Started(0);
+  REQUIRE(m.Mount(kStoreA, Seg("a", 8 * kMiB), 0).ok());
+  CHECK(m.RemoveAll("team-a", false, 10) == 0);
+  REQUIRE(m.Remount(kStoreB, Seg("b", 8 * kMiB), table_b, 20).ok());
+  CHECK(m.Lookup(In("team-a", "x"), 30) == std::nullopt);
+  CHECK(m.Lookup(In("team-b", "x"), 30).has_value());
+}
+
+TEST_CASE("tenants: a quota evicts the tenant's own oldest objects, not others'") {
+  MasterOptions o = Opts();
+  o.tenant_quota_bytes["team-a"] = 3 * kMiB;
+  MasterIndex m(o);
+  REQUIRE(m.Mount(kStoreA, Seg("a", 64 * kMiB), 0).ok());
+  Put(m, "other", kMiB, 0);  // the default tenant: no quota
+  for (int i = 0; i < 3; ++i) Put(m, In("team-a", "k" + std::to_string(i)), kMiB, i);
+  CHECK(m.Tenants()["team-a"].bytes == 3 * kMiB);
+  // A fourth MiB: k0, the tenant's least recently used, makes room.
+  CHECK(Put(m, In("team-a", "k3"), kMiB, 10).code == kOk);
+  CHECK(m.Lookup(In("team-a", "k0"), 10) == std::nullopt);
+  CHECK(m.Lookup(In("team-a", "k1"), 10).has_value());
+  CHECK(m.Lookup("other", 10).has_value());
+  std::map<std::string, TenantStats> t = m.Tenants();
+  CHECK(t["team-a"].bytes == 3 * kMiB);
+  CHECK(t["team-a"].quota_bytes == 3 * kMiB);
+  CHECK(t["team-a"].evicted_for_quota == 1);
+  // Larger than the quota itself: refused, nothing evicted.
+  CHECK(m.PutStart(kWriter, {1, "", {{In("team-a", "big"), 4 * kMiB}}}, 20).items[0].code ==
+        Code(ErrorCode::NO_AVAILABLE_HANDLE));
+  CHECK(m.Tenants()["team-a"].objects == 3);
+  // Every object of the tenant being read: doomed, the put refused now...
+  REQUIRE(m.GetReplicaLists({In("team-a", "k1"), In("team-a", "k2"), In("team-a", "k3")}, 30)
+              .items[0]
+              .code == kOk);
+  CHECK(m.PutStart(kWriter, {1, "", {{In("team-a", "k4"), kMiB}}}, 40).items[0].code ==
+        Code(ErrorCode::NO_AVAILABLE_HANDLE));
+  CHECK(m.Tenants()["team-a"].quota_refusals == 2);
+  // ...and taken once the lease is over and the doomed object gone.
+  m.Tick(30 + 1000);
+  CHECK(Put(m, In("team-a", "k4"), kMiB, 1100).code == kOk);
+  CHECK(m.Tenants()["team-a"].bytes <= 3 * kMiB);
 }
 
 TEST_CASE("a lease ends when its last reader is done; a doomed object goes then") {
