@@ -25,6 +25,7 @@ _LAZY = {
     "MooncakeDistributedStore": ("store", "MooncakeDistributedStore"),
     "ReplicateConfig": ("store", "ReplicateConfig"),
     "BufferHandle": ("store", "BufferHandle"),
+    "MooncakeHostMemAllocator": ("store", "MooncakeHostMemAllocator"),
     "library_path": ("_lib", "path"),
     "library_version": ("_lib", "version"),
 }

@@ -90,6 +90,26 @@ def _total_segment_size(extra):
     return parse_size(env) if env else 0
 
 
+def _standalone_store(extra):
+    """The store address for standalone storage (extra_config's
+    standalone_storage and client_server_address, else
+    MOONCAKE_STANDALONE_STORAGE and MOONCAKE_CLIENT, as SGLang reads them),
+    or None when standalone storage is off. ValueError when it is on without
+    an address."""
+    on = extra.get("standalone_storage")
+    if on is None:
+        on = os.environ.get("MOONCAKE_STANDALONE_STORAGE", "")
+    if isinstance(on, str):
+        on = on.strip().lower() in ("1", "true", "yes", "on")
+    if not on:
+        return None
+    address = extra.get("client_server_address") or os.environ.get("MOONCAKE_CLIENT")
+    if not address:
+        raise ValueError("kvcached: standalone_storage needs client_server_address (or "
+                         "MOONCAKE_CLIENT): the admin address of the kvcached store on this host")
+    return address
+
+
 def _buffer_range(buf):
     """(address, bytes) of a torch tensor, or of anything with the buffer protocol."""
     if hasattr(buf, "data_ptr"):
@@ -134,11 +154,25 @@ class KvcachedHiCacheStorage(HiCacheStorage):
             prefix.append("-".join(model_name.split("/")))
         self._prefix = "_".join(prefix) + "_" if prefix else ""
 
+        self.store = MooncakeDistributedStore()
+        standalone = _standalone_store(extra)
+        if standalone is not None:
+            # Standalone storage: the pool through the kvcached store on this
+            # host (docs/python.md, "Standalone mode"); this process
+            # contributes no memory.
+            rc = self.store.setup_dummy(0, 0, standalone)
+            if rc != 0:
+                raise RuntimeError(
+                    f"kvcached: standalone storage: setup_dummy({standalone!r}) failed "
+                    f"({errors.error_name(rc)}); client_server_address / MOONCAKE_CLIENT must "
+                    "be the admin address of the kvcached store on this host")
+            log.info("kvcached HiCache storage: rank %s, standalone through the store at %s",
+                     self.tp_rank, standalone)
+            return
         # The client: the environment as Mooncake reads it, then extra_config.
         overrides = {k: extra[k] for k in _CLIENT_KEYS if extra.get(k) is not None}
         total = _total_segment_size(extra)
         overrides["global_segment_size"] = total // max(1, tp_size * pp_size)
-        self.store = MooncakeDistributedStore()
         rc = self.store.setup_from_env(**overrides)
         if rc != 0:
             raise RuntimeError(

@@ -13,9 +13,13 @@ registered, the registration).
 """
 
 import ctypes
+import json
 import logging
+import mmap
 import os
 import threading
+import urllib.error
+import urllib.request
 from array import array
 from collections.abc import Mapping, Sequence
 from ctypes import byref, c_char, c_char_p, c_uint64, c_void_p
@@ -139,6 +143,90 @@ class BufferHandle(bytearray):
         return len(self)
 
 
+class MooncakeHostMemAllocator:
+    """Host memory for an inference process's KV pool in standalone mode
+    (Mooncake's MooncakeHostMemAllocator, which SGLang's
+    MooncakeHostTensorAllocator wraps): alloc(size) returns the address of
+    `size` zeroed, page-aligned bytes (0 when the memory cannot be had, the
+    reason logged); free(address) gives them back (0, or INVALID_PARAMS for
+    an address this allocator did not hand out). Memory not freed lives as
+    long as the allocator. With kvcached no other process maps this memory:
+    the client maps the local store's segment and copies in the inference
+    process (docs/python.md, "Standalone mode")."""
+
+    def __init__(self):
+        self._maps = {}  # address -> mmap
+        self._lock = threading.Lock()
+
+    def alloc(self, size):
+        if not isinstance(size, int) or isinstance(size, bool):
+            raise TypeError("alloc(size): size must be an int")
+        if size <= 0:
+            log.error("kvcached: MooncakeHostMemAllocator.alloc(%d): size must be positive", size)
+            return 0
+        try:
+            m = mmap.mmap(-1, size, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        except (OSError, OverflowError, ValueError) as e:
+            log.error("kvcached: MooncakeHostMemAllocator.alloc(%d): %s", size, e)
+            return 0
+        address = ctypes.addressof(ctypes.c_char.from_buffer(m))
+        with self._lock:
+            self._maps[address] = m
+        return address
+
+    def free(self, ptr):
+        if not isinstance(ptr, int) or isinstance(ptr, bool):
+            raise TypeError("free(ptr): ptr must be an int")
+        with self._lock:
+            m = self._maps.pop(ptr, None)
+        if m is None:
+            log.error("kvcached: MooncakeHostMemAllocator.free(%#x): not an address it handed out",
+                      ptr)
+            return errors.INVALID_PARAMS
+        m.close()
+        return 0
+
+
+def _store_client_info(server_address):
+    """GET /api/v1/client from a kvcached store's admin port: its master,
+    host id and segment (a dict), or an error code (the reason logged)."""
+    address = str(server_address or "").strip()
+    if not address:
+        log.error("kvcached: setup_dummy: no server address; give the admin address (host:port) "
+                  "of the kvcached store on this host (MOONCAKE_CLIENT)")
+        return errors.INVALID_PARAMS
+    if "://" not in address:
+        address = "http://" + address
+    request = urllib.request.Request(address.rstrip("/") + "/api/v1/client")
+    token_file = os.environ.get("KVCACHED_TOKEN_FILE")
+    if token_file:
+        try:
+            with open(token_file) as f:
+                request.add_header("Authorization", "Bearer " + f.read().strip())
+        except OSError as e:
+            log.error("kvcached: setup_dummy: cannot read KVCACHED_TOKEN_FILE: %s", e)
+            return errors.INVALID_PARAMS
+    try:
+        with urllib.request.urlopen(request, timeout=5) as r:
+            info = json.loads(r.read().decode())
+    except urllib.error.HTTPError as e:
+        log.error("kvcached: setup_dummy: the store at %s answered %d %s%s", address, e.code,
+                  e.reason, " (is KVCACHED_TOKEN_FILE the cluster token?)" if e.code == 401
+                  else " (is this a kvcached store's admin port?)")
+        return errors.ILLEGAL_CLIENT if e.code == 401 else errors.INVALID_PARAMS
+    except (urllib.error.URLError, OSError) as e:
+        log.error("kvcached: setup_dummy: no kvcached store answers at %s: %s", address, e)
+        return errors.RPC_FAIL
+    except ValueError as e:
+        log.error("kvcached: setup_dummy: %s answered something that is not JSON: %s", address, e)
+        return errors.INVALID_PARAMS
+    if not isinstance(info, dict) or not isinstance(info.get("master"), str) or \
+            not isinstance(info.get("host_id"), str):
+        log.error("kvcached: setup_dummy: %s answered without a master and host id", address)
+        return errors.INVALID_PARAMS
+    return info
+
+
 class MooncakeDistributedStore:
     """A client of a kvcached pool with Mooncake's MooncakeDistributedStore API.
 
@@ -197,6 +285,39 @@ class MooncakeDistributedStore:
         if engine is not None:
             log.info("kvcached: ignoring the TransferEngine passed to setup(); kvcached has its own")
         return self._open(_env_settings() + settings, from_environment=False)
+
+    def setup_dummy(self, mem_pool_size, local_buffer_size, server_address):
+        """Standalone mode (Mooncake's dummy client, SGLang's
+        standalone_storage): the inference process contributes no memory and
+        uses the pool through the kvcached store on its host. server_address
+        (MOONCAKE_CLIENT, client_server_address) is that store's admin
+        address, host:port (`kvcached store --admin-port`); the store says
+        which master it uses and its host id, and the client uses that
+        master with the store's host id, so bytes move between the caller's
+        memory and the store's segment by shared memory. mem_pool_size and
+        local_buffer_size are checked and otherwise unused (nothing needs the
+        caller's pool mapped elsewhere). The KVCACHED_* variables apply as in
+        setup(). Returns 0 or an error code: RPC_FAIL (no store answers),
+        ILLEGAL_CLIENT (token), INVALID_PARAMS."""
+        for name, v in (("mem_pool_size", mem_pool_size), ("local_buffer_size", local_buffer_size)):
+            if not isinstance(v, int) or isinstance(v, bool):
+                raise TypeError(f"setup_dummy(): {name} must be an int")
+            if v < 0:
+                log.error("kvcached: setup_dummy: %s must not be negative", name)
+                return errors.INVALID_PARAMS
+        info = _store_client_info(server_address)
+        if isinstance(info, int):
+            return info
+        if not info.get("shm", False):
+            log.warning("kvcached: setup_dummy: the store at %s serves no shared memory (--shm-socket "
+                        "off); bytes move over TCP", server_address)
+        settings = [("master_server_addr", info["master"]), ("local_hostname", info["host_id"]),
+                    ("global_segment_size", 0)]
+        rc = self._open(_env_settings() + settings, from_environment=False)
+        if rc == 0:
+            log.info("kvcached: setup_dummy: using store segment '%s' on host '%s', master %s",
+                     info.get("segment", "?"), info["host_id"], info["master"])
+        return rc
 
     def setup_from_env(self, **overrides):
         """kvcached's addition: settings from the environment as Mooncake reads

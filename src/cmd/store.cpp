@@ -10,6 +10,7 @@
 
 #include <spdlog/spdlog.h>
 #include <boost/asio/io_context.hpp>
+#include <nlohmann/json.hpp>
 
 #include "cmd/command.h"
 #include "cmd/daemon.h"
@@ -191,6 +192,28 @@ void AddStoreMetrics(MetricsRegistry& metrics, const SegmentMemory& segment,
   });
 }
 
+namespace http = boost::beast::http;
+
+// GET /api/v1/client: what a process on this host needs to use the pool
+// through this store (Python's setup_dummy, docs/python.md "Standalone
+// mode"): the master, the host id that selects shared memory, the segment.
+void ServeClientInfo(const HttpRequest& req, const SegmentHost& host, const std::string& host_id,
+                     const std::string& master, HttpResponse& res) {
+  if (req.method() != http::verb::get && req.method() != http::verb::head) {
+    HttpServer::SetError(res, 405, "GET or HEAD only");
+    res.set(http::field::allow, "GET, HEAD");
+    return;
+  }
+  nlohmann::json doc = {{"master", master},
+                        {"host_id", host_id},
+                        {"segment", host.name()},
+                        {"segment_size", host.memory().size()},
+                        {"shm", host.shm_server() != nullptr}};
+  res.result(http::status::ok);
+  res.set(http::field::content_type, "application/json");
+  res.body() = doc.dump() + "\n";
+}
+
 // The line that says what this store serves, and where.
 void LogServing(SegmentHost& host, const std::string& shm, const std::string& host_id,
                 const std::string& master, const std::shared_ptr<RdmaAcceptor>& rdma,
@@ -274,8 +297,11 @@ int RunStore(const CommandContext& ctx) {
   HttpServer admin_server(
       ioc, admin,
       [&](const HttpRequest& req, const HttpRequestContext&, HttpResponse& res) {
-        if (!HttpServer::ServeHealthOrMetrics(req, metrics, res)) {
-          HttpServer::SetError(res, 404, "no such path; see /health and /metrics");
+        std::string_view target(req.target().data(), req.target().size());
+        if (target.substr(0, target.find('?')) == "/api/v1/client") {
+          ServeClientInfo(req, host, host_id, cfg.String("master"), res);
+        } else if (!HttpServer::ServeHealthOrMetrics(req, metrics, res)) {
+          HttpServer::SetError(res, 404, "no such path; see /health, /metrics and /api/v1/client");
         }
       },
       metrics);

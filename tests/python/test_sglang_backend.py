@@ -93,6 +93,33 @@ def test_tenant_id_gives_the_backend_its_own_key_space(cluster, backends, store,
     tenant_store.close()
 
 
+def test_standalone_storage_serves_through_the_local_store(cluster, backends, store, prefix):
+    """SGLang's standalone_storage with client_server_address: the backend
+    contributes nothing, reaches the pool through the store on this host by
+    shared memory, and runs SGLang's v1 sequence."""
+    config = storage_config(cluster.rpc, standalone_storage=True,
+                            client_server_address=cluster.stores[0].address("admin"))
+    del config.extra_config["master_server_address"]  # the store names the master
+    made = []
+
+    def make(pool):
+        made.append(backends(config, pool))
+        return made[-1]
+
+    hicache_scenario.run(make, prefix)
+    assert made and all(b.store.segment_name() == "" for b in made)
+    assert sum(b.store.stats()["shm_transfers"] for b in made) > 0
+    assert all(b.store.stats()["tcp_transfers"] == 0 for b in made)
+    key = page_keys(prefix, 1)[0]
+    assert store.is_exist(f"{key}_0_k") == 1
+
+
+def test_standalone_storage_without_an_address_fails_clearly(cluster):
+    from kvcached.sglang import KvcachedHiCacheStorage
+    with pytest.raises(ValueError, match="client_server_address"):
+        KvcachedHiCacheStorage(storage_config(cluster.rpc, standalone_storage=True), {})
+
+
 def test_v1_calls_always_return_lists(cluster, prefix):
     from kvcached.sglang import KvcachedHiCacheStorage
     b = KvcachedHiCacheStorage(storage_config(cluster.rpc), {})

@@ -11,7 +11,8 @@ except ImportError:
         os.path.abspath(__file__))))))
     import kvcached
 
-from kvcached import BufferHandle, MooncakeDistributedStore, ReplicateConfig  # noqa: F401
+from kvcached import (  # noqa: F401
+    BufferHandle, MooncakeDistributedStore, MooncakeHostMemAllocator, ReplicateConfig)
 from kvcached.errors import *  # noqa: F401,F403
 
 KVCACHED_SHIM = True
