@@ -160,17 +160,19 @@ void GetBatch::Rounds() {
 
 void GetBatch::Release() {
   // A lease that ran out needs no release (the master ignores it anyway).
-  KeysRequest release;
+  // Each names the version read, so a release that arrives late cannot end
+  // a lease on a newer object of the key.
+  ReleaseLeasesRequest release;
   for (const Want& w : wants_) {
-    if (LeaseRunning(*w.res)) release.keys.push_back(keys_[w.key]);
+    if (LeaseRunning(*w.res)) release.items.push_back({keys_[w.key], w.item->version});
   }
-  (void)ForBatchChunks(release.keys.size(), [&](size_t a, size_t b) {
-    KeysRequest part;
-    part.keys.assign(release.keys.begin() + static_cast<std::ptrdiff_t>(a),
-                     release.keys.begin() + static_cast<std::ptrdiff_t>(b));
+  (void)ForBatchChunks(release.items.size(), [&](size_t a, size_t b) {
+    ReleaseLeasesRequest part;
+    part.items.assign(release.items.begin() + static_cast<std::ptrdiff_t>(a),
+                      release.items.begin() + static_cast<std::ptrdiff_t>(b));
     if (Status st = ctx_.master.Send(MsgType::kReleaseLeases, part); !st.ok()) {
       spdlog::debug("ReleaseLeases of {} keys not sent: {} (they end with their TTL)",
-                    part.keys.size(), st.ToString());
+                    part.items.size(), st.ToString());
     }
     return Status::Ok();
   });

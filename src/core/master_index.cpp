@@ -684,13 +684,16 @@ void MasterIndex::Started(int64_t now_ms) {
   impl_->rebuild_until_ms = now_ms + options_.client_ttl_ms;
 }
 
-uint64_t MasterIndex::ReleaseLeases(const std::vector<std::string>& keys, int64_t now_ms) {
+uint64_t MasterIndex::ReleaseLeases(const std::vector<ReleaseItem>& items, int64_t now_ms) {
   Impl& m = *impl_;
   uint64_t released = 0;
-  for (const std::string& k : keys) {
-    uint32_t id = m.Find(k);
+  for (const ReleaseItem& it : items) {
+    uint32_t id = m.Find(it.key);
     if (id == kNil) continue;
     Object& o = m.objects[id];
+    // Another version of the key (the one read was removed or evicted and
+    // the key put again): its readers' leases are not this reader's.
+    if (o.version != it.version) continue;
     if (o.state != State::kComplete || o.readers == 0 || o.lease_until_ms <= now_ms) continue;
     ++released;
     if (--o.readers > 0) continue;
@@ -821,6 +824,7 @@ ReplicaListResponse MasterIndex::GetReplicaLists(const std::vector<std::string>&
     m.LruTouch(id);
     item.size = o.size;
     item.checksum = o.checksum;
+    item.version = o.version;
     m.FillReplicas(r, refs, o.locs, item);
   }
   return r;
@@ -911,6 +915,7 @@ ReplicaListResponse MasterIndex::PutStart(const Caller& caller, const PutStartRe
     for (Loc l : locs) o.locs.push_back(l);
     m.pending_by_time.emplace(now_ms, id);
     item.size = in.size;
+    item.version = o.version;
     m.FillReplicas(r, refs, o.locs, item);
   }
   return r;

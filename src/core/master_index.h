@@ -145,12 +145,13 @@ class MasterIndex {
   // has remounted) a Remove of a key the index does not know leaves a
   // tombstone, so the key's record, remounted later, is refused.
   void Started(int64_t now_ms);
-  // A reader is done with `keys`: each releases one lease its GetReplicaList
-  // took. When an object's last reader is done its lease ends at once, so
-  // eviction and Remove may take it; an object chosen for eviction while
-  // read goes then. Releases of leases already run out do nothing. Returns
-  // how many leases were released.
-  uint64_t ReleaseLeases(const std::vector<std::string>& keys, int64_t now_ms);
+  // A reader is done with these objects (key and the version its
+  // GetReplicaList answer gave): each releases one lease. When an object's
+  // last reader is done its lease ends at once, so eviction and Remove may
+  // take it; an object chosen for eviction while read goes then. Releases
+  // of leases already run out, and of another version of the key, do
+  // nothing. Returns how many leases were released.
+  uint64_t ReleaseLeases(const std::vector<ReleaseItem>& items, int64_t now_ms);
   // A ping also brings the caller's segments back from being unreachable.
   PingResponse Ping(const Caller& caller, uint32_t segments_owned, int64_t now_ms);
   // A client could not reach these segments: nothing new is placed there

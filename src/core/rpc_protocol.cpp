@@ -169,10 +169,11 @@ void Fields(Io& io, ReplicaListResponse& m) {
     io.Str(s.name, kMaxIdBytes);
     io.Str(s.endpoint, kMaxEndpointBytes);
   });
-  io.List(m.items, kMaxBatchKeys, 4 + 16 + 4, [&](ReplicaItem& it) {
+  io.List(m.items, kMaxBatchKeys, 4 + 24 + 4, [&](ReplicaItem& it) {
     io.I32(it.code);
     io.U64(it.size);
     io.U64(it.checksum);
+    io.U64(it.version);
     io.List(it.replicas, kMaxReplicas, 12, [&](Replica& r) {
       io.U32(r.segment);
       io.U64(r.offset);
@@ -205,6 +206,14 @@ void Fields(Io& io, PutEndRequest& m) {
   io.List(m.items, kMaxBatchKeys, 4 + 8, [&](PutEndItem& it) {
     io.Str(it.key, kMaxKeyBytes);
     io.U64(it.checksum);
+  });
+}
+
+template <typename Io>
+void Fields(Io& io, ReleaseLeasesRequest& m) {
+  io.List(m.items, kMaxBatchKeys, 4 + 8, [&](ReleaseItem& it) {
+    io.Str(it.key, kMaxKeyBytes);
+    io.U64(it.version);
   });
 }
 
@@ -306,6 +315,7 @@ KVCACHED_INSTANTIATE_CODEC(CodesResponse)
 KVCACHED_INSTANTIATE_CODEC(ReplicaListResponse)
 KVCACHED_INSTANTIATE_CODEC(PutStartRequest)
 KVCACHED_INSTANTIATE_CODEC(PutEndRequest)
+KVCACHED_INSTANTIATE_CODEC(ReleaseLeasesRequest)
 KVCACHED_INSTANTIATE_CODEC(RemoveAllRequest)
 KVCACHED_INSTANTIATE_CODEC(RemoveAllResponse)
 KVCACHED_INSTANTIATE_CODEC(SizesResponse)
@@ -356,8 +366,8 @@ namespace {
 
 // Encoded sizes at their maxima, following the field lists above.
 constexpr uint64_t StrMax(uint64_t max_bytes) { return 4 + max_bytes; }
-constexpr uint64_t kHelloMax =
-    1 + StrMax(kMaxIdBytes) * 2 + StrMax(kMaxTokenBytes) + StrMax(kMaxOwnerProofBytes);
+constexpr uint64_t kHelloMax = 1 + StrMax(kMaxIdBytes) * 2 + StrMax(kMaxTokenBytes) +
+                               StrMax(kMaxOwnerProofBytes) + StrMax(kMaxIdBytes);
 constexpr uint64_t kSegmentInfoMax = StrMax(kMaxIdBytes) + 8 + 8 + StrMax(kMaxEndpointBytes);
 constexpr uint64_t kKeysMax = 4 + kMaxBatchKeys * StrMax(kMaxKeyBytes);
 constexpr uint64_t kPutStartMax =
@@ -384,11 +394,12 @@ uint32_t MaxRequestBodyBytes(MsgType type) {
     case MsgType::kExistKey:
     case MsgType::kGetReplicaList:
     case MsgType::kPutRevoke:
-    case MsgType::kReleaseLeases:
     case MsgType::kGetSize:
       return static_cast<uint32_t>(kKeysMax);
     case MsgType::kReportUnreachable:
       return static_cast<uint32_t>(4 + kMaxBatchKeys * StrMax(kMaxIdBytes));
+    case MsgType::kReleaseLeases:
+      return static_cast<uint32_t>(kPutEndMax);  // the same shape: key and a u64
     case MsgType::kRemove:
       return static_cast<uint32_t>(1 + kKeysMax);
     case MsgType::kPutStart:

@@ -56,8 +56,9 @@ enum class MsgType : uint16_t {
   // answer CodesResponse): the master places nothing there until their
   // owners ping again.
   kReportUnreachable = 15,
-  // A reader is done with these keys (KeysRequest): the leases its
-  // GetReplicaList took end now. One-way: the master sends no answer.
+  // A reader is done with these keys (ReleaseLeasesRequest: key and
+  // version): the leases its GetReplicaList took end now. One-way: the
+  // master sends no answer.
   kReleaseLeases = 16,
   // The store's data port (after Hello): bytes move in the frame body.
   kDataWrite = 32,  // body: DataRange, then `length` bytes; answer StatusResponse
@@ -232,6 +233,10 @@ struct ReplicaItem {
   int32_t code = 0;
   uint64_t size = 0;
   uint64_t checksum = 0;
+  // The object's version (docs/master.md, "Versions"): a ReleaseLeases
+  // names it, so a late release cannot end a lease on a newer object of
+  // the same key.
+  uint64_t version = 0;
   std::vector<Replica> replicas;
 };
 
@@ -259,6 +264,15 @@ struct PutEndItem {
 
 struct PutEndRequest {
   std::vector<PutEndItem> items;
+};
+
+struct ReleaseItem {
+  std::string key;
+  uint64_t version = 0;  // as the GetReplicaList answer gave it
+};
+
+struct ReleaseLeasesRequest {
+  std::vector<ReleaseItem> items;
 };
 
 struct RemoveAllRequest {

@@ -57,7 +57,7 @@ Status ScopeKeys(const std::string& prefix, std::vector<std::string>& keys) {
 }
 Status ScopeKeys(const std::string& prefix, KeysRequest& r) { return ScopeKeys(prefix, r.keys); }
 Status ScopeKeys(const std::string& prefix, RemoveRequest& r) { return ScopeKeys(prefix, r.keys); }
-template <typename Req>  // PutStartRequest, PutEndRequest
+template <typename Req>  // PutStartRequest, PutEndRequest, ReleaseLeasesRequest
 Status ScopeKeys(const std::string& prefix, Req& r) {
   for (size_t i = 0; i < r.items.size(); ++i) {
     if (Status st = ScopeKey(prefix, i, r.items[i].key); !st.ok()) return st;
@@ -426,12 +426,12 @@ Status MasterService::Dispatch(const RpcPeer& peer, MsgType type, std::string_vi
       });
       break;
     case MsgType::kReleaseLeases: {
-      KeysRequest r;
+      ReleaseLeasesRequest r;
       if (Status st = DecodeBody(body, r); !st.ok()) return st;
-      ops_->keys->Inc(r.keys.size());
+      ops_->keys->Inc(r.items.size());
       if (!ScopeKeys(TenantPrefix(peer.tenant), r).ok()) break;  // one-way: nothing to answer
       std::lock_guard<std::mutex> lock(index_mu_);
-      (void)index_.ReleaseLeases(r.keys, now);
+      (void)index_.ReleaseLeases(r.items, now);
       break;  // one-way: the RPC server sends no answer
     }
     case MsgType::kReportUnreachable:

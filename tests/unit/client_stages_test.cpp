@@ -86,6 +86,12 @@ TEST_CASE("client stages: a put reads back exact, and a second put of the key is
   CHECK(rig.counters.puts == 1);
   CHECK(rig.counters.gets == 2);
   CHECK(rig.master.calls[MsgType::kReleaseLeases] == 2);
+  // The releases named the version read: the lease is over, so a remove
+  // that respects leases goes through at once.
+  RemoveRequest rm{false, {"k"}};
+  CodesResponse removed;
+  REQUIRE(static_cast<MasterLink&>(rig.master).Call(MsgType::kRemove, rm, removed).ok());
+  CHECK(removed.codes.at(0) == 0);
 }
 
 TEST_CASE("client stages: bad input is refused before the master is asked") {

@@ -701,16 +701,23 @@ TEST_CASE("tenants: a quota evicts the tenant's own oldest objects, not others'"
   CHECK(m.Tenants()["team-a"].bytes <= 3 * kMiB);
 }
 
+// The version a GetReplicaList answer gave for its only key.
+ReleaseItem Read(MasterIndex& m, const std::string& key, int64_t now) {
+  ReplicaListResponse r = m.GetReplicaLists({key}, now);
+  REQUIRE(r.items.at(0).code == kOk);
+  return {key, r.items[0].version};
+}
+
 TEST_CASE("a lease ends when its last reader is done; a doomed object goes then") {
   MasterIndex m(Opts());  // lease 1000 ms
   std::vector<std::string> all = FillPool(m);
   // Two readers of k0, then every other key checked: k0 is the oldest.
-  REQUIRE(m.GetReplicaLists({"k0"}, 10).items[0].code == kOk);
-  REQUIRE(m.GetReplicaLists({"k0"}, 20).items[0].code == kOk);
+  ReleaseItem k0 = Read(m, "k0", 10);
+  REQUIRE(Read(m, "k0", 20).version == k0.version);
   (void)m.ExistKeys({"k1", "k2", "k3", "k4", "k5", "k6", "k7"}, 25);
-  REQUIRE(m.GetReplicaLists({"k1"}, 26).items[0].code == kOk);  // one reader
+  ReleaseItem k1 = Read(m, "k1", 26);  // one reader
   CHECK(m.Remove({"k1"}, false, 30).codes[0] == Code(ErrorCode::OBJECT_HAS_LEASE));
-  CHECK(m.ReleaseLeases({"k0", "k1", "missing"}, 30) == 2);
+  CHECK(m.ReleaseLeases({k0, k1, {"missing", 1}}, 30) == 2);
   CHECK(m.Remove({"k1"}, false, 30).codes[0] == kOk);  // its only reader is done
   CHECK(m.Remove({"k0"}, false, 30).codes[0] == Code(ErrorCode::OBJECT_HAS_LEASE));  // one left
   CHECK(m.PutStart(kWriter, {1, "", {{"n1", kMiB}}}, 40).items[0].code == kOk);  // k1's space
@@ -719,17 +726,33 @@ TEST_CASE("a lease ends when its last reader is done; a doomed object goes then"
         Code(ErrorCode::NO_AVAILABLE_HANDLE));
   uint64_t evicted = m.counters().evicted_objects;
   // The last reader finishes: k0 goes now, not a lease TTL later.
-  CHECK(m.ReleaseLeases({"k0"}, 50) == 1);
+  CHECK(m.ReleaseLeases({k0}, 50) == 1);
   CHECK(m.Lookup("k0", 50) == std::nullopt);
   CHECK(m.counters().evicted_objects == evicted + 1);
   CHECK(m.PutStart(kWriter, {1, "", {{"n2", kMiB}}}, 50).items[0].code == kOk);
   // A release after its lease ran out does nothing; a reader that came
   // later is the one whose release counts.
-  REQUIRE(m.GetReplicaLists({"k2"}, 100).items[0].code == kOk);
-  REQUIRE(m.GetReplicaLists({"k2"}, 1500).items[0].code == kOk);  // the first lease ran out
-  CHECK(m.ReleaseLeases({"k2"}, 1600) == 1);
+  ReleaseItem k2 = Read(m, "k2", 100);
+  REQUIRE(Read(m, "k2", 1500).version == k2.version);  // the first lease ran out
+  CHECK(m.ReleaseLeases({k2}, 1600) == 1);
   CHECK(m.Remove({"k2"}, false, 1600).codes[0] == kOk);
   CHECK(m.counters().leases_released == 4);
+}
+
+TEST_CASE("a late release of an older object does not end the lease of the key's newer one") {
+  MasterIndex m(Opts());  // lease 1000 ms
+  REQUIRE(m.Mount(kStoreA, Seg("a", 8 * kMiB), 0).ok());
+  Put(m, "k", kMiB, 0);
+  ReleaseItem old_read = Read(m, "k", 10);  // a reader that stalls past its lease
+  CHECK(m.Remove({"k"}, false, 1100).codes[0] == kOk);
+  Put(m, "k", kMiB, 1200, /*checksum=*/8);
+  ReleaseItem new_read = Read(m, "k", 1300);
+  CHECK(new_read.version > old_read.version);
+  // The stalled reader's release arrives now: it names the old version.
+  CHECK(m.ReleaseLeases({old_read}, 1400) == 0);
+  CHECK(m.Remove({"k"}, false, 1400).codes[0] == Code(ErrorCode::OBJECT_HAS_LEASE));
+  CHECK(m.ReleaseLeases({new_read}, 1400) == 1);
+  CHECK(m.Remove({"k"}, false, 1400).codes[0] == kOk);
 }
 
 TEST_CASE("unmount drops one replica and keeps objects that have another") {

@@ -28,9 +28,10 @@ T RoundTrip(const T& in) {
 SegmentInfo Seg() { return {"store-a/seg0", 0x7f0000000000, 4ull << 30, "tcp://127.0.0.1:7000"}; }
 
 TEST_CASE("every message round-trips and every prefix is refused") {
-  HelloRequest hello{2, "client-1", "host-a", "token", "proof"};
+  HelloRequest hello{2, "client-1", "host-a", "token", "proof", "team-a"};
   CHECK(RoundTrip(hello).client_id == "client-1");
   CHECK(RoundTrip(hello).owner_proof == "proof");
+  CHECK(RoundTrip(hello).tenant == "team-a");
   HelloResponse hr{0, kRpcVersion, "master-xyz", 10000, "welcome", "seg-a", 1 << 20};
   CHECK(RoundTrip(hr).lease_ttl_ms == 10000);
   CHECK(RoundTrip(hr).segment == "seg-a");
@@ -48,10 +49,12 @@ TEST_CASE("every message round-trips and every prefix is refused") {
   CHECK(RoundTrip(CodesResponse{10000, {0, -704}}).codes[1] == -704);
   ReplicaListResponse rl{10000,
                          {{"s0", "tcp://a"}, {"s1", "tcp://b"}},
-                         {{0, 10, 99, {{0, 64}, {1, 128}}}, {-704, 0, 0, {}}}};
+                         {{0, 10, 99, 1234, {{0, 64}, {1, 128}}}, {-704, 0, 0, 0, {}}}};
   CHECK(RoundTrip(rl).items[0].replicas[1].offset == 128);
+  CHECK(RoundTrip(rl).items[0].version == 1234);
   CHECK(RoundTrip(PutStartRequest{2, "s0", {{"k", 1 << 20}}}).items[0].size == (1 << 20));
   CHECK(RoundTrip(PutEndRequest{{{"k", 42}}}).items[0].checksum == 42);
+  CHECK(RoundTrip(ReleaseLeasesRequest{{{"k", 77}}}).items[0].version == 77);
   CHECK(RoundTrip(RemoveAllRequest{true}).force);
   CHECK(RoundTrip(RemoveAllResponse{0, 12}).removed == 12);
   CHECK(RoundTrip(SizesResponse{{{0, 5}, {-704, 0}}}).items[0].size == 5);
@@ -132,7 +135,7 @@ TEST_CASE("limits are enforced before allocation") {
     CHECK_FALSE(DecodeBody(body, out).ok());
   }
   SUBCASE("a replica pointing outside the segment list") {
-    ReplicaListResponse rl{1, {{"s0", "e"}}, {{0, 1, 1, {{1, 0}}}}};
+    ReplicaListResponse rl{1, {{"s0", "e"}}, {{0, 1, 1, 1, {{1, 0}}}}};
     ReplicaListResponse out;
     CHECK(DecodeBody(EncodeBody(rl), out).message().find("segment index") != std::string::npos);
   }
