@@ -48,10 +48,7 @@ class Proc:
         self.notify.bind(self.notify_path)
         self.log_path = os.path.join(self.tmp, "stderr.log")
         self.stderr = open(self.log_path, "wb")
-        # LD_PRELOAD is for this python3 (a sanitizer runtime under a sanitized
-        # library), not for the daemons.
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith(("KVCACHED_", "MOONCAKE_", "SGLANG_", "LD_PRELOAD"))}
+        env = daemon_env()
         env["NOTIFY_SOCKET"] = self.notify_path
         env.update(env_extra or {})
         self.proc = subprocess.Popen(list(command or [BIN]) + list(args), stdin=subprocess.DEVNULL,
@@ -95,6 +92,14 @@ class Proc:
         self.notify.close()
         self.stderr.close()
         shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def daemon_env():
+    """The environment for a kvcached process a test starts: LD_PRELOAD is
+    for this python3 (a sanitizer runtime under a sanitized library), not for
+    the daemons, and no client variable of the test leaks into them."""
+    return {k: v for k, v in os.environ.items()
+            if not k.startswith(("KVCACHED_", "MOONCAKE_", "SGLANG_", "LD_PRELOAD"))}
 
 
 class Cluster:

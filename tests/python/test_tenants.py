@@ -4,8 +4,10 @@ MooncakeDistributedStore, set up the three ways SGLang sets it up (the
 tenant_id keyword, a setup dict, MOONCAKE_TENANT_ID); every value read is
 checked against the one its tenant wrote."""
 import re
+import subprocess
 import urllib.request
 
+from conftest import BIN, daemon_env
 from kvcached import MooncakeDistributedStore, errors
 
 MiB = 1 << 20
@@ -125,13 +127,11 @@ def test_a_quota_evicts_the_tenants_own_oldest_objects(fresh_cluster):
         d.close()
 
 
-def test_bad_tenant_quotas_stop_the_master_with_the_reason(tmp_path):
-    import os
-    import subprocess
+def test_bad_tenant_quotas_stop_the_master_with_the_reason():
     for bad, why in [("team-a", "is not NAME=SIZE"), ("team a=1MiB", "letters, digits"),
                      ("team-a=lots", "is not a size"), ("a=1MiB,a=2MiB", "named twice")]:
-        r = subprocess.run([os.environ["KVCACHED_BIN"], "master", "--port", "0",
-                            "--admin-port", "0", "--no-meta", "--tenant-quotas", bad],
-                           capture_output=True, text=True, timeout=30)
+        r = subprocess.run([BIN, "master", "--port", "0", "--admin-port", "0", "--no-meta",
+                            "--tenant-quotas", bad],
+                           capture_output=True, text=True, timeout=30, env=daemon_env())
         assert r.returncode == 78, (bad, r.stderr)
         assert "--tenant-quotas" in r.stderr and why in r.stderr, (bad, r.stderr)
