@@ -372,6 +372,7 @@ struct MasterIndex::Impl {
   // own least recently used objects to make room. Objects under a read
   // lease are only doomed: the put is refused now and fits once they go.
   bool WithinQuota(std::string_view key, uint64_t size, int64_t now_ms, MasterCounters& counters) {
+    if (opts.tenant_quota_bytes.empty()) return true;
     std::string tenant(TenantOfInternalKey(key));
     auto q = opts.tenant_quota_bytes.find(tenant);
     if (q == opts.tenant_quota_bytes.end()) return true;

@@ -1,14 +1,14 @@
 #include "core/tenant.h"
 
 #include "core/rpc_protocol.h"
+#include "core/units.h"
 
 namespace kvcached {
 
 static_assert(kMaxInternalKeyBytes == kMaxKeyBytes + kMaxTenantPrefixBytes);
 
 Result<std::string> CanonicalTenant(std::string_view name) {
-  while (!name.empty() && (name.front() == ' ' || name.front() == '\t')) name.remove_prefix(1);
-  while (!name.empty() && (name.back() == ' ' || name.back() == '\t')) name.remove_suffix(1);
+  name = Trim(name);
   if (name.empty() || name == kDefaultTenant) return std::string();
   if (name.size() > kMaxTenantBytes) {
     return Status(ErrorCode::INVALID_PARAMS, "tenant id of " + std::to_string(name.size()) +

@@ -25,8 +25,8 @@ inline constexpr size_t kMaxTenantBytes = 64;
 inline constexpr size_t kMaxTenantPrefixBytes = kMaxTenantBytes + 2;
 inline constexpr std::string_view kDefaultTenant = "default";
 
-// The canonical name: "" for the default tenant ("" or "default", blanks
-// around it ignored), the name otherwise. INVALID_PARAMS names the rule broken.
+// The canonical name: "" for the default tenant ("" or "default", white
+// space around it ignored), the name otherwise. INVALID_PARAMS names the rule broken.
 Result<std::string> CanonicalTenant(std::string_view name);
 
 // The prefix of the tenant's internal keys ("" for the default tenant).

@@ -4,13 +4,14 @@
 #include <cstdio>
 
 namespace kvcached {
-namespace {
 
 std::string_view Trim(std::string_view s) {
   while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front()))) s.remove_prefix(1);
   while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.remove_suffix(1);
   return s;
 }
+
+namespace {
 
 std::string Lower(std::string_view s) {
   std::string out(s);

@@ -14,6 +14,9 @@
 
 namespace kvcached {
 
+// `s` without the white space (std::isspace) at either end.
+std::string_view Trim(std::string_view s);
+
 // Accepts an unsigned decimal number, optionally with a fraction, optional
 // spaces, and an optional case-insensitive unit: b, k/kb/kib, m/mb/mib,
 // g/gb/gib, t/tb/tib, p/pb/pib. A fraction must come with a unit and is

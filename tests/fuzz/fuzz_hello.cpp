@@ -54,11 +54,12 @@ kvcached::ErrorCode Expected(uint16_t version, const kvcached::HelloRequest& h, 
   }
   if (h.role < 1 || h.role > 3) return ErrorCode::INVALID_PARAMS;
   if ((role_mask & (1u << (h.role - 1))) == 0) return ErrorCode::ILLEGAL_CLIENT;
-  // The tenant: blanks around it ignored; empty or "default", else 1 to 64
-  // of [A-Za-z0-9._-].
+  // The tenant: white space around it ignored; empty or "default", else 1
+  // to 64 of [A-Za-z0-9._-].
   std::string_view t = h.tenant;
-  while (!t.empty() && (t.front() == ' ' || t.front() == '\t')) t.remove_prefix(1);
-  while (!t.empty() && (t.back() == ' ' || t.back() == '\t')) t.remove_suffix(1);
+  auto blank = [](char c) { return std::isspace(static_cast<unsigned char>(c)) != 0; };
+  while (!t.empty() && blank(t.front())) t.remove_prefix(1);
+  while (!t.empty() && blank(t.back())) t.remove_suffix(1);
   if (t.size() > 64) return ErrorCode::INVALID_PARAMS;
   for (char c : t) {
     if (!std::isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '_' && c != '-') {
@@ -115,11 +116,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   neutral.role = hello.role;
   neutral.client_id.assign(hello.client_id.size(), 'c');
   neutral.token = hello.token == kSecret ? kSecret : "";
-  // The tenant, as valid or not as it was: blanks kept, allowed bytes 't',
-  // others '/'.
+  // The tenant, as valid or not as it was: white space kept, allowed bytes
+  // 't', others '/'.
   for (char c : hello.tenant) {
-    bool allowed = std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-';
-    neutral.tenant += (c == ' ' || c == '\t') ? c : allowed ? 't' : '/';
+    auto u = static_cast<unsigned char>(c);
+    bool allowed = std::isalnum(u) || c == '.' || c == '_' || c == '-';
+    neutral.tenant += std::isspace(u) ? c : allowed ? 't' : '/';
   }
   HelloDecision n = DecideHello(version, neutral, policy);
   Require(n.code == d.code && n.reason == d.reason);
