@@ -236,6 +236,18 @@ void LogServing(SegmentHost& host, const std::string& shm, const std::string& ho
       admin);
 }
 
+// With --protocol rdma, the RDMA target over the segment, handed to the host
+// before it serves; null otherwise.
+Result<std::shared_ptr<RdmaAcceptor>> OpenStoreRdma(const Config& cfg, SegmentHost& host) {
+  if (cfg.String("protocol") != "rdma") return std::shared_ptr<RdmaAcceptor>();
+  SegmentMemory& segment = host.memory();
+  Result<std::shared_ptr<RdmaAcceptor>> opened = OpenRdmaTarget(
+      cfg.String("device"), cfg.IsSet("gid-index") ? static_cast<int>(cfg.Number("gid-index")) : -1,
+      segment.data(), segment.size());
+  if (opened.ok()) host.SetRdma(*opened);
+  return opened;
+}
+
 int RunStore(const CommandContext& ctx) {
   const Config& cfg = ctx.config;
   Result<std::optional<AuthToken>> token = LoadTokenOption(cfg);
@@ -268,19 +280,12 @@ int RunStore(const CommandContext& ctx) {
   }
   SegmentHost& host = *created.value();
   SegmentMemory& segment = host.memory();
-  std::shared_ptr<RdmaAcceptor> rdma;
-  if (cfg.String("protocol") == "rdma") {
-    Result<std::shared_ptr<RdmaAcceptor>> opened =
-        OpenRdmaTarget(cfg.String("device"),
-                       cfg.IsSet("gid-index") ? static_cast<int>(cfg.Number("gid-index")) : -1,
-                       segment.data(), segment.size());
-    if (!opened.ok()) {
-      spdlog::error("--protocol rdma: {}", opened.status().message());
-      return ExitCode(opened.code());
-    }
-    rdma = *opened;
-    host.SetRdma(rdma);
+  Result<std::shared_ptr<RdmaAcceptor>> rdma_opened = OpenStoreRdma(cfg, host);
+  if (!rdma_opened.ok()) {
+    spdlog::error("--protocol rdma: {}", rdma_opened.status().message());
+    return ExitCode(rdma_opened.code());
   }
+  std::shared_ptr<RdmaAcceptor> rdma = *rdma_opened;
 
   // Listeners first: a port that cannot be bound fails before the master
   // ever hears of the segment.

@@ -21,7 +21,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
 
-#include "core/master_index.h"
+#include "master/master_index.h"
 #include "core/metrics.h"
 #include "master/metadata_service.h"
 #include "net/http_server.h"

@@ -1,4 +1,4 @@
-#include "core/key_table.h"
+#include "master/key_table.h"
 
 #include <doctest/doctest.h>
 

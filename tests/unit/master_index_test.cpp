@@ -1,4 +1,4 @@
-#include "core/master_index.h"
+#include "master/master_index.h"
 
 #include <doctest/doctest.h>
 

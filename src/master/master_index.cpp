@@ -1,4 +1,4 @@
-#include "core/master_index.h"
+#include "master/master_index.h"
 
 #include <algorithm>
 #include <deque>
@@ -6,7 +6,7 @@
 #include <numeric>
 #include <set>
 
-#include "core/key_table.h"
+#include "master/key_table.h"
 #include "core/tenant.h"
 
 namespace kvcached {
