@@ -2,15 +2,20 @@
 // for every value. CLI11 collects raw strings only, so one parser decides
 // what "4gb" or "10s" means whether it came from a flag, the environment or
 // the config file, and each error names the option and its source.
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
+#include <fstream>
 #include <map>
 #include <memory>
+#include <sstream>
 
 #include <spdlog/spdlog.h>
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
 #include "cmd/command.h"
+#include "cmd/mooncake_master.h"
 #include "core/build_info.h"
 #include "core/error_code.h"
 #include "core/logging.h"
@@ -252,6 +257,43 @@ int RunCli(int argc, char** argv) {
   std::fprintf(stderr, "%s\n", app.help().c_str());
   std::fprintf(stderr, "kvcached: error: a subcommand is required (master, meta, store, bench)\n");
   return kExitUsage;
+}
+
+int RunMooncakeMaster(int argc, char** argv) {
+  std::map<std::string, bool> own;
+  std::vector<OptionSpec> specs = CommonOptions();
+  for (const OptionSpec& spec : MasterCommand().options) specs.push_back(spec);
+  for (const OptionSpec& spec : specs) own[spec.name] = spec.kind == OptionKind::kBool;
+  auto read_file = [](const std::string& path) -> Result<std::string> {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) return Status(ErrorCode::INVALID_PARAMS, std::strerror(errno));
+    std::ostringstream text;
+    text << in.rdbuf();
+    return text.str();
+  };
+  Result<MooncakeMasterArgs> translated =
+      TranslateMooncakeMasterArgs(std::vector<std::string>(argv + 1, argv + argc), own, read_file);
+  if (!translated.ok()) {
+    std::fprintf(stderr, "mooncake_master: error: %s\n", translated.status().message().c_str());
+    return translated.code() == ErrorCode::NOT_SUPPORTED ? ExitCode(translated.code()) : kExitUsage;
+  }
+  if (translated->help) {
+    std::printf("%s", MooncakeMasterHelp().c_str());
+    return kExitOk;
+  }
+  if (translated->version) {
+    std::printf("%s\n", VersionText().c_str());
+    return kExitOk;
+  }
+  for (const std::string& note : translated->notes) {
+    std::fprintf(stderr, "mooncake_master: note: %s\n", note.c_str());
+  }
+  std::vector<std::string> words = {"mooncake_master", "master"};
+  words.insert(words.end(), translated->master_args.begin(), translated->master_args.end());
+  std::vector<char*> cargv;
+  for (std::string& w : words) cargv.push_back(w.data());
+  cargv.push_back(nullptr);
+  return RunCli(static_cast<int>(words.size()), cargv.data());
 }
 
 }  // namespace kvcached

@@ -39,4 +39,8 @@ std::vector<OptionSpec> CommonOptions();
 // Parses argv and runs the chosen subcommand; returns the exit code.
 int RunCli(int argc, char** argv);
 
+// The binary invoked as mooncake_master: Mooncake's master flags translated
+// (cmd/mooncake_master.h), then RunCli as `kvcached master`.
+int RunMooncakeMaster(int argc, char** argv);
+
 }  // namespace kvcached

@@ -42,6 +42,7 @@ class Proc:
         program that execs kvcached (python -m mooncake.http_metadata_server)
         signals readiness the same way, through the inherited NOTIFY_SOCKET."""
         self.args = args
+        self.argv = list(command or [BIN]) + list(args)
         self.tmp = tempfile.mkdtemp(prefix="kvcached-py-")
         self.notify_path = os.path.join(self.tmp, "notify.sock")
         self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -51,7 +52,7 @@ class Proc:
         env = daemon_env()
         env["NOTIFY_SOCKET"] = self.notify_path
         env.update(env_extra or {})
-        self.proc = subprocess.Popen(list(command or [BIN]) + list(args), stdin=subprocess.DEVNULL,
+        self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL,
                                      stdout=subprocess.DEVNULL, stderr=self.stderr, env=env)
         self.status = self._wait_ready()
 
@@ -63,13 +64,13 @@ class Proc:
                 msg = self.notify.recv(4096).decode()
             except socket.timeout:
                 if self.proc.poll() is not None:
-                    raise RuntimeError(f"kvcached {self.args[0]} exited with "
+                    raise RuntimeError(f"{' '.join(self.argv)} exited with "
                                        f"{self.proc.returncode} before ready:\n{self.log()}")
                 continue
             fields = dict(line.split("=", 1) for line in msg.split("\n") if "=" in line)
             if fields.get("READY") == "1":
                 return fields.get("STATUS", "")
-        raise RuntimeError(f"kvcached {self.args[0]} not ready in time:\n{self.log()}")
+        raise RuntimeError(f"{' '.join(self.argv)} not ready in time:\n{self.log()}")
 
     def address(self, word):
         m = re.search(word + r" (?:http://|tcp://)?([0-9.]+:[0-9]+)", self.status)
