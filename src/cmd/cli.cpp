@@ -2,13 +2,9 @@
 // for every value. CLI11 collects raw strings only, so one parser decides
 // what "4gb" or "10s" means whether it came from a flag, the environment or
 // the config file, and each error names the option and its source.
-#include <cerrno>
 #include <cstdio>
-#include <cstring>
-#include <fstream>
 #include <map>
 #include <memory>
-#include <sstream>
 
 #include <spdlog/spdlog.h>
 #include <CLI/CLI.hpp>
@@ -264,15 +260,8 @@ int RunMooncakeMaster(int argc, char** argv) {
   std::vector<OptionSpec> specs = CommonOptions();
   for (const OptionSpec& spec : MasterCommand().options) specs.push_back(spec);
   for (const OptionSpec& spec : specs) own[spec.name] = spec.kind == OptionKind::kBool;
-  auto read_file = [](const std::string& path) -> Result<std::string> {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) return Status(ErrorCode::INVALID_PARAMS, std::strerror(errno));
-    std::ostringstream text;
-    text << in.rdbuf();
-    return text.str();
-  };
-  Result<MooncakeMasterArgs> translated =
-      TranslateMooncakeMasterArgs(std::vector<std::string>(argv + 1, argv + argc), own, read_file);
+  Result<MooncakeMasterArgs> translated = TranslateMooncakeMasterArgs(
+      std::vector<std::string>(argv + 1, argv + argc), own, LoadConfigFile);
   if (!translated.ok()) {
     std::fprintf(stderr, "mooncake_master: error: %s\n", translated.status().message().c_str());
     return translated.code() == ErrorCode::NOT_SUPPORTED ? ExitCode(translated.code()) : kExitUsage;

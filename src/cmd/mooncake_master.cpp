@@ -3,10 +3,10 @@
 // prints it, and Build() says what each value does.
 #include "cmd/mooncake_master.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <cmath>
 #include <cstdlib>
-#include <cstring>
 #include <optional>
 #include <string_view>
 
@@ -21,6 +21,8 @@ struct MooncakeFlag {
   const char* name;
   Kind kind;
   const char* here;  // what it does in kvcached, for --help
+  // Accepted without effect here: a given value is noted in the log.
+  bool no_effect = false;
 };
 
 // Every flag of Mooncake's master (mooncake-store/src/master.cpp), in its order.
@@ -28,11 +30,12 @@ constexpr MooncakeFlag kFlags[] = {
     {"config_path", Kind::kText, "JSON file of these settings (flags override it; no YAML)"},
     {"port", Kind::kUInt, "--port (--rpc_port wins when above 0)"},
     {"max_threads", Kind::kUInt, "--threads (--rpc_thread_num wins when above 0)"},
-    {"enable_metric_reporting", Kind::kBool, "no effect: /metrics is always served"},
+    {"enable_metric_reporting", Kind::kBool, "no effect: /metrics is always served", true},
     {"metrics_port", Kind::kUInt, "--admin-port: /metrics, /health and Mooncake's admin paths"},
     {"default_kv_lease_ttl", Kind::kUInt, "--default-kv-lease-ttl, in milliseconds"},
-    {"default_kv_soft_pin_ttl", Kind::kUInt, "no effect: soft pins are not implemented"},
-    {"allow_evict_soft_pinned_objects", Kind::kBool, "no effect: soft pins are not implemented"},
+    {"default_kv_soft_pin_ttl", Kind::kUInt, "no effect: soft pins are not implemented", true},
+    {"allow_evict_soft_pinned_objects", Kind::kBool, "no effect: soft pins are not implemented",
+     true},
     {"eviction_ratio", Kind::kDouble, "--eviction-ratio"},
     {"eviction_high_watermark_ratio", Kind::kDouble, "--eviction-high-watermark-ratio"},
     {"rpc_thread_num", Kind::kUInt, "--threads"},
@@ -44,11 +47,11 @@ constexpr MooncakeFlag kFlags[] = {
     {"rpc_enable_tcp_no_delay", Kind::kBool, "always on here; =false has no effect"},
     {"enable_ha", Kind::kBool, "refused when true: high availability is not built yet"},
     {"enable_offload", Kind::kBool, "refused when true: there is no disk tier yet"},
-    {"etcd_endpoints", Kind::kText, "no effect (used with --enable_ha only)"},
+    {"etcd_endpoints", Kind::kText, "no effect (used with --enable_ha only)", true},
     {"client_ttl", Kind::kUInt, "--client-ttl, in seconds"},
     {"root_fs_dir", Kind::kText, "refused when set: there is no file storage backend"},
-    {"global_file_segment_size", Kind::kUInt, "no effect: there is no file storage backend"},
-    {"cluster_id", Kind::kText, "no effect (used with --enable_ha only)"},
+    {"global_file_segment_size", Kind::kUInt, "no effect: there is no file storage backend", true},
+    {"cluster_id", Kind::kText, "no effect (used with --enable_ha only)", true},
     {"memory_allocator", Kind::kText, "offset (kvcached's best-fit allocator); cachelib is noted"},
     {"allocation_strategy", Kind::kText,
      "--allocation-strategy: random, free_ratio_first (free-ratio); cxl refused"},
@@ -56,18 +59,19 @@ constexpr MooncakeFlag kFlags[] = {
      "the metadata service in-process (default false, as in Mooncake; false: --no-meta)"},
     {"http_metadata_server_port", Kind::kUInt, "--meta-port"},
     {"http_metadata_server_host", Kind::kText,
-     "no effect of its own: every listener binds --rpc_address's host"},
+     "no effect of its own: every listener binds --rpc_address's host", true},
     {"put_start_discard_timeout_sec", Kind::kUInt, "--put-start-discard-timeout, in seconds"},
     {"put_start_release_timeout_sec", Kind::kUInt, "--put-start-release-timeout, in seconds"},
-    {"enable_disk_eviction", Kind::kBool, "no effect: there is no disk tier yet"},
-    {"quota_bytes", Kind::kUInt, "no effect: there is no storage backend (see --tenant-quotas)"},
-    {"max_total_finished_tasks", Kind::kUInt, "no effect: no replica copy or move tasks"},
-    {"max_total_pending_tasks", Kind::kUInt, "no effect: no replica copy or move tasks"},
-    {"max_total_processing_tasks", Kind::kUInt, "no effect: no replica copy or move tasks"},
-    {"pending_task_timeout_sec", Kind::kUInt, "no effect: no replica copy or move tasks"},
-    {"processing_task_timeout_sec", Kind::kUInt, "no effect: no replica copy or move tasks"},
-    {"cxl_path", Kind::kText, "no effect: CXL is not supported"},
-    {"cxl_size", Kind::kUInt, "no effect: CXL is not supported"},
+    {"enable_disk_eviction", Kind::kBool, "no effect: there is no disk tier yet", true},
+    {"quota_bytes", Kind::kUInt, "no effect: there is no storage backend (see --tenant-quotas)",
+     true},
+    {"max_total_finished_tasks", Kind::kUInt, "no effect: no replica copy or move tasks", true},
+    {"max_total_pending_tasks", Kind::kUInt, "no effect: no replica copy or move tasks", true},
+    {"max_total_processing_tasks", Kind::kUInt, "no effect: no replica copy or move tasks", true},
+    {"pending_task_timeout_sec", Kind::kUInt, "no effect: no replica copy or move tasks", true},
+    {"processing_task_timeout_sec", Kind::kUInt, "no effect: no replica copy or move tasks", true},
+    {"cxl_path", Kind::kText, "no effect: CXL is not supported", true},
+    {"cxl_size", Kind::kUInt, "no effect: CXL is not supported", true},
     {"enable_cxl", Kind::kBool, "refused when true: CXL is not supported"},
 };
 
@@ -128,17 +132,16 @@ using Values = std::map<std::string, std::string>;
 // Mooncake's config file: a JSON object whose keys are the flags' names
 // (client_ttl is client_live_ttl_sec there). Unknown keys are noted, as
 // Mooncake ignores them.
-Status ReadConfigFile(const std::string& path,
-                      const std::function<Result<std::string>(const std::string&)>& read_file,
-                      Values& values, std::vector<std::string>& notes) {
-  Result<std::string> text = read_file(path);
-  if (!text.ok()) return Invalid("--config_path " + path + ": " + text.status().message());
-  nlohmann::json doc = nlohmann::json::parse(*text, nullptr, false);
-  if (doc.is_discarded() || !doc.is_object()) {
+Status ReadConfigFile(const std::string& path, const ConfigFileLoader& load_json, Values& values,
+                      std::vector<std::string>& notes) {
+  std::string_view ext = std::string_view(path).substr(std::min(path.size(), path.rfind('.')));
+  if (ext == ".yaml" || ext == ".yml") {
     return Invalid("--config_path " + path +
-                   ": not a JSON object (Mooncake's YAML form is not read here)");
+                   ": Mooncake's YAML form is not read here; give the same keys as JSON");
   }
-  for (const auto& [key, v] : doc.items()) {
+  Result<nlohmann::json> doc = load_json(path);
+  if (!doc.ok()) return Invalid("--config_path: " + doc.status().message());
+  for (const auto& [key, v] : doc->items()) {
     std::string name = key == "client_live_ttl_sec" ? "client_ttl" : key;
     const MooncakeFlag* flag = FindFlag(name);
     if (flag == nullptr || name == "config_path") {
@@ -303,7 +306,7 @@ Status Build(const Values& v, MooncakeMasterArgs& out) {
   if (meta == nullptr || *meta == "false") out.master_args.push_back("--no-meta");
   if (const std::string* p = given("http_metadata_server_port")) arg("meta-port", *p);
   for (const MooncakeFlag& f : kFlags) {
-    if (v.count(f.name) == 0 || std::strncmp(f.here, "no effect", 9) != 0) continue;
+    if (!f.no_effect || v.count(f.name) == 0) continue;
     out.notes.push_back("--" + std::string(f.name) + ": " + f.here);
   }
   if (const std::string* nd = given("rpc_enable_tcp_no_delay"); nd && *nd == "false") {
@@ -316,7 +319,7 @@ Status Build(const Values& v, MooncakeMasterArgs& out) {
 
 Result<MooncakeMasterArgs> TranslateMooncakeMasterArgs(
     const std::vector<std::string>& args, const std::map<std::string, bool>& kvcached_options,
-    const std::function<Result<std::string>(const std::string& path)>& read_file) {
+    const ConfigFileLoader& load_json) {
   Parsed parsed;
   if (Status st = ParseArgs(args, kvcached_options, parsed); !st.ok()) return st;
   MooncakeMasterArgs out;
@@ -327,7 +330,7 @@ Result<MooncakeMasterArgs> TranslateMooncakeMasterArgs(
   Values values;
   if (auto it = parsed.values.find("config_path");
       it != parsed.values.end() && !it->second.empty()) {
-    if (Status st = ReadConfigFile(it->second, read_file, values, out.notes); !st.ok()) return st;
+    if (Status st = ReadConfigFile(it->second, load_json, values, out.notes); !st.ok()) return st;
   }
   for (const auto& [name, value] : parsed.values) {
     if (name != "config_path") values[name] = value;

@@ -11,6 +11,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "core/status.h"
 
 namespace kvcached {
@@ -29,13 +31,16 @@ struct MooncakeMasterArgs {
 // --noname for booleans. A flag named in `kvcached_options` (the options of
 // `kvcached master`, e.g. "token-file", each with whether it is a switch)
 // passes through unchanged.
-// `read_file` reads the --config_path file. Errors: INVALID_PARAMS for an
+// `load_json` reads the --config_path file (core/config.h's LoadConfigFile:
+// a JSON object, or INVALID_PARAMS saying why not). Errors: INVALID_PARAMS for an
 // unknown flag, a missing or malformed value or an unreadable config file;
 // NOT_SUPPORTED for a feature kvcached does not have (--enable_ha, CXL,
 // offload). The message names the flag.
+using ConfigFileLoader = std::function<Result<nlohmann::json>(const std::string& path)>;
+
 Result<MooncakeMasterArgs> TranslateMooncakeMasterArgs(
     const std::vector<std::string>& args, const std::map<std::string, bool>& kvcached_options,
-    const std::function<Result<std::string>(const std::string& path)>& read_file);
+    const ConfigFileLoader& load_json);
 
 // The --help text: every Mooncake flag and what it becomes here.
 std::string MooncakeMasterHelp();

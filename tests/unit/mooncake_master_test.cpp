@@ -11,14 +11,19 @@ const std::map<std::string, bool> kOwn = {
 
 std::map<std::string, std::string> files;
 
-Result<std::string> ReadFake(const std::string& path) {
+// LoadConfigFile's contract over files held in memory.
+Result<nlohmann::json> LoadFake(const std::string& path) {
   auto it = files.find(path);
-  if (it == files.end()) return Status(ErrorCode::INVALID_PARAMS, "No such file or directory");
-  return it->second;
+  if (it == files.end()) return Status(ErrorCode::INVALID_PARAMS, "cannot read " + path);
+  nlohmann::json doc = nlohmann::json::parse(it->second, nullptr, false);
+  if (doc.is_discarded() || !doc.is_object()) {
+    return Status(ErrorCode::INVALID_PARAMS, path + " is not a JSON object");
+  }
+  return doc;
 }
 
 Result<MooncakeMasterArgs> Translate(std::vector<std::string> args) {
-  return TranslateMooncakeMasterArgs(args, kOwn, ReadFake);
+  return TranslateMooncakeMasterArgs(args, kOwn, LoadFake);
 }
 
 std::vector<std::string> MasterArgs(std::vector<std::string> args) {
@@ -151,6 +156,10 @@ TEST_CASE("mooncake_master: the config file's keys, with the command line over t
 
   files["/bad.json"] = R"({"rpc_port": "x"})";
   CHECK(Translate({"--config_path", "/bad.json"}).code() == ErrorCode::INVALID_PARAMS);
+  files["/m.yaml"] = "rpc_port: 1\n";
+  Result<MooncakeMasterArgs> yaml = Translate({"--config_path=/m.yaml"});
+  CHECK(yaml.code() == ErrorCode::INVALID_PARAMS);
+  CHECK(yaml.status().message().find("YAML") != std::string::npos);
   files["/yaml"] = "rpc_port: 1\n";
   CHECK(Translate({"--config_path=/yaml"}).code() == ErrorCode::INVALID_PARAMS);
   files["/ha.json"] = R"({"enable_ha": true})";
