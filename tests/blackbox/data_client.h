@@ -56,7 +56,7 @@ class DataClient {
     return RecvAll(body.data(), body.size());
   }
   void Hello(const std::string& token = "") {
-    SendFrame(MsgType::kHello, EncodeBody(HelloRequest{1, "data-test", "h", token, ""}));
+    SendFrame(MsgType::kHello, EncodeBody(HelloRequest{1, "data-test", "h", token, "", ""}));
     FrameHeader h;
     std::string body;
     REQUIRE(ReadFrame(h, body));

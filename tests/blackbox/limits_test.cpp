@@ -70,8 +70,9 @@ struct RawPeer {
   }
   // Says Hello as `role` and returns the answer's code (-1: no answer).
   int32_t Hello(PeerRole role, const std::string& id) {
-    REQUIRE(Send(EncodeFrame(MsgType::kHello, 0, 1,
-                             HelloRequest{static_cast<uint8_t>(role), id, "limits-host", "", ""})));
+    REQUIRE(
+        Send(EncodeFrame(MsgType::kHello, 0, 1,
+                         HelloRequest{static_cast<uint8_t>(role), id, "limits-host", "", "", ""})));
     FrameHeader head;
     std::string body;
     if (!ReadFrame(head, body)) return -1;

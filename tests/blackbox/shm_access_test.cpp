@@ -160,7 +160,7 @@ Attempt TryAttach(const std::string& path,
   if (!fd.ok())
     return {"connect", static_cast<int32_t>(fd.code()), false, false, fd.status().message()};
   std::string hello =
-      EncodeFrame(MsgType::kHello, 0, 7, HelloRequest{1, "other-user", kHost, "", ""});
+      EncodeFrame(MsgType::kHello, 0, 7, HelloRequest{1, "other-user", kHost, "", "", ""});
   FrameHeader head;
   std::string body;
   Status st = SendAll(*fd, hello.data(), hello.size(), deadline, peer);
@@ -430,7 +430,7 @@ TEST_CASE("shm access: a Hello of another protocol version is refused and the so
   h.version = static_cast<uint16_t>(kRpcVersion + 1);
   h.type = static_cast<uint16_t>(MsgType::kHello);
   h.request_id = 1;
-  std::string body = EncodeBody(HelloRequest{1, "from-the-future", kHost, "", ""});
+  std::string body = EncodeBody(HelloRequest{1, "from-the-future", kHost, "", "", ""});
   h.body_bytes = static_cast<uint32_t>(body.size());
   std::string frame(kFrameHeaderBytes, '\0');
   EncodeHeader(h, reinterpret_cast<unsigned char*>(frame.data()));

@@ -409,25 +409,25 @@ TEST_CASE("the data port applies the same Hello rules as the master") {
   std::string admin = store.Address("admin");
   SUBCASE("an admin peer may not use a data port") {
     DataClient c(data);
-    CHECK(c.HelloCode(HelloRequest{static_cast<uint8_t>(PeerRole::kAdmin), "adm", "h", "", ""}) ==
-          Code(ErrorCode::ILLEGAL_CLIENT));
+    CHECK(c.HelloCode(HelloRequest{static_cast<uint8_t>(PeerRole::kAdmin), "adm", "h", "", "",
+                                   ""}) == Code(ErrorCode::ILLEGAL_CLIENT));
     CHECK(c.Closed());
   }
   SUBCASE("an empty client id is refused") {
     DataClient c(data);
-    CHECK(c.HelloCode(HelloRequest{1, "", "h", "", ""}) == Code(ErrorCode::INVALID_PARAMS));
+    CHECK(c.HelloCode(HelloRequest{1, "", "h", "", "", ""}) == Code(ErrorCode::INVALID_PARAMS));
     CHECK(c.Closed());
   }
   SUBCASE("an unknown role is refused") {
     DataClient c(data);
-    CHECK(c.HelloCode(HelloRequest{77, "x", "h", "", ""}) == Code(ErrorCode::INVALID_PARAMS));
+    CHECK(c.HelloCode(HelloRequest{77, "x", "h", "", "", ""}) == Code(ErrorCode::INVALID_PARAMS));
     CHECK(c.Closed());
   }
   // A client and a store (a client that hosts a segment reads other
   // stores) are served.
   for (PeerRole role : {PeerRole::kClient, PeerRole::kStore}) {
     DataClient c(data);
-    REQUIRE(c.HelloCode(HelloRequest{static_cast<uint8_t>(role), "peer", "h", "", ""}) == 0);
+    REQUIRE(c.HelloCode(HelloRequest{static_cast<uint8_t>(role), "peer", "h", "", "", ""}) == 0);
     REQUIRE(c.Write(0, "abc") == 0);
     std::string back;
     REQUIRE(c.Read(0, 3, back) == 0);

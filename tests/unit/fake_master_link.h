@@ -43,7 +43,7 @@ class FakeMasterLink : public MasterLink {
     e.tcp = "fake-" + name + ":1";
     MountRequest req;
     req.segment = SegmentInfo{name, 0, size, FormatEndpoint(e)};
-    RpcPeer store{++connections_, "fake", PeerRole::kStore, "store-" + name, "store-host"};
+    RpcPeer store{++connections_, "fake", PeerRole::kStore, "store-" + name, "store-host", 0, ""};
     std::string answer;
     uint16_t flags = 0;
     Status st = service_->Dispatch(store, MsgType::kMountSegment, EncodeBody(req), answer, flags);
@@ -112,7 +112,7 @@ class FakeMasterLink : public MasterLink {
   MetricsRegistry metrics_;
   std::unique_ptr<MasterService> service_;
   uint64_t connections_ = 100;
-  RpcPeer client_{1, "fake", PeerRole::kClient, "fake-client", "client-host"};
+  RpcPeer client_{1, "fake", PeerRole::kClient, "fake-client", "client-host", 0, ""};
   std::map<MsgType, std::deque<Fault>> faults_;
 };
 

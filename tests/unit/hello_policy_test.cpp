@@ -16,7 +16,8 @@ AuthToken Token() {
 }
 
 HelloRequest Hello(PeerRole role, std::string id, std::string token = "") {
-  return HelloRequest{static_cast<uint8_t>(role), std::move(id), "host-a", std::move(token), ""};
+  return HelloRequest{
+      static_cast<uint8_t>(role), std::move(id), "host-a", std::move(token), "", ""};
 }
 
 HelloPolicy StorePort(const AuthToken* token) {

@@ -225,8 +225,12 @@ TEST_CASE("each request kind has a maximum body derived from its fields") {
   end.items.assign(kMaxBatchKeys, PutEndItem{key, 1});
   RemoveRequest remove{true, keys.keys};
   MountRequest mount{{std::string(kMaxIdBytes, 'n'), 1, 2, std::string(kMaxEndpointBytes, 'e')}};
-  HelloRequest hello{1, std::string(kMaxIdBytes, 'c'), std::string(kMaxIdBytes, 'h'),
-                     std::string(kMaxTokenBytes, 't'), std::string(kMaxOwnerProofBytes, 'p')};
+  HelloRequest hello{1,
+                     std::string(kMaxIdBytes, 'c'),
+                     std::string(kMaxIdBytes, 'h'),
+                     std::string(kMaxTokenBytes, 't'),
+                     std::string(kMaxOwnerProofBytes, 'p'),
+                     std::string(kMaxIdBytes, 'n')};
   const std::vector<std::pair<MsgType, std::string>> largest = {
       {MsgType::kPing, EncodeBody(PingRequest{1})},
       {MsgType::kExistKey, EncodeBody(keys)},
