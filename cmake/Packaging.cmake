@@ -46,16 +46,21 @@ install(FILES ${_pkg}/config/default DESTINATION ${CMAKE_INSTALL_FULL_SYSCONFDIR
         RENAME kvcached COMPONENT server)
 
 # --- man pages (committed roff, gzipped as Debian policy wants) ---
+# mooncake_master(1) is the kvcached-mooncake-compat package's (below).
 find_program(KVCACHED_GZIP gzip REQUIRED)
 set(KVCACHED_MAN_PAGES kvcached.1 kvcached.json.5)
+set(KVCACHED_COMPAT_MAN_PAGES mooncake_master.1)
 set(_man_gz)
-foreach(_page ${KVCACHED_MAN_PAGES})
+foreach(_page ${KVCACHED_MAN_PAGES} ${KVCACHED_COMPAT_MAN_PAGES})
   string(REGEX MATCH "[0-9]$" _section ${_page})
   add_custom_command(OUTPUT ${_gen}/${_page}.gz
                      COMMAND ${KVCACHED_GZIP} -9nc ${CMAKE_SOURCE_DIR}/man/${_page} > ${_gen}/${_page}.gz
                      DEPENDS ${CMAKE_SOURCE_DIR}/man/${_page}
                      COMMENT "Compressing man page ${_page}")
   list(APPEND _man_gz ${_gen}/${_page}.gz)
+endforeach()
+foreach(_page ${KVCACHED_MAN_PAGES})
+  string(REGEX MATCH "[0-9]$" _section ${_page})
   install(FILES ${_gen}/${_page}.gz DESTINATION ${CMAKE_INSTALL_MANDIR}/man${_section}
           COMPONENT server)
 endforeach()
@@ -98,15 +103,48 @@ if(EXISTS ${CMAKE_SOURCE_DIR}/python/kvcached)
           COMPONENT python
           PATTERN "__pycache__" EXCLUDE PATTERN "*.pyc" EXCLUDE PATTERN "*.so" EXCLUDE)
 endif()
+
+# --- kvcached-mooncake-compat: Mooncake's names for kvcached (opt-in) ---
+# /usr/bin/mooncake_master (a link to kvcached, which runs the master under
+# that name), a .pth that puts the shim's `mooncake` package (in the Python
+# package) in front of sys.path of every process, and mooncake_master(1).
+# Opt-in: it shadows a real Mooncake, which is why it is a package of its
+# own, and why its files are left out of a plain `cmake --install`
+# (`--component compat` installs them).
+set(KVCACHED_PACKAGE_NAME_COMPAT kvcached-mooncake-compat)
+set(KVCACHED_PACKAGE_COMPAT ${KVCACHED_PACKAGE_PYTHON})
+if(KVCACHED_PACKAGE_COMPAT)
+  file(CREATE_LINK kvcached ${_gen}/mooncake_master SYMBOLIC)
+  install(FILES ${_gen}/mooncake_master DESTINATION ${CMAKE_INSTALL_BINDIR}
+          COMPONENT compat EXCLUDE_FROM_ALL)
+  # The line `python3 -m kvcached.shim install` writes (shim.py's _pth_line),
+  # after a first line naming the package, which shim.py recognises.
+  set(KVCACHED_SHIM_DIR ${KVCACHED_PYTHON_INSTALL_DIR}/kvcached/_shim)
+  configure_file(${_pkg}/compat/kvcached-mooncake-shim.pth.in ${_gen}/kvcached-mooncake-shim.pth
+                 @ONLY)
+  install(FILES ${_gen}/kvcached-mooncake-shim.pth DESTINATION ${KVCACHED_PYTHON_INSTALL_DIR}
+          COMPONENT compat EXCLUDE_FROM_ALL)
+  foreach(_page ${KVCACHED_COMPAT_MAN_PAGES})
+    string(REGEX MATCH "[0-9]$" _section ${_page})
+    install(FILES ${_gen}/${_page}.gz DESTINATION ${CMAKE_INSTALL_MANDIR}/man${_section}
+            COMPONENT compat EXCLUDE_FROM_ALL)
+  endforeach()
+endif()
+
 # Every Debian package carries its own copyright file and changelog.
-foreach(_c dev python)
+foreach(_c dev python compat)
   string(TOUPPER ${_c} _C)
   if(KVCACHED_PACKAGE_${_C})
+    set(_exclude)
+    if(_c STREQUAL compat)
+      set(_exclude EXCLUDE_FROM_ALL)  # opt-in, as its other files
+    endif()
     install(FILES ${_pkg}/copyright ${_gen}/changelog.Debian.gz
             DESTINATION ${CMAKE_INSTALL_DATAROOTDIR}/doc/${KVCACHED_PACKAGE_NAME_${_C}}
-            COMPONENT ${_c})
+            COMPONENT ${_c} ${_exclude})
     install(FILES ${_pkg}/lintian/${KVCACHED_PACKAGE_NAME_${_C}}
-            DESTINATION ${CMAKE_INSTALL_DATAROOTDIR}/lintian/overrides COMPONENT ${_c})
+            DESTINATION ${CMAKE_INSTALL_DATAROOTDIR}/lintian/overrides
+            COMPONENT ${_c} ${_exclude})
   endif()
 endforeach()
 
@@ -149,7 +187,18 @@ set(_python_text
     "This package has the Python 3 module kvcached: a client of the pool on\n"
     "the C library (ctypes), a class compatible with Mooncake's\n"
     "MooncakeDistributedStore, and a storage backend for SGLang's HiCache.")
-foreach(_c SERVER DEV PYTHON)
+set(_compat_summary "distributed KV-cache pool for LLM inference - Mooncake names")
+set(_compat_text
+    "kvcached pools DRAM from many processes on many hosts into one cache for\n"
+    "the KV-cache pages of LLM inference servers.\n"
+    "\n"
+    "This package makes Mooncake's names kvcached's: the mooncake_master\n"
+    "command runs the kvcached master, with Mooncake's flags, and the Python\n"
+    "package mooncake (mooncake.store, mooncake.http_metadata_server) is\n"
+    "kvcached's in every python3 process, so deployments that follow\n"
+    "Mooncake's recipes run unchanged. It is opt-in, and it conflicts with a\n"
+    "real Mooncake installation.")
+foreach(_c SERVER DEV PYTHON COMPAT)
   string(TOLOWER ${_c} _l)
   string(REPLACE ";" "" _text "${_${_l}_text}")
   set(CPACK_DEBIAN_${_c}_DESCRIPTION "${_${_l}_summary}\n${_text}")
@@ -174,6 +223,9 @@ if(KVCACHED_PACKAGE_DEV)
 endif()
 if(KVCACHED_PACKAGE_PYTHON)
   list(APPEND CPACK_COMPONENTS_ALL python)
+endif()
+if(KVCACHED_PACKAGE_COMPAT)
+  list(APPEND CPACK_COMPONENTS_ALL compat)
 endif()
 
 set(_version_release "${PROJECT_VERSION}-1")
@@ -208,6 +260,16 @@ set(CPACK_DEBIAN_PYTHON_PACKAGE_DEPENDS "python3:any, kvcached (>= ${_version_re
 # py3compile on install, py3clean before removal, as dh_python3 would.
 set(CPACK_DEBIAN_PYTHON_PACKAGE_CONTROL_EXTRA
     ${_pkg}/deb/python3-kvcached/postinst ${_pkg}/deb/python3-kvcached/prerm)
+set(_compat_conflicts mooncake mooncake-transfer-engine python3-mooncake)
+list(JOIN _compat_conflicts ", " _compat_conflicts)
+set(CPACK_DEBIAN_COMPAT_PACKAGE_NAME ${KVCACHED_PACKAGE_NAME_COMPAT})
+# python3:any for the .pth in dist-packages (lintian asks for it directly).
+set(CPACK_DEBIAN_COMPAT_PACKAGE_DEPENDS
+    "python3:any, kvcached (= ${_version_release}), python3-kvcached (= ${_version_release})")
+set(CPACK_DEBIAN_COMPAT_PACKAGE_CONFLICTS "${_compat_conflicts}")
+# A link, a .pth and documentation: the same on every architecture (the
+# link's target comes from kvcached of the host's).
+set(CPACK_DEBIAN_COMPAT_PACKAGE_ARCHITECTURE all)
 
 # RPM (built on Debian with the rpm package's rpmbuild)
 set(CPACK_RPM_FILE_NAME RPM-DEFAULT)
@@ -225,6 +287,12 @@ set(CPACK_RPM_PYTHON_FILE_NAME RPM-DEFAULT)
 set(CPACK_RPM_PYTHON_PACKAGE_ARCHITECTURE noarch)
 set(CPACK_RPM_PYTHON_PACKAGE_REQUIRES "python3, kvcached >= ${_version_release}")
 set(CPACK_RPM_PYTHON_PRE_UNINSTALL_SCRIPT_FILE ${_pkg}/rpm/python-preun)
+set(CPACK_RPM_COMPAT_PACKAGE_NAME ${KVCACHED_PACKAGE_NAME_COMPAT})
+set(CPACK_RPM_COMPAT_FILE_NAME RPM-DEFAULT)
+set(CPACK_RPM_COMPAT_PACKAGE_ARCHITECTURE noarch)
+set(CPACK_RPM_COMPAT_PACKAGE_REQUIRES
+    "kvcached = ${_version_release}, python3-kvcached = ${_version_release}")
+set(CPACK_RPM_COMPAT_PACKAGE_CONFLICTS "${_compat_conflicts}")
 set(CPACK_RPM_CHANGELOG_FILE ${_pkg}/rpm/changelog)
 # No /usr/lib/.build-id links: the .deb has none either.
 set(CPACK_RPM_SPEC_MORE_DEFINE "%define _build_id_links none")
@@ -244,7 +312,7 @@ set(CPACK_RPM_EXCLUDE_FROM_AUTO_FILELIST_ADDITION
     /usr/lib/${CMAKE_LIBRARY_ARCHITECTURE})
 
 # What the packaging tests (tests/packaging/) expect of this tree.
-foreach(_v KVCACHED_PACKAGE_DEV KVCACHED_PACKAGE_PYTHON KVCACHED_SANITIZE)
+foreach(_v KVCACHED_PACKAGE_DEV KVCACHED_PACKAGE_PYTHON KVCACHED_PACKAGE_COMPAT KVCACHED_SANITIZE)
   if(${_v})
     set(_${_v} 1)
   else()
@@ -267,8 +335,10 @@ file(WRITE ${_gen}/layout.env
      "CONFFILES='${KVCACHED_CONFFILES}'\n"
      "UNITS='${KVCACHED_UNITS}'\n"
      "MAN_PAGES='${KVCACHED_MAN_PAGES}'\n"
+     "COMPAT_MAN_PAGES='${KVCACHED_COMPAT_MAN_PAGES}'\n"
      "HAS_DEV=${_KVCACHED_PACKAGE_DEV}\n"
      "HAS_PYTHON=${_KVCACHED_PACKAGE_PYTHON}\n"
+     "HAS_COMPAT=${_KVCACHED_PACKAGE_COMPAT}\n"
      "SANITIZE=${_sanitize}\n")
 
 # Checked when cpack runs, not at configure time: a tree with another
@@ -311,4 +381,8 @@ endif()
 if(KVCACHED_PACKAGE_PYTHON)
   cpack_add_component_group(python)
   cpack_add_component(python GROUP python DEPENDS server)
+endif()
+if(KVCACHED_PACKAGE_COMPAT)
+  cpack_add_component_group(compat)
+  cpack_add_component(compat GROUP compat DEPENDS server python)
 endif()

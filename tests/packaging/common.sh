@@ -39,8 +39,9 @@ require_tools() {
   done
 }
 
-# Sets DEB, DEV_DEB, PY_DEB and RPM, DEV_RPM, PY_RPM to the package files
-# made by packaging/build, and ALL_DEBS, ALL_RPMS to those this tree makes.
+# Sets DEB, DEV_DEB, PY_DEB, COMPAT_DEB and RPM, DEV_RPM, PY_RPM, COMPAT_RPM
+# to the package files made by packaging/build, and ALL_DEBS, ALL_RPMS to
+# those this tree makes.
 find_packages() {
   local arch
   arch=$(dpkg --print-architecture)
@@ -50,6 +51,8 @@ find_packages() {
   RPM=$PKG_DIR/kvcached-${DEB_VERSION}.$(uname -m).rpm
   DEV_RPM=$PKG_DIR/kvcached-dev-${DEB_VERSION}.$(uname -m).rpm
   PY_RPM=$PKG_DIR/python3-kvcached-${DEB_VERSION}.noarch.rpm
+  COMPAT_DEB=$PKG_DIR/kvcached-mooncake-compat_${DEB_VERSION}_all.deb
+  COMPAT_RPM=$PKG_DIR/kvcached-mooncake-compat-${DEB_VERSION}.noarch.rpm
   [[ -f $DEB && -f $RPM ]] ||
     fail "no packages in $PKG_DIR (packaging/build makes them): $(ls "$PKG_DIR" 2>/dev/null | tr '\n' ' ')"
   ALL_DEBS=("$DEB")
@@ -63,6 +66,12 @@ find_packages() {
     [[ -f $PY_DEB && -f $PY_RPM ]] || fail "python/kvcached exists but python3-kvcached packages are missing"
     ALL_DEBS+=("$PY_DEB")
     ALL_RPMS+=("$PY_RPM")
+  fi
+  if [[ $HAS_COMPAT == 1 ]]; then
+    [[ -f $COMPAT_DEB && -f $COMPAT_RPM ]] ||
+      fail "python/kvcached exists but kvcached-mooncake-compat packages are missing"
+    ALL_DEBS+=("$COMPAT_DEB")
+    ALL_RPMS+=("$COMPAT_RPM")
   fi
 }
 
@@ -91,6 +100,16 @@ promised_dev_files() {
 promised_python_files() {
   echo "$PYTHONDIR/kvcached/__init__.py"
   echo "$PREFIX/share/doc/python3-kvcached/copyright"
+}
+# Every file of kvcached-mooncake-compat (it has no others).
+promised_compat_files() {
+  local f doc=$PREFIX/share/doc/kvcached-mooncake-compat
+  echo "$BINDIR/mooncake_master"
+  echo "$PYTHONDIR/kvcached-mooncake-shim.pth"
+  for f in ${COMPAT_MAN_PAGES//;/ }; do echo "$MANDIR/man${f##*.}/$f.gz"; done
+  echo "$doc/copyright"
+  echo "$doc/changelog.Debian.gz"
+  echo "$PREFIX/share/lintian/overrides/kvcached-mooncake-compat"
 }
 
 # For tests that work in a copy of the cached Debian 12 root (packaging/install,

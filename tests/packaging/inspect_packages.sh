@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # packaging/contents: the .deb and the .rpm hold every promised file, mark
 # the config files as conffiles, embed the maintainer scripts, have their
-# dependencies computed, and ship stripped binaries.
+# dependencies computed, and ship stripped binaries; kvcached-mooncake-compat
+# holds its link, its .pth and its page and nothing else, and depends on
+# and conflicts with what it should.
 source "$(dirname "$0")/common.sh"
 require_package_tree
-require_tools dpkg-deb rpm file
+require_tools dpkg-deb rpm file python3
 find_packages
 errors=0
 bad() {
@@ -87,6 +89,68 @@ if [[ $HAS_PYTHON == 1 ]]; then
   done
   rpm_files "$PY_RPM" >"$tmp/py-rpm-files"
   promised_python_files | expect_in "$tmp/py-rpm-files" "python3-kvcached (.rpm)"
+fi
+if [[ $HAS_COMPAT == 1 ]]; then
+  note "dpkg-deb -I $(basename "$COMPAT_DEB")"
+  dpkg-deb -I "$COMPAT_DEB"
+  # Exactly its files: nothing of another package's. The .deb lists the
+  # directories above them too; the .rpm claims its doc directory and, as
+  # the others do, the lintian overrides directory (no package owns it on
+  # an RPM system).
+  promised_compat_files | sort >"$tmp/compat-promised"
+  deb_files "$COMPAT_DEB" >"$tmp/compat-files"
+  expect_in "$tmp/compat-files" "kvcached-mooncake-compat (.deb)" <"$tmp/compat-promised"
+  rpm_files "$COMPAT_RPM" >"$tmp/compat-rpm-files"
+  expect_in "$tmp/compat-rpm-files" "kvcached-mooncake-compat (.rpm)" <"$tmp/compat-promised"
+  while read -r f; do
+    while [[ -n $f ]]; do echo "$f"; f=${f%/*}; done
+  done <"$tmp/compat-promised" | sort -u >"$tmp/compat-deb-allowed"
+  { cat "$tmp/compat-promised"; printf '%s\n' "$PREFIX/share/doc/kvcached-mooncake-compat" \
+      "$PREFIX/share/lintian" "$PREFIX/share/lintian/overrides"; } >"$tmp/compat-rpm-allowed"
+  for kind in deb rpm; do
+    listing=$tmp/compat-files
+    [[ $kind == rpm ]] && listing=$tmp/compat-rpm-files
+    while read -r f; do
+      [[ -z $f ]] || grep -qxF "$f" "$tmp/compat-$kind-allowed" ||
+        bad "kvcached-mooncake-compat (.$kind) holds $f, which is not its own"
+    done <"$listing"
+  done
+  dpkg-deb -x "$COMPAT_DEB" "$tmp/compat-root"
+  [[ -L $tmp/compat-root$BINDIR/mooncake_master ]] || bad "$BINDIR/mooncake_master is not a link"
+  [[ $(readlink "$tmp/compat-root$BINDIR/mooncake_master") == kvcached ]] ||
+    bad "$BINDIR/mooncake_master points at '$(readlink "$tmp/compat-root$BINDIR/mooncake_master")', not kvcached"
+  # The .pth is what kvcached.shim (from the python3-kvcached package) says
+  # the package's must be: the line `kvcached.shim install` writes.
+  dpkg-deb -x "$PY_DEB" "$tmp/py-root"
+  PYTHONPATH=$tmp/py-root$PYTHONDIR python3 -c \
+    "import sys; from kvcached.shim import package_pth_text; print(package_pth_text(sys.argv[1]), end='')" \
+    "$PYTHONDIR/kvcached/_shim" >"$tmp/expected.pth" || bad "kvcached.shim has no package_pth_text"
+  cmp -s "$tmp/expected.pth" "$tmp/compat-root$PYTHONDIR/kvcached-mooncake-shim.pth" ||
+    bad "kvcached-mooncake-shim.pth is not what kvcached.shim.package_pth_text() makes:
+$(diff "$tmp/expected.pth" "$tmp/compat-root$PYTHONDIR/kvcached-mooncake-shim.pth")"
+  gzip -t "$tmp/compat-root$MANDIR"/man*/*.gz || bad "a man page of kvcached-mooncake-compat is not valid gzip"
+
+  cfield() { dpkg-deb -f "$COMPAT_DEB" "$1"; }
+  want_depends="python3:any, kvcached (= $DEB_VERSION), python3-kvcached (= $DEB_VERSION)"
+  want_conflicts="mooncake, mooncake-transfer-engine, python3-mooncake"
+  [[ $(cfield Depends) == "$want_depends" ]] ||
+    bad "kvcached-mooncake-compat: Depends is '$(cfield Depends)', not '$want_depends'"
+  [[ $(cfield Conflicts) == "$want_conflicts" ]] ||
+    bad "kvcached-mooncake-compat: Conflicts is '$(cfield Conflicts)', not '$want_conflicts'"
+  [[ -z $(cfield Provides) ]] || bad "kvcached-mooncake-compat provides '$(cfield Provides)'"
+  [[ $(cfield Description | wc -l) -ge 5 ]] || bad "kvcached-mooncake-compat's Description has no long text"
+  dpkg-deb -e "$COMPAT_DEB" "$tmp/control-compat"
+  [[ $(ls "$tmp/control-compat") == $'control\nmd5sums' ]] ||
+    bad "kvcached-mooncake-compat has control files besides control and md5sums: $(ls "$tmp/control-compat" | tr '\n' ' ')"
+
+  note "rpm -qpR / --conflicts $(basename "$COMPAT_RPM")"
+  rpm -qpR "$COMPAT_RPM" 2>/dev/null | tee "$tmp/compat-requires"
+  for r in "kvcached = $DEB_VERSION" "python3-kvcached = $DEB_VERSION"; do
+    grep -qxF "$r" "$tmp/compat-requires" || bad "kvcached-mooncake-compat (.rpm) does not require '$r'"
+  done
+  rpm -qp --conflicts "$COMPAT_RPM" 2>/dev/null | sort | tee "$tmp/compat-conflicts"
+  [[ $(tr '\n' ' ' <"$tmp/compat-conflicts") == "mooncake mooncake-transfer-engine python3-mooncake " ]] ||
+    bad "kvcached-mooncake-compat (.rpm) conflicts with '$(tr '\n' ' ' <"$tmp/compat-conflicts")'"
 fi
 
 note "rpm -qpi $(basename "$RPM")"

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # packaging/install: installs the .deb files with apt into a fresh Debian 12
 # root (debootstrap, cached; copied for each run), then from the installed
-# files only: `kvcached --version`; `import kvcached` in python3; the master
+# files only: `kvcached --version`; `import kvcached` in python3; with
+# kvcached-mooncake-compat, Mooncake's names (the mooncake_master link,
+# `import mooncake.store` in every python3) and their removal; the master
 # and a store started the way their units start them (ExecStart=,
 # /etc/default/kvcached, the packaged config, as the kvcached user) with
 # readiness (READY=1) and stopping (STOPPING=1) seen on a stand-in
@@ -105,6 +107,52 @@ if [[ $HAS_PYTHON == 1 ]]; then
   chroot "$root" setpriv --reuid=kvcached --regid=kvcached --init-groups -- env -i \
     PATH=/usr/bin:/bin python3 -c 'import kvcached, kvcached._lib as l; print(kvcached.__file__, l.path, l.version())' ||
     bad "python3 cannot import the installed kvcached module and load its library"
+fi
+if [[ $HAS_COMPAT == 1 ]]; then
+  while read -r f; do
+    [[ -e $root$f ]] || bad "$f (kvcached-mooncake-compat) is not installed"
+  done < <(promised_compat_files)
+  link=$(readlink "$root$BINDIR/mooncake_master" || true)
+  [[ $link == kvcached ]] || bad "$BINDIR/mooncake_master points at '$link', not kvcached"
+  # The .pth applies to every python3 process, without PYTHONPATH.
+  note "python3 -c 'import mooncake.store, mooncake.http_metadata_server' (as the kvcached user)"
+  out=$(chroot "$root" setpriv --reuid=kvcached --regid=kvcached --init-groups -- env -i \
+    PATH=/usr/bin:/bin python3 -c \
+    'import mooncake.store, mooncake.http_metadata_server; print(mooncake.store.__file__)') ||
+    bad "python3 cannot import mooncake.store and mooncake.http_metadata_server"
+  echo "$out"
+  [[ $out == "$PYTHONDIR/kvcached/_shim/"* ]] ||
+    bad "mooncake.store is '$out', not kvcached's shim under $PYTHONDIR/kvcached/_shim"
+  note "python3 -m kvcached.shim status"
+  out=$(in_root python3 -m kvcached.shim status) || bad "kvcached.shim status failed"
+  echo "$out"
+  grep -qF "$PYTHONDIR/kvcached-mooncake-shim.pth: present (the kvcached-mooncake-compat package's" <<<"$out" ||
+    bad "kvcached.shim status does not name the package's .pth"
+  note "python3 -m kvcached.shim uninstall --site $PYTHONDIR (must refuse)"
+  in_root python3 -m kvcached.shim uninstall --site "$PYTHONDIR" &&
+    bad "kvcached.shim uninstall did not refuse to remove the package's .pth"
+  [[ -f $root$PYTHONDIR/kvcached-mooncake-shim.pth ]] || bad "kvcached.shim uninstall removed the package's .pth"
+
+  note "apt-get remove kvcached-mooncake-compat"
+  if ! in_root env DEBIAN_FRONTEND=noninteractive apt-get remove -y -q kvcached-mooncake-compat \
+      >"$work/remove-compat.log" 2>&1; then
+    cat "$work/remove-compat.log"
+    bad "apt-get remove kvcached-mooncake-compat failed"
+  fi
+  [[ -e $root$BINDIR/mooncake_master || -L $root$BINDIR/mooncake_master ]] &&
+    bad "$BINDIR/mooncake_master is still there after removing kvcached-mooncake-compat"
+  [[ -e $root$PYTHONDIR/kvcached-mooncake-shim.pth ]] &&
+    bad "the .pth is still there after removing kvcached-mooncake-compat"
+  for p in kvcached python3-kvcached; do
+    [[ $(in_root dpkg-query -W -f='${Status}' "$p") == "install ok installed" ]] ||
+      bad "removing kvcached-mooncake-compat removed $p"
+  done
+  in_root python3 -c 'import mooncake.store' 2>/dev/null &&
+    bad "mooncake.store still imports after removing kvcached-mooncake-compat"
+  in_root kvcached --version >/dev/null || bad "kvcached does not run after removing kvcached-mooncake-compat"
+  note "kvcached-mooncake-compat removed: no link, no .pth; kvcached stays. Installed again for the rest"
+  in_root dpkg -i "/tmp/$(basename "$COMPAT_DEB")" >"$work/reinstall-compat.log" 2>&1 ||
+    { cat "$work/reinstall-compat.log"; fail "dpkg -i of kvcached-mooncake-compat failed"; }
 fi
 
 note "systemd-analyze verify of the installed units"
@@ -325,8 +373,10 @@ for p in $pkgs; do
   in_root dpkg-query -W "$p" >/dev/null 2>&1 && bad "dpkg still knows $p after purge"
 done
 left=$(cd "$root" && find . -xdev \( -path ./proc -o -path ./sys -o -path ./dev -o -path ./tmp \
-  -o -path ./var/cache/apt -o -path ./var/lib/apt/lists \) -prune -o -name '*kvcached*' -print)
-[[ -z $left ]] || bad "left after purge (conffiles, units, enablement links, /etc/kvcached):"$'\n'"$left"
+  -o -path ./var/cache/apt -o -path ./var/lib/apt/lists \) -prune -o \
+  \( -name '*kvcached*' -o -name '*mooncake*' \) -print)
+[[ -z $left ]] ||
+  bad "left after purge (conffiles, units, enablement links, /etc/kvcached, mooncake_master):"$'\n'"$left"
 in_root getent passwd kvcached >/dev/null ||
   bad "purge deleted the kvcached user (kept on purge; see docs/packaging.md)"
 note "after purge: no kvcached files or links; the kvcached user and group are kept"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # packaging/man: the committed roff pages match their sources, groff
-# renders them without a warning, and every long option that
+# renders every page the packages install (mooncake_master(1), written in
+# roff by hand, included) without a warning, and every long option that
 # `kvcached <subcommand> --help` prints is documented in kvcached(1), and
 # nothing is documented in a subcommand's section that its --help does not
 # print. Needs the binary only, so it runs in every build tree.
@@ -21,11 +22,17 @@ for src in "$MAN"/*.md; do
     bad "$(basename "$page") is not what man/md2roff.py makes of $(basename "$src"): run 'man/md2roff.py $src > $page'"
   fi
 done
-for page in ${MAN_PAGES//;/ }; do
+pages="${MAN_PAGES//;/ } ${COMPAT_MAN_PAGES//;/ }"
+for page in $pages; do
   [[ -f $MAN/$page ]] || { bad "man/$page is missing"; continue; }
   out=$(LC_ALL=C.UTF-8 groff -man -ww -z "$MAN/$page" 2>&1)
   [[ -z $out ]] || bad "groff -man -ww -z man/$page: $out"
   note "groff -man -ww -z man/$page: silent"
+done
+# A page in man/ that no package installs is checked by nothing above.
+for page in "$MAN"/*.[1-8]; do
+  [[ " $pages " == *" $(basename "$page") "* ]] ||
+    bad "man/$(basename "$page") is in no package (KVCACHED_MAN_PAGES or KVCACHED_COMPAT_MAN_PAGES)"
 done
 
 # The page as text: no font escapes, \- as -.

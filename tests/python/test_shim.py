@@ -144,6 +144,31 @@ def test_shim_install_and_uninstall(cluster, prefix, tmp_path):
     assert "the real mooncake.store was imported" in out.stderr
 
 
+def test_shim_leaves_the_package_file_alone(tmp_path):
+    """The kvcached-mooncake-compat package's .pth (its first line says so):
+    status names the package, install keeps it, uninstall refuses to remove it."""
+    site_dir = tmp_path / "dist-packages"
+    site_dir.mkdir()
+    pth = site_dir / "kvcached-mooncake-shim.pth"
+    env = {"PYTHONPATH": PYTHON_DIR}
+    out = run_python(f"from kvcached.shim import package_pth_text; "
+                     f"print(package_pth_text({shim_dir()!r}), end='')", env)
+    assert out.returncode == 0, out.stderr
+    pth.write_text(out.stdout)
+
+    def shim(action):
+        return run_python(f"import sys; from kvcached.shim import main; "
+                          f"sys.exit(main([{action!r}, '--site', {str(site_dir)!r}]))", env)
+
+    out = shim("status")
+    assert f"{pth}: present (the kvcached-mooncake-compat package's" in out.stdout, out.stdout
+    out = shim("install")
+    assert out.returncode == 0 and "kvcached-mooncake-compat" in out.stdout, out.stdout
+    out = shim("uninstall")
+    assert out.returncode == 1 and "remove that package instead" in out.stderr, out.stderr
+    assert pth.read_text().startswith("# kvcached-mooncake-shim.pth of the kvcached-mooncake-compat")
+
+
 def _meta_module(tmp_path, *args):
     """`python -m mooncake.http_metadata_server ARGS` through the shim, as the
     recipe runs it; ready when the kvcached meta it became says READY=1."""
