@@ -11,7 +11,7 @@ import tempfile
 
 import pytest
 
-from conftest import BIN, PYTHON_DIR
+from conftest import BIN, PYTHON_DIR, daemon_env
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -58,7 +58,7 @@ def test_the_seed_recipe_as_written(seed_bin_dir):
 
 def run_mooncake_master(seed_bin_dir, *args):
     return subprocess.run([os.path.join(seed_bin_dir, "mooncake_master"), *args],
-                          capture_output=True, text=True, timeout=60)
+                          capture_output=True, text=True, timeout=60, env=daemon_env())
 
 
 def test_mooncake_master_refuses_what_kvcached_lacks_and_bad_flags(seed_bin_dir):
