@@ -149,11 +149,21 @@ class Client {
   // (the buffer's contents are then unspecified).
   Result<uint64_t> Get(std::string_view key, void* buffer, uint64_t capacity);
 
+  // As Put, but an existing object of the key is replaced. The old object
+  // leaves the pool once the master has placed the new one (a reader that
+  // already holds it reads it whole; a lookup until the commit finds
+  // nothing). Refused by the master (no room, bad arguments), the old object
+  // stays; failed after placement, the key has no object.
+  Status Upsert(std::string_view key, const void* data, uint64_t size,
+                const ReplicateConfig& rc = {});
+
   // Batches: one master round trip per step, transfers to different stores
   // overlapped; one result per key, in order. `keys` and `values` (or
   // `buffers`) have the same length, or every key fails INVALID_PARAMS.
   std::vector<Status> BatchPut(const std::vector<std::string>& keys,
                                const std::vector<Slice>& values, const ReplicateConfig& rc = {});
+  std::vector<Status> BatchUpsert(const std::vector<std::string>& keys,
+                                  const std::vector<Slice>& values, const ReplicateConfig& rc = {});
   std::vector<Result<uint64_t>> BatchGet(const std::vector<std::string>& keys,
                                          const std::vector<Slice>& buffers);
 
@@ -164,6 +174,11 @@ class Client {
   Status Remove(std::string_view key, bool force = false);
   // Returns how many objects were removed.
   Result<uint64_t> RemoveAll(bool force = false);
+  // Removes the objects whose keys match `pattern` (ECMAScript syntax, a
+  // match anywhere in the key; no back-references) and returns how many.
+  // INVALID_PARAMS for an empty, oversized (> 1024 bytes) or bad pattern.
+  // Objects put while it runs may or may not be removed.
+  Result<uint64_t> RemoveByRegex(std::string_view pattern, bool force = false);
 
   // Memory that large transfers use. Over TCP and shared memory any memory
   // works registered or not; RDMA will need it. INVALID_PARAMS for a null

@@ -222,6 +222,15 @@ KVCACHED_API int32_t kvcached_put_from(kvcached_client_t* client, const char* ke
 KVCACHED_API int64_t kvcached_get_into(kvcached_client_t* client, const char* key, size_t key_len,
                                        void* buffer, uint64_t size);
 
+/* As kvcached_put_from, but an object of the key that exists is replaced.
+ * The old object leaves the pool once the new one is placed (a reader that
+ * already holds it reads it whole; lookups until the commit find nothing);
+ * refused by the master (no room) it stays; failed after placement, the
+ * key has no object. */
+KVCACHED_API int32_t kvcached_upsert_from(kvcached_client_t* client, const char* key,
+                                          size_t key_len, const void* buffer, uint64_t size,
+                                          const kvcached_replicate_config_t* config);
+
 /* 1 the object exists, 0 it does not, or a negative code. Grants a read lease. */
 KVCACHED_API int32_t kvcached_exist(kvcached_client_t* client, const char* key, size_t key_len);
 
@@ -235,6 +244,14 @@ KVCACHED_API int32_t kvcached_remove(kvcached_client_t* client, const char* key,
 /* How many objects were removed (>= 0), or a negative code. Without force,
  * objects under a read lease are skipped. */
 KVCACHED_API int64_t kvcached_remove_all(kvcached_client_t* client, int force);
+
+/* Removes the objects whose keys match `pattern` (a NUL-terminated
+ * ECMAScript regular expression of 1 to 1024 bytes, matched anywhere in
+ * the key; no back-references) and returns how many (>= 0), or a negative
+ * code: INVALID_PARAMS for a bad pattern. Without force, objects under a
+ * read lease are kept. Objects put while it runs may or may not go. */
+KVCACHED_API int64_t kvcached_remove_by_regex(kvcached_client_t* client, const char* pattern,
+                                              int force);
 
 /* ---- batches ----------------------------------------------------------------
  * `count` keys: keys[i] of key_lens[i] bytes (key_lens NULL: NUL-terminated
@@ -252,6 +269,13 @@ KVCACHED_API int32_t kvcached_batch_put_from(kvcached_client_t* client, size_t c
                                              const void* const* buffers, const uint64_t* sizes,
                                              const kvcached_replicate_config_t* config,
                                              int32_t* results);
+
+/* results[i]: 0 or a negative code, as kvcached_upsert_from. */
+KVCACHED_API int32_t kvcached_batch_upsert_from(kvcached_client_t* client, size_t count,
+                                                const char* const* keys, const size_t* key_lens,
+                                                const void* const* buffers, const uint64_t* sizes,
+                                                const kvcached_replicate_config_t* config,
+                                                int32_t* results);
 
 /* results[i]: the object's size, or a negative code, as kvcached_get_into. */
 KVCACHED_API int32_t kvcached_batch_get_into(kvcached_client_t* client, size_t count,

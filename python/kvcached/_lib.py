@@ -123,8 +123,11 @@ _SIGNATURES = {
     "kvcached_get_size": (_i64, [_client, _key, c_size_t]),
     "kvcached_remove": (_i32, [_client, _key, c_size_t, c_int]),
     "kvcached_remove_all": (_i64, [_client, c_int]),
+    "kvcached_remove_by_regex": (_i64, [_client, c_char_p, c_int]),
+    "kvcached_upsert_from": (_i32, [_client, _key, c_size_t, _p, c_uint64, _p]),
     # Arrays are passed as addresses (ints) or ctypes arrays.
     "kvcached_batch_put_from": (_i32, [_client, c_size_t, _p, _p, _p, _p, _p, _p]),
+    "kvcached_batch_upsert_from": (_i32, [_client, c_size_t, _p, _p, _p, _p, _p, _p]),
     "kvcached_batch_get_into": (_i32, [_client, c_size_t, _p, _p, _p, _p, _p]),
     "kvcached_batch_exist": (_i32, [_client, c_size_t, _p, _p, _p]),
     "kvcached_register_buffer": (_i32, [_client, _p, c_uint64]),

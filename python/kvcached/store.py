@@ -413,12 +413,23 @@ class MooncakeDistributedStore:
     def put(self, key, value, config=None):
         """0, or a negative code. A put of an existing key returns 0 and leaves
         the object unchanged. An empty value is INVALID_PARAMS."""
+        return self._put_one(key, value, config, _L.kvcached_put)
+
+    def upsert(self, key, value, config=None):
+        """put(), but an object of the key that exists is replaced. Once the
+        master has placed the new object and until the call returns, a lookup
+        of the key finds nothing; a reader already holding the old object
+        reads it whole. Refused by the master (no room), the old object
+        stays; failed after placement, the key has no object."""
+        return self._put_one(key, value, config, _L.kvcached_upsert_from)
+
+    def _put_one(self, key, value, config, call):
         h = self._handle
         if h is None:
             return errors.UNAVAILABLE_IN_CURRENT_STATUS
         k = _key(key)
         data, size, keep = _readable(value)
-        return _L.kvcached_put(h, k, len(k), data, size, _replicate_arg(config))
+        return call(h, k, len(k), data, size, _replicate_arg(config))
 
     def get(self, key):
         """The object's bytes, or b"" when it is missing or cannot be read."""
@@ -452,9 +463,21 @@ class MooncakeDistributedStore:
         """put() of the parts (bytes-like objects) joined into one value."""
         return self.put(key, b"".join(parts), config)
 
+    def upsert_parts(self, key, *parts, config=None):
+        """upsert() of the parts (bytes-like objects) joined into one value."""
+        return self.upsert(key, b"".join(parts), config)
+
     def put_batch(self, keys, values, config=None):
         """0 when every object was stored (or existed), else the first
         failure's code."""
+        return self._values_batch(keys, values, config, upsert=False)
+
+    def upsert_batch(self, keys, values, config=None):
+        """upsert() of each key: 0 when every object was stored, else the
+        first failure's code."""
+        return self._values_batch(keys, values, config, upsert=True)
+
+    def _values_batch(self, keys, values, config, upsert):
         if len(keys) != len(values):
             return errors.INVALID_PARAMS
         if not keys:
@@ -464,7 +487,7 @@ class MooncakeDistributedStore:
         parts = [_readable(v) for v in values]
         ptrs = [ctypes.cast(p[0], c_void_p).value if type(p[0]) is bytes
                 else ctypes.addressof(p[0]) for p in parts]
-        results = self._batch_put(keys, ptrs, [p[1] for p in parts], config)
+        results = self._batch_put(keys, ptrs, [p[1] for p in parts], config, upsert)
         return next((r for r in results if r != 0), 0)
 
     def get_batch(self, keys):
@@ -582,11 +605,18 @@ class MooncakeDistributedStore:
 
     def put_from(self, key, buffer_ptr, size, config=None):
         """Stores `size` bytes at address `buffer_ptr`. 0 or a negative code."""
+        return self._from_one(key, buffer_ptr, size, config, _L.kvcached_put_from)
+
+    def upsert_from(self, key, buffer_ptr, size, config=None):
+        """put_from(), replacing an object of the key that exists (as upsert())."""
+        return self._from_one(key, buffer_ptr, size, config, _L.kvcached_upsert_from)
+
+    def _from_one(self, key, buffer_ptr, size, config, call):
         h = self._handle
         if h is None:
             return errors.UNAVAILABLE_IN_CURRENT_STATUS
         k = _key(key)
-        return _L.kvcached_put_from(h, k, len(k), buffer_ptr, size, _replicate_arg(config))
+        return call(h, k, len(k), buffer_ptr, size, _replicate_arg(config))
 
     def get_into(self, key, buffer_ptr, size):
         """Reads the object to address `buffer_ptr`: its size in bytes, or a
@@ -604,7 +634,14 @@ class MooncakeDistributedStore:
             return [errors.INVALID_PARAMS] * len(keys)
         return self._batch_put(keys, buffer_ptrs, sizes, config)
 
-    def _batch_put(self, keys, buffer_ptrs, sizes, config):
+    def batch_upsert_from(self, keys, buffer_ptrs, sizes, config=None):
+        """batch_put_from(), replacing objects of keys that exist (as
+        upsert()). One result per key: 0 or a negative code."""
+        if not (len(keys) == len(buffer_ptrs) == len(sizes)):
+            return [errors.INVALID_PARAMS] * len(keys)
+        return self._batch_put(keys, buffer_ptrs, sizes, config, upsert=True)
+
+    def _batch_put(self, keys, buffer_ptrs, sizes, config, upsert=False):
         n = len(keys)
         h = self._handle
         if h is None:
@@ -613,9 +650,9 @@ class MooncakeDistributedStore:
             return []
         bkeys, karr, lens, ptrs, szs = _transfer_args(keys, buffer_ptrs, sizes)
         results = array("i", bytes(4 * n))
-        _L.kvcached_batch_put_from(h, n, karr, lens.buffer_info()[0], ptrs.buffer_info()[0],
-                                   szs.buffer_info()[0], _replicate_arg(config),
-                                   results.buffer_info()[0])
+        call = _L.kvcached_batch_upsert_from if upsert else _L.kvcached_batch_put_from
+        call(h, n, karr, lens.buffer_info()[0], ptrs.buffer_info()[0], szs.buffer_info()[0],
+             _replicate_arg(config), results.buffer_info()[0])
         return results.tolist()
 
     def batch_get_into(self, keys, buffer_ptrs, sizes):
@@ -719,6 +756,21 @@ class MooncakeDistributedStore:
         if h is None:
             return errors.UNAVAILABLE_IN_CURRENT_STATUS
         return _L.kvcached_remove_all(h, 1 if force else 0)
+
+    def remove_by_regex(self, regex_pattern, force=False):
+        """Removes the objects whose keys match `regex_pattern` (ECMAScript
+        syntax, matched anywhere in the key; no back-references): how many
+        were removed, or a negative code (INVALID_PARAMS for a bad pattern).
+        Objects under a read lease are kept unless force."""
+        h = self._handle
+        if h is None:
+            return errors.UNAVAILABLE_IN_CURRENT_STATUS
+        if not isinstance(regex_pattern, str):
+            raise TypeError(f"regex_pattern must be a str, not {type(regex_pattern).__name__}")
+        pattern = regex_pattern.encode()
+        if b"\0" in pattern:
+            return errors.INVALID_PARAMS
+        return _L.kvcached_remove_by_regex(h, pattern, 1 if force else 0)
 
     # ---- kvcached's additions ----------------------------------------------------------------
 

@@ -419,16 +419,61 @@ int32_t kvcached_stats(kvcached_client_t* client, kvcached_stats_t* out) {
   });
 }
 
-int32_t kvcached_put_from(kvcached_client_t* client, const char* key, size_t key_len,
-                          const void* buffer, uint64_t size,
-                          const kvcached_replicate_config_t* config) {
+namespace {
+
+int32_t PutOrUpsert(kvcached_client_t* client, const char* key, size_t key_len,
+                    const void* buffer, uint64_t size, const kvcached_replicate_config_t* config,
+                    bool upsert) {
   return Boundary([&]() -> int32_t {
     if (Status st = kvcached::CheckCall(client, key); !st.ok()) return kvcached::Fail(st);
     if (buffer == nullptr) return kvcached::Fail(ErrorCode::INVALID_PARAMS, "buffer is NULL");
     if (size == 0) return kvcached::Fail(ErrorCode::INVALID_PARAMS, "size is 0");
-    return kvcached::Report(client->client->Put(kvcached::KeyOf(key, key_len), buffer, size,
-                                                kvcached::ToReplicate(config)));
+    std::string_view k = kvcached::KeyOf(key, key_len);
+    kvcached::ReplicateConfig rc = kvcached::ToReplicate(config);
+    return kvcached::Report(upsert ? client->client->Upsert(k, buffer, size, rc)
+                                   : client->client->Put(k, buffer, size, rc));
   });
+}
+
+int32_t BatchPutOrUpsert(kvcached_client_t* client, size_t count, const char* const* keys,
+                         const size_t* key_lens, const void* const* buffers,
+                         const uint64_t* sizes, const kvcached_replicate_config_t* config,
+                         int32_t* results, bool upsert) {
+  return Boundary([&]() -> int32_t {
+    if (client == nullptr || !client->client || results == nullptr ||
+        (count > 0 && (keys == nullptr || buffers == nullptr || sizes == nullptr))) {
+      return kvcached::RefuseBatch(count, results,
+                                   "client, keys, buffers, sizes or results is NULL");
+    }
+    kvcached::FirstFailure first;
+    kvcached::Batch batch;
+    kvcached::Collect(count, keys, key_lens, buffers, sizes, batch, results, first);
+    if (!batch.keys.empty()) {
+      kvcached::ReplicateConfig rc = kvcached::ToReplicate(config);
+      std::vector<Status> out = upsert ? client->client->BatchUpsert(batch.keys, batch.slices, rc)
+                                       : client->client->BatchPut(batch.keys, batch.slices, rc);
+      for (size_t i = 0; i < out.size(); ++i) {
+        results[kvcached::Origin(batch, i)] = static_cast<int32_t>(out[i].code());
+        first.Note(out[i]);
+      }
+    }
+    first.Finish();
+    return KVCACHED_OK;
+  });
+}
+
+}  // namespace
+
+int32_t kvcached_put_from(kvcached_client_t* client, const char* key, size_t key_len,
+                          const void* buffer, uint64_t size,
+                          const kvcached_replicate_config_t* config) {
+  return PutOrUpsert(client, key, key_len, buffer, size, config, /*upsert=*/false);
+}
+
+int32_t kvcached_upsert_from(kvcached_client_t* client, const char* key, size_t key_len,
+                             const void* buffer, uint64_t size,
+                             const kvcached_replicate_config_t* config) {
+  return PutOrUpsert(client, key, key_len, buffer, size, config, /*upsert=*/true);
 }
 
 int32_t kvcached_put(kvcached_client_t* client, const char* key, size_t key_len, const void* data,
@@ -523,30 +568,32 @@ int64_t kvcached_remove_all(kvcached_client_t* client, int force) {
   });
 }
 
+int64_t kvcached_remove_by_regex(kvcached_client_t* client, const char* pattern, int force) {
+  return Boundary([&]() -> int64_t {
+    if (client == nullptr || !client->client || pattern == nullptr) {
+      return kvcached::Fail(ErrorCode::INVALID_PARAMS, "client or pattern is NULL");
+    }
+    kvcached::Result<uint64_t> r = client->client->RemoveByRegex(pattern, force != 0);
+    if (!r.ok()) return kvcached::Fail(r.status());
+    kvcached::ClearError();
+    return static_cast<int64_t>(*r);
+  });
+}
+
 int32_t kvcached_batch_put_from(kvcached_client_t* client, size_t count, const char* const* keys,
                                 const size_t* key_lens, const void* const* buffers,
                                 const uint64_t* sizes, const kvcached_replicate_config_t* config,
                                 int32_t* results) {
-  return Boundary([&]() -> int32_t {
-    if (client == nullptr || !client->client || results == nullptr ||
-        (count > 0 && (keys == nullptr || buffers == nullptr || sizes == nullptr))) {
-      return kvcached::RefuseBatch(count, results,
-                                   "client, keys, buffers, sizes or results is NULL");
-    }
-    kvcached::FirstFailure first;
-    kvcached::Batch batch;
-    kvcached::Collect(count, keys, key_lens, buffers, sizes, batch, results, first);
-    if (!batch.keys.empty()) {
-      std::vector<Status> out =
-          client->client->BatchPut(batch.keys, batch.slices, kvcached::ToReplicate(config));
-      for (size_t i = 0; i < out.size(); ++i) {
-        results[kvcached::Origin(batch, i)] = static_cast<int32_t>(out[i].code());
-        first.Note(out[i]);
-      }
-    }
-    first.Finish();
-    return KVCACHED_OK;
-  });
+  return BatchPutOrUpsert(client, count, keys, key_lens, buffers, sizes, config, results,
+                          /*upsert=*/false);
+}
+
+int32_t kvcached_batch_upsert_from(kvcached_client_t* client, size_t count,
+                                   const char* const* keys, const size_t* key_lens,
+                                   const void* const* buffers, const uint64_t* sizes,
+                                   const kvcached_replicate_config_t* config, int32_t* results) {
+  return BatchPutOrUpsert(client, count, keys, key_lens, buffers, sizes, config, results,
+                          /*upsert=*/true);
 }
 
 int32_t kvcached_batch_get_into(kvcached_client_t* client, size_t count, const char* const* keys,

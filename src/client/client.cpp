@@ -49,13 +49,15 @@ class Client::Impl {
   void Close();
 
   std::vector<Status> BatchPut(const std::vector<std::string>& keys,
-                               const std::vector<Slice>& values, const ReplicateConfig& rc);
+                               const std::vector<Slice>& values, const ReplicateConfig& rc,
+                               bool upsert);
   std::vector<Result<uint64_t>> BatchGet(const std::vector<std::string>& keys,
                                          const std::vector<Slice>& buffers);
   std::vector<Result<bool>> BatchExist(const std::vector<std::string>& keys);
   Result<uint64_t> GetSize(std::string_view key);
   Status Remove(std::string_view key, bool force);
   Result<uint64_t> RemoveAll(bool force);
+  Result<uint64_t> RemoveByRegex(std::string_view pattern, bool force);
   Status RegisterBuffer(void* data, uint64_t size);
   Status UnregisterBuffer(void* data);
   ClientStats Stats() const;
@@ -254,9 +256,9 @@ Status Client::Impl::ServeRdma(const std::vector<std::string>& devices) {
 
 std::vector<Status> Client::Impl::BatchPut(const std::vector<std::string>& keys,
                                            const std::vector<Slice>& values,
-                                           const ReplicateConfig& rc) {
+                                           const ReplicateConfig& rc, bool upsert) {
   if (Status st = Usable(); !st.ok()) return std::vector<Status>(keys.size(), st);
-  return PutBatch(*ctx_, keys, values, rc).Run(kUnreachableRetries);
+  return PutBatch(*ctx_, keys, values, rc, upsert).Run(kUnreachableRetries);
 }
 
 std::vector<Result<uint64_t>> Client::Impl::BatchGet(const std::vector<std::string>& keys,
@@ -337,6 +339,22 @@ Result<uint64_t> Client::Impl::RemoveAll(bool force) {
   return res.removed;
 }
 
+Result<uint64_t> Client::Impl::RemoveByRegex(std::string_view pattern, bool force) {
+  if (Status st = Usable(); !st.ok()) return st;
+  if (pattern.empty() || pattern.size() > kMaxRegexBytes) {
+    return Status(ErrorCode::INVALID_PARAMS, "remove_by_regex: the pattern must have 1 to " +
+                                                 std::to_string(kMaxRegexBytes) + " bytes");
+  }
+  RemoveAllResponse res;
+  if (Status st = master_->Call(MsgType::kRemoveByRegex,
+                                RemoveByRegexRequest{std::string(pattern), force}, res);
+      !st.ok()) {
+    return st;
+  }
+  if (res.code != 0) return FromCode(res.code, std::string(pattern), "remove by regex");
+  return res.removed;
+}
+
 Status Client::Impl::RegisterBuffer(void* data, uint64_t size) {
   if (Status st = Usable(); !st.ok()) return st;
   if (data == nullptr || size == 0) {
@@ -400,7 +418,8 @@ Result<std::unique_ptr<Client>> Client::Open(const ClientConfig& config) {
 
 Status Client::Put(std::string_view key, const void* data, uint64_t size,
                    const ReplicateConfig& rc) {
-  return impl_->BatchPut({std::string(key)}, {Slice{const_cast<void*>(data), size}}, rc)[0];
+  return impl_->BatchPut({std::string(key)}, {Slice{const_cast<void*>(data), size}}, rc,
+                         /*upsert=*/false)[0];
 }
 
 Result<uint64_t> Client::Get(std::string_view key, void* buffer, uint64_t capacity) {
@@ -409,7 +428,19 @@ Result<uint64_t> Client::Get(std::string_view key, void* buffer, uint64_t capaci
 
 std::vector<Status> Client::BatchPut(const std::vector<std::string>& keys,
                                      const std::vector<Slice>& values, const ReplicateConfig& rc) {
-  return impl_->BatchPut(keys, values, rc);
+  return impl_->BatchPut(keys, values, rc, /*upsert=*/false);
+}
+
+Status Client::Upsert(std::string_view key, const void* data, uint64_t size,
+                      const ReplicateConfig& rc) {
+  return impl_->BatchPut({std::string(key)}, {Slice{const_cast<void*>(data), size}}, rc,
+                         /*upsert=*/true)[0];
+}
+
+std::vector<Status> Client::BatchUpsert(const std::vector<std::string>& keys,
+                                        const std::vector<Slice>& values,
+                                        const ReplicateConfig& rc) {
+  return impl_->BatchPut(keys, values, rc, /*upsert=*/true);
 }
 
 std::vector<Result<uint64_t>> Client::BatchGet(const std::vector<std::string>& keys,
@@ -428,6 +459,10 @@ std::vector<Result<bool>> Client::BatchExist(const std::vector<std::string>& key
 Result<uint64_t> Client::GetSize(std::string_view key) { return impl_->GetSize(key); }
 Status Client::Remove(std::string_view key, bool force) { return impl_->Remove(key, force); }
 Result<uint64_t> Client::RemoveAll(bool force) { return impl_->RemoveAll(force); }
+
+Result<uint64_t> Client::RemoveByRegex(std::string_view pattern, bool force) {
+  return impl_->RemoveByRegex(pattern, force);
+}
 Status Client::RegisterBuffer(void* data, uint64_t size) {
   return impl_->RegisterBuffer(data, size);
 }

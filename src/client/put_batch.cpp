@@ -19,11 +19,12 @@ bool Unreachable(ErrorCode code) {
 }  // namespace
 
 PutBatch::PutBatch(BatchContext& ctx, const std::vector<std::string>& keys,
-                   const std::vector<Slice>& values, const ReplicateConfig& rc)
+                   const std::vector<Slice>& values, const ReplicateConfig& rc, bool upsert)
     : ctx_(ctx),
       keys_(keys),
       values_(values),
       rc_(rc),
+      upsert_(upsert),
       out_(keys.size()),
       started_(keys.size(), false),
       sums_(keys.size(), 0),
@@ -73,9 +74,11 @@ void PutBatch::Start() {
     req.preferred_segment = rc_.preferred_segment;
     for (size_t j = a; j < b; ++j) req.items.push_back({keys_[todo_[j]], values_[todo_[j]].size});
     ReplicaListResponse res;
-    Status st = ctx_.master.Call(MsgType::kPutStart, req, res);
+    MsgType type = upsert_ ? MsgType::kUpsertStart : MsgType::kPutStart;
+    Status st = ctx_.master.Call(type, req, res);
     if (st.ok() && res.items.size() != b - a) {
-      st = Status(ErrorCode::RPC_FAIL, "PutStart answered the wrong number of items");
+      st = Status(ErrorCode::RPC_FAIL,
+                  std::string(MsgTypeName(type)) + " answered the wrong number of items");
     }
     placed_.push_back(std::move(res));
     return st;
@@ -226,7 +229,7 @@ void PutBatch::Retry(int retries) {
     values.push_back(values_[i]);
     index.push_back(i);
   }
-  std::vector<Status> second = PutBatch(ctx_, keys, values, rc_).Run(retries - 1);
+  std::vector<Status> second = PutBatch(ctx_, keys, values, rc_, upsert_).Run(retries - 1);
   for (size_t k = 0; k < index.size(); ++k) {
     // No room anywhere else: the store that failed is the better answer.
     if (second[k].code() != ErrorCode::NO_AVAILABLE_HANDLE) out_[index[k]] = second[k];

@@ -2,7 +2,8 @@
 //   Validate  refuse bad keys, empty values and a bad replica count; a
 //             repeated key shares its first occurrence's outcome
 //   Start     PutStart: the master places every replica (in chunks of
-//             kMaxBatchKeys; a key that exists already is OK as it is)
+//             kMaxBatchKeys; a key that exists already is OK as it is),
+//             or UpsertStart: the same, replacing a key that exists
 //   Transfer  the bytes to every replica, checksums computed on the way
 //   Commit    PutEnd for the keys whose every replica arrived whole
 //   Revoke    PutRevoke for the rest, so their space is freed at once
@@ -23,8 +24,9 @@ namespace kvcached {
 class PutBatch {
  public:
   // The vectors must outlive the batch; `keys` and `values` pair up.
+  // `upsert`: a key that exists is replaced (UpsertStart) rather than kept.
   PutBatch(BatchContext& ctx, const std::vector<std::string>& keys,
-           const std::vector<Slice>& values, const ReplicateConfig& rc);
+           const std::vector<Slice>& values, const ReplicateConfig& rc, bool upsert = false);
   // `retries`: how many more times keys whose store could not be reached
   // are put again elsewhere within this call.
   std::vector<Status> Run(int retries);
@@ -41,6 +43,7 @@ class PutBatch {
   const std::vector<std::string>& keys_;
   const std::vector<Slice>& values_;
   const ReplicateConfig& rc_;
+  const bool upsert_;
 
   std::vector<Status> out_;                         // per key
   std::vector<size_t> todo_;                        // keys that go to the master

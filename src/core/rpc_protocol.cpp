@@ -218,6 +218,12 @@ void Fields(Io& io, ReleaseLeasesRequest& m) {
 }
 
 template <typename Io>
+void Fields(Io& io, RemoveByRegexRequest& m) {
+  io.Str(m.pattern, kMaxRegexBytes);
+  io.Bool(m.force);
+}
+
+template <typename Io>
 void Fields(Io& io, RemoveAllRequest& m) {
   io.Bool(m.force);
 }
@@ -316,6 +322,7 @@ KVCACHED_INSTANTIATE_CODEC(ReplicaListResponse)
 KVCACHED_INSTANTIATE_CODEC(PutStartRequest)
 KVCACHED_INSTANTIATE_CODEC(PutEndRequest)
 KVCACHED_INSTANTIATE_CODEC(ReleaseLeasesRequest)
+KVCACHED_INSTANTIATE_CODEC(RemoveByRegexRequest)
 KVCACHED_INSTANTIATE_CODEC(RemoveAllRequest)
 KVCACHED_INSTANTIATE_CODEC(RemoveAllResponse)
 KVCACHED_INSTANTIATE_CODEC(SizesResponse)
@@ -403,7 +410,10 @@ uint32_t MaxRequestBodyBytes(MsgType type) {
     case MsgType::kRemove:
       return static_cast<uint32_t>(1 + kKeysMax);
     case MsgType::kPutStart:
+    case MsgType::kUpsertStart:
       return static_cast<uint32_t>(kPutStartMax);
+    case MsgType::kRemoveByRegex:
+      return static_cast<uint32_t>(StrMax(kMaxRegexBytes) + 1);
     case MsgType::kPutEnd:
       return static_cast<uint32_t>(kPutEndMax);
     case MsgType::kRemoveAll:
@@ -456,6 +466,10 @@ const char* MsgTypeName(MsgType type) {
       return "GetReplicaList";
     case MsgType::kPutStart:
       return "PutStart";
+    case MsgType::kUpsertStart:
+      return "UpsertStart";
+    case MsgType::kRemoveByRegex:
+      return "RemoveByRegex";
     case MsgType::kPutEnd:
       return "PutEnd";
     case MsgType::kPutRevoke:

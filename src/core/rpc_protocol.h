@@ -60,6 +60,15 @@ enum class MsgType : uint16_t {
   // version): the leases its GetReplicaList took end now. One-way: the
   // master sends no answer.
   kReleaseLeases = 16,
+  // PutStart that replaces a complete object of the key (PutStartRequest;
+  // answer ReplicaListResponse). The old object leaves the index once the
+  // new one is placed; its space is reused when its read leases end.
+  // Committed by PutEnd.
+  kUpsertStart = 17,
+  // Removes every object of the caller's tenant whose key matches an
+  // ECMAScript regular expression (RemoveByRegexRequest; answer
+  // RemoveAllResponse).
+  kRemoveByRegex = 18,
   // The store's data port (after Hello): bytes move in the frame body.
   kDataWrite = 32,  // body: DataRange, then `length` bytes; answer StatusResponse
   kDataRead = 33,   // body: DataRange; answer: the `length` bytes
@@ -273,6 +282,13 @@ struct ReleaseItem {
 
 struct ReleaseLeasesRequest {
   std::vector<ReleaseItem> items;
+};
+
+inline constexpr size_t kMaxRegexBytes = 1024;
+
+struct RemoveByRegexRequest {
+  std::string pattern;  // ECMAScript syntax, at most kMaxRegexBytes
+  bool force = false;
 };
 
 struct RemoveAllRequest {

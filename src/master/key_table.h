@@ -96,6 +96,19 @@ class KeyTable {
     }
   }
 
+  // Calls fn(id) for the live entries from id `start` on until fn returns
+  // false; returns the id to resume from (past the end once all are seen).
+  // Between two walks, entries added or erased may be seen or missed.
+  template <typename Fn>
+  uint32_t ForEachFrom(uint32_t start, Fn&& fn) const {
+    uint32_t id = start;
+    for (; id < slab_.size(); ++id) {
+      if (slab_[id].key != nullptr && !fn(id)) return id + 1;
+    }
+    return id;
+  }
+  uint32_t end_id() const { return static_cast<uint32_t>(slab_.size()); }
+
   void Clear() {
     for (Entry& e : slab_) delete[] e.key;
     slab_.clear();

@@ -218,6 +218,23 @@ struct MasterIndex::Impl {
     Bury(objects.Key(id), objects[id].version + 1);
     Drop(id, /*notify=*/true);
   }
+  // Retire for an object that readers may still be reading (a forced
+  // remove, an upsert): it leaves the index now and owners are told, but
+  // each range is reused only when the last read lease ends, so a reader
+  // never finds another object's bytes where its lease pointed.
+  void RetireAfterLeases(Id id, int64_t now_ms) {
+    Object& o = objects[id];
+    if (o.lease_until_ms <= now_ms) return Retire(id);
+    Bury(objects.Key(id), o.version + 1);
+    for (size_t i = 0; i < o.locs.size(); ++i) {
+      Loc l = o.locs[i];
+      if (!segments[l.seg]->mounted) continue;
+      if (o.state == State::kComplete) Queue(l.seg, TableOp::kRemove, id, l);
+      zombies.emplace(o.lease_until_ms, Zombie{l.seg, l.offset, o.size});
+    }
+    o.locs.clear();
+    Forget(id);
+  }
   void EvictNow(Id id, MasterCounters& counters) {
     counters.evicted_objects++;
     counters.evicted_bytes += objects[id].size;
@@ -832,7 +849,7 @@ ReplicaListResponse MasterIndex::GetReplicaLists(const std::vector<std::string>&
 }
 
 ReplicaListResponse MasterIndex::PutStart(const Caller& caller, const PutStartRequest& req,
-                                          int64_t now_ms) {
+                                          int64_t now_ms, bool upsert) {
   Impl& m = *impl_;
   ReplicaListResponse r;
   r.lease_ttl_ms = static_cast<uint64_t>(options_.lease_ttl_ms);
@@ -860,23 +877,26 @@ ReplicaListResponse MasterIndex::PutStart(const Caller& caller, const PutStartRe
     uint32_t existing = m.Find(in.key);
     if (existing != kNil) {
       Object& o = m.objects[existing];
-      if (o.state == State::kComplete) {
+      if (o.state == State::kComplete && !upsert) {
         item.code = Code(ErrorCode::OBJECT_ALREADY_EXISTS);
         continue;
       }
-      if (now_ms - o.started_ms < options_.put_start_discard_timeout_ms) {
+      if (o.state == State::kComplete) {
+        // An upsert: the object is replaced once the new one is placed.
+      } else if (now_ms - o.started_ms < options_.put_start_discard_timeout_ms) {
         item.code = Code(ErrorCode::REPLICA_IS_NOT_READY);
         continue;
+      } else {
+        // Take over an abandoned put. The old writer may still be writing,
+        // so its ranges are reused only after the release timeout.
+        for (size_t j = 0; j < o.locs.size(); ++j) {
+          m.zombies.emplace(o.started_ms + options_.put_start_release_timeout_ms,
+                            Zombie{o.locs[j].seg, o.locs[j].offset, o.size});
+        }
+        o.locs.clear();
+        counters_.put_takeovers++;
+        m.Forget(existing);
       }
-      // Take over an abandoned put. The old writer may still be writing, so
-      // its ranges are reused only after the release timeout.
-      for (size_t j = 0; j < o.locs.size(); ++j) {
-        m.zombies.emplace(o.started_ms + options_.put_start_release_timeout_ms,
-                          Zombie{o.locs[j].seg, o.locs[j].offset, o.size});
-      }
-      o.locs.clear();
-      counters_.put_takeovers++;
-      m.Forget(existing);
     }
     if (!m.WithinQuota(in.key, in.size, now_ms, counters_)) {
       item.code = Code(ErrorCode::NO_AVAILABLE_HANDLE);
@@ -906,6 +926,12 @@ ReplicaListResponse MasterIndex::PutStart(const Caller& caller, const PutStartRe
     if (locs.empty()) {
       item.code = Code(ErrorCode::NO_AVAILABLE_HANDLE);
       continue;
+    }
+    // An upsert replaces the object of the key (unless eviction just took
+    // it): readers holding a lease keep reading the old bytes.
+    if (uint32_t old = upsert ? m.Find(in.key) : kNil; old != kNil) {
+      counters_.upserts_replaced++;
+      m.RetireAfterLeases(old, now_ms);
     }
     uint32_t id = m.NewObject(in.key, in.size);
     Object& o = m.objects[id];
@@ -987,7 +1013,7 @@ CodesResponse MasterIndex::Remove(const std::vector<std::string>& keys, bool for
     } else if (!force && m.objects[id].lease_until_ms > now_ms) {
       r.codes.push_back(Code(ErrorCode::OBJECT_HAS_LEASE));
     } else {
-      m.Retire(id);
+      m.RetireAfterLeases(id, now_ms);
       r.codes.push_back(Code(ErrorCode::OK));
     }
   }
@@ -1005,7 +1031,7 @@ uint64_t MasterIndex::RemoveAll(std::string_view tenant, bool force, int64_t now
       skipped = true;
       return;
     }
-    m.Retire(id);
+    m.RetireAfterLeases(id, now_ms);
     ++removed;
   });
   // Nothing of the tenant kept: no record of its keys from before now may
@@ -1013,6 +1039,37 @@ uint64_t MasterIndex::RemoveAll(std::string_view tenant, bool force, int64_t now
   if (!skipped) {
     uint64_t& floor = m.tenant_floors[std::string(tenant)];
     floor = std::max(floor, m.NextVersion(now_ms));
+  }
+  return removed;
+}
+
+bool MasterIndex::ScanTenant(std::string_view tenant, uint32_t& cursor, size_t max,
+                             std::vector<KeyVersion>& out) const {
+  const Impl& m = *impl_;
+  cursor = m.objects.ForEachFrom(cursor, [&](uint32_t id) {
+    const Object& o = m.objects[id];
+    std::string_view key = m.objects.Key(id);
+    if (o.state == State::kComplete && TenantOfInternalKey(key) == tenant) {
+      out.push_back({std::string(UserKeyOf(key)), o.version});
+    }
+    return out.size() < max;
+  });
+  return cursor < m.objects.end_id();
+}
+
+uint64_t MasterIndex::RemoveVersions(std::string_view tenant, const std::vector<KeyVersion>& items,
+                                     bool force, int64_t now_ms) {
+  Impl& m = *impl_;
+  uint64_t removed = 0;
+  std::string prefix = TenantPrefix(tenant);
+  for (const KeyVersion& kv : items) {
+    uint32_t id = m.Find(prefix + kv.key);
+    if (id == kNil) continue;
+    const Object& o = m.objects[id];
+    if (o.version != kv.version || o.state != State::kComplete) continue;
+    if (!force && o.lease_until_ms > now_ms) continue;
+    m.RetireAfterLeases(id, now_ms);
+    ++removed;
   }
   return removed;
 }

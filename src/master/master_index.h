@@ -91,6 +91,7 @@ struct MasterCounters {
   uint64_t lease_refusals = 0;  // leases refused to objects chosen for eviction
   uint64_t put_too_large = 0;   // puts larger than every segment: refused, nothing evicted
   uint64_t put_takeovers = 0;
+  uint64_t upserts_replaced = 0;  // complete objects replaced by an upsert
   uint64_t put_reclaims = 0;  // pending puts whose space was reclaimed
   uint64_t clients_expired = 0;
   uint64_t remount_objects_rejected = 0;    // out of bounds, overlapping, stale or removed
@@ -166,13 +167,32 @@ class MasterIndex {
   // ---- objects (one result per key, in order) ----
   CodesResponse ExistKeys(const std::vector<std::string>& keys, int64_t now_ms);
   ReplicaListResponse GetReplicaLists(const std::vector<std::string>& keys, int64_t now_ms);
-  ReplicaListResponse PutStart(const Caller& caller, const PutStartRequest& req, int64_t now_ms);
+  // `upsert`: a complete object of a key is replaced (it leaves the index
+  // now; its ranges are reused once its read leases end) instead of kept
+  // with OBJECT_ALREADY_EXISTS.
+  ReplicaListResponse PutStart(const Caller& caller, const PutStartRequest& req, int64_t now_ms,
+                               bool upsert = false);
   CodesResponse PutEnd(const Caller& caller, const PutEndRequest& req, int64_t now_ms);
   CodesResponse PutRevoke(const Caller& caller, const std::vector<std::string>& keys,
                           int64_t now_ms);
   CodesResponse Remove(const std::vector<std::string>& keys, bool force, int64_t now_ms);
   // Removes the complete objects of one tenant ("" the default).
   uint64_t RemoveAll(std::string_view tenant, bool force, int64_t now_ms);
+  // A walk over one tenant's complete objects in slices, so that a caller
+  // can test keys without holding the index (remove by regex): up to `max`
+  // user keys with their versions from `cursor` on. Returns false once
+  // the walk is over. Objects put or removed between slices may be seen
+  // or missed.
+  struct KeyVersion {
+    std::string key;  // the user's key
+    uint64_t version = 0;
+  };
+  bool ScanTenant(std::string_view tenant, uint32_t& cursor, size_t max,
+                  std::vector<KeyVersion>& out) const;
+  // Removes those of `items` that are still the same version (as Remove:
+  // without force, objects under a read lease are kept).
+  uint64_t RemoveVersions(std::string_view tenant, const std::vector<KeyVersion>& items, bool force,
+                          int64_t now_ms);
   SizesResponse GetSizes(const std::vector<std::string>& keys) const;
 
   // Periodic work: reclaims abandoned puts, evicts doomed objects whose

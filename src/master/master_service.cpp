@@ -1,6 +1,8 @@
 #include "master/master_service.h"
 
 #include <array>
+#include <optional>
+#include <regex>
 
 #include <spdlog/spdlog.h>
 #include <boost/beast/http.hpp>
@@ -16,11 +18,12 @@ namespace {
 
 namespace http = boost::beast::http;
 
-constexpr size_t kOpSlots = 17;  // MsgType values are below this
+constexpr size_t kOpSlots = 19;  // MsgType values are below this
 
 bool IsObjectOp(MsgType t) {
   return t == MsgType::kPutEnd || t == MsgType::kRemove || t == MsgType::kRemoveAll ||
-         t == MsgType::kUnmountSegment || t == MsgType::kPutStart || t == MsgType::kRemountSegment;
+         t == MsgType::kUnmountSegment || t == MsgType::kPutStart || t == MsgType::kRemountSegment ||
+         t == MsgType::kUpsertStart || t == MsgType::kRemoveByRegex;
 }
 
 int32_t Code(ErrorCode c) { return static_cast<int32_t>(c); }
@@ -385,6 +388,47 @@ Status MasterService::ReportUnreachable(const Caller& caller, std::string_view b
   return Status::Ok();
 }
 
+Status MasterService::RemoveByRegex(const RpcPeer& peer, const Caller& caller,
+                                   std::string_view body, std::string& out, uint16_t& flags) {
+  RemoveByRegexRequest r;
+  if (Status st = DecodeBody(body, r); !st.ok()) return st;
+  // Polynomial matching (no back-references): a pattern cannot make one
+  // key's test take exponential time, and the executor's depth does not
+  // grow with the key's length.
+  std::optional<std::regex> re;
+  try {
+    re.emplace(r.pattern, std::regex::ECMAScript | std::regex_constants::__polynomial);
+  } catch (const std::regex_error& e) {
+    flags = kFlagError;
+    out = EncodeBody(ErrorBody{Code(ErrorCode::INVALID_PARAMS),
+                               "bad regular expression '" + Printable(r.pattern) + "': " + e.what()});
+    return Status::Ok();
+  }
+  constexpr size_t kSlice = 4096;  // keys tested per turn of the index lock
+  RemoveAllResponse res;
+  std::vector<MasterIndex::KeyVersion> slice, matched;
+  uint32_t cursor = 0;
+  for (bool more = true; more;) {
+    slice.clear();
+    {
+      std::lock_guard<std::mutex> lock(index_mu_);
+      more = index_.ScanTenant(peer.tenant, cursor, kSlice, slice);
+    }
+    matched.clear();
+    for (MasterIndex::KeyVersion& kv : slice) {
+      if (std::regex_search(kv.key, *re)) matched.push_back(std::move(kv));
+    }
+    if (matched.empty()) continue;
+    std::lock_guard<std::mutex> lock(index_mu_);
+    res.removed += index_.RemoveVersions(peer.tenant, matched, r.force, NowMs());
+  }
+  spdlog::info("client '{}' removed the objects of tenant '{}' matching '{}'{}: {} removed",
+               Printable(caller.client_id), TenantLabel(peer.tenant), Printable(r.pattern),
+               r.force ? " (forced)" : "", res.removed);
+  out = EncodeBody(res);
+  return Status::Ok();
+}
+
 Status MasterService::Dispatch(const RpcPeer& peer, MsgType type, std::string_view body,
                                std::string& out, uint16_t& flags) {
   auto started = std::chrono::steady_clock::now();
@@ -414,6 +458,14 @@ Status MasterService::Dispatch(const RpcPeer& peer, MsgType type, std::string_vi
       decoded = Batched<PutStartRequest>(
           peer, body, out, flags, failures,
           [&](const PutStartRequest& r) { return index_.PutStart(caller, r, now); });
+      break;
+    case MsgType::kUpsertStart:
+      decoded = Batched<PutStartRequest>(
+          peer, body, out, flags, failures,
+          [&](const PutStartRequest& r) { return index_.PutStart(caller, r, now, /*upsert=*/true); });
+      break;
+    case MsgType::kRemoveByRegex:
+      decoded = RemoveByRegex(peer, caller, body, out, flags);
       break;
     case MsgType::kPutEnd:
       decoded = Batched<PutEndRequest>(
@@ -536,6 +588,9 @@ void MasterService::RenderSegmentMetrics(std::string& out) {
           "Puts refused because the object is larger than every mounted segment", c.put_too_large);
   counter("kvcached_master_put_takeovers_total",
           "Pending puts taken over after --put-start-discard-timeout", c.put_takeovers);
+  counter("kvcached_master_upserts_replaced_total",
+          "Complete objects replaced by an upsert (their space reused when their leases end)",
+          c.upserts_replaced);
   counter("kvcached_master_put_reclaims_total",
           "Pending puts reclaimed after --put-start-release-timeout", c.put_reclaims);
   counter("kvcached_master_clients_expired_total", "Owners dropped after --client-ttl",

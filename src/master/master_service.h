@@ -64,6 +64,10 @@ class MasterService {
   // A body that does not decode comes back as the error.
   Status SegmentCall(const Caller& caller, MsgType type, std::string_view body, std::string& out,
                      uint64_t& failures, int64_t now);
+  // Removes the caller's tenant's objects whose keys match a regular
+  // expression; the keys are tested in slices outside the index lock.
+  Status RemoveByRegex(const RpcPeer& peer, const Caller& caller, std::string_view body,
+                       std::string& out, uint16_t& flags);
   Status ReportUnreachable(const Caller& caller, std::string_view body, std::string& out,
                            uint64_t& failures);
   struct OpMetrics;

@@ -1,5 +1,7 @@
 #include "master/master_index.h"
 
+#include <algorithm>
+
 #include <doctest/doctest.h>
 
 #include "core/tenant.h"
@@ -128,9 +130,15 @@ TEST_CASE("leases block removal; force overrides; RemoveAll skips leased") {
   CHECK(m.RemoveAll("", false, 500) == 1);              // only j
   CHECK(m.Remove({"k"}, false, 1100).codes[0] == kOk);  // lease over (monotonic ms)
   Put(m, "k", kMiB, 2000);
-  m.GetReplicaLists({"k"}, 2000);
+  m.GetReplicaLists({"k"}, 2000);  // lease until 3000
   CHECK(m.Remove({"k"}, true, 2001).codes[0] == kOk);
   CHECK(m.Remove({"k"}, false, 2001).codes[0] == Code(ErrorCode::OBJECT_NOT_FOUND));
+  // Gone from the index, but its reader may still be reading: the range
+  // is reused only when the lease ends.
+  CHECK(m.used_bytes() == kMiB);
+  m.Tick(2999);
+  CHECK(m.used_bytes() == kMiB);
+  m.Tick(3000);
   CHECK(m.used_bytes() == 0);
 }
 
@@ -767,6 +775,98 @@ TEST_CASE("unmount drops one replica and keeps objects that have another") {
   REQUIRE(m.Lookup("both", 0).has_value());
   CHECK(m.Lookup("both", 0)->replicas.size() == 1);
   CHECK(m.ExistKeys({"both"}, 0).codes[0] == kOk);
+}
+
+TEST_CASE("upsert replaces a complete object; its readers keep the old range until their lease ends") {
+  MasterIndex m(Opts());  // lease 1000 ms
+  REQUIRE(m.Mount(kStoreA, Seg("a", 2 * kMiB), 0).ok());
+  ReplicaItem first = Put(m, "k", kMiB, 0, /*checksum=*/1);
+  (void)UpdatesFor(m, "store-a");
+  ReleaseItem read = Read(m, "k", 10);  // lease until 1010
+  // A plain put leaves it; an upsert replaces it.
+  CHECK(m.PutStart(kOther, {1, "", {{"k", kMiB}}}, 20).items[0].code ==
+        Code(ErrorCode::OBJECT_ALREADY_EXISTS));
+  ReplicaListResponse up = m.PutStart(kOther, {1, "", {{"k", kMiB}}}, 20, /*upsert=*/true);
+  REQUIRE(up.items[0].code == kOk);
+  CHECK(up.items[0].version > read.version);
+  // The reader's range is not handed out again while it reads.
+  CHECK(up.items[0].replicas[0].offset != first.replicas[0].offset);
+  CHECK(m.ExistKeys({"k"}, 20).codes[0] == Code(ErrorCode::OBJECT_NOT_FOUND));  // until PutEnd
+  CHECK(Removes(UpdatesFor(m, "store-a"), "k"));  // the owner drops the old record
+  // Another upsert of the key while this one is in flight must wait.
+  CHECK(m.PutStart(kWriter, {1, "", {{"k", kMiB}}}, 30, true).items[0].code ==
+        Code(ErrorCode::REPLICA_IS_NOT_READY));
+  CHECK(m.PutEnd(kOther, {{{"k", 2}}}, 40).codes[0] == kOk);
+  ReplicaListResponse now = m.GetReplicaLists({"k"}, 50);
+  CHECK(now.items[0].checksum == 2);
+  CHECK(now.items[0].version == up.items[0].version);
+  CHECK(m.used_bytes() == 2 * kMiB);  // the old range waits for its reader
+  CHECK(m.ReleaseLeases({read}, 60) == 0);  // a release of the replaced object changes nothing
+  m.Tick(1010);
+  CHECK(m.used_bytes() == kMiB);
+  // Unread, a replaced object's range is free at once.
+  ReleaseItem second = Read(m, "k", 2100);
+  REQUIRE(m.ReleaseLeases({second}, 2100) == 1);
+  ReplicaListResponse third = m.PutStart(kWriter, {1, "", {{"k", kMiB}}}, 2100, true);
+  REQUIRE(third.items[0].code == kOk);
+  CHECK(m.used_bytes() == kMiB);  // the third, pending; the second's range is free
+  CHECK(m.PutEnd(kWriter, {{{"k", 3}}}, 2100).codes[0] == kOk);
+  // An upsert refused before it is placed leaves the object as it was.
+  CHECK(m.PutStart(kWriter, {1, "", {{"k", 4 * kMiB}}}, 2200, true).items[0].code ==
+        Code(ErrorCode::INVALID_PARAMS));
+  CHECK(m.PutStart(kWriter, {0, "", {{"k", kMiB}}}, 2200, true).items[0].code ==
+        Code(ErrorCode::INVALID_PARAMS));
+  CHECK(m.GetReplicaLists({"k"}, 2200).items[0].checksum == 3);
+  CHECK(m.counters().upserts_replaced == 2);
+}
+
+TEST_CASE("remove by pattern: a tenant's keys in slices, only the version seen is removed") {
+  MasterIndex m(Opts());
+  REQUIRE(m.Mount(kStoreA, Seg("a", 64 * kMiB), 0).ok());
+  for (const char* k : {"a1", "a2", "a3", "b1", "b2"}) Put(m, k, kMiB, 0);
+  Put(m, In("team-a", "a9"), kMiB, 0);
+  // The walk over the default tenant, two keys at a time.
+  std::vector<MasterIndex::KeyVersion> seen;
+  uint32_t cursor = 0;
+  int slices = 0;
+  bool more = true;
+  while (more) {
+    size_t before = seen.size();
+    more = m.ScanTenant("", cursor, 2, seen);
+    CHECK(seen.size() - before <= 2);
+    ++slices;
+  }
+  CHECK(slices >= 3);
+  std::vector<std::string> keys;
+  for (const auto& kv : seen) keys.push_back(kv.key);
+  std::sort(keys.begin(), keys.end());
+  CHECK(keys == std::vector<std::string>{"a1", "a2", "a3", "b1", "b2"});  // not team-a's
+  std::vector<MasterIndex::KeyVersion> a_keys;
+  for (const auto& kv : seen) {
+    if (kv.key[0] == 'a') a_keys.push_back(kv);
+  }
+  // Between the walk and the removal: a2 replaced, a3 read.
+  REQUIRE(m.PutStart(kWriter, {1, "", {{"a2", kMiB}}}, 10, true).items[0].code == kOk);
+  REQUIRE(m.PutEnd(kWriter, {{{"a2", 8}}}, 10).codes[0] == kOk);
+  (void)Read(m, "a3", 10);
+  CHECK(m.RemoveVersions("", a_keys, /*force=*/false, 20) == 1);  // a1
+  CHECK(m.Lookup("a1", 20) == std::nullopt);
+  CHECK(m.Lookup("a2", 20).has_value());  // the newer a2 was not what the caller saw
+  CHECK(m.Lookup("a3", 20).has_value());  // leased
+  CHECK(m.RemoveVersions("", a_keys, /*force=*/true, 20) == 1);  // a3
+  CHECK(m.Lookup("a3", 20) == std::nullopt);
+  CHECK(m.Lookup("b1", 20).has_value());
+  CHECK(m.Lookup(In("team-a", "a9"), 20).has_value());
+  // An upsert of a key that does not exist is a put.
+  CHECK(m.PutStart(kWriter, {1, "", {{"fresh", kMiB}}}, 30, true).items[0].code == kOk);
+  CHECK(m.counters().upserts_replaced == 1);  // a2
+  // The other tenant's walk sees only its key.
+  std::vector<MasterIndex::KeyVersion> team;
+  cursor = 0;
+  while (m.ScanTenant("team-a", cursor, 100, team)) {
+  }
+  REQUIRE(team.size() == 1);
+  CHECK(team[0].key == "a9");
 }
 
 }  // namespace
