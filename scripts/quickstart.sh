@@ -39,8 +39,9 @@ as_root() {
 # HTTP calls; git: the revision in --version); the test suite needs more.
 BUILD_PKGS=(cmake ninja-build g++ pkg-config git curl libcli11-dev libboost-dev libspdlog-dev
             nlohmann-json3-dev libxxhash-dev libibverbs-dev librdmacm-dev)
-TEST_PKGS=(doctest-dev python3 python3-pytest clang dpkg-dev fakeroot file rpm lintian debootstrap groff man-db systemd
-           systemd-container qemu-system-x86 cpio xz-utils redis-server)
+TEST_PKGS=(doctest-dev python3 python3-pytest python3-torch python3-numpy clang dpkg-dev fakeroot file rpm
+           lintian debootstrap groff man-db systemd systemd-container qemu-system-x86 cpio xz-utils
+           redis-server)
 
 missing_packages() {
   local p

@@ -26,6 +26,9 @@ _LAZY = {
     "ReplicateConfig": ("store", "ReplicateConfig"),
     "BufferHandle": ("store", "BufferHandle"),
     "MooncakeHostMemAllocator": ("store", "MooncakeHostMemAllocator"),
+    "ParallelAxis": ("_tensor", "ParallelAxis"),
+    "TensorParallelism": ("_tensor", "TensorParallelism"),
+    "ReadTarget": ("_tensor", "ReadTarget"),
     "library_path": ("_lib", "path"),
     "library_version": ("_lib", "version"),
 }

@@ -26,6 +26,7 @@ from ctypes import byref, c_char, c_char_p, c_uint64, c_void_p
 
 from . import _lib
 from . import errors
+from ._tensor import TensorMixin
 
 log = logging.getLogger("kvcached")
 
@@ -227,7 +228,7 @@ def _store_client_info(server_address):
     return info
 
 
-class MooncakeDistributedStore:
+class MooncakeDistributedStore(TensorMixin):
     """A client of a kvcached pool with Mooncake's MooncakeDistributedStore API.
 
     Call setup() (or setup_from_env()) once before anything else. Calls made

@@ -1,5 +1,6 @@
-"""`mooncake.store` served by kvcached: MooncakeDistributedStore and
-ReplicateConfig are kvcached's (docs/python.md, "The Mooncake import shim")."""
+"""`mooncake.store` served by kvcached: MooncakeDistributedStore,
+ReplicateConfig and the other classes are kvcached's (docs/python.md, "The
+Mooncake import shim")."""
 
 try:
     import kvcached
@@ -12,7 +13,8 @@ except ImportError:
     import kvcached
 
 from kvcached import (  # noqa: F401
-    BufferHandle, MooncakeDistributedStore, MooncakeHostMemAllocator, ReplicateConfig)
+    BufferHandle, MooncakeDistributedStore, MooncakeHostMemAllocator, ParallelAxis, ReadTarget,
+    ReplicateConfig, TensorParallelism)
 from kvcached.errors import *  # noqa: F401,F403
 
 KVCACHED_SHIM = True
