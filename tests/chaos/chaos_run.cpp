@@ -150,7 +150,7 @@ void ChaosRun::WaitProgress(int64_t since_ns) {
   for (const OpRecord& r : records_) {
     if (r.phase != OpPhase::kEnd || r.code != 0 || r.mono_ns < since_ns) continue;
     ++ok;
-    puts += r.kind == OpKind::kPut;
+    puts += IsWriteOfValue(r.kind);
     gets += r.kind == OpKind::kGet && r.read == ReadResult::kValue;
   }
   WaitUntil("the workers' progress: " + std::to_string(o_.ops_between) +
@@ -160,7 +160,7 @@ void ChaosRun::WaitProgress(int64_t since_ns) {
                 const OpRecord& r = records_[from];
                 if (r.phase != OpPhase::kEnd || r.code != 0 || r.mono_ns < since_ns) continue;
                 ++ok;
-                puts += r.kind == OpKind::kPut;
+                puts += IsWriteOfValue(r.kind);
                 gets += r.kind == OpKind::kGet && r.read == ReadResult::kValue;
               }
               return ok >= o_.ops_between && puts > 0 && gets > 0;
@@ -340,10 +340,11 @@ PassResult ChaosRun::Run() {
   std::map<FaultKind, int> done;
   for (const Fault& f : timeline_.faults) done[f.kind]++;
   std::printf(
-      "  operations %llu: puts %llu (%llu ok), removes %llu (%llu ok), gets %llu; %llu in "
-      "flight at worker kills\n",
+      "  operations %llu: puts %llu (%llu ok; %llu of them upserts), removes %llu (%llu ok), gets "
+      "%llu; %llu in flight at worker kills\n",
       static_cast<unsigned long long>(r.ops), static_cast<unsigned long long>(r.puts),
-      static_cast<unsigned long long>(r.puts_ok), static_cast<unsigned long long>(r.removes),
+      static_cast<unsigned long long>(r.puts_ok), static_cast<unsigned long long>(r.upserts),
+      static_cast<unsigned long long>(r.removes),
       static_cast<unsigned long long>(r.removes_ok), static_cast<unsigned long long>(r.gets),
       static_cast<unsigned long long>(r.in_flight_at_kill));
   std::printf(

@@ -20,7 +20,9 @@
 
 namespace kvcached::chaos {
 
-enum class OpKind : uint8_t { kPut = 1, kRemove = 2, kGet = 3 };
+// kUpsert: a put that replaces the key's object (Client::BatchUpsert).
+enum class OpKind : uint8_t { kPut = 1, kRemove = 2, kGet = 3, kUpsert = 4 };
+inline bool IsWriteOfValue(OpKind k) { return k == OpKind::kPut || k == OpKind::kUpsert; }
 enum class OpPhase : uint8_t { kBegin = 1, kEnd = 2 };
 // What a get's bytes were (end records of kGet only).
 enum class ReadResult : uint8_t {

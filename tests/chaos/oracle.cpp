@@ -22,6 +22,19 @@ std::string CodeName(int32_t v) {
 // Put outcomes that certainly stored nothing: refused before any byte
 // moved, or the bytes did not all arrive and the put was never ended.
 // Every other failure (an RPC error at PutEnd above all) may have stored it.
+// An upsert the master refused before placing it: the key kept its object.
+bool UpsertRefused(int32_t code) {
+  switch (CodeOf(code)) {
+    case ErrorCode::NO_AVAILABLE_HANDLE:
+    case ErrorCode::INVALID_PARAMS:
+    case ErrorCode::INVALID_KEY:
+    case ErrorCode::REPLICA_IS_NOT_READY:
+      return true;
+    default:
+      return false;
+  }
+}
+
 bool PutHadNoEffect(int32_t code) {
   switch (CodeOf(code)) {
     case ErrorCode::NO_AVAILABLE_HANDLE:
@@ -66,6 +79,8 @@ const char* KindName(OpKind k) {
       return "remove";
     case OpKind::kGet:
       return "get";
+    case OpKind::kUpsert:
+      return "upsert";
   }
   return "?";
 }
@@ -140,6 +155,16 @@ void Oracle::Build() {
       } else if (w->ended && c == ErrorCode::OK) {
         now = {w->version};
         sure = true;
+      } else if (w->kind == OpKind::kUpsert) {
+        // Refused by the master before placement (PutHadNoEffect's first
+        // codes): the key keeps what it had. Otherwise the old object may be
+        // gone (replaced at placement) and the new one may or may not have
+        // been committed.
+        if (!w->ended || !UpsertRefused(w->code)) {
+          Merge(now, {0});
+          if (!w->ended || !PutHadNoEffect(w->code)) Merge(now, {w->version});
+          sure = false;
+        }
       } else if (!w->ended || !PutHadNoEffect(w->code)) {
         Merge(now, {w->version});
         sure = false;
@@ -154,7 +179,7 @@ void Oracle::Build() {
 
 const Oracle::Op* Oracle::PutOf(const KeyHistory& h, uint64_t version) const {
   for (const Op* w : h.writes) {
-    if (w->kind == OpKind::kPut && w->version == version) return w;
+    if (IsWriteOfValue(w->kind) && w->version == version) return w;
   }
   return nullptr;
 }
@@ -204,23 +229,26 @@ std::string Oracle::ExplainValue(const Op& read, const KeyHistory& h, uint64_t v
                                  bool* documented) const {
   auto erased_between = [&](int64_t from, int64_t to) {
     for (const Op* w : h.writes) {
-      if (w->kind == OpKind::kRemove && w->ended && CodeOf(w->code) == ErrorCode::OK &&
-          w->begin >= from && w->end < to) {
+      // A removal, or an upsert (it removes the object it replaces).
+      if ((w->kind == OpKind::kRemove || w->kind == OpKind::kUpsert) && w->ended &&
+          CodeOf(w->code) == ErrorCode::OK && w->begin >= from && w->end < to) {
         return true;
       }
     }
     return false;
   };
-  // The documented window: a removal of the key answered after the barrier
-  // before a master kill; its table update may have died with the master,
-  // and the next master rebuilds what the key held before.
+  // The documented window: a removal of the key (or an upsert, which
+  // removes what it replaces) answered after the barrier before a master
+  // kill; its table update may have died with the master, and the next
+  // master rebuilds what the key held before.
   for (const MasterKill& k : t_.kills) {
     if (k.kill_ns > read.end) continue;
     Values candidates;
     for (size_t i = 0; i < h.writes.size(); ++i) {
       const Op* w = h.writes[i];
-      if (w->kind != OpKind::kRemove || !w->ended || CodeOf(w->code) != ErrorCode::OK ||
-          w->end < k.barrier_ns || w->begin > k.kill_ns) {
+      bool removed = w->kind == OpKind::kRemove ? CodeOf(w->code) == ErrorCode::OK
+                                                : w->kind == OpKind::kUpsert && !UpsertRefused(w->code);
+      if (!removed || !w->ended || w->end < k.barrier_ns || w->begin > k.kill_ns) {
         continue;
       }
       Merge(candidates, i == 0 ? Values{0} : h.after[i - 1]);
@@ -272,10 +300,10 @@ std::string Oracle::Describe(const Op& read, const KeyHistory& h,
   for (size_t i = first; i < h.writes.size() && i <= last + 2; ++i) {
     const Op* w = h.writes[i];
     s += "\n        " + std::string(KindName(w->kind)) +
-         (w->kind == OpKind::kPut ? " v" + std::to_string(w->version) : "") + " " +
+         (IsWriteOfValue(w->kind) ? " v" + std::to_string(w->version) : "") + " " +
          (w->ended ? CodeName(w->code) : "never ended (worker killed)") + " " + Ms(w->begin) +
          ".." + Ms(w->end) + " ms";
-    if (w->kind == OpKind::kPut && w->ended && w->code == 0) {
+    if (IsWriteOfValue(w->kind) && w->ended && w->code == 0) {
       s += w->segment >= 0 ? " in " + t_.segments[static_cast<size_t>(w->segment)]
                            : " (placement unknown)";
     }
@@ -312,6 +340,9 @@ void Oracle::Judge(const Op& read, const KeyHistory& h, size_t limit, OracleRepo
   for (size_t i = j; i < limit; ++i) {
     if (h.writes[i]->begin < read.end) {
       Merge(values, h.after[i]);
+      // An upsert in flight: from its placement to its commit the key
+      // has no object (docs/guarantees.md, "Replaced or removed while read").
+      if (h.writes[i]->kind == OpKind::kUpsert) Merge(values, {0});
       sure = false;
     }
   }
@@ -413,7 +444,7 @@ void Oracle::Recovery(OracleReport& r) const {
     int64_t put = kNever, get = kNever;
     for (const Op& op : ops_) {
       if (!op.ended || op.code != 0 || op.begin < f.start_ns) continue;
-      if (op.kind == OpKind::kPut) put = std::min(put, op.end);
+      if (IsWriteOfValue(op.kind)) put = std::min(put, op.end);
       if (op.kind == OpKind::kGet && op.read == ReadResult::kValue) get = std::min(get, op.end);
     }
     auto& [puts, gets] = by_kind[f.kind];
@@ -450,9 +481,10 @@ OracleReport Oracle::Judge() {
       continue;
     }
     ++r.ops;
-    if (op.kind == OpKind::kPut) {
+    if (IsWriteOfValue(op.kind)) {
       ++r.puts;
       r.puts_ok += op.code == 0;
+      r.upserts += op.kind == OpKind::kUpsert;
     } else if (op.kind == OpKind::kRemove) {
       ++r.removes;
       r.removes_ok += op.code == 0;

@@ -37,6 +37,7 @@ struct OracleReport {
   uint64_t ops = 0;                // operations with an outcome
   uint64_t in_flight_at_kill = 0;  // begun by a worker that was killed before they ended
   uint64_t puts = 0, puts_ok = 0, removes = 0, removes_ok = 0, gets = 0;
+  uint64_t upserts = 0;  // of puts: those that replaced the key's object (BatchUpsert)
   uint64_t verified_gets = 0;  // gets whose bytes were checked against the key's versions
   uint64_t reads_exact = 0;    // the one value the history allows
   uint64_t reads_allowed = 0;  // one of several values the history allows

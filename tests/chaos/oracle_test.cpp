@@ -24,6 +24,12 @@ class History {
         segment);
     return *this;
   }
+  History& Upsert(uint32_t key, uint64_t version, int64_t from, int64_t to,
+                  ErrorCode code = ErrorCode::OK, int32_t segment = 0) {
+    Add(OpKind::kUpsert, OpLog::KeyId(slot_, key), version, from, to, code, ReadResult::kNone,
+        segment);
+    return *this;
+  }
   History& Remove(uint32_t key, int64_t from, int64_t to, ErrorCode code = ErrorCode::OK) {
     Add(OpKind::kRemove, OpLog::KeyId(slot_, key), 0, from, to, code, ReadResult::kNone, -1);
     return *this;
@@ -214,6 +220,67 @@ TEST_CASE("oracle: a removal answered before the key's store remounted, then a p
   CHECK(r.reverted == 1);
   REQUIRE(r.anomalies.size() == 1);
   CHECK(r.anomalies[0].find("had not remounted") != std::string::npos);
+}
+
+TEST_CASE("oracle: an upsert replaces; a failed one leaves the old value, none, or (in doubt) the new") {
+  ClusterTimeline t;
+  Init(t);
+  History h;
+  // Replaced: the new version is exact, the old one REVERTED.
+  h.Put(1, 1, 10, 20).Upsert(1, 2, 30, 40).Get(1, 2, 50, 51).Get(1, 1, 52, 53);
+  // Refused before placement: the old value stays, and only it.
+  h.Put(2, 1, 10, 20).Upsert(2, 2, 30, 40, ErrorCode::NO_AVAILABLE_HANDLE);
+  h.Get(2, 1, 50, 51);  // exact
+  h.Get(2, 0, 52, 53);  // LOST: nothing explains the absence
+  // Failed after placement: the old object may be gone; the new was never stored.
+  h.Put(3, 1, 10, 20).Upsert(3, 2, 30, 40, ErrorCode::TRANSFER_FAIL);
+  h.Get(3, 1, 50, 51).Get(3, 0, 52, 53);  // both allowed
+  h.Get(3, 2, 54, 55);                    // WRONG: never stored
+  // Failed on the wire: any of the three.
+  h.Put(4, 1, 10, 20).Upsert(4, 2, 30, 40, ErrorCode::RPC_FAIL);
+  h.Get(4, 1, 50, 51).Get(4, 0, 52, 53).Get(4, 2, 54, 55);
+  OracleReport r = JudgeOf(t, h);
+  CHECK(r.upserts == 4);
+  CHECK(r.puts == 8);
+  CHECK(r.reads_exact == 2);
+  CHECK(r.reverted == 1);
+  CHECK(r.lost == 1);
+  CHECK(r.wrong == 1);
+  CHECK(r.reads_allowed + r.absent_ok == 5);
+}
+
+TEST_CASE("oracle: a read overlapping an upsert may find the key absent") {
+  ClusterTimeline t;
+  Init(t);
+  History writer(0);
+  writer.Put(1, 1, 10, 20).Upsert(1, 2, 30, 40).Put(2, 1, 10, 20).Put(2, 2, 30, 40, ErrorCode::OK);
+  History reader(1);
+  reader.GetFrom(0, 1, 0, 35, 36);  // during the upsert: allowed
+  reader.GetFrom(0, 1, 0, 50, 51);  // after it: LOST
+  reader.GetFrom(0, 2, 0, 35, 36);  // during a plain put of a key that had v1: LOST
+  std::vector<OpRecord> all = writer.records;
+  all.insert(all.end(), reader.records.begin(), reader.records.end());
+  OracleReport r = Oracle(t, all).Judge();
+  CHECK(r.absent_ok == 1);
+  CHECK(r.lost == 2);
+}
+
+TEST_CASE("oracle: an upsert answered just before a master kill may bring the old value back") {
+  ClusterTimeline t;
+  Init(t);
+  MasterKill k;
+  k.barrier_ns = 25 * kMs;
+  k.kill_ns = 45 * kMs;
+  t.kills.push_back(k);
+  History h;
+  h.Put(1, 1, 10, 20).Upsert(1, 2, 30, 40).Get(1, 1, 60, 61);
+  OracleReport r = JudgeOf(t, h);
+  CHECK(r.reverted == 0);
+  CHECK(r.documented_window == 1);
+  // Before the barrier, the removal reached the store: REVERTED.
+  History early;
+  early.Put(1, 1, 5, 6).Upsert(1, 2, 10, 20).Get(1, 1, 60, 61);
+  CHECK(JudgeOf(t, early).reverted == 1);
 }
 
 }  // namespace

@@ -70,7 +70,7 @@ class WorkerLoop {
   void Replay() {
     uint64_t offset = 0;
     for (const OpRecord& r : OpLog::ReadFrom(o_.log_path, offset)) {
-      if (r.kind != OpKind::kPut || r.phase != OpPhase::kBegin) continue;
+      if (!IsWriteOfValue(r.kind) || r.phase != OpPhase::kBegin) continue;
       uint32_t index = r.key % OpLog::kKeysPerSlot;
       if (OpLog::SlotOf(r.key) == o_.slot && index < o_.keys) {
         next_version_[index] = std::max(next_version_[index], r.version + 1);
@@ -214,11 +214,18 @@ class WorkerLoop {
     return 64 * (1 + rng_() % std::min<uint64_t>(256, o_.max_value_bytes / 64));
   }
 
-  // Remove, then put a new version of each key whose removal left it
-  // absent (or pending: a put takes a pending key over once it is stale).
+  // A new version of each key: half the time an upsert (it replaces the
+  // key's object), else a remove, then a put of each key whose removal
+  // left it absent (or pending: a put takes a pending key over once it is
+  // stale).
   void WriteStep(const std::vector<uint32_t>& indexes) {
+    const bool upsert = !o_.filler && rng_() % 2 == 0;
     std::vector<uint32_t> todo;
     for (uint32_t index : indexes) {
+      if (upsert) {
+        todo.push_back(index);
+        continue;
+      }
       ErrorCode c = Remove(index);
       if (Puttable(c)) todo.push_back(index);
     }
@@ -235,10 +242,12 @@ class WorkerLoop {
       names.push_back(OpLog::KeyName(key));
       VersionedValue::Fill(names.back(), version, buffers_[i].data(), size);
       values.push_back({buffers_[i].data(), size});
-      begins.push_back(Begin(OpKind::kPut, key, version, size));
+      begins.push_back(Begin(upsert ? OpKind::kUpsert : OpKind::kPut, key, version, size));
     }
     std::vector<Status> results;
-    if (todo.size() == 1) {
+    if (upsert) {
+      results = client_.BatchUpsert(names, values, rc);
+    } else if (todo.size() == 1) {
       results.push_back(client_.Put(names[0], values[0].data, values[0].size, rc));
     } else {
       results = client_.BatchPut(names, values, rc);
