@@ -97,6 +97,11 @@ struct ClientConfig {
 struct ReplicateConfig {
   uint32_t replica_num = 1;
   std::string preferred_segment;  // empty: the master chooses
+  // Pins (docs/master.md, "Pins"): a soft-pinned object is evicted only
+  // after every unpinned one, while its soft pin lasts; a hard-pinned one
+  // is never evicted. Hard wins when both are set.
+  bool with_soft_pin = false;
+  bool with_hard_pin = false;
 };
 
 // Caller memory: the source of a put, or the destination of a get.

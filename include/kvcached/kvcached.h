@@ -95,9 +95,16 @@ typedef struct kvcached_config {
 } kvcached_config_t;
 
 /* Where a put goes. NULL wherever a `const kvcached_replicate_config_t*`
- * is taken means the defaults (one replica, the master chooses). */
+ * is taken means the defaults (one replica, the master chooses).
+ * replica_num's high bits carry flags (OR them into the count, e.g.
+ * `2 | KVCACHED_REPLICATE_HARD_PIN`); a library that does not know a flag
+ * refuses the put with INVALID_PARAMS rather than ignore it. Pins
+ * (docs/master.md, "Pins"): a soft-pinned object is evicted only after
+ * every unpinned one while its soft pin lasts; a hard-pinned one never. */
+#define KVCACHED_REPLICATE_SOFT_PIN (1u << 16)
+#define KVCACHED_REPLICATE_HARD_PIN (1u << 17)
 typedef struct kvcached_replicate_config {
-  uint32_t replica_num;          /* 1 to 16 */
+  uint32_t replica_num;          /* 1 to 16, with flags in the high bits */
   const char* preferred_segment; /* a segment name to try first; NULL or "": none */
 } kvcached_replicate_config_t;
 

@@ -56,6 +56,11 @@ class KvcachedReplicateConfig(ctypes.Structure):
     _fields_ = [("replica_num", c_uint32), ("preferred_segment", c_char_p)]
 
 
+# Flags OR'd into KvcachedReplicateConfig.replica_num (kvcached.h).
+REPLICATE_SOFT_PIN = 1 << 16
+REPLICATE_HARD_PIN = 1 << 17
+
+
 class KvcachedStats(ctypes.Structure):
     _fields_ = [(name, c_uint64) for name in (
         "puts", "gets", "bytes_written", "bytes_read", "shm_transfers", "tcp_transfers",

@@ -48,25 +48,39 @@ _SETTINGS = frozenset(
 class ReplicateConfig:
     """Where a put goes: `replica_num` copies (1 to 16), on
     `preferred_segment` (or the first of `preferred_segments`) when it has
-    room, else where the master chooses. `with_soft_pin` is accepted and
-    ignored (kvcached has no soft pinning)."""
+    room, else where the master chooses. `with_soft_pin`: evicted only after
+    every unpinned object while the soft pin lasts (the master's
+    --default-kv-soft-pin-ttl from the put and from each read);
+    `with_hard_pin`: never evicted (docs/master.md, "Pins").
+    `prefer_alloc_in_same_node` is accepted; placement follows the master's
+    --allocation-strategy (local-first keeps objects on the writer's host)."""
 
     def __init__(self, replica_num=1, preferred_segment="", preferred_segments=None,
-                 with_soft_pin=False):
+                 with_soft_pin=False, with_hard_pin=False, prefer_alloc_in_same_node=False):
         self.replica_num = replica_num
         self.preferred_segment = preferred_segment
         self.preferred_segments = list(preferred_segments or [])
         self.with_soft_pin = with_soft_pin
+        self.with_hard_pin = with_hard_pin
+        self.prefer_alloc_in_same_node = prefer_alloc_in_same_node
 
     def __repr__(self):
         return (f"ReplicateConfig(replica_num={self.replica_num}, "
                 f"preferred_segment={self.preferred_segment!r}, "
-                f"preferred_segments={self.preferred_segments!r})")
+                f"preferred_segments={self.preferred_segments!r}, "
+                f"with_soft_pin={self.with_soft_pin}, with_hard_pin={self.with_hard_pin})")
 
     def _as_c(self):
         segment = self.preferred_segment or (
             self.preferred_segments[0] if self.preferred_segments else "")
-        c = _lib.KvcachedReplicateConfig(int(self.replica_num), None)
+        count = int(self.replica_num)
+        if not 0 < count <= 16:
+            count = 0  # refused by the library with INVALID_PARAMS, never a flag bit
+        if self.with_soft_pin:
+            count |= _lib.REPLICATE_SOFT_PIN
+        if self.with_hard_pin:
+            count |= _lib.REPLICATE_HARD_PIN
+        c = _lib.KvcachedReplicateConfig(count, None)
         if segment:
             c.preferred_segment = segment.encode()
         return c
@@ -78,7 +92,8 @@ def _replicate_arg(config):
         return None
     if not isinstance(config, ReplicateConfig):
         raise TypeError(f"config must be a ReplicateConfig, not {type(config).__name__}")
-    if config.replica_num == 1 and not config.preferred_segment and not config.preferred_segments:
+    if (config.replica_num == 1 and not config.preferred_segment and not config.preferred_segments
+            and not config.with_soft_pin and not config.with_hard_pin):
         return None
     return byref(config._as_c())
 

@@ -92,7 +92,12 @@ Status CheckCall(const kvcached_client* c, const char* key) {
 ReplicateConfig ToReplicate(const kvcached_replicate_config_t* rc) {
   ReplicateConfig out;
   if (rc == nullptr) return out;
-  out.replica_num = rc->replica_num;
+  // The flag bits travel in replica_num's high bits; unknown bits stay and
+  // make the count invalid (INVALID_PARAMS), so no flag is dropped unseen.
+  out.with_soft_pin = (rc->replica_num & KVCACHED_REPLICATE_SOFT_PIN) != 0;
+  out.with_hard_pin = (rc->replica_num & KVCACHED_REPLICATE_HARD_PIN) != 0;
+  out.replica_num =
+      rc->replica_num & ~static_cast<uint32_t>(KVCACHED_REPLICATE_SOFT_PIN | KVCACHED_REPLICATE_HARD_PIN);
   if (rc->preferred_segment != nullptr) out.preferred_segment = rc->preferred_segment;
   return out;
 }

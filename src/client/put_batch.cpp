@@ -72,6 +72,9 @@ void PutBatch::Start() {
     PutStartRequest req;
     req.replica_num = rc_.replica_num;
     req.preferred_segment = rc_.preferred_segment;
+    req.pin = static_cast<uint8_t>(rc_.with_hard_pin   ? Pin::kHard
+                                   : rc_.with_soft_pin ? Pin::kSoft
+                                                       : Pin::kNone);
     for (size_t j = a; j < b; ++j) req.items.push_back({keys_[todo_[j]], values_[todo_[j]].size});
     ReplicaListResponse res;
     MsgType type = upsert_ ? MsgType::kUpsertStart : MsgType::kPutStart;

@@ -54,6 +54,15 @@ std::vector<OptionSpec> MasterOptionsSpec() {
       with(MakeOption("eviction-ratio", OptionKind::kRatio, "0.05",
                       "Share of the pool each eviction frees"),
            {"eviction_ratio"}),
+      with(MakeOption("default-kv-soft-pin-ttl", OptionKind::kDuration, "30m",
+                      "How long a soft pin lasts after a put and after each read (a bare number "
+                      "is milliseconds, as in Mooncake)",
+                      1, int64_t{365} * 24 * 3'600'000),
+           {"default_kv_soft_pin_ttl"}, DurationUnit::kMilliseconds),
+      with(MakeOption("allow-evict-soft-pinned-objects", OptionKind::kBool, "true",
+                      "Evict soft-pinned objects when unpinned ones are not enough (false: only "
+                      "their soft pin's end makes them evictable)"),
+           {"allow_evict_soft_pinned_objects"}),
       with(
           MakeOption("client-ttl", OptionKind::kDuration, "10s",
                      "Owners silent this long lose their segments (a bare number is seconds)", 100),
@@ -131,6 +140,8 @@ int RunMaster(const CommandContext& ctx) {
   index.eviction_high_watermark_ratio = cfg.Ratio("eviction-high-watermark-ratio");
   index.eviction_ratio = cfg.Ratio("eviction-ratio");
   index.client_ttl_ms = cfg.Duration("client-ttl").count();
+  index.soft_pin_ttl_ms = cfg.Duration("default-kv-soft-pin-ttl").count();
+  index.allow_evict_soft_pinned = cfg.Bool("allow-evict-soft-pinned-objects");
   Result<std::map<std::string, uint64_t>> quotas = ParseTenantQuotas(cfg.String("tenant-quotas"));
   if (!quotas.ok()) {
     spdlog::error("--tenant-quotas: {}", quotas.status().message());
@@ -199,11 +210,12 @@ int RunMaster(const CommandContext& ctx) {
       "token {})",
       VersionLine(), service.master_id(), service.rpc().address(), service.admin().address(),
       meta_url, threads, token->has_value() ? "required" : "not required");
-  spdlog::info("lease {}, client ttl {}, eviction at {:.0f}% freeing {:.0f}%, placement {}",
-               FormatDuration(cfg.Duration("default-kv-lease-ttl")),
-               FormatDuration(cfg.Duration("client-ttl")),
-               index.eviction_high_watermark_ratio * 100, index.eviction_ratio * 100,
-               cfg.String("allocation-strategy"));
+  spdlog::info(
+      "lease {}, client ttl {}, eviction at {:.0f}% freeing {:.0f}%, soft pins {}{}, placement {}",
+      FormatDuration(cfg.Duration("default-kv-lease-ttl")),
+      FormatDuration(cfg.Duration("client-ttl")), index.eviction_high_watermark_ratio * 100,
+      index.eviction_ratio * 100, FormatDuration(cfg.Duration("default-kv-soft-pin-ttl")),
+      index.allow_evict_soft_pinned ? "" : " (never evicted)", cfg.String("allocation-strategy"));
   spdlog::debug("settings: {}", cfg.Describe());
   if (!AllowExposure(cfg, service.rpc().bound_to_loopback(), token->has_value(),
                      service.rpc().address(),

@@ -33,9 +33,8 @@ constexpr MooncakeFlag kFlags[] = {
     {"enable_metric_reporting", Kind::kBool, "no effect: /metrics is always served", true},
     {"metrics_port", Kind::kUInt, "--admin-port: /metrics, /health and Mooncake's admin paths"},
     {"default_kv_lease_ttl", Kind::kUInt, "--default-kv-lease-ttl, in milliseconds"},
-    {"default_kv_soft_pin_ttl", Kind::kUInt, "no effect: soft pins are not implemented", true},
-    {"allow_evict_soft_pinned_objects", Kind::kBool, "no effect: soft pins are not implemented",
-     true},
+    {"default_kv_soft_pin_ttl", Kind::kUInt, "--default-kv-soft-pin-ttl, in milliseconds"},
+    {"allow_evict_soft_pinned_objects", Kind::kBool, "--allow-evict-soft-pinned-objects"},
     {"eviction_ratio", Kind::kDouble, "--eviction-ratio"},
     {"eviction_high_watermark_ratio", Kind::kDouble, "--eviction-high-watermark-ratio"},
     {"rpc_thread_num", Kind::kUInt, "--threads"},
@@ -276,6 +275,12 @@ Status Build(const Values& v, MooncakeMasterArgs& out) {
   if (auto idle = FirstPositive(v, {"rpc_conn_timeout_seconds"})) arg("idle-timeout", *idle + "s");
   if (const std::string* p = given("metrics_port")) arg("admin-port", *p);
   if (const std::string* t = given("default_kv_lease_ttl")) arg("default-kv-lease-ttl", *t + "ms");
+  if (const std::string* t = given("default_kv_soft_pin_ttl")) {
+    arg("default-kv-soft-pin-ttl", *t + "ms");
+  }
+  if (const std::string* b = given("allow_evict_soft_pinned_objects")) {
+    arg("allow-evict-soft-pinned-objects", *b);
+  }
   if (const std::string* r = given("eviction_ratio")) arg("eviction-ratio", *r);
   if (const std::string* r = given("eviction_high_watermark_ratio")) {
     arg("eviction-high-watermark-ratio", *r);

@@ -64,12 +64,16 @@ void Fields(Io& io, ObjectEntry& m) {
   io.U64(m.size);
   io.U64(m.checksum);
   io.U64(m.version);
+  io.U8(m.pin);
+  if constexpr (Io::kReading) {
+    if (m.pin > kMaxPin) return io.Fail("unknown pin " + std::to_string(m.pin));
+  }
 }
 
 template <typename Io>
 void Fields(Io& io, RemountRequest& m) {
   Fields(io, m.segment);
-  io.List(m.objects, kMaxRemountObjects, 4 + 32, [&](ObjectEntry& e) { Fields(io, e); });
+  io.List(m.objects, kMaxRemountObjects, 4 + 33, [&](ObjectEntry& e) { Fields(io, e); });
 }
 
 template <typename Io>
@@ -195,6 +199,7 @@ template <typename Io>
 void Fields(Io& io, PutStartRequest& m) {
   io.U32(m.replica_num);
   io.Str(m.preferred_segment, kMaxIdBytes);
+  io.U8(m.pin);
   io.List(m.items, kMaxBatchKeys, 4 + 8, [&](PutStartItem& it) {
     io.Str(it.key, kMaxKeyBytes);
     io.U64(it.size);
@@ -251,7 +256,7 @@ void Fields(Io& io, DataRange& m) {
 template <typename Io>
 void Fields(Io& io, TableUpdate& m) {
   io.Str(m.segment, kMaxIdBytes);
-  io.List(m.changes, kMaxRemountObjects, 1 + 4 + 32, [&](TableChange& c) {
+  io.List(m.changes, kMaxRemountObjects, 1 + 4 + 33, [&](TableChange& c) {
     io.U8(c.op);
     if constexpr (Io::kReading) {
       if (c.op != static_cast<uint8_t>(TableOp::kAdd) &&
@@ -378,7 +383,7 @@ constexpr uint64_t kHelloMax = 1 + StrMax(kMaxIdBytes) * 2 + StrMax(kMaxTokenByt
 constexpr uint64_t kSegmentInfoMax = StrMax(kMaxIdBytes) + 8 + 8 + StrMax(kMaxEndpointBytes);
 constexpr uint64_t kKeysMax = 4 + kMaxBatchKeys * StrMax(kMaxKeyBytes);
 constexpr uint64_t kPutStartMax =
-    4 + StrMax(kMaxIdBytes) + 4 + kMaxBatchKeys * (StrMax(kMaxKeyBytes) + 8);
+    4 + StrMax(kMaxIdBytes) + 1 + 4 + kMaxBatchKeys * (StrMax(kMaxKeyBytes) + 8);
 constexpr uint64_t kPutEndMax = 4 + kMaxBatchKeys * (StrMax(kMaxKeyBytes) + 8);
 static_assert(kHelloMax <= kMaxBodyBeforeHello, "a whole Hello must fit before Hello");
 static_assert(kPutStartMax < UINT32_MAX);

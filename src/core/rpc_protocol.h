@@ -18,7 +18,7 @@
 namespace kvcached {
 
 inline constexpr uint32_t kRpcMagic = 0x3143564B;  // "KVC1" on the wire
-inline constexpr uint16_t kRpcVersion = 3;         // 3: Hello names the tenant
+inline constexpr uint16_t kRpcVersion = 4;  // 3: Hello names the tenant; 4: pins
 inline constexpr size_t kFrameHeaderBytes = 24;
 inline constexpr uint32_t kMaxBodyBeforeHello = 4096;
 inline constexpr uint32_t kDefaultMaxBodyBytes = 64u << 20;
@@ -179,12 +179,21 @@ struct UnmountRequest {
 // the master assigns it at PutStart (larger is newer, across master restarts
 // too) and the segment's owner keeps it with the entry, so a rebuild keeps
 // the newest record of each key (docs/master.md, "Versions").
+// How eviction treats an object (Mooncake's ReplicateConfig pins).
+enum class Pin : uint8_t {
+  kNone = 0,
+  kSoft = 1,  // evicted after every unpinned object, while its soft pin lasts
+  kHard = 2,  // never evicted (removed only by Remove and its kin)
+};
+inline constexpr uint8_t kMaxPin = 2;
+
 struct ObjectEntry {
   std::string key;
   uint64_t offset = 0;
   uint64_t size = 0;
   uint64_t checksum = 0;
   uint64_t version = 0;
+  uint8_t pin = 0;  // a Pin: kept by the owner so that a rebuilt index keeps it
 };
 
 // Mounts (or re-mounts after a master restart) a segment with the objects
@@ -264,6 +273,7 @@ struct PutStartRequest {
   uint32_t replica_num = 1;
   std::string preferred_segment;  // empty: the master chooses
   std::vector<PutStartItem> items;
+  uint8_t pin = 0;  // a Pin for every object (on the wire after preferred_segment)
 };
 
 struct PutEndItem {

@@ -80,6 +80,8 @@ struct Object {
   uint32_t lru_next = kNil;
   State state = State::kPending;
   bool doomed = false;  // chosen for eviction: no new leases, freed when the lease ends
+  Pin pin = Pin::kNone;
+  int64_t soft_pin_until_ms = 0;  // a soft pin's end; renewed by each read
 };
 
 struct Segment {
@@ -268,7 +270,8 @@ struct MasterIndex::Impl {
   void Queue(uint32_t seg_id, TableOp op, Id id, const Loc& loc) {
     const Object& o = objects[id];
     QueueEntry(seg_id, op,
-               {std::string(objects.Key(id)), loc.offset, o.size, o.checksum, o.version});
+               {std::string(objects.Key(id)), loc.offset, o.size, o.checksum, o.version,
+                static_cast<uint8_t>(o.pin)});
   }
   void QueueEntry(uint32_t seg_id, TableOp op, ObjectEntry entry) {
     Segment& s = *segments[seg_id];
@@ -350,44 +353,72 @@ struct MasterIndex::Impl {
     return u;
   }
 
-  // Frees at least `target_bytes` by LRU order: unleased objects go now;
-  // leased ones are doomed (no new leases) and go when their lease ends, so
-  // a constant stream of ExistKey cannot keep the pool full forever.
-  // `eligible` (by segment id), when given: only objects with a replica in
-  // one of those segments go, and only those replicas count, so a put
-  // cannot evict objects from segments it could not use anyway.
-  void Evict(uint64_t target_bytes, int64_t now_ms, MasterCounters& counters,
-             const std::vector<bool>* eligible = nullptr) {
-    uint64_t counted = 0;
-    Id id = lru_head;
-    while (id != kNil && counted < target_bytes) {
+  // Whether eviction may take the object now: pass 0 takes unpinned
+  // objects (and soft pins that ran out), pass 1 objects whose soft pin
+  // lasts; a hard pin is never taken.
+  bool InPass(const Object& o, int pass, int64_t now_ms) const {
+    bool soft = o.pin == Pin::kSoft && o.soft_pin_until_ms > now_ms;
+    if (o.pin == Pin::kHard) return false;
+    return pass == 0 ? !soft : soft;
+  }
+  int Passes() const { return opts.allow_evict_soft_pinned ? 2 : 1; }
+
+  // One walk of the LRU list from its head until `counted` reaches
+  // `target`: each object `weight` gives bytes to is chosen. Unleased
+  // objects go now (on_evict first); leased ones are doomed (no new leases)
+  // and go when their lease ends, so a constant stream of reads cannot keep
+  // the pool full forever.
+  template <typename Weight, typename OnEvict>
+  void EvictWalk(uint64_t target, uint64_t& counted, int64_t now_ms, MasterCounters& counters,
+                 Weight weight, OnEvict on_evict) {
+    for (Id id = lru_head; id != kNil && counted < target;) {
       Object& o = objects[id];
       Id next = o.lru_next;
-      uint64_t bytes = 0;
-      for (size_t i = 0; i < o.locs.size(); ++i) {
-        if (eligible == nullptr || (*eligible)[o.locs[i].seg]) bytes += o.size;
-      }
-      if (bytes == 0) {
-        id = next;
-        continue;
-      }
-      counted += bytes;
-      if (o.doomed) {
-        // already on its way out
-      } else if (o.lease_until_ms > now_ms) {
-        o.doomed = true;
-        doomed.emplace_back(objects.Key(id));
-      } else {
-        EvictNow(id, counters);
+      uint64_t bytes = weight(id);
+      if (bytes != 0) {
+        counted += bytes;
+        if (o.doomed) {
+          // already on its way out
+        } else if (o.lease_until_ms > now_ms) {
+          o.doomed = true;
+          doomed.emplace_back(objects.Key(id));
+        } else {
+          if (o.pin == Pin::kSoft && o.soft_pin_until_ms > now_ms) counters.soft_pinned_evicted++;
+          on_evict(id);
+          EvictNow(id, counters);
+        }
       }
       id = next;
     }
   }
 
+  // Frees at least `target_bytes` by LRU order, unpinned objects before
+  // soft-pinned ones (EvictWalk). `eligible` (by segment id), when given:
+  // only objects with a replica in one of those segments go, and only those
+  // replicas count, so a put cannot evict objects from segments it could
+  // not use anyway.
+  void Evict(uint64_t target_bytes, int64_t now_ms, MasterCounters& counters,
+             const std::vector<bool>* eligible = nullptr) {
+    uint64_t counted = 0;
+    for (int pass = 0; pass < Passes() && counted < target_bytes; ++pass) {
+      auto weight = [&](Id id) -> uint64_t {
+        const Object& o = objects[id];
+        if (!InPass(o, pass, now_ms)) return 0;
+        uint64_t bytes = 0;
+        for (size_t i = 0; i < o.locs.size(); ++i) {
+          if (eligible == nullptr || (*eligible)[o.locs[i].seg]) bytes += o.size;
+        }
+        return bytes;
+      };
+      EvictWalk(target_bytes, counted, now_ms, counters, weight, [](Id) {});
+    }
+  }
+
   // Whether a new object of `size` bytes under `key` fits its tenant's
   // quota (MasterOptions::tenant_quota_bytes), after evicting the tenant's
-  // own least recently used objects to make room. Objects under a read
-  // lease are only doomed: the put is refused now and fits once they go.
+  // own least recently used objects to make room (pins as in Evict).
+  // Objects under a read lease are only doomed: the put is refused now and
+  // fits once they go.
   bool WithinQuota(std::string_view key, uint64_t size, int64_t now_ms, MasterCounters& counters) {
     if (opts.tenant_quota_bytes.empty()) return true;
     std::string tenant(TenantOfInternalKey(key));
@@ -397,22 +428,15 @@ struct MasterIndex::Impl {
     if (size <= q->second && t.bytes + size > q->second) {
       uint64_t target = t.bytes + size - q->second;
       uint64_t counted = 0;
-      for (Id id = lru_head; id != kNil && counted < target;) {
-        Object& o = objects[id];
-        Id next = o.lru_next;
-        if (TenantOfInternalKey(objects.Key(id)) == tenant) {
-          counted += o.size;
-          if (o.doomed) {
-            // already on its way out
-          } else if (o.lease_until_ms > now_ms) {
-            o.doomed = true;
-            doomed.emplace_back(objects.Key(id));
-          } else {
-            t.evicted_for_quota++;  // first: it keeps `t` in `tenants` while Forget runs
-            EvictNow(id, counters);
-          }
-        }
-        id = next;
+      for (int pass = 0; pass < Passes() && counted < target; ++pass) {
+        auto weight = [&](Id id) -> uint64_t {
+          const Object& o = objects[id];
+          bool mine = TenantOfInternalKey(objects.Key(id)) == tenant;
+          return mine && InPass(o, pass, now_ms) ? o.size : 0;
+        };
+        // Counted first: it keeps `t` in `tenants` while Forget runs.
+        EvictWalk(target, counted, now_ms, counters, weight,
+                  [&](Id) { t.evicted_for_quota++; });
       }
     }
     if (t.bytes + size <= q->second) return true;
@@ -647,6 +671,8 @@ Status MasterIndex::Remount(const Caller& caller, const SegmentInfo& seg,
     o.checksum = e.checksum;
     o.version = e.version;
     o.state = State::kComplete;
+    o.pin = static_cast<Pin>(e.pin);  // bounded by the decoder
+    o.soft_pin_until_ms = now_ms + options_.soft_pin_ttl_ms;
     o.locs.push_back({sid, e.offset});
     s.objects++;
     m.LruAppend(id);
@@ -839,6 +865,7 @@ ReplicaListResponse MasterIndex::GetReplicaLists(const std::vector<std::string>&
     if (o.lease_until_ms <= now_ms) o.readers = 0;  // earlier readers' leases ran out
     o.readers++;
     o.lease_until_ms = std::max(o.lease_until_ms, now_ms + options_.lease_ttl_ms);
+    if (o.pin == Pin::kSoft) o.soft_pin_until_ms = now_ms + options_.soft_pin_ttl_ms;
     m.LruTouch(id);
     item.size = o.size;
     item.checksum = o.checksum;
@@ -855,7 +882,8 @@ ReplicaListResponse MasterIndex::PutStart(const Caller& caller, const PutStartRe
   r.lease_ttl_ms = static_cast<uint64_t>(options_.lease_ttl_ms);
   r.items.resize(req.items.size());
   Impl::SegmentRefs refs;
-  bool bad_replicas = req.replica_num == 0 || req.replica_num > kMaxReplicas;
+  bool bad_replicas =
+      req.replica_num == 0 || req.replica_num > kMaxReplicas || req.pin > kMaxPin;
   for (size_t i = 0; i < req.items.size(); ++i) {
     const PutStartItem& in = req.items[i];
     ReplicaItem& item = r.items[i];
@@ -939,6 +967,7 @@ ReplicaListResponse MasterIndex::PutStart(const Caller& caller, const PutStartRe
     o.started_ms = now_ms;
     o.version = m.NextVersion(now_ms);
     o.writer = WriterHash(caller.client_id);
+    o.pin = static_cast<Pin>(req.pin);
     for (Loc l : locs) o.locs.push_back(l);
     m.pending_by_time.emplace(now_ms, id);
     item.size = in.size;
@@ -973,6 +1002,7 @@ CodesResponse MasterIndex::PutEnd(const Caller& caller, const PutEndRequest& req
     o.checksum = in.checksum;
     o.started_ms = 0;
     o.writer = 0;
+    o.soft_pin_until_ms = now_ms + options_.soft_pin_ttl_ms;
     m.LruAppend(id);
     for (size_t i = 0; i < o.locs.size(); ++i) m.Queue(o.locs[i].seg, TableOp::kAdd, id, o.locs[i]);
     r.codes.push_back(Code(ErrorCode::OK));

@@ -54,6 +54,12 @@ struct MasterOptions {
   // its replicas. A put past its tenant's quota evicts the tenant's own
   // least recently used objects first (docs/master.md, "Tenants").
   std::map<std::string, uint64_t> tenant_quota_bytes;
+  // Pins (PutStartRequest::pin). A soft pin lasts this long after the put
+  // and after every read; while it lasts the object is evicted only when
+  // unpinned objects are not enough, and not at all when
+  // allow_evict_soft_pinned is false. A hard pin is never evicted.
+  int64_t soft_pin_ttl_ms = 30 * 60'000;
+  bool allow_evict_soft_pinned = true;
 };
 
 struct TenantStats {
@@ -92,6 +98,7 @@ struct MasterCounters {
   uint64_t put_too_large = 0;   // puts larger than every segment: refused, nothing evicted
   uint64_t put_takeovers = 0;
   uint64_t upserts_replaced = 0;  // complete objects replaced by an upsert
+  uint64_t soft_pinned_evicted = 0;  // soft-pinned objects evicted (of evicted_objects)
   uint64_t put_reclaims = 0;  // pending puts whose space was reclaimed
   uint64_t clients_expired = 0;
   uint64_t remount_objects_rejected = 0;    // out of bounds, overlapping, stale or removed

@@ -591,6 +591,9 @@ void MasterService::RenderSegmentMetrics(std::string& out) {
   counter("kvcached_master_upserts_replaced_total",
           "Complete objects replaced by an upsert (their space reused when their leases end)",
           c.upserts_replaced);
+  counter("kvcached_master_soft_pinned_evictions_total",
+          "Objects evicted while their soft pin lasted (unpinned ones were not enough)",
+          c.soft_pinned_evicted);
   counter("kvcached_master_put_reclaims_total",
           "Pending puts reclaimed after --put-start-release-timeout", c.put_reclaims);
   counter("kvcached_master_clients_expired_total", "Owners dropped after --client-ttl",

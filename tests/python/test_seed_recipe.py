@@ -80,7 +80,8 @@ def test_mooncake_master_takes_its_config_file_and_flags_over_it(seed_bin_dir, t
     conf = tmp_path / "master.json"
     conf.write_text('{"metrics_port": 1, "enable_http_metadata_server": true, '
                     '"http_metadata_server_port": 0, "default_kv_lease_ttl": 2500, '
-                    '"client_live_ttl_sec": 30, "default_kv_soft_pin_ttl": 60000}')
+                    '"client_live_ttl_sec": 30, "default_kv_soft_pin_ttl": 60000, '
+                    '"enable_metric_reporting": true}')
     master = Proc([f"--config_path={conf}", "--port=0", "--metrics_port", "0"],
                   command=[os.path.join(seed_bin_dir, "mooncake_master")])
     try:
@@ -90,7 +91,8 @@ def test_mooncake_master_takes_its_config_file_and_flags_over_it(seed_bin_dir, t
         master.address("meta")
         log = master.log()
         assert "lease 2500ms, client ttl 30s" in log, log
-        assert "--default_kv_soft_pin_ttl: no effect" in log, log
+        assert "soft pins 1m, placement" in log, log
+        assert "--enable_metric_reporting: no effect" in log, log
     finally:
         master.stop()
     assert master.proc.returncode == 0

@@ -869,5 +869,91 @@ TEST_CASE("remove by pattern: a tenant's keys in slices, only the version seen i
   CHECK(team[0].key == "a9");
 }
 
+
+// A put of one key with a pin (Pin::kNone, kSoft, kHard), ended at once.
+ReplicaItem PutPinned(MasterIndex& m, const std::string& key, uint64_t size, int64_t now, Pin pin) {
+  PutStartRequest req{1, "", {{key, size}}};
+  req.pin = static_cast<uint8_t>(pin);
+  ReplicaListResponse start = m.PutStart(kWriter, req, now);
+  REQUIRE(start.items.at(0).code == kOk);
+  REQUIRE(m.PutEnd(kWriter, {{{key, 1}}}, now).codes[0] == kOk);
+  return start.items[0];
+}
+
+TEST_CASE("pins: eviction takes unpinned objects first, then soft pins, never hard pins") {
+  MasterIndex m(Opts());
+  REQUIRE(m.Mount(kStoreA, Seg("a", 6 * kMiB), 0).ok());
+  // Oldest first: the hard pins, then the unpinned, then the soft pins
+  // (laid out in that order, so that u1, u2 and s1 are one range).
+  PutPinned(m, "h1", kMiB, 0, Pin::kHard);
+  PutPinned(m, "h2", kMiB, 0, Pin::kHard);
+  PutPinned(m, "u1", kMiB, 0, Pin::kNone);
+  PutPinned(m, "u2", kMiB, 0, Pin::kNone);
+  PutPinned(m, "s1", kMiB, 0, Pin::kSoft);
+  PutPinned(m, "s2", kMiB, 0, Pin::kSoft);
+  // 3 MiB: both unpinned objects go although the pinned ones are older,
+  // then the oldest soft pin.
+  CHECK(PutPinned(m, "n", 3 * kMiB, 10, Pin::kNone).code == kOk);
+  for (const char* gone : {"u1", "u2", "s1"}) CHECK_MESSAGE(!m.Lookup(gone, 10), gone);
+  for (const char* kept : {"h1", "h2", "s2"}) CHECK_MESSAGE(m.Lookup(kept, 10), kept);
+  CHECK(m.counters().evicted_objects == 3);
+  CHECK(m.counters().soft_pinned_evicted == 1);
+  // With only hard pins left, a put that needs their space fails and
+  // evicts none of them.
+  CHECK(m.Remove({"n", "s2"}, false, 20).codes == std::vector<int32_t>{kOk, kOk});
+  PutPinned(m, "h3", 2 * kMiB, 20, Pin::kHard);
+  PutPinned(m, "h4", 2 * kMiB, 20, Pin::kHard);
+  CHECK(m.PutStart(kWriter, {1, "", {{"x", kMiB}}}, 30).items[0].code ==
+        Code(ErrorCode::NO_AVAILABLE_HANDLE));
+  m.Tick(40);  // past the high watermark: still nothing to take
+  for (const char* kept : {"h1", "h2", "h3", "h4"}) CHECK_MESSAGE(m.Lookup(kept, 40), kept);
+  CHECK(m.counters().evicted_objects == 3);
+  // A pin the wire cannot name is refused.
+  PutStartRequest bad{1, "", {{"y", kMiB}}};
+  bad.pin = kMaxPin + 1;
+  CHECK(m.PutStart(kWriter, bad, 50).items[0].code == Code(ErrorCode::INVALID_PARAMS));
+}
+
+TEST_CASE("pins: a soft pin lasts its TTL from the put and each read; it can be kept absolute") {
+  MasterOptions o = Opts();
+  o.soft_pin_ttl_ms = 1000;
+  o.allow_evict_soft_pinned = false;
+  MasterIndex m(o);
+  REQUIRE(m.Mount(kStoreA, Seg("a", 2 * kMiB), 0).ok());
+  PutPinned(m, "s1", kMiB, 0, Pin::kSoft);  // pinned until 1000
+  PutPinned(m, "s2", kMiB, 0, Pin::kSoft);
+  ReleaseItem read = Read(m, "s2", 900);  // s2 pinned until 1900
+  REQUIRE(m.ReleaseLeases({read}, 900) == 1);
+  CHECK(m.PutStart(kWriter, {1, "", {{"x", kMiB}}}, 950).items[0].code ==
+        Code(ErrorCode::NO_AVAILABLE_HANDLE));
+  CHECK(m.counters().evicted_objects == 0);
+  // s1's pin ran out, s2's was renewed by the read.
+  CHECK(PutPinned(m, "x", kMiB, 1500, Pin::kNone).code == kOk);
+  CHECK_FALSE(m.Lookup("s1", 1500));
+  CHECK(m.Lookup("s2", 1500));
+  CHECK(m.counters().soft_pinned_evicted == 0);  // s1 was no longer pinned
+}
+
+TEST_CASE("pins: owners keep them in their tables, so a rebuilt index keeps them") {
+  MasterIndex first(Opts());
+  REQUIRE(first.Mount(kStoreA, Seg("a", 2 * kMiB), 0).ok());
+  PutPinned(first, "h", kMiB, 0, Pin::kHard);
+  PutPinned(first, "u", kMiB, 0, Pin::kNone);
+  std::vector<ObjectEntry> table;
+  for (const TableChange& c : UpdatesFor(first, "store-a")) table.push_back(c.entry);
+  REQUIRE(table.size() == 2);
+  CHECK(table[0].pin == static_cast<uint8_t>(Pin::kHard));
+  CHECK(table[1].pin == static_cast<uint8_t>(Pin::kNone));
+  MasterIndex second(Opts());
+  REQUIRE(second.Remount(kStoreA, Seg("a", 2 * kMiB), table, 100).ok());
+  // After the quarantine, a put that needs room takes the unpinned object only.
+  CHECK(PutPinned(second, "n", kMiB, 2000, Pin::kNone).code == kOk);
+  CHECK(second.Lookup("h", 2000));
+  CHECK_FALSE(second.Lookup("u", 2000));
+  CHECK(second.PutStart(kWriter, {1, "", {{"m", 2 * kMiB}}}, 2000).items[0].code ==
+        Code(ErrorCode::NO_AVAILABLE_HANDLE));
+  CHECK(second.Lookup("h", 2000));
+}
+
 }  // namespace
 }  // namespace kvcached

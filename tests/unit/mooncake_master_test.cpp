@@ -124,7 +124,7 @@ TEST_CASE("mooncake_master: a feature kvcached lacks is NOT_SUPPORTED, never sil
 
 TEST_CASE("mooncake_master: flags without effect here are accepted and noted") {
   Result<MooncakeMasterArgs> r =
-      Translate({"--default_kv_soft_pin_ttl=60000", "--enable_metric_reporting=false",
+      Translate({"--enable_metric_reporting=false",
                  "--rpc_enable_tcp_no_delay=false", "--memory_allocator=cachelib",
                  "--max_total_pending_tasks=5", "--cluster_id=c1"});
   REQUIRE(r.ok());
@@ -136,11 +136,21 @@ TEST_CASE("mooncake_master: flags without effect here are accepted and noted") {
     return false;
   };
   for (const char* flag :
-       {"--default_kv_soft_pin_ttl", "--enable_metric_reporting", "--rpc_enable_tcp_no_delay",
+       {"--enable_metric_reporting", "--rpc_enable_tcp_no_delay",
         "--memory_allocator", "--max_total_pending_tasks", "--cluster_id"}) {
     CHECK_MESSAGE(noted(flag), flag);
   }
   CHECK(Translate({"--rpc_port=1"})->notes.empty());
+}
+
+TEST_CASE("mooncake_master: the soft pin settings reach the master") {
+  Result<MooncakeMasterArgs> r =
+      Translate({"--default_kv_soft_pin_ttl=60000", "--allow_evict_soft_pinned_objects=false"});
+  REQUIRE(r.ok());
+  CHECK(r->master_args == std::vector<std::string>{"--default-kv-soft-pin-ttl=60000ms",
+                                                   "--allow-evict-soft-pinned-objects=false",
+                                                   "--no-meta"});
+  CHECK(r->notes.empty());
 }
 
 TEST_CASE("mooncake_master: the config file's keys, with the command line over them") {
