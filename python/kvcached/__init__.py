@@ -39,6 +39,7 @@ _LAZY = {
     "INITIALIZED": ("_replica", "INITIALIZED"),
     "COMPLETE": ("_replica", "COMPLETE"),
     "REMOVED": ("_replica", "REMOVED"),
+    "bind_to_numa_node": ("_numa", "bind_to_numa_node"),
     "library_path": ("_lib", "path"),
     "library_version": ("_lib", "version"),
 }

@@ -15,7 +15,8 @@ except ImportError:
 from kvcached import (  # noqa: F401
     COMPLETE, INITIALIZED, REMOVED, UNDEFINED, BufferHandle, Descriptor, DiskDescriptor,
     MemoryDescriptor, MooncakeDistributedStore, MooncakeHostMemAllocator, ParallelAxis,
-    ReadTarget, ReplicaDescriptor, ReplicaStatus, ReplicateConfig, TensorParallelism)
+    ReadTarget, ReplicaDescriptor, ReplicaStatus, ReplicateConfig, TensorParallelism,
+    bind_to_numa_node)
 from kvcached.errors import *  # noqa: F401,F403
 
 KVCACHED_SHIM = True
