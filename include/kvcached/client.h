@@ -110,6 +110,20 @@ struct Slice {
   uint64_t size = 0;
 };
 
+// Where one copy of an object lives: a range of a segment.
+struct ReplicaPlace {
+  std::string segment;        // the holding segment's name
+  std::string data_endpoint;  // its TCP data port, "host:port"; "" when it serves none
+  uint64_t offset = 0;        // the object's first byte within the segment
+};
+
+// What the master knows of a complete object (GetReplicaDesc).
+struct ObjectPlaces {
+  uint64_t size = 0;     // bytes
+  uint64_t version = 0;  // the master's version of the key's object (docs/master.md, "Versions")
+  std::vector<ReplicaPlace> replicas;  // in the master's order
+};
+
 // What one client has done, for benchmarks and diagnostics.
 struct ClientStats {
   uint64_t puts = 0, gets = 0;  // objects
@@ -175,6 +189,15 @@ class Client {
   Result<bool> Exist(std::string_view key);
   std::vector<Result<bool>> BatchExist(const std::vector<std::string>& keys);
   Result<uint64_t> GetSize(std::string_view key);
+  // Where each key's object lives (Mooncake's get_replica_desc): one result
+  // per key, in order; OBJECT_NOT_FOUND for a missing key or a put still in
+  // progress, INVALID_KEY for a bad one. One master round trip per 8192
+  // keys; no bytes move. The read lease that lookup takes is ended before
+  // the call returns, so asking pins nothing (a Remove right after from the
+  // same thread is not refused for it); it counts as a use for eviction.
+  // The places are a snapshot: the object may be removed or evicted, and
+  // its ranges reused, at any time after the call.
+  std::vector<Result<ObjectPlaces>> GetReplicaDesc(const std::vector<std::string>& keys);
   // OBJECT_NOT_FOUND; OBJECT_HAS_LEASE while a reader holds a lease (unless force).
   Status Remove(std::string_view key, bool force = false);
   // Returns how many objects were removed.

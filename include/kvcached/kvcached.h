@@ -9,7 +9,9 @@
  * Ownership: the library owns the client behind the opaque handle; the
  * caller owns every buffer, key and array it passes, and the library keeps
  * no pointer to them after a call returns (registered buffers excepted: a
- * registered range must stay mapped until it is unregistered).
+ * registered range must stay mapped until it is unregistered). A string the
+ * library hands out for the caller to keep (kvcached_batch_replica_desc_json)
+ * is the caller's, freed with kvcached_free_string().
  * docs/python.md describes the ABI; docs/client.md the semantics behind it. */
 #ifndef KVCACHED_KVCACHED_H_
 #define KVCACHED_KVCACHED_H_
@@ -294,6 +296,39 @@ KVCACHED_API int32_t kvcached_batch_get_into(kvcached_client_t* client, size_t c
 KVCACHED_API int32_t kvcached_batch_exist(kvcached_client_t* client, size_t count,
                                           const char* const* keys, const size_t* key_lens,
                                           int32_t* results);
+
+/* ---- where objects live ------------------------------------------------------ */
+
+/* Where the objects of `count` keys live (Mooncake's get_replica_desc and
+ * batch_get_replica_desc), moving no bytes: one master round trip per 8192
+ * keys, whose read leases are ended before the call returns, so asking pins
+ * nothing. Keys as in the batch calls above.
+ *
+ * On OK, *json_out is a NUL-terminated JSON array of `count` objects, in
+ * key order, e.g. (members in any order)
+ *   [{"code":0,"replicas":[{"data_endpoint":"10.0.0.5:7000","offset":1048576,
+ *                           "segment":"node-a/seg0"}],"size":4096,"version":7},
+ *    {"code":-704}]
+ * "code" is 0 or the key's negative code (OBJECT_NOT_FOUND for a missing
+ * key or a put in progress, INVALID_KEY, INVALID_PARAMS for a NULL key,
+ * UNAVAILABLE_IN_CURRENT_STATUS after kvcached_close, RPC_FAIL, ...); the
+ * other fields are there only with code 0. "segment" is the holding
+ * segment's name, "data_endpoint" its TCP data port ("" when it serves
+ * none), "offset" the object's first byte in the segment; "size" and
+ * "offset" are bytes, "version" the master's version of the object. The
+ * first failing key's text is in kvcached_last_error(). The array belongs
+ * to the caller: free it with kvcached_free_string().
+ *
+ * Fails as a whole with INVALID_PARAMS, *json_out set to NULL (when
+ * json_out is not NULL), for a NULL client, json_out, or keys with
+ * count > 0. count 0 gives "[]". */
+KVCACHED_API int32_t kvcached_batch_replica_desc_json(kvcached_client_t* client, size_t count,
+                                                      const char* const* keys,
+                                                      const size_t* key_lens, char** json_out);
+
+/* Frees a string the library handed to the caller (kvcached_batch_replica_desc_json's
+ * array). NULL is ignored. */
+KVCACHED_API void kvcached_free_string(char* text);
 
 /* ---- registered memory ------------------------------------------------------ */
 

@@ -29,6 +29,17 @@ _LAZY = {
     "ParallelAxis": ("_tensor", "ParallelAxis"),
     "TensorParallelism": ("_tensor", "TensorParallelism"),
     "ReadTarget": ("_tensor", "ReadTarget"),
+    "ReplicaStatus": ("_replica", "ReplicaStatus"),
+    "ReplicaDescriptor": ("_replica", "ReplicaDescriptor"),
+    "MemoryDescriptor": ("_replica", "MemoryDescriptor"),
+    "Descriptor": ("_replica", "Descriptor"),
+    "DiskDescriptor": ("_replica", "DiskDescriptor"),
+    # ReplicaStatus's members that Mooncake's module has (_replica.EXPORTED_MEMBERS).
+    "UNDEFINED": ("_replica", "UNDEFINED"),
+    "INITIALIZED": ("_replica", "INITIALIZED"),
+    "COMPLETE": ("_replica", "COMPLETE"),
+    "REMOVED": ("_replica", "REMOVED"),
+    "bind_to_numa_node": ("_numa", "bind_to_numa_node"),
     "library_path": ("_lib", "path"),
     "library_version": ("_lib", "version"),
 }

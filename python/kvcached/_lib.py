@@ -135,6 +135,8 @@ _SIGNATURES = {
     "kvcached_batch_upsert_from": (_i32, [_client, c_size_t, _p, _p, _p, _p, _p, _p]),
     "kvcached_batch_get_into": (_i32, [_client, c_size_t, _p, _p, _p, _p, _p]),
     "kvcached_batch_exist": (_i32, [_client, c_size_t, _p, _p, _p]),
+    "kvcached_batch_replica_desc_json": (_i32, [_client, c_size_t, _p, _p, POINTER(c_void_p)]),
+    "kvcached_free_string": (None, [c_void_p]),
     "kvcached_register_buffer": (_i32, [_client, _p, c_uint64]),
     "kvcached_unregister_buffer": (_i32, [_client, _p]),
 }

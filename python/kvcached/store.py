@@ -25,6 +25,7 @@ from collections.abc import Mapping, Sequence
 from ctypes import byref, c_char, c_char_p, c_uint64, c_void_p
 
 from . import _lib
+from . import _replica
 from . import errors
 from ._tensor import TensorMixin
 
@@ -751,6 +752,61 @@ class MooncakeDistributedStore(TensorMixin):
             return errors.UNAVAILABLE_IN_CURRENT_STATUS
         k = _key(key)
         return _L.kvcached_get_size(h, k, len(k))
+
+    def get_replica_desc(self, key):
+        """Where the object lives, moving no bytes: a list of
+        ReplicaDescriptor, one per replica in the master's order (each a
+        COMPLETE memory replica; see kvcached._replica). An empty list when
+        the key is missing (or its put is in progress) or the call fails, as
+        Mooncake's; the reason of a failure other than a miss is logged.
+        Asking takes no lease that outlives the call."""
+        found = self._replica_descs([_key(key)], "get_replica_desc")
+        return found[0] if found and found[0] is not None else []
+
+    def batch_get_replica_desc(self, keys):
+        """get_replica_desc() of each key as one call: a dict from each key
+        found to its list of ReplicaDescriptor; keys that are missing or
+        fail are left out, as Mooncake's. `keys` is a list (or another
+        sequence) of str."""
+        if isinstance(keys, (str, bytes, bytearray)) or not isinstance(keys, Sequence):
+            raise TypeError("batch_get_replica_desc(): keys must be a list of str, not "
+                            f"{type(keys).__name__}")
+        found = self._replica_descs(keys, "batch_get_replica_desc")
+        if not found:
+            return {}
+        return {key: replicas for key, replicas in zip(keys, found) if replicas is not None}
+
+    def _replica_descs(self, keys, caller):
+        """Per key its list of ReplicaDescriptor, or None where it failed;
+        None as a whole when the call could not be made (logged)."""
+        h = self._handle
+        if h is None:
+            log.error("kvcached: %s: the store is not set up (call setup() first)", caller)
+            return None
+        bkeys, karr, lens = _keys(keys)
+        text = c_void_p()
+        rc = _L.kvcached_batch_replica_desc_json(h, len(bkeys), karr, lens.buffer_info()[0],
+                                                 byref(text))
+        if rc != 0:
+            log.error("kvcached: %s failed: %s", caller, _lib.last_error())
+            return None
+        try:
+            entries = json.loads(ctypes.string_at(text.value).decode())
+        finally:
+            _L.kvcached_free_string(text)
+        out, failed = [], []
+        for key, entry in zip(bkeys, entries):
+            code = entry["code"]
+            out.append(_replica.from_entry(entry) if code == 0 else None)
+            if code == errors.OBJECT_NOT_FOUND:
+                log.debug("kvcached: %s: no object under %r", caller, key[:80])
+            elif code != 0:
+                failed.append((key, code))
+        if failed:  # one line per call, not per key
+            key, code = failed[0]
+            log.error("kvcached: %s: %d of %d keys failed; the first, %r: %s", caller,
+                      len(failed), len(bkeys), key[:80], errors.error_name(code))
+        return out
 
     def remove(self, key, force=False):
         """0, OBJECT_NOT_FOUND, or OBJECT_HAS_LEASE while a reader holds a

@@ -6,6 +6,7 @@
 #include "kvcached/kvcached.h"
 
 #include <cstddef>
+#include <cstdlib>
 #include <cstring>
 #include <exception>
 #include <memory>
@@ -13,6 +14,8 @@
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include "client/client_settings.h"
 #include "core/build_info.h"
@@ -233,6 +236,25 @@ void Collect(size_t count, const char* const* keys, const size_t* key_lens,
 }
 
 size_t Origin(const Batch& b, size_t i) { return b.index.empty() ? i : b.index[i]; }
+
+// One key's entry of kvcached_batch_replica_desc_json's array.
+nlohmann::json PlacesJson(const Result<ObjectPlaces>& r) {
+  if (!r.ok()) return {{"code", static_cast<int32_t>(r.code())}};
+  nlohmann::json replicas = nlohmann::json::array();
+  for (const ReplicaPlace& p : r->replicas) {
+    replicas.push_back(
+        {{"segment", p.segment}, {"data_endpoint", p.data_endpoint}, {"offset", p.offset}});
+  }
+  return {{"code", 0}, {"size", r->size}, {"version", r->version}, {"replicas", replicas}};
+}
+
+// A copy of `text` in memory from malloc, which kvcached_free_string frees.
+char* MallocCopy(const std::string& text) {
+  char* out = static_cast<char*>(std::malloc(text.size() + 1));
+  if (out == nullptr) throw std::bad_alloc();
+  std::memcpy(out, text.c_str(), text.size() + 1);
+  return out;
+}
 
 template <typename T>
 int32_t RefuseBatch(size_t count, T* results, const char* why) {
@@ -657,6 +679,40 @@ int32_t kvcached_batch_exist(kvcached_client_t* client, size_t count, const char
     return KVCACHED_OK;
   });
 }
+
+int32_t kvcached_batch_replica_desc_json(kvcached_client_t* client, size_t count,
+                                         const char* const* keys, const size_t* key_lens,
+                                         char** json_out) {
+  return Boundary([&]() -> int32_t {
+    if (json_out != nullptr) *json_out = nullptr;
+    if (client == nullptr || !client->client || json_out == nullptr ||
+        (count > 0 && keys == nullptr)) {
+      return kvcached::Fail(ErrorCode::INVALID_PARAMS, "client, keys or json_out is NULL");
+    }
+    kvcached::FirstFailure first;
+    kvcached::Batch batch;
+    // Entries refused here (a NULL key) get their code in `codes`.
+    std::vector<int32_t> codes(count, KVCACHED_OK);
+    kvcached::Collect(count, keys, key_lens, nullptr, nullptr, batch, codes.data(), first);
+    std::vector<kvcached::Result<kvcached::ObjectPlaces>> out;
+    if (!batch.keys.empty()) out = client->client->GetReplicaDesc(batch.keys);
+    std::vector<nlohmann::json> entries(count);
+    for (size_t i = 0; i < count; ++i) entries[i] = {{"code", codes[i]}};
+    for (size_t i = 0; i < out.size(); ++i) {
+      entries[kvcached::Origin(batch, i)] = kvcached::PlacesJson(out[i]);
+      first.Note(out[i].status());
+    }
+    // Segment names are the stores' ids: anything not UTF-8 in one is
+    // shown as U+FFFD rather than failing the call.
+    std::string text = nlohmann::json(std::move(entries))
+                           .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    *json_out = kvcached::MallocCopy(text);
+    first.Finish();
+    return KVCACHED_OK;
+  });
+}
+
+void kvcached_free_string(char* text) { std::free(text); }
 
 int32_t kvcached_register_buffer(kvcached_client_t* client, void* buffer, uint64_t size) {
   return Boundary([&]() -> int32_t {

@@ -18,6 +18,7 @@
 #include "client/master_link.h"
 #include "client/put_batch.h"
 #include "client/rdma_path.h"
+#include "client/replica_desc_batch.h"
 #include "client/router.h"
 #include "client/transport.h"
 #include "core/auth_token.h"
@@ -55,6 +56,7 @@ class Client::Impl {
                                          const std::vector<Slice>& buffers);
   std::vector<Result<bool>> BatchExist(const std::vector<std::string>& keys);
   Result<uint64_t> GetSize(std::string_view key);
+  std::vector<Result<ObjectPlaces>> GetReplicaDesc(const std::vector<std::string>& keys);
   Status Remove(std::string_view key, bool force);
   Result<uint64_t> RemoveAll(bool force);
   Result<uint64_t> RemoveByRegex(std::string_view pattern, bool force);
@@ -319,6 +321,12 @@ Result<uint64_t> Client::Impl::GetSize(std::string_view key) {
   return res.items[0].size;
 }
 
+std::vector<Result<ObjectPlaces>> Client::Impl::GetReplicaDesc(
+    const std::vector<std::string>& keys) {
+  if (Status st = Usable(); !st.ok()) return std::vector<Result<ObjectPlaces>>(keys.size(), st);
+  return ReplicaDescBatch(*ctx_, keys).Run();
+}
+
 Status Client::Impl::Remove(std::string_view key, bool force) {
   if (Status st = Usable(); !st.ok()) return st;
   if (Status st = CheckKey(key); !st.ok()) return st;
@@ -457,6 +465,9 @@ std::vector<Result<bool>> Client::BatchExist(const std::vector<std::string>& key
 }
 
 Result<uint64_t> Client::GetSize(std::string_view key) { return impl_->GetSize(key); }
+std::vector<Result<ObjectPlaces>> Client::GetReplicaDesc(const std::vector<std::string>& keys) {
+  return impl_->GetReplicaDesc(keys);
+}
 Status Client::Remove(std::string_view key, bool force) { return impl_->Remove(key, force); }
 Result<uint64_t> Client::RemoveAll(bool force) { return impl_->RemoveAll(force); }
 

@@ -5,7 +5,7 @@
  *   capi_check                 checks that need no pool (NULL arguments)
  *   capi_check HOST:PORT HOSTID  also opens a client on that master and
  *                              checks bad arguments on a live client, a put /
- *                              get round trip and a batch
+ *                              get round trip, where the object lives, and a batch
  *
  * Prints one line per failed check and exits 1 if any failed; run by
  * tests/python/test_capi.py. */
@@ -60,6 +60,12 @@ static void without_pool(void) {
   CHECK(results[0] == KVCACHED_INVALID_PARAMS && results[1] == KVCACHED_INVALID_PARAMS);
   CHECK(kvcached_health_check(NULL) == 1);
   CHECK(strcmp(kvcached_host_id(NULL), "") == 0);
+  {
+    char* json = (char*)buf; /* must be reset to NULL */
+    CHECK_INVALID(kvcached_batch_replica_desc_json(NULL, 2, keys, NULL, &json));
+    CHECK(json == NULL);
+    kvcached_free_string(NULL); /* ignored */
+  }
   kvcached_destroy(NULL); /* ignored */
 
   CHECK_INVALID(kvcached_open(NULL, &out));
@@ -125,6 +131,29 @@ static void with_pool(const char* master, const char* host_id) {
   CHECK(strcmp(kvcached_last_error(), "") == 0);
   CHECK(kvcached_exist(c, key, strlen(key)) == 1);
   CHECK(kvcached_get_size(c, key, strlen(key)) == (int64_t)sizeof src);
+
+  /* Where the object lives: its entry, then a missing key's; asking leaves
+   * no lease, so a remove right after goes through. */
+  {
+    const char* keys[2];
+    size_t lens[2];
+    char* json = NULL;
+    keys[0] = key;
+    lens[0] = strlen(key);
+    keys[1] = "capi-missing";
+    lens[1] = 12;
+    CHECK(kvcached_batch_replica_desc_json(c, 2, keys, lens, &json) == KVCACHED_OK);
+    CHECK(json != NULL);
+    if (json != NULL) {
+      CHECK(strncmp(json, "[{\"code\":0,", 11) == 0);
+      CHECK(strstr(json, "\"size\":4096") != NULL);
+      CHECK(strstr(json, "\"segment\":") != NULL);
+      CHECK(strstr(json, "},{\"code\":-704}]") != NULL);
+      kvcached_free_string(json);
+    }
+    CHECK(kvcached_remove(c, key, strlen(key), 0) == KVCACHED_OK); /* no lease left */
+    CHECK(kvcached_put(c, key, strlen(key), src, sizeof src, NULL) == KVCACHED_OK);
+  }
   n = kvcached_get(c, key, strlen(key), NULL, 0, &need); /* size query */
   CHECK(n == KVCACHED_BUFFER_OVERFLOW && need == sizeof src);
   n = kvcached_get(c, key, strlen(key), dst, 100, &need); /* too small: nothing written */

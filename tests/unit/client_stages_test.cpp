@@ -1,4 +1,5 @@
-// The client's put and get stages (src/client/put_batch.h, get_batch.h)
+// The client's put and get stages (src/client/put_batch.h, get_batch.h,
+// and the replica lookup of replica_desc_batch.h)
 // against an in-process master (FakeMasterLink: the real MasterService
 // behind Dispatch) and a fake data path (FakeDataPath), with faults
 // injected on either side. Every failure branch of put and get runs here
@@ -12,6 +13,7 @@
 
 #include "client/get_batch.h"
 #include "client/put_batch.h"
+#include "client/replica_desc_batch.h"
 #include "fake_data_path.h"
 #include "fake_master_link.h"
 
@@ -311,6 +313,112 @@ TEST_CASE("client stages: batches over kMaxBatchKeys go in chunks; a failed chun
     CAPTURE(i);
     CHECK(got[i].ok() == (i < kMaxBatchKeys));
   }
+}
+
+// Remove of `key` as a plain client sends it (no force): 0 once no read
+// lease holds the object.
+int32_t RemoveCode(FakeMasterLink& master, const std::string& key) {
+  RemoveRequest rm{false, {key}};
+  CodesResponse removed;
+  REQUIRE(static_cast<MasterLink&>(master).Call(MsgType::kRemove, rm, removed).ok());
+  REQUIRE(removed.codes.size() == 1);
+  return removed.codes[0];
+}
+
+TEST_CASE("client stages: replica descriptors name every replica and pin nothing") {
+  Rig rig(2);
+  ReplicateConfig two;
+  two.replica_num = 2;
+  REQUIRE(rig.Put("two", Value("two", 0, 3000), two).ok());
+  REQUIRE(rig.Put("one", Value("one", 0, 700)).ok());
+  // The versions as the master's own lookup gives them (its lease ended at once).
+  ReplicaListResponse direct;
+  REQUIRE(static_cast<MasterLink&>(rig.master)
+              .Call(MsgType::kGetReplicaList, KeysRequest{{"two", "one"}}, direct)
+              .ok());
+  REQUIRE(direct.items.size() == 2);
+  ReleaseLeasesRequest done{{{"two", direct.items[0].version}, {"one", direct.items[1].version}}};
+  REQUIRE(static_cast<MasterLink&>(rig.master).Send(MsgType::kReleaseLeases, done).ok());
+  int lookups = rig.master.calls[MsgType::kGetReplicaList];
+  int releases = rig.master.calls[MsgType::kReleaseLeases];
+
+  std::vector<std::string> keys{"two", "missing", "one", ""};
+  std::vector<Result<ObjectPlaces>> got = ReplicaDescBatch(rig.ctx, keys).Run();
+  REQUIRE(got.size() == 4);
+  CHECK(rig.master.calls[MsgType::kGetReplicaList] == lookups + 1);  // one round trip
+  CHECK(rig.master.calls[MsgType::kReleaseLeases] == releases + 1);
+
+  REQUIRE(got[0].ok());
+  CHECK(got[0]->size == 3000);
+  CHECK(got[0]->version == direct.items[0].version);
+  REQUIRE(got[0]->replicas.size() == 2);
+  CHECK(got[0]->replicas[0].segment != got[0]->replicas[1].segment);
+  for (const ReplicaPlace& p : got[0]->replicas) {
+    CAPTURE(p.segment);
+    CHECK((p.segment == "seg0" || p.segment == "seg1"));
+    CHECK(p.data_endpoint == "fake-" + p.segment + ":1");
+    // The offset is where the put's bytes are.
+    const std::vector<uint8_t>& mem = rig.path->segments.at(p.segment);
+    std::vector<uint8_t> want = Value("two", 0, 3000);
+    REQUIRE(p.offset + want.size() <= mem.size());
+    CHECK(std::equal(want.begin(), want.end(), mem.begin() + static_cast<ptrdiff_t>(p.offset)));
+  }
+  CHECK(got[1].code() == ErrorCode::OBJECT_NOT_FOUND);
+  CHECK(got[1].status().message().find("'missing'") != std::string::npos);
+  REQUIRE(got[2].ok());
+  CHECK(got[2]->size == 700);
+  CHECK(got[2]->version == direct.items[1].version);
+  REQUIRE(got[2]->replicas.size() == 1);
+  {
+    const ReplicaPlace& p = got[2]->replicas[0];
+    const std::vector<uint8_t>& mem = rig.path->segments.at(p.segment);
+    std::vector<uint8_t> want = Value("one", 0, 700);
+    REQUIRE(p.offset + want.size() <= mem.size());
+    CHECK(std::equal(want.begin(), want.end(), mem.begin() + static_cast<ptrdiff_t>(p.offset)));
+  }
+  CHECK(got[3].code() == ErrorCode::INVALID_KEY);
+  // No bytes moved, and the leases are over: removes that respect them go through.
+  CHECK(rig.counters.gets == 0);
+  CHECK(RemoveCode(rig.master, "two") == 0);
+  CHECK(RemoveCode(rig.master, "one") == 0);
+  CHECK(ReplicaDescBatch(rig.ctx, {"two"}).Run()[0].code() == ErrorCode::OBJECT_NOT_FOUND);
+}
+
+TEST_CASE("client stages: replica descriptors of a failed lookup fail their keys") {
+  Rig rig;
+  REQUIRE(rig.Put("k", Value("k", 0)).ok());
+  std::vector<std::string> keys{"k"};
+  int releases = rig.master.calls[MsgType::kReleaseLeases];
+  // Refused before the master saw it: nothing leased, nothing to release.
+  rig.master.FailNext(MsgType::kGetReplicaList, ErrorCode::RPC_FAIL);
+  CHECK(ReplicaDescBatch(rig.ctx, keys).Run()[0].code() == ErrorCode::RPC_FAIL);
+  CHECK(rig.master.calls[MsgType::kReleaseLeases] == releases);
+  CHECK(ReplicaDescBatch(rig.ctx, keys).Run()[0].ok());
+  CHECK(rig.master.calls[MsgType::kReleaseLeases] == releases + 1);
+
+  // Keys past kMaxBatchKeys go in a second request; when it fails, its
+  // keys fail with its error and the first request's keys are answered.
+  std::vector<std::string> many;
+  for (size_t i = 0; i < kMaxBatchKeys + 2; ++i) many.push_back("none-" + std::to_string(i));
+  many[1] = "k";
+  many[kMaxBatchKeys + 1] = "k";
+  rig.master.PassNext(MsgType::kGetReplicaList);
+  rig.master.FailNext(MsgType::kGetReplicaList, ErrorCode::RPC_TIMEOUT);
+  std::vector<Result<ObjectPlaces>> got = ReplicaDescBatch(rig.ctx, many).Run();
+  REQUIRE(got.size() == many.size());
+  for (size_t i = 0; i < many.size(); ++i) {
+    CAPTURE(i);
+    if (i == 1) {
+      CHECK(got[i].ok());
+    } else if (i < kMaxBatchKeys) {
+      CHECK(got[i].code() == ErrorCode::OBJECT_NOT_FOUND);
+    } else {
+      CHECK(got[i].code() == ErrorCode::RPC_TIMEOUT);
+    }
+  }
+  // The one object found was released: a remove goes through.
+  CHECK(rig.master.calls[MsgType::kReleaseLeases] == releases + 2);
+  CHECK(RemoveCode(rig.master, "k") == 0);
 }
 
 }  // namespace

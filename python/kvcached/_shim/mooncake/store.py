@@ -13,8 +13,10 @@ except ImportError:
     import kvcached
 
 from kvcached import (  # noqa: F401
-    BufferHandle, MooncakeDistributedStore, MooncakeHostMemAllocator, ParallelAxis, ReadTarget,
-    ReplicateConfig, TensorParallelism)
+    COMPLETE, INITIALIZED, REMOVED, UNDEFINED, BufferHandle, Descriptor, DiskDescriptor,
+    MemoryDescriptor, MooncakeDistributedStore, MooncakeHostMemAllocator, ParallelAxis,
+    ReadTarget, ReplicaDescriptor, ReplicaStatus, ReplicateConfig, TensorParallelism,
+    bind_to_numa_node)
 from kvcached.errors import *  # noqa: F401,F403
 
 KVCACHED_SHIM = True
