@@ -70,13 +70,14 @@ void GetBatch::Order() {
       out_[i] = FromCode(item.code, keys_[i], "get of");
       continue;
     }
+    Want w{i, &item, &res, {}, 0, Status()};
     if (item.size > buffers_[i].size) {
       out_[i] = Status(ErrorCode::INVALID_PARAMS,
                        "get of '" + keys_[i] + "': the object has " + std::to_string(item.size) +
                            " bytes, the buffer " + std::to_string(buffers_[i].size));
+      unread_.push_back(std::move(w));
       continue;
     }
-    Want w{i, &item, &res, {}, 0, Status()};
     for (const Replica& r : item.replicas) {
       Result<Route> route = ctx_.router.To(res, r);
       if (!route.ok()) {
@@ -91,6 +92,7 @@ void GetBatch::Order() {
     if (w.tries.empty()) {
       Status why = w.last.ok() ? Status(ErrorCode::INVALID_REPLICA, "no replica") : w.last;
       out_[i] = Status(why.code(), "get of '" + keys_[i] + "': " + why.message());
+      unread_.push_back(std::move(w));
       continue;
     }
     wants_.push_back(std::move(w));
@@ -159,12 +161,15 @@ void GetBatch::Rounds() {
 }
 
 void GetBatch::Release() {
-  // A lease that ran out needs no release (the master ignores it anyway).
-  // Each names the version read, so a release that arrives late cannot end
-  // a lease on a newer object of the key.
+  // Every lease the lookup took ends here, also those of keys not read (a
+  // buffer too small, no route). A lease that ran out needs no release (the
+  // master ignores it anyway). Each names the version read, so a release
+  // that arrives late cannot end a lease on a newer object of the key.
   ReleaseLeasesRequest release;
-  for (const Want& w : wants_) {
-    if (LeaseRunning(*w.res)) release.items.push_back({keys_[w.key], w.item->version});
+  for (const std::vector<Want>* list : {&wants_, &unread_}) {
+    for (const Want& w : *list) {
+      if (LeaseRunning(*w.res)) release.items.push_back({keys_[w.key], w.item->version});
+    }
   }
   (void)ForBatchChunks(release.items.size(), [&](size_t a, size_t b) {
     ReleaseLeasesRequest part;

@@ -61,6 +61,7 @@ class GetBatch {
   std::vector<ReplicaListResponse> found_;       // answers, one per chunk
   Status locate_;                                // how the chunks went
   std::vector<Want> wants_;                      // keys with replicas to read
+  std::vector<Want> unread_;  // found (so leased) but not read: buffer too small, no route
 };
 
 }  // namespace kvcached

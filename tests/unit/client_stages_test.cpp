@@ -96,6 +96,23 @@ TEST_CASE("client stages: a put reads back exact, and a second put of the key is
   CHECK(removed.codes.at(0) == 0);
 }
 
+TEST_CASE("client stages: a get into a buffer too small still ends the lease it took") {
+  Rig rig;
+  REQUIRE(rig.Put("k", Value("k", 0)).ok());
+  std::vector<uint8_t> small(8);
+  std::vector<std::string> keys{"k"};
+  std::vector<Slice> bufs{{small.data(), small.size()}};
+  Result<uint64_t> r = GetBatch(rig.ctx, keys, bufs).Run()[0];
+  CHECK(r.status().code() == ErrorCode::INVALID_PARAMS);
+  CHECK(rig.path->reads["seg0"] == 0);  // nothing was read
+  CHECK(rig.master.calls[MsgType::kReleaseLeases] == 1);
+  // The lease is over: a remove that respects leases goes through at once.
+  RemoveRequest rm{false, {"k"}};
+  CodesResponse removed;
+  REQUIRE(static_cast<MasterLink&>(rig.master).Call(MsgType::kRemove, rm, removed).ok());
+  CHECK(removed.codes.at(0) == 0);
+}
+
 TEST_CASE("client stages: bad input is refused before the master is asked") {
   Rig rig;
   std::vector<std::vector<uint8_t>> values{Value("a", 0), {}, Value("a", 0), Value("x", 0)};
