@@ -688,6 +688,25 @@ class MooncakeDistributedStore(TensorMixin):
                                    szs.buffer_info()[0], results.buffer_info()[0])
         return results.tolist()
 
+    def put_from_with_metadata(self, key, buffer_ptr, metadata_buffer_ptr, size, metadata_size,
+                               config=None):
+        """Stores the object `metadata_size` bytes at `metadata_buffer_ptr`
+        followed by `size` bytes at `buffer_ptr` (Mooncake's order: the
+        metadata first), gathered through one staging copy. 0 or a negative
+        code; as in Mooncake, `size` 0 stores nothing and returns 0."""
+        if self._handle is None:
+            return errors.UNAVAILABLE_IN_CURRENT_STATUS
+        if size == 0:
+            log.warning("put_from_with_metadata of %r: no data bytes, nothing stored", key)
+            return 0
+        if metadata_size < 0 or size < 0 or (metadata_size and not metadata_buffer_ptr) \
+                or not buffer_ptr:
+            return errors.INVALID_PARAMS
+        ptrs, sizes = [buffer_ptr], [size]
+        if metadata_size:
+            ptrs, sizes = [metadata_buffer_ptr, buffer_ptr], [metadata_size, size]
+        return self.batch_put_from_multi_buffers([key], [ptrs], [sizes], config)[0]
+
     def batch_put_from_multi_buffers(self, keys, all_buffer_ptrs, all_sizes, config=None):
         """Mooncake's gather form: object i is the concatenation of the
         buffers all_buffer_ptrs[i] (sizes all_sizes[i]). kvcached gathers

@@ -1,5 +1,6 @@
 """Mooncake's insert-or-update calls (upsert, upsert_from, upsert_parts,
-upsert_batch, batch_upsert_from) and remove_by_regex, against a real master
+upsert_batch, batch_upsert_from), remove_by_regex and put_from_with_metadata,
+against a real master
 and store. Every value read back is derived from its key and the version
 written, so a read of an older version, or of another key's bytes, shows.
 What a reader holding a lease sees while its object is replaced is checked
@@ -131,3 +132,25 @@ def test_calls_on_a_closed_store():
     assert s.upsert_batch(["k"], [b"v"]) == errors.UNAVAILABLE_IN_CURRENT_STATUS
     assert s.batch_upsert_from(["k"], [1], [1]) == [errors.UNAVAILABLE_IN_CURRENT_STATUS]
     assert s.remove_by_regex(".*") == errors.UNAVAILABLE_IN_CURRENT_STATUS
+
+
+def test_put_from_with_metadata(store, prefix):
+    """The object is the metadata, then the data (Mooncake's order)."""
+    k = prefix + "m"
+    meta = ctypes.create_string_buffer(value(k, "meta", 100), 100)
+    data = ctypes.create_string_buffer(value(k, "data", 5000), 5000)
+    assert store.put_from_with_metadata(k, ctypes.addressof(data), ctypes.addressof(meta),
+                                        5000, 100) == 0
+    assert store.get(k) == value(k, "meta", 100) + value(k, "data", 5000)
+    # No metadata: the data alone; no data: nothing stored, 0 (as Mooncake).
+    assert store.put_from_with_metadata(k + "2", ctypes.addressof(data), 0, 5000, 0) == 0
+    assert store.get(k + "2") == value(k, "data", 5000)
+    assert store.put_from_with_metadata(k + "3", ctypes.addressof(data), 0, 0, 0) == 0
+    assert store.is_exist(k + "3") == 0
+    assert store.put_from_with_metadata(k + "4", 0, ctypes.addressof(meta), 10, 100) == \
+        errors.INVALID_PARAMS
+    assert store.put_from_with_metadata(k + "4", ctypes.addressof(data), 0, 10, 100) == \
+        errors.INVALID_PARAMS
+    assert store.is_exist(k + "4") == 0
+    assert MooncakeDistributedStore().put_from_with_metadata(
+        k, ctypes.addressof(data), 0, 10, 0) == errors.UNAVAILABLE_IN_CURRENT_STATUS
