@@ -24,4 +24,19 @@ Status FromCode(int32_t code, const std::string& key, const char* what) {
   return Status(c, std::string(what) + " '" + key + "': " + std::string(ErrorText(c)));
 }
 
+Status LookUpReplicas(MasterLink& master, const std::vector<std::string>& keys,
+                      const std::vector<size_t>& todo, std::vector<ReplicaListResponse>& found) {
+  return ForBatchChunks(todo.size(), [&](size_t a, size_t b) {
+    KeysRequest req;
+    for (size_t j = a; j < b; ++j) req.keys.push_back(keys[todo[j]]);
+    ReplicaListResponse res;
+    Status st = master.Call(MsgType::kGetReplicaList, req, res);
+    if (st.ok() && res.items.size() != b - a) {
+      st = Status(ErrorCode::RPC_FAIL, "GetReplicaList answered the wrong number of items");
+    }
+    found.push_back(std::move(res));
+    return st;
+  });
+}
+
 }  // namespace kvcached

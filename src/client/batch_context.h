@@ -9,6 +9,8 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <string>
+#include <vector>
 
 #include "client/master_link.h"
 #include "client/router.h"
@@ -36,5 +38,11 @@ struct BatchContext {
 Status CheckKey(std::string_view key);
 // The Status for a per-key code from the master (0 is OK), naming the key.
 Status FromCode(int32_t code, const std::string& key, const char* what);
+// GetReplicaList of keys[todo[0]], keys[todo[1]], ... in chunks of
+// kMaxBatchKeys: one answer per chunk appended to `found`, the last of them
+// unusable when the returned Status is not OK. Takes a read lease on every
+// object found.
+Status LookUpReplicas(MasterLink& master, const std::vector<std::string>& keys,
+                      const std::vector<size_t>& todo, std::vector<ReplicaListResponse>& found);
 
 }  // namespace kvcached

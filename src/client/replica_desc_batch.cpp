@@ -28,17 +28,7 @@ void ReplicaDescBatch::Validate() {
 }
 
 void ReplicaDescBatch::Locate() {
-  locate_ = ForBatchChunks(todo_.size(), [&](size_t a, size_t b) {
-    KeysRequest req;
-    for (size_t j = a; j < b; ++j) req.keys.push_back(keys_[todo_[j]]);
-    ReplicaListResponse res;
-    Status st = ctx_.master.Call(MsgType::kGetReplicaList, req, res);
-    if (st.ok() && res.items.size() != b - a) {
-      st = Status(ErrorCode::RPC_FAIL, "GetReplicaList answered the wrong number of items");
-    }
-    found_.push_back(std::move(res));
-    return st;
-  });
+  locate_ = LookUpReplicas(ctx_.master, keys_, todo_, found_);
 }
 
 namespace {
