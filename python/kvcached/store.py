@@ -441,12 +441,10 @@ class MooncakeDistributedStore(TensorMixin):
         return self._put_one(key, value, config, _L.kvcached_upsert_from)
 
     def _put_one(self, key, value, config, call):
-        h = self._handle
-        if h is None:
+        if self._handle is None:
             return errors.UNAVAILABLE_IN_CURRENT_STATUS
-        k = _key(key)
-        data, size, keep = _readable(value)
-        return call(h, k, len(k), data, size, _replicate_arg(config))
+        data, size, keep = _readable(value)  # `keep` holds the bytes for the call
+        return self._from_one(key, data, size, config, call)
 
     def get(self, key):
         """The object's bytes, or b"" when it is missing or cannot be read."""

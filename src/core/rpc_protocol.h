@@ -175,10 +175,6 @@ struct UnmountRequest {
   std::string name;
 };
 
-// One object's record in a segment. `version` orders records of one key:
-// the master assigns it at PutStart (larger is newer, across master restarts
-// too) and the segment's owner keeps it with the entry, so a rebuild keeps
-// the newest record of each key (docs/master.md, "Versions").
 // How eviction treats an object (Mooncake's ReplicateConfig pins).
 enum class Pin : uint8_t {
   kNone = 0,
@@ -187,6 +183,10 @@ enum class Pin : uint8_t {
 };
 inline constexpr uint8_t kMaxPin = 2;
 
+// One object's record in a segment. `version` orders records of one key:
+// the master assigns it at PutStart (larger is newer, across master restarts
+// too) and the segment's owner keeps it with the entry, so a rebuild keeps
+// the newest record of each key (docs/master.md, "Versions").
 struct ObjectEntry {
   std::string key;
   uint64_t offset = 0;

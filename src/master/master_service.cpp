@@ -392,9 +392,9 @@ Status MasterService::RemoveByRegex(const RpcPeer& peer, const Caller& caller,
                                    std::string_view body, std::string& out, uint16_t& flags) {
   RemoveByRegexRequest r;
   if (Status st = DecodeBody(body, r); !st.ok()) return st;
-  // Polynomial matching (no back-references): a pattern cannot make one
-  // key's test take exponential time, and the executor's depth does not
-  // grow with the key's length.
+  // Polynomial matching (no back-references): no exponential blow-up, but
+  // a nested pattern can still take long on a long key (docs/protocol.md,
+  // RemoveByRegex, "Cost"); the index lock is not held meanwhile.
   std::optional<std::regex> re;
   try {
     re.emplace(r.pattern, std::regex::ECMAScript | std::regex_constants::__polynomial);
