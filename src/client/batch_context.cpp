@@ -1,5 +1,7 @@
 #include "client/batch_context.h"
 
+#include <spdlog/spdlog.h>
+
 #include "core/tenant.h"
 
 namespace kvcached {
@@ -36,6 +38,19 @@ Status LookUpReplicas(MasterLink& master, const std::vector<std::string>& keys,
     }
     found.push_back(std::move(res));
     return st;
+  });
+}
+
+void ReleaseReads(MasterLink& master, const std::vector<ReleaseItem>& items) {
+  (void)ForBatchChunks(items.size(), [&](size_t a, size_t b) {
+    ReleaseLeasesRequest part;
+    part.items.assign(items.begin() + static_cast<std::ptrdiff_t>(a),
+                      items.begin() + static_cast<std::ptrdiff_t>(b));
+    if (Status st = master.Send(MsgType::kReleaseLeases, part); !st.ok()) {
+      spdlog::debug("ReleaseLeases of {} keys not sent: {} (they end with their TTL)",
+                    part.items.size(), st.ToString());
+    }
+    return Status::Ok();
   });
 }
 

@@ -44,5 +44,10 @@ Status FromCode(int32_t code, const std::string& key, const char* what);
 // object found.
 Status LookUpReplicas(MasterLink& master, const std::vector<std::string>& keys,
                       const std::vector<size_t>& todo, std::vector<ReplicaListResponse>& found);
+// Ends the read leases of `items` (ReleaseLeases, one-way, in chunks of
+// kMaxBatchKeys). Each names the version seen, so a release that arrives
+// late cannot end a lease on a newer object of the key. One not sent is
+// logged at debug: its lease ends with its TTL.
+void ReleaseReads(MasterLink& master, const std::vector<ReleaseItem>& items);
 
 }  // namespace kvcached

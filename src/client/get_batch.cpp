@@ -153,24 +153,14 @@ void GetBatch::Rounds() {
 void GetBatch::Release() {
   // Every lease the lookup took ends here, also those of keys not read (a
   // buffer too small, no route). A lease that ran out needs no release (the
-  // master ignores it anyway). Each names the version read, so a release
-  // that arrives late cannot end a lease on a newer object of the key.
-  ReleaseLeasesRequest release;
+  // master ignores it anyway).
+  std::vector<ReleaseItem> release;
   for (const std::vector<Want>* list : {&wants_, &unread_}) {
     for (const Want& w : *list) {
-      if (LeaseRunning(*w.res)) release.items.push_back({keys_[w.key], w.item->version});
+      if (LeaseRunning(*w.res)) release.push_back({keys_[w.key], w.item->version});
     }
   }
-  (void)ForBatchChunks(release.items.size(), [&](size_t a, size_t b) {
-    ReleaseLeasesRequest part;
-    part.items.assign(release.items.begin() + static_cast<std::ptrdiff_t>(a),
-                      release.items.begin() + static_cast<std::ptrdiff_t>(b));
-    if (Status st = ctx_.master.Send(MsgType::kReleaseLeases, part); !st.ok()) {
-      spdlog::debug("ReleaseLeases of {} keys not sent: {} (they end with their TTL)",
-                    part.items.size(), st.ToString());
-    }
-    return Status::Ok();
-  });
+  ReleaseReads(ctx_.master, release);
 }
 
 }  // namespace kvcached

@@ -98,19 +98,6 @@ void ReplicaDescBatch::Collect() {
   }
 }
 
-void ReplicaDescBatch::Release() {
-  // Each names the version seen, so a release that arrives late cannot end
-  // a lease on a newer object of the key.
-  (void)ForBatchChunks(leased_.size(), [&](size_t a, size_t b) {
-    ReleaseLeasesRequest part;
-    part.items.assign(leased_.begin() + static_cast<std::ptrdiff_t>(a),
-                      leased_.begin() + static_cast<std::ptrdiff_t>(b));
-    if (Status st = ctx_.master.Send(MsgType::kReleaseLeases, part); !st.ok()) {
-      spdlog::debug("ReleaseLeases of {} keys not sent: {} (they end with their TTL)",
-                    part.items.size(), st.ToString());
-    }
-    return Status::Ok();
-  });
-}
+void ReplicaDescBatch::Release() { ReleaseReads(ctx_.master, leased_); }
 
 }  // namespace kvcached
