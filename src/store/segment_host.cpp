@@ -77,6 +77,14 @@ Status SegmentHost::Serve(boost::asio::io_context& ioc, MetricsRegistry& metrics
 
 Status SegmentHost::ServeShm(boost::asio::io_context& ioc, MetricsRegistry& metrics) {
   if (options_.shm_socket == kShmSocketOff) return Status::Ok();
+  // A peer maps the descriptor it is handed from offset 0 (ShmAttachResponse
+  // carries no offset), which would be the wrong bytes.
+  if (memory_->file_offset() != 0) {
+    spdlog::info("segment '{}' maps its file from offset {}: served over TCP only, not shared "
+                 "memory",
+                 options_.segment_name, memory_->file_offset());
+    return Status::Ok();
+  }
   Result<ShmAccessPolicy> access = ShmAccessPolicy::WithGroupNamed(::geteuid(), options_.shm_group);
   if (!access.ok()) return access.status();
   ShmServerOptions shm;
@@ -177,6 +185,8 @@ Status SegmentHost::Unmount() {
   Unpublish();
   return agent_ ? agent_->Stop() : Status::Ok();
 }
+
+void SegmentHost::ReleaseMemory() { memory_->Release(); }
 
 size_t SegmentHost::open_connections() const {
   return (data_ ? data_->open_connections() : 0) + (shm_ ? shm_->open_connections() : 0);

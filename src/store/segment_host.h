@@ -7,8 +7,10 @@
 //
 // Life cycle: Create (memory) -> Serve (listeners on the caller's
 // io_context) -> Mount (master, metadata service) -> BeginShutdown
-// (listeners) -> Unmount. Each step fails with its own error so a command
-// can say which went wrong. Not thread-safe: one owner drives the steps.
+// (listeners) -> Unmount [-> ReleaseMemory]. Each step fails with its own
+// error so a command can say which went wrong. Not thread-safe: one owner
+// drives the steps. A segment whose memory maps a file from a non-zero
+// offset serves no shared memory (peers map the descriptor from offset 0).
 #pragma once
 
 #include <chrono>
@@ -90,6 +92,10 @@ class SegmentHost {
   void BeginShutdown();
   // Unpublishes and unmounts; the master drops the segment's objects. Idempotent.
   Status Unmount();
+  // After BeginShutdown and Unmount, when this object must outlive them a
+  // while (a server thread may still be finishing a transfer): gives the
+  // segment's memory back now (SegmentMemory::Release). Idempotent.
+  void ReleaseMemory();
 
   const std::string& name() const { return options_.segment_name; }
   const SegmentEndpoint& endpoint() const { return endpoint_; }

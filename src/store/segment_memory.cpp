@@ -5,12 +5,15 @@
 #include <linux/memfd.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
 #include <fstream>
 #include <string>
+
+#include <spdlog/spdlog.h>
 
 #include "core/units.h"
 
@@ -46,12 +49,53 @@ uint64_t FreeHugePages() {
 
 Status Refuse(const std::string& why) { return Status(ErrorCode::NO_AVAILABLE_HANDLE, why); }
 
+Status BadFile(const std::string& path, const std::string& why) {
+  return Status(ErrorCode::INVALID_PARAMS, "cannot mount '" + path + "': " + why);
+}
+
 }  // namespace
+
+// Every check comes before anything is mapped, and the file is opened
+// without O_CREAT or O_TRUNC and never resized: a refused call leaves it as it was.
+Result<std::unique_ptr<SegmentMemory>> SegmentMemory::MapFile(const SegmentMemoryOptions& o) {
+  const uint64_t page = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
+  if (o.file_offset % page != 0) {
+    return BadFile(o.file_path, "offset " + std::to_string(o.file_offset) +
+                                    " is not a multiple of the page size (" +
+                                    std::to_string(page) + " bytes)");
+  }
+  std::unique_ptr<SegmentMemory> m(new SegmentMemory());
+  m->fd_ = ::open(o.file_path.c_str(), O_RDWR | O_CLOEXEC | O_NOCTTY);
+  if (m->fd_ < 0) return BadFile(o.file_path, std::strerror(errno));
+  struct stat info {};
+  if (fstat(m->fd_, &info) != 0) return BadFile(o.file_path, std::strerror(errno));
+  if (!S_ISREG(info.st_mode)) return BadFile(o.file_path, "not a regular file");
+  const uint64_t file_bytes = static_cast<uint64_t>(info.st_size);
+  if (o.file_offset > file_bytes || o.size_bytes > file_bytes - o.file_offset) {
+    return BadFile(o.file_path, "it has " + std::to_string(file_bytes) +
+                                    " bytes, fewer than offset " +
+                                    std::to_string(o.file_offset) + " + size " +
+                                    std::to_string(o.size_bytes) + " (it is not grown)");
+  }
+  // Populated like a memfd segment, for the same reason: no transfer pays
+  // for faulting the pages in.
+  void* p = mmap(nullptr, o.size_bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, m->fd_,
+                 static_cast<off_t>(o.file_offset));
+  if (p == MAP_FAILED) {
+    return Refuse("cannot map " + FormatSize(o.size_bytes) + " of '" + o.file_path +
+                  "': " + std::strerror(errno));
+  }
+  m->data_ = static_cast<uint8_t*>(p);
+  m->size_ = o.size_bytes;
+  m->file_offset_ = o.file_offset;
+  return m;
+}
 
 uint64_t AvailableMemoryBytes() { return MeminfoBytes("MemAvailable"); }
 
 Result<std::unique_ptr<SegmentMemory>> SegmentMemory::Create(const SegmentMemoryOptions& o) {
   if (o.size_bytes == 0) return Status(ErrorCode::INVALID_PARAMS, "segment size is 0");
+  if (!o.file_path.empty()) return MapFile(o);
   if (o.hugepages && o.size_bytes % kHugePageBytes != 0) {
     return Status(ErrorCode::INVALID_PARAMS,
                   "with " + o.hugepages_setting +
@@ -117,6 +161,30 @@ Result<std::unique_ptr<SegmentMemory>> SegmentMemory::Create(const SegmentMemory
     m->locked_ = true;
   }
   return m;
+}
+
+void SegmentMemory::Release() {
+  if (released_ || data_ == nullptr) return;
+  released_ = true;
+  // MAP_FIXED swaps the pages under the same addresses in one step: there is
+  // no moment at which a server thread still copying could fault.
+  void* p = mmap(data_, size_, PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
+  if (p == MAP_FAILED) {
+    spdlog::warn("cannot release the memory of an unmounted segment early ({}); it is released "
+                 "when the client is destroyed",
+                 std::strerror(errno));
+  }
+  // dup3 replaces the descriptor in one step too; a late attach is then
+  // handed /dev/null and refuses it for its size.
+  int null_fd = ::open("/dev/null", O_RDWR | O_CLOEXEC);
+  if (null_fd >= 0) {
+    if (dup3(null_fd, fd_, O_CLOEXEC) < 0) {
+      spdlog::warn("cannot release the descriptor of an unmounted segment early: {}",
+                   std::strerror(errno));
+    }
+    ::close(null_fd);
+  }
 }
 
 SegmentMemory::~SegmentMemory() {
