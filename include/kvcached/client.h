@@ -14,7 +14,8 @@
 //
 // Thread-safe: any number of threads may call one Client concurrently.
 // A client with `global_segment_size > 0` also contributes a segment to
-// the pool and serves it, exactly like `kvcached store`, until Close().
+// the pool and serves it, exactly like `kvcached store`, until Close();
+// MountSegment adds more, each served the same way.
 #pragma once
 
 #include <chrono>
@@ -124,6 +125,29 @@ struct ObjectPlaces {
   std::vector<ReplicaPlace> replicas;  // in the master's order
 };
 
+// One more segment for a client to contribute (Client::MountSegment).
+struct SegmentSpec {
+  // Bytes. With no file_path: new memory (a memfd, like the setup segment),
+  // rounded up to the page size (2 MiB with `hugepages`).
+  uint64_t size_bytes = 0;
+  // Non-empty: map `size_bytes` of this existing regular file (a /dev/shm
+  // object, a file on disk) from `file_offset` (a multiple of the page
+  // size), MAP_SHARED. The file is never grown, truncated or removed.
+  // Offset 0: served over shared memory and TCP; any other offset: TCP only
+  // (a same-host peer maps the descriptor from offset 0).
+  std::string file_path;
+  uint64_t file_offset = 0;
+  // "tcp", or "rdma": serve it over RDMA as well when this host has a
+  // device (without one: a warning and TCP, as at Open).
+  std::string protocol = "tcp";
+};
+
+// A segment MountSegment added.
+struct MountedSegment {
+  std::string name;         // its segment name: its id (ReplicateConfig::preferred_segment)
+  uint64_t size_bytes = 0;  // what it contributes (SegmentSpec's size, rounded up)
+};
+
 // What one client has done, for benchmarks and diagnostics.
 struct ClientStats {
   uint64_t puts = 0, gets = 0;  // objects
@@ -214,8 +238,35 @@ class Client {
   Status RegisterBuffer(void* data, uint64_t size);
   Status UnregisterBuffer(void* data);
 
-  // Unmounts this client's segment (its objects leave the pool) and closes
-  // every connection. Later calls fail with UNAVAILABLE_IN_CURRENT_STATUS.
+  // Contributes one more segment, served by this process like the setup
+  // segment: its own data port, shm socket and owner identity at the master,
+  // named `<host id>:<pid>:<n>`. INVALID_PARAMS (nothing changed) for size
+  // 0, a protocol other than tcp/rdma, or a file that cannot be opened
+  // read-write, is not a regular file, is shorter than offset + size, or an
+  // offset not page-aligned; NO_AVAILABLE_HANDLE when the memory cannot be
+  // had; the master's error when it refuses the mount;
+  // UNAVAILABLE_IN_CURRENT_STATUS after Close().
+  Result<MountedSegment> MountSegment(const SegmentSpec& spec);
+  // Unmounts segments MountSegment added, all or none: the master drops
+  // their objects, their listeners close, and their memory is given back
+  // at once (a file's mapping is released; the file is left as it is).
+  // A transfer still running into one fails or completes; it never touches
+  // freed memory. `free_memory` (Mooncake's unmount_and_free_segment)
+  // accepts only segments MountSegment allocated (no file_path), otherwise
+  // INVALID_PARAMS; without it every kind is accepted. INVALID_PARAMS for
+  // an empty list or the setup segment (Close() unmounts that);
+  // SEGMENT_NOT_FOUND for a name this client did not mount (or already
+  // unmounted); in both cases nothing is unmounted. Duplicates count once.
+  // Once checked, every named segment is unmounted here even when the
+  // master cannot be told (it then drops them when their lease runs out),
+  // and the first such error is returned.
+  Status UnmountSegments(const std::vector<std::string>& names, bool free_memory);
+  // The segments MountSegment added and not yet unmounted, by name.
+  std::vector<std::string> mounted_segments() const;
+
+  // Unmounts this client's segments (their objects leave the pool) and
+  // closes every connection. Later calls fail with
+  // UNAVAILABLE_IN_CURRENT_STATUS.
   void Close();
 
   const std::string& host_id() const;

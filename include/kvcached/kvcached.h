@@ -338,6 +338,39 @@ KVCACHED_API int32_t kvcached_register_buffer(kvcached_client_t* client, void* b
                                               uint64_t size);
 KVCACHED_API int32_t kvcached_unregister_buffer(kvcached_client_t* client, void* buffer);
 
+/* ---- segments added after open ---------------------------------------------- */
+
+/* Contributes one more segment to the pool, served by this process like the
+ * one opened with global_segment_size (its own data port, shm socket and
+ * owner identity at the master). `path` NULL or "": `size` bytes of new
+ * memory, rounded up to the page size (2 MiB with hugepages); otherwise
+ * `size` bytes of that existing regular file from `offset` (page-aligned),
+ * mapped MAP_SHARED and never grown or removed; a non-zero offset serves
+ * the segment over TCP only. `protocol` NULL is "tcp"; "rdma" adds RDMA
+ * where this host has it (else a warning and TCP).
+ *
+ * On OK, *name_out is the segment's name (its id: what preferred_segment
+ * takes and replica descriptions report), the caller's to free with
+ * kvcached_free_string(), and *size_out (when not NULL) the bytes
+ * contributed. INVALID_PARAMS for a NULL client or name_out, size 0, a bad
+ * protocol, offset or file (nothing is changed); NO_AVAILABLE_HANDLE when
+ * the memory cannot be had; the master's code when it refuses;
+ * UNAVAILABLE_IN_CURRENT_STATUS after kvcached_close(). */
+KVCACHED_API int32_t kvcached_mount_segment(kvcached_client_t* client, const char* path,
+                                            uint64_t offset, uint64_t size, const char* protocol,
+                                            char** name_out, uint64_t* size_out);
+
+/* Unmounts `count` segments kvcached_mount_segment added, all or none: the
+ * master drops their objects and their memory is given back (a file is
+ * left as it is). With free_memory != 0 only allocated segments (path NULL)
+ * are accepted. INVALID_PARAMS for a NULL client, names or name, count 0,
+ * a file segment with free_memory, or the segment opened with the client;
+ * SEGMENT_NOT_FOUND for a name this client has not mounted; nothing is
+ * unmounted then. Otherwise all are unmounted and the first failure to
+ * tell the master (RPC_FAIL, ...) is returned. */
+KVCACHED_API int32_t kvcached_unmount_segments(kvcached_client_t* client, size_t count,
+                                               const char* const* names, int free_memory);
+
 #ifdef __cplusplus
 } /* extern "C" */
 #endif

@@ -732,4 +732,44 @@ int32_t kvcached_unregister_buffer(kvcached_client_t* client, void* buffer) {
   });
 }
 
+int32_t kvcached_mount_segment(kvcached_client_t* client, const char* path, uint64_t offset,
+                               uint64_t size, const char* protocol, char** name_out,
+                               uint64_t* size_out) {
+  return Boundary([&]() -> int32_t {
+    if (name_out != nullptr) *name_out = nullptr;
+    if (client == nullptr || !client->client || name_out == nullptr) {
+      return kvcached::Fail(ErrorCode::INVALID_PARAMS, "client or name_out is NULL");
+    }
+    kvcached::SegmentSpec spec;
+    spec.size_bytes = size;
+    if (path != nullptr) spec.file_path = path;
+    spec.file_offset = offset;
+    if (protocol != nullptr) spec.protocol = protocol;
+    if (spec.file_path.empty() && offset != 0) {
+      return kvcached::Fail(ErrorCode::INVALID_PARAMS, "an offset needs a path");
+    }
+    kvcached::Result<kvcached::MountedSegment> r = client->client->MountSegment(spec);
+    if (!r.ok()) return kvcached::Fail(r.status());
+    *name_out = kvcached::MallocCopy(r->name);
+    if (size_out != nullptr) *size_out = r->size_bytes;
+    kvcached::ClearError();
+    return KVCACHED_OK;
+  });
+}
+
+int32_t kvcached_unmount_segments(kvcached_client_t* client, size_t count,
+                                  const char* const* names, int free_memory) {
+  return Boundary([&]() -> int32_t {
+    if (client == nullptr || !client->client || (count > 0 && names == nullptr)) {
+      return kvcached::Fail(ErrorCode::INVALID_PARAMS, "client or names is NULL");
+    }
+    std::vector<std::string> list;
+    for (size_t i = 0; i < count; ++i) {
+      if (names[i] == nullptr) return kvcached::Fail(ErrorCode::INVALID_PARAMS, "a name is NULL");
+      list.emplace_back(names[i]);
+    }
+    return kvcached::Report(client->client->UnmountSegments(list, free_memory != 0));
+  });
+}
+
 }  // extern "C"

@@ -38,6 +38,17 @@ constexpr unsigned kAutoCopyThreads = 4;  // copy_threads 0: one per core, at mo
 // A put whose store could not be reached is tried elsewhere this many more
 // times within the call.
 constexpr int kUnreachableRetries = 2;
+constexpr uint64_t kHugePageBytes = 2u << 20;
+
+// The default segment name, `<host id>:<pid>:<n>`: n counts every segment
+// made in this process, so two clients (or two segments of one) never share one.
+std::string NextSegmentName(const std::string& host_id) {
+  static std::atomic<unsigned> segments_in_process{0};
+  return host_id + ":" + std::to_string(getpid()) + ":" +
+         std::to_string(segments_in_process.fetch_add(1));
+}
+
+uint64_t RoundUp(uint64_t n, uint64_t unit) { return (n + unit - 1) / unit * unit; }
 
 }  // namespace
 
@@ -62,6 +73,9 @@ class Client::Impl {
   Result<uint64_t> RemoveByRegex(std::string_view pattern, bool force);
   Status RegisterBuffer(void* data, uint64_t size);
   Status UnregisterBuffer(void* data);
+  Result<MountedSegment> MountSegment(const SegmentSpec& spec);
+  Status UnmountSegments(const std::vector<std::string>& names, bool free_memory);
+  std::vector<std::string> MountedSegments() const;
   ClientStats Stats() const;
 
   Status Usable() const {
@@ -78,7 +92,14 @@ class Client::Impl {
   Status OpenRdma(const std::vector<std::string>& devices);
   Status ServeRdma(const std::vector<std::string>& devices);
   Status NoRdma(const std::string& why);
+  Status ServeRdma(const std::vector<std::string>& devices, SegmentHost& host);
+  // What every segment of this client shares (master, token, bind address).
+  SegmentHostOptions HostOptions(const std::string& name, const std::string& owner_id) const;
+  void StartIo();  // the io_context and threads that serve this client's segments
+  // Served but not (or no longer) mounted: stopped, memory released, kept in retired_.
+  void Retire(std::unique_ptr<SegmentHost> host);
   const ClientConfig config_;
+  std::vector<std::string> rdma_devices_;
   std::string client_id_;
   std::optional<AuthToken> token_;
   std::unique_ptr<RpcMasterLink> master_;
@@ -98,6 +119,21 @@ class Client::Impl {
   std::unique_ptr<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> work_;
   std::vector<std::thread> io_threads_;
   std::unique_ptr<SegmentHost> segment_;
+
+  // Segments MountSegment added. A host that was served is destroyed only
+  // after the io threads are joined (Close): until then a server handler may
+  // still run on its memory, so an unmounted one waits in retired_ with its
+  // memory already given back (SegmentMemory::Release). This client's own
+  // transfers never use these mappings: they reach extra segments like any
+  // same-host store's (a mapping of their own through the shm socket, or TCP).
+  struct ExtraSegment {
+    std::unique_ptr<SegmentHost> host;
+    bool allocated = false;  // memory of our own, not a caller's file
+  };
+  mutable std::mutex segments_mu_;  // guards extras_, retired_, extra_count_ and StartIo
+  std::map<std::string, ExtraSegment> extras_;
+  std::vector<std::unique_ptr<SegmentHost>> retired_;
+  unsigned extra_count_ = 0;
 };
 
 // ---- open and close -------------------------------------------------------
@@ -139,40 +175,18 @@ Status Client::Impl::Open() {
                        ? config_.copy_threads
                        : std::clamp(std::thread::hardware_concurrency(), 1u, kAutoCopyThreads);
 
+  rdma_devices_ = *devices;
   if (config_.global_segment_size > 0) {
-    static std::atomic<unsigned> segments_in_process{0};
-    SegmentHostOptions h;
-    h.master = config_.master_server_addr;
-    h.client_id = client_id_ + "-segment";
-    h.host_id = host_id_;
-    h.segment_name = !config_.segment_name.empty()
-                         ? config_.segment_name
-                         : host_id_ + ":" + std::to_string(getpid()) + ":" +
-                               std::to_string(segments_in_process.fetch_add(1));
+    SegmentHostOptions h = HostOptions(
+        !config_.segment_name.empty() ? config_.segment_name : NextSegmentName(host_id_),
+        client_id_ + "-segment");
     h.memory.size_bytes = config_.global_segment_size;
-    h.memory.hugepages = config_.hugepages;
-    h.memory.size_setting = "global_segment_size";  // errors name the client's settings
-    h.memory.hugepages_setting = "hugepages";
-    h.bind_host = config_.segment_bind_host;
-    // A caller that set segment_bind_host beyond loopback chose to expose
-    // it: the library warns (SegmentHost) rather than refusing, as it has
-    // no --insecure to say so; `kvcached store` refuses.
-    h.insecure = true;
-    h.token = token_;
-    h.metadata_server = config_.metadata_server;
-    h.ping_interval = config_.ping_interval;
-    h.connect_timeout = config_.connect_timeout;
     Result<std::unique_ptr<SegmentHost>> host = SegmentHost::Create(h);
     if (!host.ok()) return host.status();
     segment_ = std::move(host).value();
     if (Status st = ServeRdma(*devices); !st.ok()) return st;
-    metrics_ = std::make_unique<MetricsRegistry>();
-    ioc_ = std::make_unique<boost::asio::io_context>();
-    work_ =
-        std::make_unique<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>>(
-            ioc_->get_executor());
+    StartIo();
     if (Status st = segment_->Serve(*ioc_, *metrics_); !st.ok()) return st;
-    for (int i = 0; i < 2; ++i) io_threads_.emplace_back([this] { ioc_->run(); });
     if (Status st = segment_->Mount(); !st.ok()) return st;
     segment_name_ = segment_->name();
     t.own_instance = segment_->endpoint().instance;
@@ -192,9 +206,52 @@ Status Client::Impl::Open() {
   return Status::Ok();
 }
 
+SegmentHostOptions Client::Impl::HostOptions(const std::string& name,
+                                              const std::string& owner_id) const {
+  SegmentHostOptions h;
+  h.master = config_.master_server_addr;
+  h.client_id = owner_id;
+  h.host_id = host_id_;
+  h.segment_name = name;
+  h.memory.hugepages = config_.hugepages;
+  h.memory.size_setting = "global_segment_size";  // errors name the client's settings
+  h.memory.hugepages_setting = "hugepages";
+  h.bind_host = config_.segment_bind_host;
+  // A caller that set segment_bind_host beyond loopback chose to expose
+  // it: the library warns (SegmentHost) rather than refusing, as it has
+  // no --insecure to say so; `kvcached store` refuses.
+  h.insecure = true;
+  h.token = token_;
+  h.metadata_server = config_.metadata_server;
+  h.ping_interval = config_.ping_interval;
+  h.connect_timeout = config_.connect_timeout;
+  return h;
+}
+
+void Client::Impl::StartIo() {
+  if (ioc_) return;
+  metrics_ = std::make_unique<MetricsRegistry>();
+  ioc_ = std::make_unique<boost::asio::io_context>();
+  work_ = std::make_unique<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>>(
+      ioc_->get_executor());
+  for (int i = 0; i < 2; ++i) io_threads_.emplace_back([this] { ioc_->run(); });
+}
+
 void Client::Impl::Close() {
   std::lock_guard<std::mutex> lock(close_mu_);
   closed_ = true;
+  {
+    std::lock_guard<std::mutex> segments(segments_mu_);
+    for (auto& [name, extra] : extras_) {
+      extra.host->BeginShutdown();
+      if (Status st = extra.host->Unmount(); !st.ok()) {
+        spdlog::warn("close: could not unmount segment '{}' at the master: {}", name,
+                     st.ToString());
+      }
+      Retire(std::move(extra.host));
+    }
+    extras_.clear();
+  }
   if (segment_) {
     segment_->BeginShutdown();
     (void)segment_->Unmount();
@@ -203,10 +260,132 @@ void Client::Impl::Close() {
   if (ioc_) ioc_->stop();
   for (std::thread& t : io_threads_) t.join();
   io_threads_.clear();
-  // The segment's memory stays mapped until the client is destroyed: a call
-  // still running on another thread may be copying into it.
+  {
+    // No server handler runs any more, and this client's transfers never
+    // use these mappings (see ExtraSegment): free them now.
+    std::lock_guard<std::mutex> segments(segments_mu_);
+    retired_.clear();
+  }
+  // The setup segment's memory stays mapped until the client is destroyed:
+  // a call still running on another thread may be copying into it.
   if (transport_) transport_->Close();
   if (master_) master_->Close();
+}
+
+// ---- segments added after Open ---------------------------------------------
+
+void Client::Impl::Retire(std::unique_ptr<SegmentHost> host) {
+  host->BeginShutdown();
+  host->ReleaseMemory();
+  retired_.push_back(std::move(host));
+}
+
+Result<MountedSegment> Client::Impl::MountSegment(const SegmentSpec& spec) {
+  if (Status st = Usable(); !st.ok()) return st;
+  if (spec.size_bytes == 0) return Status(ErrorCode::INVALID_PARAMS, "mount: size is 0");
+  if (spec.protocol != "tcp" && spec.protocol != "rdma") {
+    return Status(ErrorCode::INVALID_PARAMS,
+                  "mount: protocol must be tcp or rdma, not '" + spec.protocol + "'");
+  }
+  const bool allocated = spec.file_path.empty();
+  uint64_t size = spec.size_bytes;
+  if (allocated) {
+    uint64_t unit = config_.hugepages ? kHugePageBytes : static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
+    if (size > UINT64_MAX - unit) return Status(ErrorCode::INVALID_PARAMS, "mount: size too large");
+    size = RoundUp(size, unit);
+  } else if (spec.file_offset != 0 && (spec.file_offset % sysconf(_SC_PAGESIZE)) != 0) {
+    // SegmentMemory checks this too; said here before a name is spent.
+    return Status(ErrorCode::INVALID_PARAMS, "mount: offset " + std::to_string(spec.file_offset) +
+                                                 " is not a multiple of the page size");
+  }
+
+  std::lock_guard<std::mutex> lock(segments_mu_);
+  // Close sets closed_ before it takes segments_mu_: a mount either sees it
+  // here or is unmounted by Close.
+  if (Status st = Usable(); !st.ok()) return st;
+  unsigned n = ++extra_count_;
+  SegmentHostOptions h =
+      HostOptions(NextSegmentName(host_id_), client_id_ + "-segment-" + std::to_string(n));
+  h.memory.size_bytes = size;
+  h.memory.file_path = spec.file_path;
+  h.memory.file_offset = allocated ? 0 : spec.file_offset;
+  if (!allocated) h.memory.hugepages = false;
+  Result<std::unique_ptr<SegmentHost>> created = SegmentHost::Create(h);
+  if (!created.ok()) return created.status();
+  std::unique_ptr<SegmentHost> host = std::move(created).value();
+  if (spec.protocol == "rdma") {
+    if (Status st = ServeRdma(rdma_devices_, *host); !st.ok()) return st;
+  }
+  StartIo();
+  Status st = host->Serve(*ioc_, *metrics_);
+  if (st.ok()) st = host->Mount();
+  if (!st.ok()) {
+    Retire(std::move(host));  // its listeners may have run: destroyed at Close
+    return st;
+  }
+  MountedSegment out{host->name(), host->memory().size()};
+  spdlog::info("mounted segment '{}' ({} bytes{}) as {}", out.name, out.size_bytes,
+               allocated ? ", allocated"
+                         : ", file " + spec.file_path + " from offset " +
+                               std::to_string(spec.file_offset),
+               h.client_id);
+  extras_.emplace(out.name, ExtraSegment{std::move(host), allocated});
+  return out;
+}
+
+Status Client::Impl::UnmountSegments(const std::vector<std::string>& names, bool free_memory) {
+  const char* call = free_memory ? "unmount_and_free_segment" : "unmount_segment";
+  if (Status st = Usable(); !st.ok()) return st;
+  if (names.empty()) return Status(ErrorCode::INVALID_PARAMS, std::string(call) + ": no segment");
+  std::lock_guard<std::mutex> lock(segments_mu_);
+  if (Status st = Usable(); !st.ok()) return st;
+  // Every name is checked before any segment is touched: all or none.
+  std::vector<std::string> todo;
+  for (const std::string& name : names) {
+    if (std::find(todo.begin(), todo.end(), name) != todo.end()) continue;
+    auto it = extras_.find(name);
+    if (it == extras_.end()) {
+      if (!segment_name_.empty() && name == segment_name_) {
+        return Status(ErrorCode::INVALID_PARAMS,
+                      std::string(call) + ": '" + name +
+                          "' is the segment set up with the client; close() unmounts it");
+      }
+      return Status(ErrorCode::SEGMENT_NOT_FOUND,
+                    std::string(call) + ": this client mounted no segment '" + name + "'");
+    }
+    if (free_memory && !it->second.allocated) {
+      return Status(ErrorCode::INVALID_PARAMS,
+                    std::string(call) + ": segment '" + name +
+                        "' maps a file (mount_segment), it was not allocated by "
+                        "allocate_and_mount_segment; use unmount_segment");
+    }
+    todo.push_back(name);
+  }
+  Status first;
+  for (const std::string& name : todo) {
+    auto it = extras_.find(name);
+    std::unique_ptr<SegmentHost> host = std::move(it->second.host);
+    extras_.erase(it);
+    host->BeginShutdown();
+    Status st = host->Unmount();
+    if (!st.ok()) {
+      spdlog::warn("{}: the master was not told of segment '{}' ({}); it drops it when its "
+                   "lease runs out",
+                   call, name, st.ToString());
+      if (first.ok()) first = st;
+    } else {
+      spdlog::info("{}: unmounted segment '{}'", call, name);
+    }
+    Retire(std::move(host));
+  }
+  return first;
+}
+
+std::vector<std::string> Client::Impl::MountedSegments() const {
+  std::lock_guard<std::mutex> lock(segments_mu_);
+  std::vector<std::string> out;
+  for (const auto& [name, extra] : extras_) out.push_back(name);
+  return out;
 }
 
 // ---- RDMA -----------------------------------------------------------------
@@ -245,12 +424,21 @@ Status Client::Impl::OpenRdma(const std::vector<std::string>& devices) {
 
 Status Client::Impl::ServeRdma(const std::vector<std::string>& devices) {
   if (config_.protocol != "rdma") return Status::Ok();
-  Result<std::unique_ptr<RdmaTarget>> target =
-      RdmaTarget::OpenSystem(RdmaSettings(config_, devices), segment_->memory().data(),
-                             segment_->memory().size());
-  if (target.code() == ErrorCode::NOT_SUPPORTED) return Status::Ok();
+  return ServeRdma(devices, *segment_);
+}
+
+Status Client::Impl::ServeRdma(const std::vector<std::string>& devices, SegmentHost& host) {
+  Result<std::unique_ptr<RdmaTarget>> target = RdmaTarget::OpenSystem(
+      RdmaSettings(config_, devices), host.memory().data(), host.memory().size());
+  if (target.code() == ErrorCode::NOT_SUPPORTED) {
+    if (&host != segment_.get()) {
+      spdlog::warn("segment '{}', protocol rdma: {}; serving it over TCP (and shared memory)",
+                   host.name(), target.status().message());
+    }
+    return Status::Ok();
+  }
   if (!target.ok()) return target.status();
-  segment_->SetRdma(std::shared_ptr<RdmaTarget>(std::move(target).value()));
+  host.SetRdma(std::shared_ptr<RdmaTarget>(std::move(target).value()));
   return Status::Ok();
 }
 
@@ -478,6 +666,13 @@ Status Client::RegisterBuffer(void* data, uint64_t size) {
   return impl_->RegisterBuffer(data, size);
 }
 Status Client::UnregisterBuffer(void* data) { return impl_->UnregisterBuffer(data); }
+Result<MountedSegment> Client::MountSegment(const SegmentSpec& spec) {
+  return impl_->MountSegment(spec);
+}
+Status Client::UnmountSegments(const std::vector<std::string>& names, bool free_memory) {
+  return impl_->UnmountSegments(names, free_memory);
+}
+std::vector<std::string> Client::mounted_segments() const { return impl_->MountedSegments(); }
 void Client::Close() { impl_->Close(); }
 const std::string& Client::host_id() const { return impl_->host_id_; }
 const std::string& Client::segment_name() const { return impl_->segment_name_; }
