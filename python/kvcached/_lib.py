@@ -139,6 +139,9 @@ _SIGNATURES = {
     "kvcached_free_string": (None, [c_void_p]),
     "kvcached_register_buffer": (_i32, [_client, _p, c_uint64]),
     "kvcached_unregister_buffer": (_i32, [_client, _p]),
+    "kvcached_mount_segment": (_i32, [_client, c_char_p, c_uint64, c_uint64, c_char_p,
+                                      POINTER(c_void_p), POINTER(c_uint64)]),
+    "kvcached_unmount_segments": (_i32, [_client, c_size_t, _p, c_int]),
 }
 
 for _name, (_restype, _argtypes) in _SIGNATURES.items():

@@ -256,6 +256,8 @@ class MooncakeDistributedStore(TensorMixin):
         self._handle = None  # the library's kvcached_client_t*, as an int
         self._lock = threading.Lock()
         self._registered = {}  # start address -> size, for get_into_ranges' bounds
+        self._pool = {}  # alloc_from_mem_pool: address -> mmap, freed by close()
+        self._location_logged = False
 
     # ---- lifecycle -------------------------------------------------------------
 
@@ -378,6 +380,8 @@ class MooncakeDistributedStore(TensorMixin):
             if self._handle is not None:
                 _L.kvcached_destroy(self._handle)  # a second setup replaces the first client
                 self._handle = None
+                self._registered.clear()
+                self._free_pool()
             if os.environ.get("KVCACHED_LOG_LEVEL"):
                 _L.kvcached_set_log_level(os.environ["KVCACHED_LOG_LEVEL"].encode())
             rc = _L.kvcached_open_settings((c_char_p * len(names))(*names),
@@ -390,14 +394,28 @@ class MooncakeDistributedStore(TensorMixin):
         return 0
 
     def close(self):
-        """Unmounts this client's segment (its objects leave the pool) and
-        closes every connection. Later calls return
+        """Unmounts this client's segments (its setup segment and every one
+        mount_segment or allocate_and_mount_segment added: their objects
+        leave the pool), closes every connection and frees the memory
+        alloc_from_mem_pool handed out. Later calls return
         UNAVAILABLE_IN_CURRENT_STATUS. Returns 0; idempotent."""
         with self._lock:
             if self._handle is not None:
                 _L.kvcached_close(self._handle)
             self._registered.clear()
+            self._free_pool()
         return 0
+
+    def _free_pool(self):
+        # Called with the client closed or destroyed: nothing moves bytes
+        # through these buffers any more.
+        pool, self._pool = self._pool, {}
+        for m in pool.values():
+            try:
+                m.close()
+            except BufferError:  # the caller still holds a view of it: freed with that
+                log.warning("kvcached: a buffer from alloc_from_mem_pool is still exported; it "
+                            "is freed when its last view is")
 
     def __del__(self):
         handle, self._handle = getattr(self, "_handle", None), None
@@ -861,6 +879,167 @@ class MooncakeDistributedStore(TensorMixin):
             return errors.INVALID_PARAMS
         return _L.kvcached_remove_by_regex(h, pattern, 1 if force else 0)
 
+    # ---- segments and memory --------------------------------------------------------
+
+    def init_all(self, protocol, device_name, mount_segment_size=16 * _MiB):
+        """Mooncake's one-call set-up: the settings of setup_from_env()
+        (MOONCAKE_MASTER, MOONCAKE_LOCAL_HOSTNAME, ... and the KVCACHED_*
+        variables), with `protocol` and `device_name` (RDMA devices) as
+        given and a segment of `mount_segment_size` bytes (0: none). Returns
+        0 or an error code, as setup()."""
+        if not _is_int(mount_segment_size) or mount_segment_size < 0:
+            log.error("kvcached: init_all: mount_segment_size must be a non-negative int, not %r",
+                      mount_segment_size)
+            return errors.INVALID_PARAMS
+        return self.setup_from_env(protocol=protocol or "tcp", rdma_devices=device_name or "",
+                                   global_segment_size=mount_segment_size)
+
+    def mount_segment(self, path, size, offset=0, protocol="tcp", location=""):
+        """Contributes `size` bytes of the existing file at `path` (a
+        /dev/shm object, a regular file), from byte `offset` (a multiple of
+        the page size), as one more segment served by this process until
+        unmount_segment() or close(). The file is mapped MAP_SHARED: puts
+        write into it; it is never grown, truncated or removed. With offset
+        0 same-host clients reach it by shared memory, otherwise over TCP.
+        Returns {"ret": 0 or an error code, "segment_ids": [id]}: the id is
+        the segment's name (what ReplicateConfig.preferred_segment takes and
+        get_replica_desc reports). INVALID_PARAMS (the reason logged,
+        nothing changed) for a size that is not a positive int, an offset
+        that is not a page-aligned non-negative int, or a file that is
+        missing, not readable and writable, not a regular file or shorter
+        than offset + size. `location` is accepted and ignored."""
+        ret = self._check_mount("mount_segment", size, protocol, location)
+        if ret == 0 and (not _is_int(offset) or offset < 0):
+            log.error("kvcached: mount_segment: offset must be a non-negative int, not %r", offset)
+            ret = errors.INVALID_PARAMS
+        if ret == 0 and (not isinstance(path, (str, bytes, os.PathLike)) or not os.fspath(path)):
+            log.error("kvcached: mount_segment: path must be a file's path, not %r", path)
+            ret = errors.INVALID_PARAMS
+        if ret != 0:
+            return {"ret": ret, "segment_ids": []}
+        ret, name, _ = self._mount(os.fsencode(path), offset, size, protocol, "mount_segment")
+        return {"ret": ret, "segment_ids": [name] if ret == 0 else []}
+
+    def allocate_and_mount_segment(self, size, protocol="tcp", location=""):
+        """Allocates `size` bytes (rounded up to the page size) and
+        contributes them as one more segment, as mount_segment does a
+        file's. Returns {"ret", "segment_ids", "allocated_size"}:
+        allocated_size is the rounded size (0 on failure). Free it with
+        unmount_and_free_segment (or unmount_segment) or close()."""
+        ret = self._check_mount("allocate_and_mount_segment", size, protocol, location)
+        if ret != 0:
+            return {"ret": ret, "segment_ids": [], "allocated_size": 0}
+        ret, name, allocated = self._mount(None, 0, size, protocol, "allocate_and_mount_segment")
+        return {"ret": ret, "segment_ids": [name] if ret == 0 else [],
+                "allocated_size": allocated if ret == 0 else 0}
+
+    def unmount_segment(self, segment_ids, grace_period_seconds=0):
+        """Unmounts segments this client mounted (either kind), all or
+        none: the master drops their objects, and their memory is given back
+        (a file's mapping is released; the file stays). Returns 0,
+        SEGMENT_NOT_FOUND for an id this client has not mounted, or
+        INVALID_PARAMS (an empty list, the setup segment's id, a bad
+        grace_period_seconds); nothing is unmounted then.
+        grace_period_seconds is accepted and unused: an unmount never
+        waits, and a transfer still running into the segment fails cleanly
+        or completes."""
+        return self._unmount(segment_ids, grace_period_seconds, False, "unmount_segment")
+
+    def unmount_and_free_segment(self, segment_ids, grace_period_seconds=0):
+        """As unmount_segment, for segments allocate_and_mount_segment
+        made: an id from mount_segment is refused (INVALID_PARAMS, nothing
+        unmounted), as that memory is a file's, not the pool's to free."""
+        return self._unmount(segment_ids, grace_period_seconds, True, "unmount_and_free_segment")
+
+    def alloc_from_mem_pool(self, size):
+        """The address of `size` zeroed bytes of page-aligned host memory,
+        registered with register_buffer, for put_from/get_into and the
+        other zero-copy calls; 0 on failure (the reason logged). In Mooncake
+        this carves the client's registered local buffer; kvcached has no
+        such pool, so each call maps memory of its own, which lives until
+        close() (or a new setup()). Over TCP and shared memory the
+        registration changes nothing; with RDMA it registers the range with
+        the NICs once."""
+        if not _is_int(size) or size <= 0:
+            log.error("kvcached: alloc_from_mem_pool: size must be a positive int, not %r", size)
+            return 0
+        with self._lock:
+            if self._handle is None:
+                log.error("kvcached: alloc_from_mem_pool: the store is not set up (or closed)")
+                return 0
+            try:
+                m = mmap.mmap(-1, size, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+            except (OSError, OverflowError, ValueError) as e:
+                log.error("kvcached: alloc_from_mem_pool(%d): %s", size, e)
+                return 0
+            address = ctypes.addressof(ctypes.c_char.from_buffer(m))
+            rc = _L.kvcached_register_buffer(self._handle, address, size)
+            if rc != 0:
+                log.error("kvcached: alloc_from_mem_pool(%d): register_buffer: %s", size,
+                          _lib.last_error())
+                m.close()
+                return 0
+            self._registered[address] = size
+            self._pool[address] = m
+        return address
+
+    def _check_mount(self, call, size, protocol, location):
+        if self._handle is None:
+            log.error("kvcached: %s: the store is not set up (or closed)", call)
+            return errors.UNAVAILABLE_IN_CURRENT_STATUS
+        if not _is_int(size) or size <= 0:
+            log.error("kvcached: %s: size must be a positive int, not %r", call, size)
+            return errors.INVALID_PARAMS
+        if protocol not in ("tcp", "rdma"):
+            log.error("kvcached: %s: protocol must be 'tcp' or 'rdma', not %r", call, protocol)
+            return errors.INVALID_PARAMS
+        if location and not self._location_logged:
+            self._location_logged = True
+            log.info("kvcached: %s: location %r is ignored (kvcached places no segment by NUMA "
+                     "location)", call, location)
+        return 0
+
+    def _mount(self, path, offset, size, protocol, call):
+        h = self._handle
+        if h is None:
+            return errors.UNAVAILABLE_IN_CURRENT_STATUS, "", 0
+        name = c_void_p()
+        allocated = c_uint64()
+        rc = _L.kvcached_mount_segment(h, path, offset, size, protocol.encode(), byref(name),
+                                       byref(allocated))
+        if rc != 0:
+            log.error("kvcached: %s: %s", call, _lib.last_error())
+            return rc, "", 0
+        try:
+            text = ctypes.string_at(name.value).decode(errors="replace")
+        finally:
+            _L.kvcached_free_string(name.value)
+        return 0, text, allocated.value
+
+    def _unmount(self, segment_ids, grace_period_seconds, free_memory, call):
+        h = self._handle
+        if h is None:
+            log.error("kvcached: %s: the store is not set up (or closed)", call)
+            return errors.UNAVAILABLE_IN_CURRENT_STATUS
+        if isinstance(segment_ids, str):
+            segment_ids = [segment_ids]
+        if not isinstance(segment_ids, Sequence) or \
+                not all(isinstance(i, str) and i and "\0" not in i for i in segment_ids):
+            log.error("kvcached: %s: segment_ids must be a list of segment ids (str), not %r",
+                      call, segment_ids)
+            return errors.INVALID_PARAMS
+        if isinstance(grace_period_seconds, bool) or \
+                not isinstance(grace_period_seconds, (int, float)) or grace_period_seconds < 0:
+            log.error("kvcached: %s: grace_period_seconds must be a non-negative number, not %r",
+                      call, grace_period_seconds)
+            return errors.INVALID_PARAMS
+        names = [i.encode() for i in segment_ids]
+        rc = _L.kvcached_unmount_segments(h, len(names), (c_char_p * len(names))(*names),
+                                          1 if free_memory else 0)
+        if rc != 0:
+            log.error("kvcached: %s: %s", call, _lib.last_error())
+        return rc
+
     # ---- kvcached's additions ----------------------------------------------------------------
 
     def stats(self):
@@ -875,6 +1054,10 @@ class MooncakeDistributedStore(TensorMixin):
         """The name of the segment this client contributes ("" when none)."""
         h = self._handle
         return "" if h is None else _L.kvcached_segment_name(h).decode()
+
+
+def _is_int(value):
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _setting_text(value):
