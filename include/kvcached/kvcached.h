@@ -10,8 +10,8 @@
  * caller owns every buffer, key and array it passes, and the library keeps
  * no pointer to them after a call returns (registered buffers excepted: a
  * registered range must stay mapped until it is unregistered). A string the
- * library hands out for the caller to keep (kvcached_batch_replica_desc_json)
- * is the caller's, freed with kvcached_free_string().
+ * library hands out for the caller to keep (kvcached_batch_replica_desc_json,
+ * kvcached_mount_segment) is the caller's, freed with kvcached_free_string().
  * docs/python.md describes the ABI; docs/client.md the semantics behind it. */
 #ifndef KVCACHED_KVCACHED_H_
 #define KVCACHED_KVCACHED_H_
@@ -327,7 +327,7 @@ KVCACHED_API int32_t kvcached_batch_replica_desc_json(kvcached_client_t* client,
                                                       const size_t* key_lens, char** json_out);
 
 /* Frees a string the library handed to the caller (kvcached_batch_replica_desc_json's
- * array). NULL is ignored. */
+ * array, kvcached_mount_segment's name). NULL is ignored. */
 KVCACHED_API void kvcached_free_string(char* text);
 
 /* ---- registered memory ------------------------------------------------------ */
