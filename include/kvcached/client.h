@@ -226,8 +226,9 @@ class Client {
   Status Remove(std::string_view key, bool force = false);
   // Returns how many objects were removed.
   Result<uint64_t> RemoveAll(bool force = false);
-  // Removes the objects whose keys match `pattern` (ECMAScript syntax, a
-  // match anywhere in the key; no back-references) and returns how many.
+  // Removes the objects whose keys match `pattern` (the ECMAScript
+  // subset of docs/protocol.md, a match anywhere in the key, in time linear
+  // in its length; no back-references or lookaround) and returns how many.
   // INVALID_PARAMS for an empty, oversized (> 1024 bytes) or bad pattern.
   // Objects put while it runs may or may not be removed.
   Result<uint64_t> RemoveByRegex(std::string_view pattern, bool force = false);

@@ -255,8 +255,9 @@ KVCACHED_API int32_t kvcached_remove(kvcached_client_t* client, const char* key,
 KVCACHED_API int64_t kvcached_remove_all(kvcached_client_t* client, int force);
 
 /* Removes the objects whose keys match `pattern` (a NUL-terminated
- * ECMAScript regular expression of 1 to 1024 bytes, matched anywhere in
- * the key; no back-references) and returns how many (>= 0), or a negative
+ * regular expression of 1 to 1024 bytes in the ECMAScript subset of
+ * docs/protocol.md, matched anywhere in the key in time linear in its
+ * length; no back-references or lookaround) and returns how many (>= 0), or a negative
  * code: INVALID_PARAMS for a bad pattern. Without force, objects under a
  * read lease are kept. Objects put while it runs may or may not go. */
 KVCACHED_API int64_t kvcached_remove_by_regex(kvcached_client_t* client, const char* pattern,

@@ -865,8 +865,9 @@ class MooncakeDistributedStore(TensorMixin):
         return _L.kvcached_remove_all(h, 1 if force else 0)
 
     def remove_by_regex(self, regex_pattern, force=False):
-        """Removes the objects whose keys match `regex_pattern` (ECMAScript
-        syntax, matched anywhere in the key; no back-references): how many
+        """Removes the objects whose keys match `regex_pattern` (an ECMAScript
+        subset, docs/protocol.md: matched anywhere in the key, in linear time;
+        no back-references or lookaround): how many
         were removed, or a negative code (INVALID_PARAMS for a bad pattern).
         Objects under a read lease are kept unless force."""
         h = self._handle

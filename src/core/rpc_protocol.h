@@ -66,7 +66,8 @@ enum class MsgType : uint16_t {
   // Committed by PutEnd.
   kUpsertStart = 17,
   // Removes every object of the caller's tenant whose key matches an
-  // ECMAScript regular expression (RemoveByRegexRequest; answer
+  // regular expression, core/compiled_regex.h's ECMAScript subset
+  // (RemoveByRegexRequest; answer
   // RemoveAllResponse).
   kRemoveByRegex = 18,
   // The store's data port (after Hello): bytes move in the frame body.
@@ -297,7 +298,7 @@ struct ReleaseLeasesRequest {
 inline constexpr size_t kMaxRegexBytes = 1024;
 
 struct RemoveByRegexRequest {
-  std::string pattern;  // ECMAScript syntax, at most kMaxRegexBytes
+  std::string pattern;  // core/compiled_regex.h's syntax, at most kMaxRegexBytes
   bool force = false;
 };
 
