@@ -44,6 +44,8 @@ enum class ErrorCode : int32_t {
   UNAVAILABLE_IN_CURRENT_STATUS = -1010,
   UNAVAILABLE_IN_CURRENT_MODE = -1011,
   NOT_SUPPORTED = -1012,
+  TASK_NOT_FOUND = -1400,
+  TASK_PENDING_LIMIT_EXCEEDED = -1401,
 };
 
 // One row of the table. `http_status` is what an HTTP front end answers when

@@ -47,7 +47,16 @@ std::vector<OptionSpec> MasterOptionsSpec() {
       MakeOption("put-start-discard-timeout", OptionKind::kDuration, "30s",
                  "A put not ended after this may be taken over by a new writer", 100),
       MakeOption("put-start-release-timeout", OptionKind::kDuration, "10m",
-                 "The space of a put never ended is reclaimed after this", 100),
+                 "The space of a put never ended is reclaimed after this (and a replica task "
+                 "not started or not ended by then fails)",
+                 100),
+      MakeOption("max-pending-tasks", OptionKind::kUInt, "10000",
+                 "Replica copy and move tasks unfinished at once, at most (more are refused "
+                 "with TASK_PENDING_LIMIT_EXCEEDED)",
+                 1, 1'000'000),
+      MakeOption("max-finished-tasks", OptionKind::kUInt, "10000",
+                 "Finished replica tasks remembered for query_task (the oldest are forgotten)",
+                 1, 1'000'000),
       with(MakeOption("eviction-high-watermark-ratio", OptionKind::kRatio, "0.90",
                       "Evict when this share of the pool is allocated"),
            {"eviction_high_watermark_ratio"}),
@@ -137,6 +146,8 @@ int RunMaster(const CommandContext& ctx) {
   index.lease_ttl_ms = cfg.Duration("default-kv-lease-ttl").count();
   index.put_start_discard_timeout_ms = cfg.Duration("put-start-discard-timeout").count();
   index.put_start_release_timeout_ms = cfg.Duration("put-start-release-timeout").count();
+  index.max_pending_tasks = cfg.Number("max-pending-tasks");
+  index.max_finished_tasks = cfg.Number("max-finished-tasks");
   index.eviction_high_watermark_ratio = cfg.Ratio("eviction-high-watermark-ratio");
   index.eviction_ratio = cfg.Ratio("eviction-ratio");
   index.client_ttl_ms = cfg.Duration("client-ttl").count();

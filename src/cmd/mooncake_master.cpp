@@ -64,11 +64,14 @@ constexpr MooncakeFlag kFlags[] = {
     {"enable_disk_eviction", Kind::kBool, "no effect: there is no disk tier yet", true},
     {"quota_bytes", Kind::kUInt, "no effect: there is no storage backend (see --tenant-quotas)",
      true},
-    {"max_total_finished_tasks", Kind::kUInt, "no effect: no replica copy or move tasks", true},
-    {"max_total_pending_tasks", Kind::kUInt, "no effect: no replica copy or move tasks", true},
-    {"max_total_processing_tasks", Kind::kUInt, "no effect: no replica copy or move tasks", true},
-    {"pending_task_timeout_sec", Kind::kUInt, "no effect: no replica copy or move tasks", true},
-    {"processing_task_timeout_sec", Kind::kUInt, "no effect: no replica copy or move tasks", true},
+    {"max_total_finished_tasks", Kind::kUInt, "--max-finished-tasks"},
+    {"max_total_pending_tasks", Kind::kUInt, "--max-pending-tasks (pending and processing)"},
+    {"max_total_processing_tasks", Kind::kUInt,
+     "no effect: each task's client runs it as soon as it is created", true},
+    {"pending_task_timeout_sec", Kind::kUInt,
+     "no effect: tasks time out after --put-start-release-timeout", true},
+    {"processing_task_timeout_sec", Kind::kUInt,
+     "no effect: tasks time out after --put-start-release-timeout", true},
     {"cxl_path", Kind::kText, "no effect: CXL is not supported", true},
     {"cxl_size", Kind::kUInt, "no effect: CXL is not supported", true},
     {"enable_cxl", Kind::kBool, "refused when true: CXL is not supported"},
@@ -292,6 +295,8 @@ Status Build(const Values& v, MooncakeMasterArgs& out) {
   if (const std::string* t = given("put_start_release_timeout_sec")) {
     arg("put-start-release-timeout", *t + "s");
   }
+  if (auto n = FirstPositive(v, {"max_total_pending_tasks"})) arg("max-pending-tasks", *n);
+  if (auto n = FirstPositive(v, {"max_total_finished_tasks"})) arg("max-finished-tasks", *n);
   if (const std::string* s = given("allocation_strategy")) {
     if (*s == "random") {
       arg("allocation-strategy", "random");

@@ -42,6 +42,9 @@ constexpr ErrorInfo kTable[] = {
     {E::UNAVAILABLE_IN_CURRENT_MODE, "UNAVAILABLE_IN_CURRENT_MODE",
      "unavailable in the current mode", 503, 69},
     {E::NOT_SUPPORTED, "NOT_SUPPORTED", "not supported", 501, 69},
+    {E::TASK_NOT_FOUND, "TASK_NOT_FOUND", "task not found", 404, 1},
+    {E::TASK_PENDING_LIMIT_EXCEEDED, "TASK_PENDING_LIMIT_EXCEEDED",
+     "too many unfinished tasks", 429, 75},
 };
 
 }  // namespace

@@ -229,6 +229,39 @@ void Fields(Io& io, RemoveByRegexRequest& m) {
 }
 
 template <typename Io>
+void Fields(Io& io, TaskRef& m) {
+  io.U64(m.id_hi);
+  io.U64(m.id_lo);
+}
+
+template <typename Io>
+void Fields(Io& io, CreateTaskRequest& m) {
+  io.U8(m.type);
+  io.Str(m.key, kMaxKeyBytes);
+  io.Str(m.source, kMaxIdBytes);
+  io.List(m.targets, kMaxTaskTargets, 4, [&](std::string& t) { io.Str(t, kMaxIdBytes); });
+}
+
+template <typename Io>
+void Fields(Io& io, TaskEndRequest& m) {
+  Fields(io, m.task);
+  io.I32(m.code);
+  io.Str(m.message, kMaxMessageBytes);
+}
+
+template <typename Io>
+void Fields(Io& io, TaskInfo& m) {
+  io.I32(m.code);
+  io.Str(m.message, kMaxMessageBytes);
+  Fields(io, m.task);
+  io.U8(m.type);
+  io.U8(m.state);
+  io.U64(m.created_ms);
+  io.U64(m.updated_ms);
+  io.Str(m.assigned_client, kMaxIdBytes);
+}
+
+template <typename Io>
 void Fields(Io& io, RemoveAllRequest& m) {
   io.Bool(m.force);
 }
@@ -329,6 +362,10 @@ KVCACHED_INSTANTIATE_CODEC(PutEndRequest)
 KVCACHED_INSTANTIATE_CODEC(ReleaseLeasesRequest)
 KVCACHED_INSTANTIATE_CODEC(RemoveByRegexRequest)
 KVCACHED_INSTANTIATE_CODEC(RemoveAllRequest)
+KVCACHED_INSTANTIATE_CODEC(TaskRef)
+KVCACHED_INSTANTIATE_CODEC(CreateTaskRequest)
+KVCACHED_INSTANTIATE_CODEC(TaskEndRequest)
+KVCACHED_INSTANTIATE_CODEC(TaskInfo)
 KVCACHED_INSTANTIATE_CODEC(RemoveAllResponse)
 KVCACHED_INSTANTIATE_CODEC(SizesResponse)
 KVCACHED_INSTANTIATE_CODEC(TableUpdate)
@@ -423,6 +460,14 @@ uint32_t MaxRequestBodyBytes(MsgType type) {
       return static_cast<uint32_t>(kPutEndMax);
     case MsgType::kRemoveAll:
       return 1;
+    case MsgType::kCreateTask:
+      return static_cast<uint32_t>(1 + StrMax(kMaxKeyBytes) + StrMax(kMaxIdBytes) + 4 +
+                                   kMaxTaskTargets * StrMax(kMaxIdBytes));
+    case MsgType::kTaskStart:
+    case MsgType::kQueryTask:
+      return 16;
+    case MsgType::kTaskEnd:
+      return static_cast<uint32_t>(16 + 4 + StrMax(kMaxMessageBytes));
     case MsgType::kDataRead:
       return kDataRangeBytes;
     case MsgType::kShmAttach:
@@ -475,6 +520,14 @@ const char* MsgTypeName(MsgType type) {
       return "UpsertStart";
     case MsgType::kRemoveByRegex:
       return "RemoveByRegex";
+    case MsgType::kCreateTask:
+      return "CreateTask";
+    case MsgType::kTaskStart:
+      return "TaskStart";
+    case MsgType::kTaskEnd:
+      return "TaskEnd";
+    case MsgType::kQueryTask:
+      return "QueryTask";
     case MsgType::kPutEnd:
       return "PutEnd";
     case MsgType::kPutRevoke:

@@ -70,6 +70,16 @@ enum class MsgType : uint16_t {
   // (RemoveByRegexRequest; answer
   // RemoveAllResponse).
   kRemoveByRegex = 18,
+  // Replica tasks (docs/master.md, "Replica tasks"): copy an object to more
+  // segments, or move one of its replicas. The master keeps the task; the
+  // client that created it moves the bytes.
+  kCreateTask = 19,  // CreateTaskRequest; answer TaskInfo (code, id, state)
+  // The creating client begins a task (TaskRef; answer ReplicaListResponse
+  // of two items: the object with its replicas, under a read lease, and
+  // the target ranges to write).
+  kTaskStart = 20,
+  kTaskEnd = 21,    // TaskEndRequest: how the copy went; answer StatusResponse
+  kQueryTask = 22,  // TaskRef; answer TaskInfo
   // The store's data port (after Hello): bytes move in the frame body.
   kDataWrite = 32,  // body: DataRange, then `length` bytes; answer StatusResponse
   kDataRead = 33,   // body: DataRange; answer: the `length` bytes
@@ -300,6 +310,41 @@ inline constexpr size_t kMaxRegexBytes = 1024;
 struct RemoveByRegexRequest {
   std::string pattern;  // core/compiled_regex.h's syntax, at most kMaxRegexBytes
   bool force = false;
+};
+
+// Replica tasks (kCreateTask .. kQueryTask). A task id is 128 random bits
+// (Mooncake's UUID pair); 0/0 is never one.
+enum class TaskType : uint8_t { kReplicaCopy = 0, kReplicaMove = 1 };
+enum class TaskState : uint8_t { kPending = 0, kProcessing = 1, kSuccess = 2, kFailed = 3 };
+inline constexpr size_t kMaxTaskTargets = kMaxReplicas;
+
+struct TaskRef {
+  uint64_t id_hi = 0;
+  uint64_t id_lo = 0;
+};
+
+struct CreateTaskRequest {
+  uint8_t type = 0;  // a TaskType
+  std::string key;
+  std::string source;                // a move's source segment
+  std::vector<std::string> targets;  // segment names: a copy's, or a move's one target
+};
+
+struct TaskEndRequest {
+  TaskRef task;
+  int32_t code = 0;  // 0: every target holds the bytes; else why not
+  std::string message;
+};
+
+struct TaskInfo {
+  int32_t code = 0;  // the request's result; the rest only with 0
+  std::string message;  // the request's error, or the task's own message
+  TaskRef task;
+  uint8_t type = 0;   // a TaskType
+  uint8_t state = 0;  // a TaskState
+  uint64_t created_ms = 0;  // wall clock, ms since the epoch
+  uint64_t updated_ms = 0;
+  std::string assigned_client;  // the client id that moves the bytes
 };
 
 struct RemoveAllRequest {

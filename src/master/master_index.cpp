@@ -4,6 +4,7 @@
 #include <deque>
 #include <functional>
 #include <numeric>
+#include <optional>
 #include <set>
 
 #include "master/key_table.h"
@@ -169,6 +170,115 @@ struct MasterIndex::Impl {
   // yet (a new master): a Remove of a key it does not know leaves a
   // tombstone, so a record remounted later cannot bring the key back.
   int64_t rebuild_until_ms = 0;
+
+  // ---- replica tasks ----
+  using TaskKey = std::pair<uint64_t, uint64_t>;
+  struct Task {
+    TaskInfo info;  // code unused; message: why it failed
+    std::string key;
+    std::string source;
+    std::vector<std::string> targets;
+    uint64_t version = 0;     // of the object copied, from TaskStart
+    uint64_t size = 0;
+    std::vector<Loc> ranges;  // allocated by TaskStart, not yet the object's
+    bool leased = false;      // TaskStart's read lease not yet given back
+    int64_t deadline_ms = 0;  // fails unless started (pending) or ended by then
+  };
+  std::map<TaskKey, Task> tasks;
+  std::deque<TaskKey> finished_tasks;  // oldest first
+  size_t unfinished_tasks = 0;
+  int64_t wall_offset_ms = 0;  // wall clock minus the monotonic one, as last seen
+
+  static bool Unfinished(const Task& t) {
+    return t.info.state == static_cast<uint8_t>(TaskState::kPending) ||
+           t.info.state == static_cast<uint8_t>(TaskState::kProcessing);
+  }
+  // A complete object not chosen for eviction, or kNil.
+  Id LiveObject(std::string_view key) const {
+    Id id = Find(key);
+    if (id == kNil) return kNil;
+    const Object& o = objects[id];
+    return o.state == State::kComplete && !o.doomed ? id : kNil;
+  }
+  // The segment id of a mounted segment, or kNil.
+  uint32_t MountedSegment(const std::string& name) const {
+    auto it = segment_ids.find(name);
+    return it != segment_ids.end() && segments[it->second]->mounted ? it->second : kNil;
+  }
+  static bool Holds(const Object& o, uint32_t seg) {
+    for (size_t i = 0; i < o.locs.size(); ++i) {
+      if (o.locs[i].seg == seg) return true;
+    }
+    return false;
+  }
+  // Checks a task's request against the index now: OK, or why not.
+  Status CheckTask(TaskType type, const std::string& key, const std::string& source,
+                   const std::vector<std::string>& targets) const {
+    Id id = LiveObject(key);
+    if (id == kNil) {
+      return Status(ErrorCode::OBJECT_NOT_FOUND,
+                    "no object under '" + std::string(UserKeyOf(key)) + "'");
+    }
+    const Object& o = objects[id];
+    size_t adds = 0;
+    for (const std::string& t : targets) {
+      uint32_t sid = MountedSegment(t);
+      if (sid == kNil) return Status(ErrorCode::SEGMENT_NOT_FOUND, "no mounted segment '" + t + "'");
+      adds += !Holds(o, sid);
+    }
+    if (type == TaskType::kReplicaMove) {
+      uint32_t src = MountedSegment(source);
+      if (src == kNil) {
+        return Status(ErrorCode::SEGMENT_NOT_FOUND, "no mounted segment '" + source + "'");
+      }
+      if (!Holds(o, src)) {
+        return Status(ErrorCode::INVALID_REPLICA,
+                      "segment '" + source + "' holds no replica of the object");
+      }
+    }
+    if (o.locs.size() + adds > kMaxReplicas) {
+      return Status(ErrorCode::INVALID_PARAMS, "the object would have more than " +
+                                                   std::to_string(kMaxReplicas) + " replicas");
+    }
+    return Status::Ok();
+  }
+  void FreeRanges(Task& t) {
+    for (Loc l : t.ranges) {
+      Segment& s = *segments[l.seg];
+      if (!s.mounted) continue;
+      (void)s.alloc.Free(l.offset, t.size);
+      --s.objects;
+    }
+    t.ranges.clear();
+  }
+  // Gives back the read lease TaskStart took (as ReleaseLeases does).
+  void EndTaskLease(Task& t, int64_t now_ms, MasterCounters& counters) {
+    if (!t.leased) return;
+    t.leased = false;
+    Id id = Find(t.key);
+    if (id == kNil) return;
+    Object& o = objects[id];
+    if (o.version != t.version || o.state != State::kComplete || o.readers == 0 ||
+        o.lease_until_ms <= now_ms) {
+      return;
+    }
+    if (--o.readers > 0) return;
+    o.lease_until_ms = now_ms;
+    if (o.doomed) EvictNow(id, counters);
+  }
+  void FinishTask(const TaskKey& k, Task& t, TaskState state, std::string message,
+                  uint64_t wall_ms, MasterCounters& counters) {
+    t.info.state = static_cast<uint8_t>(state);
+    t.info.updated_ms = wall_ms;
+    t.info.message = std::move(message);
+    (state == TaskState::kSuccess ? counters.tasks_succeeded : counters.tasks_failed)++;
+    --unfinished_tasks;
+    finished_tasks.push_back(k);
+    while (finished_tasks.size() > std::max<size_t>(1, opts.max_finished_tasks)) {
+      tasks.erase(finished_tasks.front());
+      finished_tasks.pop_front();
+    }
+  }
 
   Id Find(std::string_view key) const { return objects.Find(key); }
 
@@ -534,6 +644,12 @@ struct MasterIndex::Impl {
     });
     for (auto it = zombies.begin(); it != zombies.end();) {
       it = it->second.seg == seg_id ? zombies.erase(it) : std::next(it);
+    }
+    // Task ranges there go with the segment's allocator.
+    for (auto& [k, t] : tasks) {
+      t.ranges.erase(std::remove_if(t.ranges.begin(), t.ranges.end(),
+                                    [&](const Loc& l) { return l.seg == seg_id; }),
+                     t.ranges.end());
     }
     Segment& s = *segments[seg_id];
     s.mounted = false;
@@ -1147,6 +1263,24 @@ void MasterIndex::Tick(int64_t now_ms) {
     m.EvictNow(id, counters_);
   }
   m.doomed = std::move(still);
+  // Replica tasks never started, or never ended, in time.
+  if (m.unfinished_tasks > 0) {
+    uint64_t wall = static_cast<uint64_t>(now_ms + m.wall_offset_ms);
+    std::vector<Impl::TaskKey> late;
+    for (const auto& [k, t] : m.tasks) {
+      if (Impl::Unfinished(t) && t.deadline_ms <= now_ms) late.push_back(k);
+    }
+    for (const Impl::TaskKey& k : late) {  // finishing may forget old tasks: not while iterating
+      Impl::Task& t = m.tasks.at(k);
+      bool started = t.info.state == static_cast<uint8_t>(TaskState::kProcessing);
+      m.FreeRanges(t);
+      m.EndTaskLease(t, now_ms, counters_);
+      m.FinishTask(k, t, TaskState::kFailed,
+                   started ? "timed out: not ended within --put-start-release-timeout"
+                           : "timed out: not started within --put-start-release-timeout",
+                   wall, counters_);
+    }
+  }
   // High watermark.
   uint64_t cap = m.Capacity();
   uint64_t used = m.Used();
@@ -1156,6 +1290,243 @@ void MasterIndex::Tick(int64_t now_ms) {
                                             options_.eviction_ratio * static_cast<double>(cap));
     m.Evict(target, now_ms, counters_);
   }
+}
+
+// ---- replica tasks ----------------------------------------------------------
+
+TaskInfo MasterIndex::CreateTask(const Caller& caller, const CreateTaskRequest& req,
+                                 int64_t now_ms, uint64_t wall_ms) {
+  Impl& m = *impl_;
+  m.wall_offset_ms = static_cast<int64_t>(wall_ms) - now_ms;
+  TaskInfo r;
+  auto fail = [&](ErrorCode c, std::string why) {
+    r.code = Code(c);
+    r.message = std::move(why);
+    return r;
+  };
+  auto type = static_cast<TaskType>(req.type);
+  if (type != TaskType::kReplicaCopy && type != TaskType::kReplicaMove) {
+    return fail(ErrorCode::INVALID_PARAMS, "unknown task type " + std::to_string(req.type));
+  }
+  if (req.key.empty()) return fail(ErrorCode::INVALID_KEY, "empty key");
+  if (req.targets.empty()) return fail(ErrorCode::INVALID_PARAMS, "no target segment");
+  std::set<std::string> seen;
+  for (const std::string& t : req.targets) {
+    if (t.empty()) return fail(ErrorCode::INVALID_PARAMS, "an empty target segment name");
+    if (!seen.insert(t).second) {
+      return fail(ErrorCode::INVALID_PARAMS, "target segment '" + t + "' named twice");
+    }
+  }
+  if (type == TaskType::kReplicaMove) {
+    if (req.targets.size() != 1) {
+      return fail(ErrorCode::INVALID_PARAMS, "a move has exactly one target segment");
+    }
+    if (req.source.empty()) return fail(ErrorCode::INVALID_PARAMS, "a move needs a source segment");
+    if (req.source == req.targets[0]) {
+      return fail(ErrorCode::INVALID_PARAMS, "the source and the target are the same segment");
+    }
+  }
+  if (Status st = m.CheckTask(type, req.key, req.source, req.targets); !st.ok()) {
+    return fail(st.code(), st.message());
+  }
+  if (m.unfinished_tasks >= options_.max_pending_tasks) {
+    return fail(ErrorCode::TASK_PENDING_LIMIT_EXCEEDED,
+                std::to_string(m.unfinished_tasks) + " tasks are unfinished (--max-pending-tasks)");
+  }
+  Impl::TaskKey k;
+  do {
+    k = {m.rng(), m.rng()};
+  } while ((k.first == 0 && k.second == 0) || m.tasks.count(k) != 0);
+  Impl::Task& t = m.tasks[k];
+  t.info.task = {k.first, k.second};
+  t.info.type = req.type;
+  t.info.state = static_cast<uint8_t>(TaskState::kPending);
+  t.info.created_ms = t.info.updated_ms = wall_ms;
+  t.info.assigned_client = caller.client_id;
+  t.key = req.key;
+  t.source = req.source;
+  t.targets = req.targets;
+  t.deadline_ms = now_ms + options_.put_start_release_timeout_ms;
+  m.unfinished_tasks++;
+  counters_.tasks_created++;
+  r = t.info;
+  return r;
+}
+
+ReplicaListResponse MasterIndex::TaskStart(const Caller& caller, const TaskRef& ref,
+                                           int64_t now_ms, uint64_t wall_ms) {
+  Impl& m = *impl_;
+  m.wall_offset_ms = static_cast<int64_t>(wall_ms) - now_ms;
+  ReplicaListResponse r;
+  r.lease_ttl_ms = static_cast<uint64_t>(options_.lease_ttl_ms);
+  r.items.resize(2);
+  ReplicaItem& object = r.items[0];
+  ReplicaItem& targets = r.items[1];
+  Impl::TaskKey k{ref.id_hi, ref.id_lo};
+  auto it = m.tasks.find(k);
+  if (it == m.tasks.end() || it->second.info.assigned_client != caller.client_id) {
+    object.code = Code(ErrorCode::TASK_NOT_FOUND);
+    return r;
+  }
+  Impl::Task& t = it->second;
+  if (t.info.state != static_cast<uint8_t>(TaskState::kPending)) {
+    object.code = Code(ErrorCode::INVALID_PARAMS);  // started already, or finished
+    return r;
+  }
+  auto type = static_cast<TaskType>(t.info.type);
+  auto fail = [&](ErrorCode c, std::string why) {
+    m.FreeRanges(t);
+    m.EndTaskLease(t, now_ms, counters_);
+    m.FinishTask(k, t, TaskState::kFailed, std::move(why), wall_ms, counters_);
+    object.code = Code(c);
+    return r;
+  };
+  if (Status st = m.CheckTask(type, t.key, t.source, t.targets); !st.ok()) {
+    return fail(st.code(), st.message());
+  }
+  uint32_t id = m.LiveObject(t.key);
+  {
+    Object& o = m.objects[id];
+    if (o.lease_until_ms <= now_ms) o.readers = 0;
+    o.readers++;
+    o.lease_until_ms = std::max(o.lease_until_ms, now_ms + options_.lease_ttl_ms);
+    t.leased = true;
+    t.version = o.version;
+    t.size = o.size;
+  }
+  for (const std::string& name : t.targets) {
+    uint32_t sid = m.MountedSegment(name);
+    if (Impl::Holds(m.objects[id], sid)) continue;
+    Segment& s = *m.segments[sid];
+    if (s.quarantine_until_ms > now_ms || s.unreachable) {
+      return fail(ErrorCode::NO_AVAILABLE_HANDLE,
+                  "segment '" + name +
+                      "' takes no new objects now (waiting after a rebuild, or reported "
+                      "unreachable)");
+    }
+    std::optional<uint64_t> off = s.alloc.Allocate(t.size);
+    if (!off) {
+      // Room as a put would make it, in this segment only. The object is
+      // leased, so it is not evicted itself.
+      std::vector<bool> eligible(m.segments.size(), false);
+      eligible[sid] = true;
+      m.Evict(std::max<uint64_t>(t.size, static_cast<uint64_t>(
+                                             options_.eviction_ratio *
+                                             static_cast<double>(s.alloc.capacity_bytes()))),
+              now_ms, counters_, &eligible);
+      off = s.alloc.Allocate(t.size);
+    }
+    if (!off) return fail(ErrorCode::NO_AVAILABLE_HANDLE, "no room in segment '" + name + "'");
+    s.objects++;
+    t.ranges.push_back({sid, *off});
+  }
+  if (m.LiveObject(t.key) != id) {  // eviction took it after all
+    return fail(ErrorCode::OBJECT_NOT_FOUND, "the object was evicted");
+  }
+  Object& o = m.objects[id];
+  t.info.state = static_cast<uint8_t>(TaskState::kProcessing);
+  t.info.updated_ms = wall_ms;
+  t.deadline_ms = now_ms + options_.put_start_release_timeout_ms;
+  Impl::SegmentRefs refs;
+  object.size = o.size;
+  object.checksum = o.checksum;
+  object.version = o.version;
+  m.FillReplicas(r, refs, o.locs, object);
+  targets.size = o.size;
+  targets.checksum = o.checksum;
+  targets.version = o.version;
+  for (Loc l : t.ranges) targets.replicas.push_back({m.SegmentIndexIn(r, refs, l.seg), l.offset});
+  return r;
+}
+
+StatusResponse MasterIndex::TaskEnd(const Caller& caller, const TaskEndRequest& req,
+                                    int64_t now_ms, uint64_t wall_ms) {
+  Impl& m = *impl_;
+  m.wall_offset_ms = static_cast<int64_t>(wall_ms) - now_ms;
+  StatusResponse r;
+  Impl::TaskKey k{req.task.id_hi, req.task.id_lo};
+  auto it = m.tasks.find(k);
+  if (it == m.tasks.end() || it->second.info.assigned_client != caller.client_id) {
+    r.code = Code(ErrorCode::TASK_NOT_FOUND);
+    r.message = "no such task of this client";
+    return r;
+  }
+  Impl::Task& t = it->second;
+  auto state = static_cast<TaskState>(t.info.state);
+  if (state == TaskState::kPending && req.code != 0) {  // given up before it started
+    m.FinishTask(k, t, TaskState::kFailed, req.message, wall_ms, counters_);
+    return r;
+  }
+  if (state != TaskState::kProcessing) {
+    r.code = Code(ErrorCode::INVALID_PARAMS);
+    r.message = state == TaskState::kPending ? "the task was not started"
+                                             : "the task is over: " + t.info.message;
+    return r;
+  }
+  auto fail = [&](std::string why) {
+    m.FreeRanges(t);
+    m.EndTaskLease(t, now_ms, counters_);
+    m.FinishTask(k, t, TaskState::kFailed, std::move(why), wall_ms, counters_);
+    return r;
+  };
+  if (req.code != 0) return fail(req.message.empty() ? "the copy failed" : req.message);
+  uint32_t id = m.LiveObject(t.key);
+  if (id == kNil || m.objects[id].version != t.version) {
+    return fail("the object was removed, replaced or evicted during the copy");
+  }
+  Object& o = m.objects[id];
+  for (Loc l : t.ranges) {  // ranges in segments unmounted meanwhile are gone already
+    if (Impl::Holds(o, l.seg) || o.locs.size() >= kMaxReplicas) {
+      (void)m.segments[l.seg]->alloc.Free(l.offset, t.size);
+      --m.segments[l.seg]->objects;
+      continue;
+    }
+    o.locs.push_back(l);
+    m.Queue(l.seg, TableOp::kAdd, id, l);
+    counters_.replicas_copied++;
+  }
+  t.ranges.clear();
+  m.EndTaskLease(t, now_ms, counters_);
+  if (static_cast<TaskType>(t.info.type) == TaskType::kReplicaMove) {
+    id = m.Find(t.key);  // the lease's end may have evicted it
+    uint32_t target = m.MountedSegment(t.targets[0]);
+    uint32_t source = m.MountedSegment(t.source);
+    if (id == kNil || m.objects[id].version != t.version || target == kNil ||
+        !Impl::Holds(m.objects[id], target)) {
+      m.FinishTask(k, t, TaskState::kFailed,
+                   "the target segment was unmounted, or the object evicted, during the move",
+                   wall_ms, counters_);
+      return r;
+    }
+    Object& moved = m.objects[id];
+    for (size_t i = 0; source != kNil && i < moved.locs.size(); ++i) {
+      Loc l = moved.locs[i];
+      if (l.seg != source) continue;
+      m.Queue(l.seg, TableOp::kRemove, id, l);
+      if (moved.lease_until_ms > now_ms) {  // readers may be reading there
+        m.zombies.emplace(moved.lease_until_ms, Zombie{l.seg, l.offset, moved.size});
+      } else {
+        (void)m.segments[l.seg]->alloc.Free(l.offset, moved.size);
+        --m.segments[l.seg]->objects;
+      }
+      moved.locs.erase(i);
+      break;
+    }
+  }
+  m.FinishTask(k, t, TaskState::kSuccess, "", wall_ms, counters_);
+  return r;
+}
+
+TaskInfo MasterIndex::QueryTask(std::string_view tenant, const TaskRef& ref) const {
+  const Impl& m = *impl_;
+  auto it = m.tasks.find({ref.id_hi, ref.id_lo});
+  if (it == m.tasks.end() || TenantOfInternalKey(it->second.key) != tenant) {
+    TaskInfo r;
+    r.code = Code(ErrorCode::TASK_NOT_FOUND);
+    r.message = "no such task";
+    return r;
+  }
+  return it->second.info;
 }
 
 std::vector<std::pair<std::string, TableUpdate>> MasterIndex::TakeTableUpdates() {

@@ -60,6 +60,13 @@ struct MasterOptions {
   // allow_evict_soft_pinned is false. A hard pin is never evicted.
   int64_t soft_pin_ttl_ms = 30 * 60'000;
   bool allow_evict_soft_pinned = true;
+  // Replica tasks: unfinished ones at most (more are refused with
+  // TASK_PENDING_LIMIT_EXCEEDED), finished ones remembered for QueryTask
+  // (the oldest forgotten first). A task not started or not ended
+  // put_start_release_timeout_ms after it began fails, and its target
+  // ranges are freed.
+  size_t max_pending_tasks = 10'000;
+  size_t max_finished_tasks = 10'000;
 };
 
 struct TenantStats {
@@ -107,6 +114,10 @@ struct MasterCounters {
   uint64_t owner_restarts = 0;  // segments mounted again by a new process proving the same owner
   uint64_t unreachable_reports = 0;  // segments reported unreachable by clients
   uint64_t leases_released = 0;      // read leases ended early by their readers
+  uint64_t tasks_created = 0;        // replica tasks
+  uint64_t tasks_succeeded = 0;
+  uint64_t tasks_failed = 0;
+  uint64_t replicas_copied = 0;  // replicas added to objects by tasks
 };
 
 class MasterIndex {
@@ -201,6 +212,30 @@ class MasterIndex {
   uint64_t RemoveVersions(std::string_view tenant, const std::vector<KeyVersion>& items, bool force,
                           int64_t now_ms);
   SizesResponse GetSizes(const std::vector<std::string>& keys) const;
+
+  // ---- replica tasks (docs/master.md, "Replica tasks") ----
+  // Keys are internal (tenant-scoped) keys. `wall_ms`: the wall clock, ms
+  // since the epoch, for the task's times. A task belongs to the client
+  // that created it: only it may start and end it, and QueryTask finds it
+  // only for callers of the key's tenant.
+  // CreateTask checks the request against the index now (OBJECT_NOT_FOUND,
+  // SEGMENT_NOT_FOUND, INVALID_REPLICA for a move whose source holds no
+  // replica, INVALID_PARAMS) and records the task pending.
+  TaskInfo CreateTask(const Caller& caller, const CreateTaskRequest& req, int64_t now_ms,
+                      uint64_t wall_ms);
+  // Checks again, takes a read lease on the object and allocates a range in
+  // every target that lacks a replica: item 0 of the answer is the object
+  // (as GetReplicaList), item 1 the ranges to write (none: nothing to copy).
+  // A failure here fails the task (its code in item 0).
+  ReplicaListResponse TaskStart(const Caller& caller, const TaskRef& ref, int64_t now_ms,
+                                uint64_t wall_ms);
+  // The bytes are in the targets (code 0): the new replicas join the object
+  // if it is still the version copied, and a move drops its source replica
+  // (its range reused once the object's read leases end). Otherwise, or
+  // with a code, the ranges are freed and the task fails with the message.
+  StatusResponse TaskEnd(const Caller& caller, const TaskEndRequest& req, int64_t now_ms,
+                         uint64_t wall_ms);
+  TaskInfo QueryTask(std::string_view tenant, const TaskRef& ref) const;
 
   // Periodic work: reclaims abandoned puts, evicts doomed objects whose
   // leases ran out, and evicts past the high watermark.

@@ -18,12 +18,13 @@ namespace {
 
 namespace http = boost::beast::http;
 
-constexpr size_t kOpSlots = 19;  // MsgType values are below this
+constexpr size_t kOpSlots = 23;  // MsgType values are below this
 
 bool IsObjectOp(MsgType t) {
   return t == MsgType::kPutEnd || t == MsgType::kRemove || t == MsgType::kRemoveAll ||
          t == MsgType::kUnmountSegment || t == MsgType::kPutStart || t == MsgType::kRemountSegment ||
-         t == MsgType::kUpsertStart || t == MsgType::kRemoveByRegex;
+         t == MsgType::kUpsertStart || t == MsgType::kRemoveByRegex || t == MsgType::kTaskStart ||
+         t == MsgType::kTaskEnd || t == MsgType::kCreateTask;
 }
 
 int32_t Code(ErrorCode c) { return static_cast<int32_t>(c); }
@@ -428,6 +429,91 @@ Status MasterService::RemoveByRegex(const RpcPeer& peer, const Caller& caller,
   return Status::Ok();
 }
 
+Status MasterService::TaskCall(const RpcPeer& peer, const Caller& caller, MsgType type,
+                               std::string_view body, std::string& out, uint64_t& failures,
+                               int64_t now) {
+  auto wall = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                        std::chrono::system_clock::now().time_since_epoch())
+                                        .count());
+  auto task_text = [](const TaskRef& t) {
+    return fmt::format("{:016x}{:016x}", t.id_hi, t.id_lo);
+  };
+  if (type == MsgType::kCreateTask) {
+    CreateTaskRequest r;
+    if (Status st = DecodeBody(body, r); !st.ok()) return st;
+    ops_->keys->Inc();
+    TaskInfo res;
+    if (Status st = ScopeKey(TenantPrefix(peer.tenant), 0, r.key); !st.ok()) {
+      res.code = Code(st.code());
+      res.message = st.message();
+    } else {
+      std::lock_guard<std::mutex> lock(index_mu_);
+      res = index_.CreateTask(caller, r, now, wall);
+    }
+    if (res.code != 0) {
+      failures++;
+    } else {
+      spdlog::info("client '{}' created task {}: {} of '{}'{} to {}", Printable(caller.client_id),
+                   task_text(res.task),
+                   r.type == static_cast<uint8_t>(TaskType::kReplicaMove) ? "move" : "copy",
+                   Printable(UserKeyOf(r.key)),
+                   r.source.empty() ? "" : " from '" + Printable(r.source) + "'",
+                   Printable(fmt::format("{}", fmt::join(r.targets, ","))));
+    }
+    out = EncodeBody(res);
+    return Status::Ok();
+  }
+  if (type == MsgType::kTaskEnd) {
+    TaskEndRequest r;
+    if (Status st = DecodeBody(body, r); !st.ok()) return st;
+    StatusResponse res;
+    TaskInfo after;
+    {
+      std::lock_guard<std::mutex> lock(index_mu_);
+      res = index_.TaskEnd(caller, r, now, wall);
+      after = index_.QueryTask(peer.tenant, r.task);
+    }
+    if (res.code != 0) failures++;
+    if (res.code == 0 && after.code == 0) {
+      bool ok = after.state == static_cast<uint8_t>(TaskState::kSuccess);
+      if (ok) {
+        spdlog::info("task {} done", task_text(r.task));
+      } else {
+        spdlog::warn("task {} failed: {}", task_text(r.task), Printable(after.message));
+      }
+    }
+    out = EncodeBody(res);
+    return Status::Ok();
+  }
+  TaskRef r;
+  if (Status st = DecodeBody(body, r); !st.ok()) return st;
+  if (type == MsgType::kTaskStart) {
+    ReplicaListResponse res;
+    TaskInfo after;
+    {
+      std::lock_guard<std::mutex> lock(index_mu_);
+      res = index_.TaskStart(caller, r, now, wall);
+      after = index_.QueryTask(peer.tenant, r);
+    }
+    if (res.items[0].code != 0) {
+      failures++;
+      if (after.code == 0 && after.state == static_cast<uint8_t>(TaskState::kFailed)) {
+        spdlog::warn("task {} failed: {}", task_text(r), Printable(after.message));
+      }
+    }
+    out = EncodeBody(res);
+    return Status::Ok();
+  }
+  TaskInfo res;
+  {
+    std::lock_guard<std::mutex> lock(index_mu_);
+    res = index_.QueryTask(peer.tenant, r);
+  }
+  if (res.code != 0) failures++;
+  out = EncodeBody(res);
+  return Status::Ok();
+}
+
 Status MasterService::Dispatch(const RpcPeer& peer, MsgType type, std::string_view body,
                                std::string& out, uint16_t& flags) {
   auto started = std::chrono::steady_clock::now();
@@ -465,6 +551,12 @@ Status MasterService::Dispatch(const RpcPeer& peer, MsgType type, std::string_vi
       break;
     case MsgType::kRemoveByRegex:
       decoded = RemoveByRegex(peer, caller, body, out, flags);
+      break;
+    case MsgType::kCreateTask:
+    case MsgType::kTaskStart:
+    case MsgType::kTaskEnd:
+    case MsgType::kQueryTask:
+      decoded = TaskCall(peer, caller, type, body, out, failures, now);
       break;
     case MsgType::kPutEnd:
       decoded = Batched<PutEndRequest>(
@@ -609,6 +701,15 @@ void MasterService::RenderSegmentMetrics(std::string& out) {
           c.reconcile_changes);
   counter("kvcached_master_leases_released_total",
           "Read leases ended by their readers when the get was done", c.leases_released);
+  counter("kvcached_master_tasks_created_total", "Replica copy and move tasks created",
+          c.tasks_created);
+  counter("kvcached_master_tasks_succeeded_total", "Replica tasks that succeeded",
+          c.tasks_succeeded);
+  counter("kvcached_master_tasks_failed_total",
+          "Replica tasks that failed (the client said why, the object changed, or they timed out)",
+          c.tasks_failed);
+  counter("kvcached_master_task_replicas_added_total", "Replicas that tasks added to objects",
+          c.replicas_copied);
   counter("kvcached_master_unreachable_reports_total",
           "Segments clients reported they could not reach (placements stop until the owner "
           "pings)",

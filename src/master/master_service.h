@@ -77,6 +77,9 @@ class MasterService {
   template <typename Req, typename Call>
   Status Batched(const RpcPeer& peer, std::string_view body, std::string& out, uint16_t& flags,
                  uint64_t& failures, Call call);
+  // CreateTask, TaskStart, TaskEnd, QueryTask (replica tasks).
+  Status TaskCall(const RpcPeer& peer, const Caller& caller, MsgType type, std::string_view body,
+                  std::string& out, uint64_t& failures, int64_t now);
   void HandleAdmin(const HttpRequest& req, const HttpRequestContext& ctx, HttpResponse& res);
   bool ServeMooncakeAdmin(std::string_view path, std::string_view target, HttpResponse& res);
   // `prefix`: the tenant's (core/tenant.h).

@@ -24,6 +24,8 @@ TEST_CASE("error codes keep Mooncake's numeric values") {
   CHECK(static_cast<int>(ErrorCode::RPC_TIMEOUT) == -901);
   CHECK(static_cast<int>(ErrorCode::UNAVAILABLE_IN_CURRENT_STATUS) == -1010);
   CHECK(static_cast<int>(ErrorCode::NOT_SUPPORTED) == -1012);
+  CHECK(static_cast<int>(ErrorCode::TASK_NOT_FOUND) == -1400);
+  CHECK(static_cast<int>(ErrorCode::TASK_PENDING_LIMIT_EXCEEDED) == -1401);
 }
 
 TEST_CASE("the table has one row per code, unique names, sane HTTP statuses") {
@@ -42,7 +44,7 @@ TEST_CASE("the table has one row per code, unique names, sane HTTP statuses") {
     CHECK(ErrorCodeFromName(row->name) == row->code);
     CHECK(&Info(row->code) == row);
   }
-  CHECK(values.size() == 29);
+  CHECK(values.size() == 31);
 }
 
 TEST_CASE("lookups of unknown values fail cleanly") {

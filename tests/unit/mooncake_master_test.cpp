@@ -126,7 +126,7 @@ TEST_CASE("mooncake_master: flags without effect here are accepted and noted") {
   Result<MooncakeMasterArgs> r =
       Translate({"--enable_metric_reporting=false",
                  "--rpc_enable_tcp_no_delay=false", "--memory_allocator=cachelib",
-                 "--max_total_pending_tasks=5", "--cluster_id=c1"});
+                 "--max_total_processing_tasks=5", "--cluster_id=c1"});
   REQUIRE(r.ok());
   CHECK(r->master_args == std::vector<std::string>{"--no-meta"});
   auto noted = [&](const std::string& flag) {
@@ -137,10 +137,19 @@ TEST_CASE("mooncake_master: flags without effect here are accepted and noted") {
   };
   for (const char* flag :
        {"--enable_metric_reporting", "--rpc_enable_tcp_no_delay",
-        "--memory_allocator", "--max_total_pending_tasks", "--cluster_id"}) {
+        "--memory_allocator", "--max_total_processing_tasks", "--cluster_id"}) {
     CHECK_MESSAGE(noted(flag), flag);
   }
   CHECK(Translate({"--rpc_port=1"})->notes.empty());
+}
+
+TEST_CASE("mooncake_master: the task table's limits reach the master") {
+  Result<MooncakeMasterArgs> r =
+      Translate({"--max_total_pending_tasks=5", "--max_total_finished_tasks=7"});
+  REQUIRE(r.ok());
+  CHECK(r->master_args == std::vector<std::string>{"--max-pending-tasks=5",
+                                                   "--max-finished-tasks=7", "--no-meta"});
+  CHECK(r->notes.empty());
 }
 
 TEST_CASE("mooncake_master: the soft pin settings reach the master") {
