@@ -148,6 +148,27 @@ struct MountedSegment {
   uint64_t size_bytes = 0;  // what it contributes (SegmentSpec's size, rounded up)
 };
 
+// Replica tasks (Mooncake's create_copy_task, create_move_task and
+// query_task). A task id is 128 random bits, Mooncake's UUID pair; {0, 0}
+// names no task.
+struct TaskId {
+  uint64_t hi = 0;
+  uint64_t lo = 0;
+};
+enum class ReplicaTaskType : uint8_t { kCopy = 0, kMove = 1 };
+enum class ReplicaTaskStatus : uint8_t { kPending = 0, kProcessing = 1, kSuccess = 2, kFailed = 3 };
+
+// What the master knows of a task (QueryTask).
+struct ReplicaTaskInfo {
+  TaskId id;
+  ReplicaTaskType type = ReplicaTaskType::kCopy;
+  ReplicaTaskStatus status = ReplicaTaskStatus::kPending;
+  uint64_t created_at_ms_epoch = 0;  // wall clock, ms since the epoch
+  uint64_t last_updated_at_ms_epoch = 0;
+  std::string assigned_client;  // the client that moves the bytes: its creator
+  std::string message;          // why it failed ("" otherwise)
+};
+
 // What one client has done, for benchmarks and diagnostics.
 struct ClientStats {
   uint64_t puts = 0, gets = 0;  // objects
@@ -248,6 +269,25 @@ class Client {
   // had; the master's error when it refuses the mount;
   // UNAVAILABLE_IN_CURRENT_STATUS after Close().
   Result<MountedSegment> MountSegment(const SegmentSpec& spec);
+
+  // Replica tasks (docs/client.md, "Replica tasks"). A copy adds a replica
+  // of `key`'s object in each target segment that lacks one; a move puts
+  // one in `target` and then drops the one in `source`. The master checks
+  // the request and records the task at once (OBJECT_NOT_FOUND,
+  // SEGMENT_NOT_FOUND, INVALID_REPLICA for a source that holds no replica,
+  // INVALID_PARAMS, TASK_PENDING_LIMIT_EXCEEDED); this client then moves
+  // the bytes on a thread of its own, in the order tasks were created, and
+  // QueryTask follows the task to kSuccess or kFailed (with the reason).
+  // Readers see the new replica only once it holds the whole object; an
+  // object removed or replaced meanwhile fails the task and keeps nothing.
+  // Tasks not yet run when the client closes fail ("the client closed").
+  Result<TaskId> CreateCopyTask(std::string_view key, const std::vector<std::string>& targets);
+  Result<TaskId> CreateMoveTask(std::string_view key, std::string_view source,
+                                std::string_view target);
+  // TASK_NOT_FOUND for an id the master does not know (never created, of
+  // another tenant, forgotten after --max-finished-tasks newer ones, or
+  // from before a master restart: tasks are not kept across restarts).
+  Result<ReplicaTaskInfo> QueryTask(TaskId id);
   // Unmounts segments MountSegment added, all or none: the master drops
   // their objects, their listeners close, and their memory is given back
   // at once (a file's mapping is released; the file is left as it is).

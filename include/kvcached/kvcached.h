@@ -11,7 +11,7 @@
  * no pointer to them after a call returns (registered buffers excepted: a
  * registered range must stay mapped until it is unregistered). A string the
  * library hands out for the caller to keep (kvcached_batch_replica_desc_json,
- * kvcached_mount_segment) is the caller's, freed with kvcached_free_string().
+ * kvcached_mount_segment, kvcached_query_task) is the caller's, freed with kvcached_free_string().
  * docs/python.md describes the ABI; docs/client.md the semantics behind it. */
 #ifndef KVCACHED_KVCACHED_H_
 #define KVCACHED_KVCACHED_H_
@@ -63,6 +63,8 @@ extern "C" {
 #define KVCACHED_UNAVAILABLE_IN_CURRENT_STATUS (-1010)
 #define KVCACHED_UNAVAILABLE_IN_CURRENT_MODE (-1011)
 #define KVCACHED_NOT_SUPPORTED (-1012)
+#define KVCACHED_TASK_NOT_FOUND (-1400)
+#define KVCACHED_TASK_PENDING_LIMIT_EXCEEDED (-1401)
 
 typedef struct kvcached_client kvcached_client_t;
 
@@ -371,6 +373,50 @@ KVCACHED_API int32_t kvcached_mount_segment(kvcached_client_t* client, const cha
  * tell the master (RPC_FAIL, ...) is returned. */
 KVCACHED_API int32_t kvcached_unmount_segments(kvcached_client_t* client, size_t count,
                                                const char* const* names, int free_memory);
+
+/* ---- replica tasks ------------------------------------------------------------
+ * Mooncake's create_copy_task, create_move_task and query_task; the
+ * semantics are kvcached::Client's (docs/client.md, "Replica tasks"). A task
+ * id is 128 random bits; {0, 0} names none. */
+
+typedef struct kvcached_task_id {
+  uint64_t hi;
+  uint64_t lo;
+} kvcached_task_id_t;
+
+#define KVCACHED_TASK_REPLICA_COPY 0
+#define KVCACHED_TASK_REPLICA_MOVE 1
+#define KVCACHED_TASK_PENDING 0
+#define KVCACHED_TASK_PROCESSING 1
+#define KVCACHED_TASK_SUCCESS 2
+#define KVCACHED_TASK_FAILED 3
+
+typedef struct kvcached_task_info {
+  kvcached_task_id_t id;
+  int32_t type;    /* KVCACHED_TASK_REPLICA_COPY or _MOVE */
+  int32_t status;  /* KVCACHED_TASK_PENDING .. KVCACHED_TASK_FAILED */
+  uint64_t created_at_ms_epoch;
+  uint64_t last_updated_at_ms_epoch;
+  char* assigned_client; /* the caller's: kvcached_free_string() */
+  char* message;         /* why it failed, "" otherwise; the caller's: kvcached_free_string() */
+} kvcached_task_info_t;
+
+/* Adds a replica of `key`'s object (NUL-terminated) in each of the `count`
+ * target segments that lacks one; the task id goes to *id_out ({0, 0} on
+ * failure). OK once the master has recorded the task; this client then
+ * copies in the background. INVALID_PARAMS for a NULL argument or count 0;
+ * the master's code (OBJECT_NOT_FOUND, SEGMENT_NOT_FOUND, ...). */
+KVCACHED_API int32_t kvcached_create_copy_task(kvcached_client_t* client, const char* key,
+                                               const char* const* targets, size_t count,
+                                               kvcached_task_id_t* id_out);
+/* Moves the replica in segment `source` to segment `target`. */
+KVCACHED_API int32_t kvcached_create_move_task(kvcached_client_t* client, const char* key,
+                                               const char* source, const char* target,
+                                               kvcached_task_id_t* id_out);
+/* Fills *info_out (its strings NULL on failure). TASK_NOT_FOUND for an id
+ * the master does not know; INVALID_PARAMS for a NULL argument. */
+KVCACHED_API int32_t kvcached_query_task(kvcached_client_t* client, kvcached_task_id_t id,
+                                         kvcached_task_info_t* info_out);
 
 #ifdef __cplusplus
 } /* extern "C" */

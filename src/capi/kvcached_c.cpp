@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <exception>
+#include <functional>
 #include <memory>
 #include <new>
 #include <string>
@@ -769,6 +770,76 @@ int32_t kvcached_unmount_segments(kvcached_client_t* client, size_t count,
       list.emplace_back(names[i]);
     }
     return kvcached::Report(client->client->UnmountSegments(list, free_memory != 0));
+  });
+}
+
+namespace {
+
+int32_t CreateTask(kvcached_client_t* client, kvcached_task_id_t* id_out,
+                   const std::function<kvcached::Result<kvcached::TaskId>()>& create) {
+  if (id_out != nullptr) *id_out = {0, 0};
+  kvcached::Result<kvcached::TaskId> r = create();
+  if (!r.ok()) return kvcached::Fail(r.status());
+  *id_out = {r->hi, r->lo};
+  kvcached::ClearError();
+  return KVCACHED_OK;
+}
+
+}  // namespace
+
+int32_t kvcached_create_copy_task(kvcached_client_t* client, const char* key,
+                                  const char* const* targets, size_t count,
+                                  kvcached_task_id_t* id_out) {
+  return Boundary([&]() -> int32_t {
+    if (id_out != nullptr) *id_out = {0, 0};
+    if (client == nullptr || !client->client || key == nullptr || targets == nullptr ||
+        count == 0 || id_out == nullptr) {
+      return kvcached::Fail(ErrorCode::INVALID_PARAMS,
+                            "client, key, targets or id_out is NULL, or count is 0");
+    }
+    std::vector<std::string> list;
+    for (size_t i = 0; i < count; ++i) {
+      if (targets[i] == nullptr) {
+        return kvcached::Fail(ErrorCode::INVALID_PARAMS, "a target is NULL");
+      }
+      list.emplace_back(targets[i]);
+    }
+    return CreateTask(client, id_out, [&] { return client->client->CreateCopyTask(key, list); });
+  });
+}
+
+int32_t kvcached_create_move_task(kvcached_client_t* client, const char* key, const char* source,
+                                  const char* target, kvcached_task_id_t* id_out) {
+  return Boundary([&]() -> int32_t {
+    if (id_out != nullptr) *id_out = {0, 0};
+    if (client == nullptr || !client->client || key == nullptr || source == nullptr ||
+        target == nullptr || id_out == nullptr) {
+      return kvcached::Fail(ErrorCode::INVALID_PARAMS,
+                            "client, key, source, target or id_out is NULL");
+    }
+    return CreateTask(client, id_out,
+                      [&] { return client->client->CreateMoveTask(key, source, target); });
+  });
+}
+
+int32_t kvcached_query_task(kvcached_client_t* client, kvcached_task_id_t id,
+                            kvcached_task_info_t* info_out) {
+  return Boundary([&]() -> int32_t {
+    if (info_out != nullptr) *info_out = {};
+    if (client == nullptr || !client->client || info_out == nullptr) {
+      return kvcached::Fail(ErrorCode::INVALID_PARAMS, "client or info_out is NULL");
+    }
+    kvcached::Result<kvcached::ReplicaTaskInfo> r = client->client->QueryTask({id.hi, id.lo});
+    if (!r.ok()) return kvcached::Fail(r.status());
+    info_out->id = {r->id.hi, r->id.lo};
+    info_out->type = static_cast<int32_t>(r->type);
+    info_out->status = static_cast<int32_t>(r->status);
+    info_out->created_at_ms_epoch = r->created_at_ms_epoch;
+    info_out->last_updated_at_ms_epoch = r->last_updated_at_ms_epoch;
+    info_out->assigned_client = kvcached::MallocCopy(r->assigned_client);
+    info_out->message = kvcached::MallocCopy(r->message);
+    kvcached::ClearError();
+    return KVCACHED_OK;
   });
 }
 

@@ -4,6 +4,8 @@
 
 #include <algorithm>
 #include <atomic>
+#include <condition_variable>
+#include <deque>
 #include <map>
 #include <mutex>
 #include <thread>
@@ -13,6 +15,7 @@
 #include <boost/asio/io_context.hpp>
 
 #include "client/batch_context.h"
+#include "client/checksum.h"
 #include "client/client_settings.h"
 #include "client/get_batch.h"
 #include "client/master_link.h"
@@ -76,6 +79,8 @@ class Client::Impl {
   Result<MountedSegment> MountSegment(const SegmentSpec& spec);
   Status UnmountSegments(const std::vector<std::string>& names, bool free_memory);
   std::vector<std::string> MountedSegments() const;
+  Result<TaskId> CreateTask(const CreateTaskRequest& req);
+  Result<ReplicaTaskInfo> QueryTask(TaskId id);
   ClientStats Stats() const;
 
   Status Usable() const {
@@ -134,6 +139,20 @@ class Client::Impl {
   std::map<std::string, ExtraSegment> extras_;
   std::vector<std::unique_ptr<SegmentHost>> retired_;
   unsigned extra_count_ = 0;
+
+  // Replica tasks this client created, run one at a time on task_thread_
+  // (started with the first task) in the order they were created.
+  void RunTasks();
+  void RunTask(const TaskRef& task);
+  // Reads the object (item 0 of TaskStart's answer) from one of its
+  // replicas and writes it to every target range (item 1).
+  Status CopyObject(const ReplicaListResponse& res, std::chrono::steady_clock::time_point asked);
+  void EndTask(const TaskRef& task, const Status& result);
+  std::mutex tasks_mu_;  // guards the three below
+  std::condition_variable tasks_cv_;
+  std::deque<TaskRef> task_queue_;
+  bool tasks_stopping_ = false;
+  std::thread task_thread_;
 };
 
 // ---- open and close -------------------------------------------------------
@@ -241,6 +260,12 @@ void Client::Impl::Close() {
   std::lock_guard<std::mutex> lock(close_mu_);
   closed_ = true;
   {
+    std::lock_guard<std::mutex> tasks(tasks_mu_);
+    tasks_stopping_ = true;
+  }
+  tasks_cv_.notify_all();
+  if (task_thread_.joinable()) task_thread_.join();
+  {
     std::lock_guard<std::mutex> segments(segments_mu_);
     for (auto& [name, extra] : extras_) {
       extra.host->BeginShutdown();
@@ -270,6 +295,205 @@ void Client::Impl::Close() {
   // a call still running on another thread may be copying into it.
   if (transport_) transport_->Close();
   if (master_) master_->Close();
+}
+
+// ---- replica tasks --------------------------------------------------------
+
+Result<TaskId> Client::Impl::CreateTask(const CreateTaskRequest& req) {
+  if (Status st = Usable(); !st.ok()) return st;
+  if (Status st = CheckKey(req.key); !st.ok()) return st;
+  const char* what = req.type == static_cast<uint8_t>(TaskType::kReplicaMove) ? "move" : "copy";
+  if (req.targets.empty() || req.targets.size() > kMaxTaskTargets) {
+    return Status(ErrorCode::INVALID_PARAMS, std::string(what) + " of '" + req.key + "': 1 to " +
+                                                 std::to_string(kMaxTaskTargets) +
+                                                 " target segments");
+  }
+  for (const std::string& name : req.targets) {
+    if (name.empty() || name.size() > kMaxIdBytes) {
+      return Status(ErrorCode::INVALID_PARAMS,
+                    std::string(what) + " of '" + req.key + "': a target segment name of 1 to " +
+                        std::to_string(kMaxIdBytes) + " bytes");
+    }
+  }
+  if (req.source.size() > kMaxIdBytes) {
+    return Status(ErrorCode::INVALID_PARAMS, std::string(what) + " of '" + req.key +
+                                                 "': the source segment name is too long");
+  }
+  TaskInfo res;
+  if (Status st = master_->Call(MsgType::kCreateTask, req, res); !st.ok()) return st;
+  if (res.code != 0) {
+    return Status(static_cast<ErrorCode>(res.code),
+                  std::string(what) + " of '" + req.key + "': " + res.message);
+  }
+  {
+    std::lock_guard<std::mutex> lock(tasks_mu_);
+    if (tasks_stopping_) {
+      // Closed meanwhile: the master hears the task will not run.
+      EndTask(res.task, Status(ErrorCode::UNAVAILABLE_IN_CURRENT_STATUS, "the client closed"));
+      return Status(ErrorCode::UNAVAILABLE_IN_CURRENT_STATUS, "the client is closed");
+    }
+    task_queue_.push_back(res.task);
+    if (!task_thread_.joinable()) task_thread_ = std::thread([this] { RunTasks(); });
+  }
+  tasks_cv_.notify_one();
+  return TaskId{res.task.id_hi, res.task.id_lo};
+}
+
+Result<ReplicaTaskInfo> Client::Impl::QueryTask(TaskId id) {
+  if (Status st = Usable(); !st.ok()) return st;
+  TaskInfo res;
+  if (Status st = master_->Call(MsgType::kQueryTask, TaskRef{id.hi, id.lo}, res); !st.ok()) {
+    return st;
+  }
+  if (res.code != 0) return Status(static_cast<ErrorCode>(res.code), "query_task: " + res.message);
+  if (res.type > static_cast<uint8_t>(ReplicaTaskType::kMove) ||
+      res.state > static_cast<uint8_t>(ReplicaTaskStatus::kFailed)) {
+    return Status(ErrorCode::RPC_FAIL, "query_task: the master answered an unknown type or state");
+  }
+  ReplicaTaskInfo info;
+  info.id = {res.task.id_hi, res.task.id_lo};
+  info.type = static_cast<ReplicaTaskType>(res.type);
+  info.status = static_cast<ReplicaTaskStatus>(res.state);
+  info.created_at_ms_epoch = res.created_ms;
+  info.last_updated_at_ms_epoch = res.updated_ms;
+  info.assigned_client = std::move(res.assigned_client);
+  info.message = std::move(res.message);
+  return info;
+}
+
+void Client::Impl::RunTasks() {
+  std::unique_lock<std::mutex> lock(tasks_mu_);
+  for (;;) {
+    tasks_cv_.wait(lock, [&] { return tasks_stopping_ || !task_queue_.empty(); });
+    if (tasks_stopping_) break;
+    TaskRef task = task_queue_.front();
+    task_queue_.pop_front();
+    lock.unlock();
+    RunTask(task);
+    lock.lock();
+  }
+  // Closing: the tasks not run yet fail now rather than at their timeout.
+  for (const TaskRef& task : task_queue_) {
+    EndTask(task, Status(ErrorCode::UNAVAILABLE_IN_CURRENT_STATUS, "the client closed"));
+  }
+  task_queue_.clear();
+}
+
+void Client::Impl::EndTask(const TaskRef& task, const Status& result) {
+  TaskEndRequest req;
+  req.task = task;
+  req.code = static_cast<int32_t>(result.code());
+  if (!result.ok()) req.message = result.ToString().substr(0, kMaxMessageBytes);
+  StatusResponse res;
+  Status st = master_->Call(MsgType::kTaskEnd, req, res);
+  if (!st.ok() || res.code != 0) {
+    // The master fails the task at its timeout and frees what it holds.
+    spdlog::warn("task {:016x}{:016x}: the master did not take its end: {}", task.id_hi,
+                 task.id_lo, st.ok() ? res.message : st.ToString());
+  }
+}
+
+void Client::Impl::RunTask(const TaskRef& task) {
+  ReplicaListResponse res;
+  auto asked = std::chrono::steady_clock::now();
+  if (Status st = master_->Call(MsgType::kTaskStart, task, res); !st.ok()) {
+    // Whether the master started it is unknown: an end with the failure
+    // fails it either way (and frees its ranges if it had started).
+    EndTask(task, st);
+    return;
+  }
+  if (res.items.size() != 2) {
+    EndTask(task, Status(ErrorCode::RPC_FAIL, "TaskStart answered " +
+                                                  std::to_string(res.items.size()) + " items"));
+    return;
+  }
+  if (res.items[0].code != 0) return;  // the master failed the task itself, and says why
+  Status result = CopyObject(res, asked);
+  if (!result.ok()) {
+    spdlog::warn("task {:016x}{:016x}: {}", task.id_hi, task.id_lo, result.ToString());
+  }
+  EndTask(task, result);
+}
+
+Status Client::Impl::CopyObject(const ReplicaListResponse& res,
+                                std::chrono::steady_clock::time_point asked) {
+  const ReplicaItem& object = res.items[0];
+  const ReplicaItem& targets = res.items[1];
+  if (targets.replicas.empty()) return Status::Ok();  // every target holds it already
+  std::unique_ptr<uint8_t[]> bytes(new (std::nothrow) uint8_t[object.size]);
+  if (!bytes) {
+    return Status(ErrorCode::NO_AVAILABLE_HANDLE,
+                  "no memory for a copy of " + std::to_string(object.size) + " bytes");
+  }
+  // Read it, same-host replicas first, until one reads whole, within the
+  // lease and (checksums on) matching the object's checksum.
+  std::vector<std::pair<Route, uint64_t>> tries;
+  Status last(ErrorCode::INVALID_REPLICA, "no replica to read");
+  for (const Replica& r : object.replicas) {
+    Result<Route> route = router_->To(res, r);
+    if (route.ok()) {
+      tries.emplace_back(*route, r.offset);
+    } else {
+      last = route.status();
+    }
+  }
+  std::stable_partition(tries.begin(), tries.end(),
+                        [](const auto& t) { return t.first.path != Path::kTcp; });
+  bool read = false;
+  for (const auto& [route, offset] : tries) {
+    std::vector<TransferOp> ops(1);
+    TransferOp& op = ops[0];
+    op.segment = route.segment;
+    op.path = route.path;
+    op.offset = offset;
+    op.length = object.size;
+    op.local = bytes.get();
+    op.want_checksum = config_.checksums && object.checksum != 0;
+    transport_->Run(ops);
+    if (!op.result.ok()) {
+      last = op.result;
+      continue;
+    }
+    if (std::chrono::steady_clock::now() - asked > std::chrono::milliseconds(res.lease_ttl_ms)) {
+      counters_.lease_expirations++;
+      return Status(ErrorCode::LEASE_EXPIRED, "the read of the object outlived its lease of " +
+                                                  std::to_string(res.lease_ttl_ms) + " ms");
+    }
+    if (op.want_checksum) {
+      uint64_t sum = op.checksum ? *op.checksum : ObjectChecksum(bytes.get(), object.size);
+      if (sum != object.checksum) {
+        counters_.checksum_mismatches++;
+        last = Status(ErrorCode::CHECKSUM_MISMATCH,
+                      "the bytes read from segment '" + op.segment->name +
+                          "' do not match the object's checksum");
+        continue;
+      }
+    }
+    read = true;
+    break;
+  }
+  if (!read) return last;
+  std::vector<TransferOp> writes;
+  for (const Replica& r : targets.replicas) {
+    Result<Route> route = router_->To(res, r);
+    if (!route.ok()) return route.status();
+    TransferOp op;
+    op.segment = route->segment;
+    op.path = route->path;
+    op.offset = r.offset;
+    op.length = object.size;
+    op.local = bytes.get();
+    op.write = true;
+    writes.push_back(std::move(op));
+  }
+  transport_->Run(writes);
+  for (const TransferOp& op : writes) {
+    if (!op.result.ok()) {
+      return Status(op.result.code(),
+                    "write to segment '" + op.segment->name + "': " + op.result.message());
+    }
+  }
+  return Status::Ok();
 }
 
 // ---- segments added after Open ---------------------------------------------
@@ -673,6 +897,25 @@ Status Client::UnmountSegments(const std::vector<std::string>& names, bool free_
   return impl_->UnmountSegments(names, free_memory);
 }
 std::vector<std::string> Client::mounted_segments() const { return impl_->MountedSegments(); }
+Result<TaskId> Client::CreateCopyTask(std::string_view key,
+                                      const std::vector<std::string>& targets) {
+  CreateTaskRequest req;
+  req.type = static_cast<uint8_t>(TaskType::kReplicaCopy);
+  req.key = std::string(key);
+  req.targets = targets;
+  return impl_->CreateTask(req);
+}
+Result<TaskId> Client::CreateMoveTask(std::string_view key, std::string_view source,
+                                      std::string_view target) {
+  CreateTaskRequest req;
+  req.type = static_cast<uint8_t>(TaskType::kReplicaMove);
+  req.key = std::string(key);
+  req.source = std::string(source);
+  req.targets = {std::string(target)};
+  if (source.empty()) return Status(ErrorCode::INVALID_PARAMS, "move: no source segment");
+  return impl_->CreateTask(req);
+}
+Result<ReplicaTaskInfo> Client::QueryTask(TaskId id) { return impl_->QueryTask(id); }
 void Client::Close() { impl_->Close(); }
 const std::string& Client::host_id() const { return impl_->host_id_; }
 const std::string& Client::segment_name() const { return impl_->segment_name_; }
