@@ -61,6 +61,16 @@ REPLICATE_SOFT_PIN = 1 << 16
 REPLICATE_HARD_PIN = 1 << 17
 
 
+class KvcachedTaskId(ctypes.Structure):
+    _fields_ = [("hi", c_uint64), ("lo", c_uint64)]
+
+
+class KvcachedTaskInfo(ctypes.Structure):
+    _fields_ = [("id", KvcachedTaskId), ("type", c_int32), ("status", c_int32),
+                ("created_at_ms_epoch", c_uint64), ("last_updated_at_ms_epoch", c_uint64),
+                ("assigned_client", c_void_p), ("message", c_void_p)]
+
+
 class KvcachedStats(ctypes.Structure):
     _fields_ = [(name, c_uint64) for name in (
         "puts", "gets", "bytes_written", "bytes_read", "shm_transfers", "tcp_transfers",
@@ -142,6 +152,11 @@ _SIGNATURES = {
     "kvcached_mount_segment": (_i32, [_client, c_char_p, c_uint64, c_uint64, c_char_p,
                                       POINTER(c_void_p), POINTER(c_uint64)]),
     "kvcached_unmount_segments": (_i32, [_client, c_size_t, _p, c_int]),
+    "kvcached_create_copy_task": (_i32, [_client, c_char_p, _p, c_size_t,
+                                         POINTER(KvcachedTaskId)]),
+    "kvcached_create_move_task": (_i32, [_client, c_char_p, c_char_p, c_char_p,
+                                         POINTER(KvcachedTaskId)]),
+    "kvcached_query_task": (_i32, [_client, KvcachedTaskId, POINTER(KvcachedTaskInfo)]),
 }
 
 for _name, (_restype, _argtypes) in _SIGNATURES.items():

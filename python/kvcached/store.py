@@ -26,6 +26,7 @@ from ctypes import byref, c_char, c_char_p, c_uint64, c_void_p
 
 from . import _lib
 from . import _replica
+from . import _task
 from . import errors
 from ._tensor import TensorMixin
 
@@ -1041,6 +1042,88 @@ class MooncakeDistributedStore(TensorMixin):
             log.error("kvcached: %s: %s", call, _lib.last_error())
         return rc
 
+    # ---- replica tasks ------------------------------------------------------------------------
+
+    def create_copy_task(self, key, targets):
+        """Adds a replica of `key`'s object in each segment named in
+        `targets` (segment names, as get_replica_desc reports them) that
+        lacks one. Returns (task_id, 0) once the master has recorded the
+        task, this client then copies the bytes in the background; follow it
+        with query_task(task_id). On failure ((0, 0), code):
+        OBJECT_NOT_FOUND, SEGMENT_NOT_FOUND, INVALID_PARAMS (no target, one
+        named twice, more than 16 replicas), TASK_PENDING_LIMIT_EXCEEDED,
+        UNAVAILABLE_IN_CURRENT_STATUS before setup; the reason is logged."""
+        if isinstance(targets, (str, bytes)) or not isinstance(targets, Sequence):
+            raise TypeError("create_copy_task(key, targets): targets must be a list of str")
+        names = [_segment_arg(t, "targets") for t in targets]
+        k = _task_key(key)
+        h = self._handle
+        if h is None:
+            return _task.NO_TASK, errors.UNAVAILABLE_IN_CURRENT_STATUS
+        if k is None or not names:
+            log.error("kvcached: create_copy_task: %s", "no target segment" if k is not None
+                      else "the key holds a NUL byte")
+            return _task.NO_TASK, errors.INVALID_PARAMS
+        out = _lib.KvcachedTaskId()
+        rc = _L.kvcached_create_copy_task(h, k, (c_char_p * len(names))(*names), len(names),
+                                          byref(out))
+        return self._task_created(rc, out, "create_copy_task")
+
+    def create_move_task(self, key, source, target):
+        """Moves `key`'s replica in segment `source` to segment `target`:
+        the target gets a copy first, then the source's is dropped (readers
+        still reading it finish first). Returns (task_id, 0) or ((0, 0),
+        code) as create_copy_task; INVALID_REPLICA when `source` holds no
+        replica of the object, INVALID_PARAMS when source is target."""
+        src = _segment_arg(source, "source")
+        dst = _segment_arg(target, "target")
+        k = _task_key(key)
+        h = self._handle
+        if h is None:
+            return _task.NO_TASK, errors.UNAVAILABLE_IN_CURRENT_STATUS
+        if k is None:
+            log.error("kvcached: create_move_task: the key holds a NUL byte")
+            return _task.NO_TASK, errors.INVALID_PARAMS
+        out = _lib.KvcachedTaskId()
+        rc = _L.kvcached_create_move_task(h, k, src, dst, byref(out))
+        return self._task_created(rc, out, "create_move_task")
+
+    @staticmethod
+    def _task_created(rc, out, call):
+        if rc != 0:
+            log.error("kvcached: %s: %s", call, _lib.last_error())
+            return _task.NO_TASK, rc
+        return (out.hi, out.lo), 0
+
+    def query_task(self, task_id):
+        """(QueryTaskResponse, 0), or (None, code): TASK_NOT_FOUND for an id
+        the master does not know (never created, another tenant's,
+        forgotten after --max-finished-tasks newer ones, or from before a
+        master restart), UNAVAILABLE_IN_CURRENT_STATUS before setup."""
+        if (not isinstance(task_id, Sequence) or isinstance(task_id, (str, bytes))
+                or len(task_id) != 2 or not all(_is_int(v) for v in task_id)):
+            raise TypeError("query_task(task_id): task_id must be a pair of ints, as "
+                            "create_copy_task returns it")
+        if not all(0 <= v < 1 << 64 for v in task_id):
+            return None, errors.TASK_NOT_FOUND
+        h = self._handle
+        if h is None:
+            return None, errors.UNAVAILABLE_IN_CURRENT_STATUS
+        info = _lib.KvcachedTaskInfo()
+        rc = _L.kvcached_query_task(h, _lib.KvcachedTaskId(task_id[0], task_id[1]), byref(info))
+        if rc != 0:
+            log.debug("kvcached: query_task: %s", _lib.last_error())
+            return None, rc
+        try:
+            client = ctypes.string_at(info.assigned_client).decode(errors="replace")
+            message = ctypes.string_at(info.message).decode(errors="replace")
+        finally:
+            _L.kvcached_free_string(info.assigned_client)
+            _L.kvcached_free_string(info.message)
+        return _task.QueryTaskResponse((info.id.hi, info.id.lo), info.type, info.status,
+                                       info.created_at_ms_epoch, info.last_updated_at_ms_epoch,
+                                       client, message), 0
+
     # ---- kvcached's additions ----------------------------------------------------------------
 
     def stats(self):
@@ -1059,6 +1142,19 @@ class MooncakeDistributedStore(TensorMixin):
 
 def _is_int(value):
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _segment_arg(name, what):
+    if not isinstance(name, str):
+        raise TypeError(f"{what}: a segment name must be a str, not {type(name).__name__}")
+    return name.encode()
+
+
+def _task_key(key):
+    """The key for the C ABI's NUL-terminated argument, or None when it
+    holds a NUL byte (which would cut it short)."""
+    k = _key(key)
+    return None if b"\0" in k else k
 
 
 def _setting_text(value):

@@ -13,10 +13,11 @@ except ImportError:
     import kvcached
 
 from kvcached import (  # noqa: F401
-    COMPLETE, INITIALIZED, REMOVED, UNDEFINED, BufferHandle, Descriptor, DiskDescriptor,
-    MemoryDescriptor, MooncakeDistributedStore, MooncakeHostMemAllocator, ParallelAxis,
-    ReadTarget, ReplicaDescriptor, ReplicaStatus, ReplicateConfig, TensorParallelism,
-    bind_to_numa_node)
+    COMPLETE, FAILED, INITIALIZED, PENDING, PROCESSING, REMOVED, REPLICA_COPY, REPLICA_MOVE,
+    SUCCESS, UNDEFINED, BufferHandle, Descriptor, DiskDescriptor, MemoryDescriptor,
+    MooncakeDistributedStore, MooncakeHostMemAllocator, ParallelAxis, QueryTaskResponse,
+    ReadTarget, ReplicaDescriptor, ReplicaStatus, ReplicateConfig, TaskStatus, TaskType,
+    TensorParallelism, bind_to_numa_node)
 from kvcached.errors import *  # noqa: F401,F403
 
 KVCACHED_SHIM = True
