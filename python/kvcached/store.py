@@ -182,12 +182,9 @@ class MooncakeHostMemAllocator:
         if size <= 0:
             log.error("kvcached: MooncakeHostMemAllocator.alloc(%d): size must be positive", size)
             return 0
-        try:
-            m = mmap.mmap(-1, size, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
-        except (OSError, OverflowError, ValueError) as e:
-            log.error("kvcached: MooncakeHostMemAllocator.alloc(%d): %s", size, e)
+        m, address = _anonymous_map(size, "MooncakeHostMemAllocator.alloc")
+        if m is None:
             return 0
-        address = ctypes.addressof(ctypes.c_char.from_buffer(m))
         with self._lock:
             self._maps[address] = m
         return address
@@ -203,6 +200,17 @@ class MooncakeHostMemAllocator:
             return errors.INVALID_PARAMS
         m.close()
         return 0
+
+
+def _anonymous_map(size, call):
+    """`size` zeroed, page-aligned bytes: (the mmap, its address), or
+    (None, 0) with the reason logged."""
+    try:
+        m = mmap.mmap(-1, size, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    except (OSError, OverflowError, ValueError) as e:
+        log.error("kvcached: %s(%d): %s", call, size, e)
+        return None, 0
+    return m, ctypes.addressof(ctypes.c_char.from_buffer(m))
 
 
 def _store_client_info(server_address):
@@ -969,12 +977,9 @@ class MooncakeDistributedStore(TensorMixin):
             if self._handle is None:
                 log.error("kvcached: alloc_from_mem_pool: the store is not set up (or closed)")
                 return 0
-            try:
-                m = mmap.mmap(-1, size, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
-            except (OSError, OverflowError, ValueError) as e:
-                log.error("kvcached: alloc_from_mem_pool(%d): %s", size, e)
+            m, address = _anonymous_map(size, "alloc_from_mem_pool")
+            if m is None:
                 return 0
-            address = ctypes.addressof(ctypes.c_char.from_buffer(m))
             rc = _L.kvcached_register_buffer(self._handle, address, size)
             if rc != 0:
                 log.error("kvcached: alloc_from_mem_pool(%d): register_buffer: %s", size,

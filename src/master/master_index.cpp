@@ -189,6 +189,12 @@ struct MasterIndex::Impl {
   size_t unfinished_tasks = 0;
   int64_t wall_offset_ms = 0;  // wall clock minus the monotonic one, as last seen
 
+  // The task, when it is the caller's to start and end; nullptr otherwise.
+  Task* CallersTask(const Caller& caller, const TaskKey& k) {
+    auto it = tasks.find(k);
+    if (it == tasks.end() || it->second.info.assigned_client != caller.client_id) return nullptr;
+    return &it->second;
+  }
   static bool Unfinished(const Task& t) {
     return t.info.state == static_cast<uint8_t>(TaskState::kPending) ||
            t.info.state == static_cast<uint8_t>(TaskState::kProcessing);
@@ -1363,12 +1369,12 @@ ReplicaListResponse MasterIndex::TaskStart(const Caller& caller, const TaskRef& 
   ReplicaItem& object = r.items[0];
   ReplicaItem& targets = r.items[1];
   Impl::TaskKey k{ref.id_hi, ref.id_lo};
-  auto it = m.tasks.find(k);
-  if (it == m.tasks.end() || it->second.info.assigned_client != caller.client_id) {
+  Impl::Task* found = m.CallersTask(caller, k);
+  if (found == nullptr) {
     object.code = Code(ErrorCode::TASK_NOT_FOUND);
     return r;
   }
-  Impl::Task& t = it->second;
+  Impl::Task& t = *found;
   if (t.info.state != static_cast<uint8_t>(TaskState::kPending)) {
     object.code = Code(ErrorCode::INVALID_PARAMS);  // started already, or finished
     return r;
@@ -1445,13 +1451,13 @@ StatusResponse MasterIndex::TaskEnd(const Caller& caller, const TaskEndRequest& 
   m.wall_offset_ms = static_cast<int64_t>(wall_ms) - now_ms;
   StatusResponse r;
   Impl::TaskKey k{req.task.id_hi, req.task.id_lo};
-  auto it = m.tasks.find(k);
-  if (it == m.tasks.end() || it->second.info.assigned_client != caller.client_id) {
+  Impl::Task* found = m.CallersTask(caller, k);
+  if (found == nullptr) {
     r.code = Code(ErrorCode::TASK_NOT_FOUND);
     r.message = "no such task of this client";
     return r;
   }
-  Impl::Task& t = it->second;
+  Impl::Task& t = *found;
   auto state = static_cast<TaskState>(t.info.state);
   if (state == TaskState::kPending && req.code != 0) {  // given up before it started
     m.FinishTask(k, t, TaskState::kFailed, req.message, wall_ms, counters_);
