@@ -11,6 +11,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 from conftest import BIN, Proc
 
 TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -28,11 +30,37 @@ SCENARIO = textwrap.dedent("""
     assert getattr(mooncake.store, "KVCACHED_SHIM", False), mooncake.store.__file__
     import hicache_scenario
 
+    MODE = {mode!r}
+
+    def allocator_pool(pool):
+        # standalone_storage: SGLang allocates its host pool through
+        # MooncakeHostTensorAllocator (MooncakeHostMemAllocator.alloc).
+        import ctypes
+        from mooncake.store import MooncakeHostMemAllocator
+        from fake_sglang import FakeTensor
+        size = len(pool.region)
+        pool.allocator = MooncakeHostMemAllocator()  # the memory lives as long as it
+        ptr = pool.allocator.alloc(size)
+        assert ptr != 0
+        region = (ctypes.c_char * size).from_address(ptr)
+        region[:] = bytes(pool.region)
+        pool.region = region
+        pool.kv_buffer = FakeTensor(region)
+        pool.base = pool.kv_buffer.data_ptr()
+
     class MooncakeStyleBackend:
         def __init__(self, pool, rpc):
             self.store = MooncakeDistributedStore()
-            assert self.store.setup("pytest-host", "P2PHANDSHAKE", 0, 16 * 1024 * 1024, "tcp",
-                                    "", rpc, None) == 0
+            if MODE == "standalone":
+                allocator_pool(pool)
+                assert self.store.setup_dummy(len(pool.region), 16 * 1024 * 1024,
+                                              {store_admin!r}) == 0
+            elif MODE == "tenant":
+                assert self.store.setup("pytest-host", "P2PHANDSHAKE", 0, 16 * 1024 * 1024,
+                                        "tcp", "", rpc, None, tenant_id="team-sglang") == 0
+            else:
+                assert self.store.setup("pytest-host", "P2PHANDSHAKE", 0, 16 * 1024 * 1024,
+                                        "tcp", "", rpc, None) == 0
             key = "sglang_mooncake_store_warmup_key" + uuid.uuid4().hex
             assert self.store.put(key, bytes(4 * 1024)) == 0
             assert self.store.is_exist(key) == 1
@@ -71,6 +99,14 @@ SCENARIO = textwrap.dedent("""
             return [all(r > 0 for r in results[i:i + 2]) for i in range(0, len(results), 2)]
 
     hicache_scenario.run(lambda pool: MooncakeStyleBackend(pool, {rpc!r}), {tag!r})
+    if MODE == "tenant":
+        # The pages are the tenant's: the default tenant's clients see none.
+        plain = MooncakeDistributedStore()
+        assert plain.setup("pytest-host", "P2PHANDSHAKE", 0, 16 * 1024 * 1024, "tcp", "",
+                           {rpc!r}) == 0
+        keys = [f"{{k}}_0_k" for k in hicache_scenario.page_keys({tag!r}, 12)]
+        assert plain.batch_is_exist(keys) == [0] * 12
+        plain.close()
     import mooncake
     print("SCENARIO OK", mooncake.store.__file__)
 """)
@@ -104,12 +140,29 @@ def fake_real_mooncake(tmp_path):
 
 def test_shim_through_pythonpath(cluster, prefix, tmp_path):
     real = fake_real_mooncake(tmp_path)
-    code = SCENARIO.format(tests=TESTS_DIR, rpc=cluster.rpc, tag=prefix) + textwrap.dedent("""
+    code = SCENARIO.format(tests=TESTS_DIR, rpc=cluster.rpc, tag=prefix, mode="plain",
+                           store_admin="") + textwrap.dedent("""
         import mooncake.engine
         assert mooncake.engine.REAL_ENGINE
     """)
     # PYTHON_DIR is not on the path: the shim finds kvcached in the checkout itself.
     out = run_python(code, {"PYTHONPATH": os.pathsep.join([shim_dir(), real])})
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "SCENARIO OK" in out.stdout
+
+
+@pytest.mark.parametrize("mode", ["tenant", "standalone"])
+def test_sglang_mooncake_calls_with_a_tenant_and_in_standalone_mode(cluster, prefix, tmp_path,
+                                                                    mode):
+    """The acceptance line of SGLang's two modes that used to stop it from
+    starting: its Mooncake backend's setup() with tenant_id (engine None, as
+    SGLang passes it) and standalone_storage (the host pool from
+    MooncakeHostMemAllocator, setup_dummy with the local store's admin
+    address), then the same warm-up, registration and HiCache scenario,
+    every page compared byte for byte."""
+    code = SCENARIO.format(tests=TESTS_DIR, rpc=cluster.rpc, tag=prefix, mode=mode,
+                           store_admin=cluster.stores[0].address("admin"))
+    out = run_python(code, {"PYTHONPATH": shim_dir()})
     assert out.returncode == 0, out.stdout + out.stderr
     assert "SCENARIO OK" in out.stdout
 
@@ -127,7 +180,8 @@ def test_shim_install_and_uninstall(cluster, prefix, tmp_path):
     # A site directory processed at start-up (as site-packages is), after the
     # real Mooncake on the path: the .pth puts the shim in front of it.
     code = (f"import sys, site; sys.path.insert(0, {real!r}); site.addsitedir({str(site_dir)!r})\n"
-            + SCENARIO.format(tests=TESTS_DIR, rpc=cluster.rpc, tag=prefix))
+            + SCENARIO.format(tests=TESTS_DIR, rpc=cluster.rpc, tag=prefix,
+                             mode="plain", store_admin=""))
     out = run_python(code, env)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "SCENARIO OK" in out.stdout
