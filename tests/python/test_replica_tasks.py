@@ -339,3 +339,56 @@ def test_copies_and_moves_survive_a_master_killed_and_restarted(prefix):
         s.close()
     finally:
         c.stop()
+
+
+def test_reads_during_moves_always_find_the_exact_bytes(two_stores, prefix):
+    """Readers on other threads while every object moves back and forth
+    between the two stores: each get returns the key's own bytes, never a
+    miss (the target's replica joins before the source's is dropped, and the
+    source's range waits for the leases readers hold)."""
+    import threading
+    a, b = two_stores.stores
+    s = client(two_stores)
+    keys = [f"{prefix}{i}" for i in range(16)]
+    for k in keys:
+        put_on(s, k, a.segment)
+    stop = threading.Event()
+    reads, bad = [0], []
+
+    def reader():
+        r = client(two_stores, "tasks-reader-host")  # over TCP, the stores' host is another
+        while not stop.is_set():
+            for k in keys:
+                got = r.get(k)
+                reads[0] += 1
+                if got != value_of(k):
+                    bad.append((k, len(got)))
+        r.close()
+
+    threads = [threading.Thread(target=reader) for _ in range(2)]
+    for t in threads:
+        t.start()
+    try:
+        wait_for("the readers read", lambda: reads[0] >= len(keys) or bad)
+        before = reads[0]
+        where = {k: a.segment for k in keys}
+        for _ in range(3):
+            tasks = []
+            for k in keys:
+                dst = b.segment if where[k] == a.segment else a.segment
+                task_id, rc = s.create_move_task(k, where[k], dst)
+                assert rc == 0, errors.error_name(rc)
+                tasks.append((k, task_id, dst))
+            for k, task_id, dst in tasks:
+                resp = wait_task(s, task_id)
+                assert resp.status == SUCCESS, resp.message
+                where[k] = dst
+                assert holders(s, k) == [dst]
+        during = reads[0] - before  # reads that overlapped the moves
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert during > 0
+    assert bad == []
+    s.close()
