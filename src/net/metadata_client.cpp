@@ -1,30 +1,12 @@
 #include "net/metadata_client.h"
 
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/ip/tcp.hpp>
-#include <boost/beast/core/error.hpp>
-#include <boost/beast/core/flat_buffer.hpp>
-#include <boost/beast/core/tcp_stream.hpp>
-#include <boost/beast/http/error.hpp>
-#include <boost/beast/http/parser.hpp>
-#include <boost/beast/http/read.hpp>
-#include <boost/beast/http/string_body.hpp>
-#include <boost/beast/http/write.hpp>
-
 #include <utility>
 
-#include "core/build_info.h"
 #include "core/printable.h"
+#include "net/http_call.h"
 
 namespace kvcached {
 namespace {
-
-namespace asio = boost::asio;
-namespace beast = boost::beast;
-namespace http = beast::http;
-using tcp = asio::ip::tcp;
-
-constexpr size_t kMaxResponseHeaderBytes = 16 << 10;
 
 // curl_easy_escape's encoding (what Mooncake's clients send): everything but
 // RFC 3986 unreserved characters becomes %XX, so '+', '/', '&', '#', '%' and
@@ -72,16 +54,6 @@ std::string Lower(std::string_view text) {
     if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
   }
   return out;
-}
-
-// The first line of an error answer, which is all kvcached and Mooncake put
-// there; falls back to the status line's reason phrase.
-std::string Reason(const http::response<http::string_body>& res) {
-  std::string_view body = res.body();
-  body = body.substr(0, body.find('\n'));
-  while (!body.empty() && (body.back() == '\r' || body.back() == ' ')) body.remove_suffix(1);
-  if (body.empty()) body = std::string_view(res.reason().data(), res.reason().size());
-  return Printable(body);
 }
 
 }  // namespace
@@ -181,136 +153,37 @@ Status MetadataClient::Delete(std::string_view key) const {
   return RoundTrip(Method::kDelete, key, {}).status();
 }
 
-// One request on a fresh connection. The I/O is asynchronous on a private
-// io_context only because Beast's tcp_stream enforces its expiry on
-// asynchronous operations alone; the caller still just blocks in run().
-// Long because it is one blocking exchange (resolve, connect, write, read,
-// answer) whose steps share one deadline and one error wording; split, each
-// step would need both passed in.
+// One request on a fresh connection (net/http_call.h).
 Result<std::optional<std::string>> MetadataClient::RoundTrip(Method method, std::string_view key,
                                                              std::string_view body) const {
   if (key.empty()) return Status(ErrorCode::INVALID_PARAMS, "metadata key must not be empty");
-  const auto deadline = std::chrono::steady_clock::now() + options_.timeout;
-  const char* method_name = method == Method::kPut   ? "PUT"
-                            : method == Method::kGet ? "GET"
-                                                     : "DELETE";
-  const std::string request = std::string(method_name) + " '" + Printable(key) + "'";
-  const std::string within = " within " + std::to_string(options_.timeout.count()) + " ms";
-
-  asio::io_context ioc;
-  beast::error_code ec;
-  tcp::resolver resolver(ioc);
-  tcp::resolver::results_type endpoints = resolver.resolve(host_, port_, ec);
-  if (ec) {
-    return Status(ErrorCode::RPC_FAIL,
-                  "cannot resolve the host of metadata server " + url_ + ": " + ec.message());
-  }
-  if (std::chrono::steady_clock::now() >= deadline) {
-    return Status(ErrorCode::RPC_TIMEOUT,
-                  "resolving the host of metadata server " + url_ + " did not finish" + within);
-  }
-
-  http::request<http::string_body> req;
-  req.method(method == Method::kPut   ? http::verb::put
-             : method == Method::kGet ? http::verb::get
-                                      : http::verb::delete_);
-  req.target(path_ + "?key=" + PercentEncode(key));
-  req.version(11);
-  req.set(http::field::host, host_header_);
-  req.set(http::field::user_agent, std::string("kvcached/") + GetBuildInfo().version);
-  if (!options_.token.empty()) req.set(http::field::authorization, "Bearer " + options_.token);
-  if (method == Method::kPut) req.body().assign(body.data(), body.size());
-  req.keep_alive(false);
-  req.prepare_payload();
-
-  beast::tcp_stream stream(ioc);
-  stream.expires_at(deadline);  // covers connect, write and read together
-  beast::flat_buffer buffer;
-  http::response_parser<http::string_body> parser;
-  parser.header_limit(kMaxResponseHeaderBytes);
-  parser.body_limit(options_.max_response_body_bytes);
-
-  beast::error_code connect_ec, write_ec, read_ec;
-  bool read_done = false;
-  stream.async_connect(endpoints, [&](const beast::error_code& e, const tcp::endpoint&) {
-    connect_ec = e;
-    if (e) return;
-    http::async_write(stream, req, [&](const beast::error_code& e, size_t) {
-      write_ec = e;
-      if (e == beast::error::timeout) return;
-      // Even when the write failed the server may have answered: it refuses
-      // an oversized or unauthorised request from its header and drains the
-      // rest, so its reason is worth reading.
-      //
-      // The header is read on its own first: Beast 1.74's eager parse (what
-      // async_read does) loses the body_limit error when body bytes follow
-      // the header in the same read, and string_body then reserves whatever
-      // Content-Length the server claims.
-      http::async_read_header(stream, buffer, parser, [&](const beast::error_code& e, size_t) {
-        read_ec = e;
-        if (!e && parser.content_length() &&
-            *parser.content_length() > options_.max_response_body_bytes) {
-          read_ec = http::error::body_limit;
-        }
-        if (read_ec) {
-          read_done = true;
-          return;
-        }
-        http::async_read(stream, buffer, parser, [&](const beast::error_code& e, size_t) {
-          read_ec = e;
-          read_done = true;
-        });
-      });
-    });
-  });
-  ioc.run();
-
-  if (connect_ec == beast::error::timeout) {
-    return Status(ErrorCode::RPC_TIMEOUT,
-                  "cannot connect to metadata server " + url_ + within + " (" + request + ")");
-  }
-  if (connect_ec) {
-    return Status(ErrorCode::RPC_FAIL, "cannot connect to metadata server " + url_ + ": " +
-                                           connect_ec.message() + " (" + request + ")");
-  }
-  if (write_ec == beast::error::timeout) {
-    return Status(ErrorCode::RPC_TIMEOUT,
-                  "could not send " + request + " to metadata server " + url_ + within);
-  }
-  if (!read_done || read_ec) {
-    if (write_ec) {
-      return Status(ErrorCode::RPC_FAIL, "lost the connection to metadata server " + url_ +
-                                             " while sending " + request + ": " +
-                                             write_ec.message());
-    }
-    if (read_ec == beast::error::timeout) {
-      return Status(ErrorCode::RPC_TIMEOUT,
-                    "no answer from metadata server " + url_ + " to " + request + within);
-    }
-    if (read_ec == http::error::body_limit) {
-      return Status(ErrorCode::BUFFER_OVERFLOW,
-                    "the answer of metadata server " + url_ + " to " + request + " exceeds " +
-                        std::to_string(options_.max_response_body_bytes) + " bytes");
-    }
-    return Status(ErrorCode::RPC_FAIL, "bad or no answer from metadata server " + url_ + " to " +
-                                           request + ": " + read_ec.message());
-  }
-  beast::error_code ignored;
-  stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
-
-  http::response<http::string_body> res = parser.release();
-  unsigned status = res.result_int();
-  if (status >= 200 && status < 300) return std::optional<std::string>(std::move(res.body()));
+  HttpCallRequest call;
+  call.method = method == Method::kPut ? "PUT" : method == Method::kGet ? "GET" : "DELETE";
+  call.what = call.method + " '" + Printable(key) + "'";
+  call.peer = "metadata server " + url_;
+  call.timeout = options_.timeout;
+  call.deadline = std::chrono::steady_clock::now() + options_.timeout;
+  call.host = host_;
+  call.port = port_;
+  call.host_header = host_header_;
+  call.target = path_ + "?key=" + PercentEncode(key);
+  if (!options_.token.empty()) call.authorization = "Bearer " + options_.token;
+  if (method == Method::kPut) call.body.assign(body.data(), body.size());
+  call.max_response_body_bytes = options_.max_response_body_bytes;
+  Result<HttpAnswer> res = HttpCall(call);
+  if (!res.ok()) return res.status();
+  unsigned status = res->status;
+  if (status >= 200 && status < 300) return std::optional<std::string>(std::move(res->body));
   // A PUT cannot be "not found": a 404 there means a wrong path.
   if (status == 404 && method != Method::kPut) return std::optional<std::string>();
   std::string answered =
-      "metadata server " + url_ + " answered " + std::to_string(status) + " to " + request;
+      "metadata server " + url_ + " answered " + std::to_string(status) + " to " + call.what;
   if (status == 401 || status == 403) {
     return Status(
         ErrorCode::ILLEGAL_CLIENT,
-        answered + (options_.token.empty() ? " (no token was sent): " : ": ") + Reason(res));
+        answered + (options_.token.empty() ? " (no token was sent): " : ": ") + res->reason);
   }
-  return Status(ErrorCode::ETCD_OPERATION_ERROR, answered + ": " + Reason(res));
+  return Status(ErrorCode::ETCD_OPERATION_ERROR, answered + ": " + res->reason);
 }
 
 }  // namespace kvcached
