@@ -41,7 +41,7 @@ BUILD_PKGS=(cmake ninja-build g++ pkg-config git curl libcli11-dev libboost-dev 
             nlohmann-json3-dev libxxhash-dev libibverbs-dev librdmacm-dev)
 TEST_PKGS=(doctest-dev python3 python3-pytest python3-torch python3-numpy clang dpkg-dev fakeroot file rpm
            lintian debootstrap groff man-db systemd systemd-container qemu-system-x86 cpio xz-utils
-           redis-server)
+           redis-server etcd-server iproute2)
 
 missing_packages() {
   local p
@@ -202,12 +202,25 @@ if [[ $MODE == run ]]; then
 fi
 
 redis_was_installed=$(missing_packages redis-server)
+etcd_was_installed=$(missing_packages etcd-server)
 install_packages "${TEST_PKGS[@]}"
 # Redis is here only for bench/vs_redis, which starts its own on a free port:
 # the service the package starts, where systemd runs, is stopped and disabled
 # when this script installed it.
 if [[ -n $redis_was_installed ]] && [[ -d /run/systemd/system ]]; then
   as_root systemctl disable --now redis-server.service >/dev/null 2>&1 || true
+fi
+# etcd is here for the tests (tests/python/etcd_cluster.py), which start their
+# own members on free ports; the package's postinst starts an etcd on 2379,
+# through systemd or, without it, its init script: stopped and disabled when
+# this script installed it.
+if [[ -n $etcd_was_installed ]]; then
+  if [[ -d /run/systemd/system ]]; then
+    as_root systemctl disable --now etcd.service >/dev/null 2>&1 || true
+  elif [[ -x /etc/init.d/etcd ]]; then
+    as_root invoke-rc.d etcd stop >/dev/null 2>&1 || true
+    as_root update-rc.d etcd disable >/dev/null 2>&1 || true
+  fi
 fi
 install_clang_runtime
 
