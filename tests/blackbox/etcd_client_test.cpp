@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "kvcached_process.h"
+#include "master/leadership.h"
 #include "net/etcd_client.h"
 
 namespace kvcached {
@@ -80,6 +81,9 @@ class Etcd {
     (void)!std::system(rm.c_str());
   }
   bool ready() const { return ready_; }
+  void Kill() {
+    if (!exited_) kill(pid_, SIGKILL), waitpid(pid_, nullptr, 0), exited_ = true;
+  }
   const std::string& client() const { return client_; }
 
  private:
@@ -169,6 +173,62 @@ TEST_CASE("etcd client: no reachable endpoint is an error naming each one") {
   CHECK(got.code() == ErrorCode::ETCD_OPERATION_ERROR);
   CHECK(got.status().message().find(a) != std::string::npos);
   CHECK(got.status().message().find(b) != std::string::npos);
+}
+
+TEST_CASE("leadership: one leader at a time, a higher epoch for the next, a fence without etcd") {
+  Etcd etcd;
+  REQUIRE_MESSAGE(etcd.ready(), "etcd did not become healthy within 30 s");
+  auto client = EtcdClient::Create(etcd.client(), milliseconds(1000));
+  REQUIRE(client.ok());
+  LeadershipOptions o;
+  o.cluster_id = "test";
+  o.lease_ttl_s = 4;  // renewals every 1 s, the fence 3 s after each: room for a loaded machine
+  o.grant_margin = milliseconds(1000);
+  o.value = "A";
+  Leadership a(*client, o);
+  o.value = "B";
+  Leadership b(*client, o);
+
+  auto ignore = [](const std::string&, int64_t) {};
+  REQUIRE(a.Campaign(ignore).ok());
+  CHECK(a.epoch() > 0);
+  CHECK(a.MayServe());
+  std::atomic<int> lost_a{0};
+  a.StartRenewals([&](const std::string&) { ++lost_a; });
+
+  // B waits, told who leads, until A resigns; then it leads at a later epoch.
+  std::string seen;
+  int64_t seen_epoch = 0;
+  std::atomic<bool> b_won{false};
+  std::thread t([&] {
+    b_won = b.Campaign([&](const std::string& v, int64_t e) { seen = v, seen_epoch = e; }).ok();
+  });
+  CHECK(WaitFor([&] { return seen_epoch != 0; }, milliseconds(10000)));
+  CHECK_FALSE(b_won.load());
+  // A renews past its TTL: still the leader two TTLs later.
+  CHECK_FALSE(WaitFor([&] { return lost_a.load() > 0; }, milliseconds(8500)));
+  CHECK(a.MayServe());
+  a.Resign();
+  t.join();
+  CHECK(b_won.load());
+  CHECK(seen == "A");
+  CHECK(seen_epoch == a.epoch());
+  CHECK(b.epoch() > a.epoch());
+  auto key = client->Get(LeaderKey("test"));
+  REQUIRE(key.ok());
+  REQUIRE(key->has_value());
+  CHECK((*key)->value == "B");
+
+  // etcd gone: B stops serving by its fence (grant time + TTL - margin),
+  // before etcd could have expired its claim, and is told once.
+  std::atomic<int> lost_b{0};
+  b.StartRenewals([&](const std::string&) { ++lost_b; });
+  auto killed = Leadership::Clock::now();
+  etcd.Kill();
+  CHECK(WaitFor([&] { return lost_b.load() > 0; }, milliseconds(10000)));
+  CHECK_FALSE(b.MayServe());
+  CHECK(b.fence() <= killed + std::chrono::seconds(4) - milliseconds(1000));
+  CHECK(lost_b.load() == 1);
 }
 
 }  // namespace
