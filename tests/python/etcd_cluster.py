@@ -44,7 +44,7 @@ import urllib.error
 import urllib.request
 import uuid
 
-from netns import run_in_netns
+from netns import run_in_netns, tool_env
 
 ETCD = "/usr/bin/etcd"
 START_TIMEOUT_S = 30
@@ -62,7 +62,8 @@ def etcd_available():
         return False, (f"{ETCD} is missing: apt-get install --no-install-recommends etcd-server "
                        "(scripts/quickstart.sh test installs it)")
     try:
-        out = subprocess.run([ETCD, "--version"], capture_output=True, text=True, timeout=30)
+        out = subprocess.run([ETCD, "--version"], capture_output=True, text=True, timeout=30,
+                             env=tool_env())
     except (OSError, subprocess.TimeoutExpired) as e:
         return False, f"{ETCD} --version failed: {e}"
     if out.returncode != 0 or "etcd Version: 3." not in out.stdout:

@@ -42,9 +42,16 @@ class NetnsError(RuntimeError):
     pass
 
 
+def tool_env():
+    """The environment for a system tool (ip, etcd, python3) a test runs:
+    LD_PRELOAD is for this python3 (a sanitizer runtime in the sanitizer
+    tree), and ASan aborts inside iproute2 when it follows into `ip`."""
+    return {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
+
+
 def _ip(*args, check=True):
     out = subprocess.run([IP, *args], stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                         timeout=30)
+                         timeout=30, env=tool_env())
     if check and out.returncode != 0:
         raise NetnsError(f"`ip {' '.join(args)}` failed ({out.returncode}): {out.stderr.strip()}")
     return out
@@ -231,6 +238,7 @@ class NetNamespaces:
     def popen(self, name, argv, **kw):
         """subprocess.Popen of argv in the namespace; close() ends it if still running.
         `ip netns exec` execs the command, so the Popen's pid is the command's."""
+        kw.setdefault("env", tool_env())
         p = subprocess.Popen(self.prefix_cmd(name) + list(argv), **kw)
         self._procs.append(p)
         return p
@@ -242,6 +250,7 @@ class NetNamespaces:
         kw.setdefault("text", True)
         kw.setdefault("timeout", 60)
         kw.setdefault("stdin", subprocess.DEVNULL)
+        kw.setdefault("env", tool_env())
         return subprocess.run(self.prefix_cmd(name) + list(argv), **kw)
 
     def call(self, name, fn, *args, **kwargs):

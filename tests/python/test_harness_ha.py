@@ -21,7 +21,7 @@ import pytest
 
 from etcd_cluster import (EtcdCluster, etcd_available, etcd_delete, etcd_get, etcd_get_prefix,
                           etcd_put)
-from netns import NetNamespaces, can_use_netns
+from netns import NetNamespaces, can_use_netns, tool_env
 
 PYTHON = sys.executable
 
@@ -142,9 +142,9 @@ def read_line(proc, timeout=20):
 def root_networking():
     """The root namespace's interfaces with their addresses, and its routes."""
     links = json.loads(subprocess.run(["ip", "-j", "addr"], capture_output=True, text=True,
-                                      check=True).stdout)
+                                      check=True, env=tool_env()).stdout)
     routes = subprocess.run(["ip", "-j", "route", "show", "table", "all"], capture_output=True,
-                            text=True, check=True).stdout
+                            text=True, check=True, env=tool_env()).stdout
     return ({(l["ifname"], tuple(sorted(a["local"] for a in l.get("addr_info", []))))
              for l in links}, sorted(json.dumps(r, sort_keys=True) for r in json.loads(routes)))
 
@@ -154,7 +154,8 @@ def test_namespaces_reach_each_other_over_tcp_and_leave_the_root_namespace_alone
     ns = namespaces(["a", "b"])
     assert ns.address("a") != ns.address("b")
     assert ns.prefix_cmd("a") == ["ip", "netns", "exec", ns.full("a")]
-    listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True,
+                            env=tool_env()).stdout
     assert ns.full("a") in listed and ns.full("b") in listed
     # Nothing of the namespaces (interfaces, addresses, routes) shows in the root namespace.
     assert root_networking() == before
@@ -193,7 +194,8 @@ def test_namespaces_reach_each_other_over_tcp_and_leave_the_root_namespace_alone
     full = [ns.full("a"), ns.full("b"), ns.hub]
     ns.close()
     ns.close()
-    listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True,
+                            env=tool_env()).stdout
     assert not any(name in listed.split() for name in full)
     assert root_networking() == before
 
