@@ -108,6 +108,17 @@ Status SplitNumberAndUnit(std::string_view text, std::string_view what, std::str
 
 }  // namespace
 
+std::optional<uint16_t> ParsePort(std::string_view text) {
+  if (text.empty() || text.size() > 5) return std::nullopt;
+  uint32_t v = 0;
+  for (char c : text) {
+    if (c < '0' || c > '9') return std::nullopt;
+    v = v * 10 + static_cast<uint32_t>(c - '0');
+  }
+  if (v == 0 || v > 65535) return std::nullopt;
+  return static_cast<uint16_t>(v);
+}
+
 Result<uint64_t> ParseSize(std::string_view text) {
   Decimal d;
   std::string unit;

@@ -7,12 +7,17 @@
 
 #include <chrono>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 
 #include "core/status.h"
 
 namespace kvcached {
+
+// A TCP/UDP port written in decimal, 1 to 65535 (at most five digits, no
+// sign, no spaces); nullopt for anything else.
+std::optional<uint16_t> ParsePort(std::string_view text);
 
 // `s` without the white space (std::isspace) at either end.
 std::string_view Trim(std::string_view s);

@@ -42,7 +42,7 @@ Status Leadership::Campaign(const std::function<void(const std::string&, int64_t
       Result<int64_t> lease = etcd_.LeaseGrant(options_.lease_ttl_s, &ttl_s_);
       if (lease.ok()) {
         lease_ = *lease;
-        fence_ = (asked + std::chrono::seconds(ttl_s_) - options_.grant_margin).time_since_epoch().count();
+        SetFence(asked);
       } else if (lease.status().message() != last_error) {
         last_error = lease.status().message();
         spdlog::warn("leader election in etcd {}: {}; retrying", etcd_.endpoints(), last_error);
@@ -70,13 +70,17 @@ Status Leadership::Campaign(const std::function<void(const std::string&, int64_t
       Result<int64_t> ttl = etcd_.LeaseKeepAlive(lease_);
       if (ttl.ok() && *ttl == 0) lease_ = 0;
       if (ttl.ok() && *ttl > 0) {
-        fence_ = (asked + std::chrono::seconds(ttl_s_) - options_.grant_margin).time_since_epoch().count();
+        SetFence(asked);
       }
     }
     if (!Sleep(options_.poll_interval)) {
       return Status(ErrorCode::UNAVAILABLE_IN_CURRENT_STATUS, "campaign stopped");
     }
   }
+}
+
+void Leadership::SetFence(Clock::time_point asked) {
+  fence_ = (asked + std::chrono::seconds(ttl_s_) - options_.grant_margin).time_since_epoch().count();
 }
 
 void Leadership::StartRenewals(std::function<void(const std::string&)> on_lost) {
@@ -90,17 +94,21 @@ bool Leadership::MayServe(Clock::time_point now) const {
 void Leadership::RenewLoop(std::function<void(const std::string&)> on_lost) {
   const auto interval = std::chrono::milliseconds(ttl_s_ * 1000 / 4);
   std::string lost;
+  bool failing = false;  // log a failed renewal once per outage
   while (lost.empty()) {
     Clock::time_point asked = Clock::now();
     Result<int64_t> ttl = etcd_.LeaseKeepAlive(lease_);
     Clock::time_point now = Clock::now();
     if (ttl.ok() && *ttl > 0) {
-      fence_ = (asked + std::chrono::seconds(ttl_s_) - options_.grant_margin).time_since_epoch().count();
+      SetFence(asked);
+      if (failing) spdlog::info("renewing the leader's lease in etcd {} works again", etcd_.endpoints());
+      failing = false;
     } else if (ttl.ok()) {
       lost = "etcd says the leader's lease is gone";
-    } else {
-      spdlog::warn("renewing the leader's lease in etcd {}: {}", etcd_.endpoints(),
-                   ttl.status().message());
+    } else if (!failing) {
+      failing = true;
+      spdlog::warn("renewing the leader's lease in etcd {}: {} (retrying every {} ms; serving "
+                   "until the fence)", etcd_.endpoints(), ttl.status().message(), interval.count());
     }
     if (lost.empty() && !MayServe(now)) {
       lost = "the leader's lease was not renewed in time (etcd unreachable or this process "
@@ -117,6 +125,9 @@ void Leadership::RenewLoop(std::function<void(const std::string&)> on_lost) {
 }
 
 void Leadership::Resign() {
+  // The renewals must be over before the lease goes: Stop, then join.
+  Stop();
+  if (renewer_.joinable() && renewer_.get_id() != std::this_thread::get_id()) renewer_.join();
   if (leading_.exchange(false)) {
     (void)etcd_.DeleteIfCreatedAt(key_, epoch_.load());
   }

@@ -55,8 +55,9 @@ class Leadership {
   void StartRenewals(std::function<void(const std::string&)> on_lost);
   // True while this master leads and the fence has not passed.
   bool MayServe(Clock::time_point now = Clock::now()) const;
-  // Gives the claim up (a clean shutdown): the lease is revoked so a
-  // standby takes over at once.
+  // Gives the claim up (a clean shutdown): stops the renewals and waits for
+  // them, then deletes the claim and revokes the lease so a standby takes
+  // over at once. Not to be called from on_lost.
   void Resign();
   // Stops a Campaign in progress and the renewals.
   void Stop();
@@ -68,6 +69,8 @@ class Leadership {
  private:
   void RenewLoop(std::function<void(const std::string&)> on_lost);
   bool Sleep(std::chrono::milliseconds d);  // false when stopped
+  // The fence for a renewal (or grant) whose request left at `asked`.
+  void SetFence(Clock::time_point asked);
 
   EtcdClient etcd_;
   const LeadershipOptions options_;

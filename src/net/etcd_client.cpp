@@ -3,8 +3,10 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <charconv>
 
 #include "core/printable.h"
+#include "core/units.h"
 #include "net/http_call.h"
 
 namespace kvcached {
@@ -15,10 +17,6 @@ using json = nlohmann::json;
 constexpr size_t kMaxAnswerBytes = 4 << 20;
 constexpr std::chrono::milliseconds kMinTry{200};
 
-bool IsDigits(std::string_view s) {
-  return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
-}
-
 // The gateway writes int64 fields as JSON strings and leaves out zeros.
 int64_t Int64Field(const json& obj, const char* name) {
   auto it = obj.find(name);
@@ -26,15 +24,9 @@ int64_t Int64Field(const json& obj, const char* name) {
   if (it->is_number_integer()) return it->get<int64_t>();
   if (it->is_string()) {
     const std::string& s = it->get_ref<const std::string&>();
-    bool neg = !s.empty() && s[0] == '-';
-    if (!IsDigits(neg ? std::string_view(s).substr(1) : std::string_view(s)) || s.size() > 20) {
-      return 0;
-    }
-    try {
-      return std::stoll(s);
-    } catch (...) {
-      return 0;
-    }
+    int64_t v = 0;
+    auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+    return ec == std::errc() && end == s.data() + s.size() ? v : 0;
   }
   return 0;
 }
@@ -71,7 +63,7 @@ Result<std::vector<EtcdKeyValue>> ParseKvs(const json& range) {
 }
 
 Result<json> ParseJson(const std::string& text, std::string_view what) {
-  // A streaming call (keepalive) answers {"result":{...}} on one line.
+  // A streaming call (keepalive) wraps its answer: {"result":{...}}.
   json doc = json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (doc.is_discarded() || !doc.is_object()) {
     return Status(ErrorCode::ETCD_OPERATION_ERROR,
@@ -130,12 +122,10 @@ Result<EtcdClient> EtcdClient::Create(std::string_view endpoints,
     std::string_view port = item.substr(colon + 1);
     bool bracketed = host.size() >= 2 && host.front() == '[' && host.back() == ']';
     if (bracketed) host = host.substr(1, host.size() - 2);
-    if (host.empty() || !IsDigits(port) || port.size() > 5 || std::stoul(std::string(port)) == 0 ||
-        std::stoul(std::string(port)) > 65535) {
-      return bad("'" + std::string(item) + "' is not host:port");
-    }
+    std::optional<uint16_t> port_number = ParsePort(port);
+    if (host.empty() || !port_number) return bad("'" + std::string(item) + "' is not host:port");
     e.host = std::string(host);
-    e.port = std::to_string(std::stoul(std::string(port)));
+    e.port = std::to_string(*port_number);
     e.host_header = (bracketed ? "[" + e.host + "]" : e.host) + ":" + e.port;
     if (!c.text_.empty()) c.text_ += ";";
     c.text_ += e.host_header;
@@ -209,12 +199,19 @@ Result<std::string> EtcdClient::Post(std::string_view path, const std::string& b
                                                      std::string(what) + ": " + reasons);
 }
 
+Result<nlohmann::json> EtcdClient::Call(std::string_view path, const nlohmann::json& request,
+                                       std::string_view what) const {
+  Result<std::string> text = Post(path, request.dump(), what);
+  if (!text.ok()) return text.status();
+  // A streaming call (keepalive) answers one line per request sent; only the
+  // first matters, and every other answer is one line of compact JSON.
+  return ParseJson(text->substr(0, text->find('\n')), what);
+}
+
 Result<std::optional<EtcdKeyValue>> EtcdClient::Get(std::string_view key) const {
   json req = {{"key", Base64Encode(key)}};
   std::string what = "range '" + Printable(key) + "'";
-  Result<std::string> text = Post("/v3/kv/range", req.dump(), what);
-  if (!text.ok()) return text.status();
-  Result<json> doc = ParseJson(*text, what);
+  Result<json> doc = Call("/v3/kv/range", req, what);
   if (!doc.ok()) return doc.status();
   Result<std::vector<EtcdKeyValue>> kvs = ParseKvs(*doc);
   if (!kvs.ok()) return kvs.status();
@@ -236,9 +233,7 @@ Result<std::vector<EtcdKeyValue>> EtcdClient::GetPrefix(std::string_view prefix,
               {"range_end", Base64Encode(end)}};
   if (limit > 0) req["limit"] = Id(limit);
   std::string what = "range of prefix '" + Printable(prefix) + "'";
-  Result<std::string> text = Post("/v3/kv/range", req.dump(), what);
-  if (!text.ok()) return text.status();
-  Result<json> doc = ParseJson(*text, what);
+  Result<json> doc = Call("/v3/kv/range", req, what);
   if (!doc.ok()) return doc.status();
   return ParseKvs(*doc);
 }
@@ -247,9 +242,7 @@ Result<int64_t> EtcdClient::Put(std::string_view key, std::string_view value, in
   json req = {{"key", Base64Encode(key)}, {"value", Base64Encode(value)}};
   if (lease != 0) req["lease"] = Id(lease);
   std::string what = "put '" + Printable(key) + "'";
-  Result<std::string> text = Post("/v3/kv/put", req.dump(), what);
-  if (!text.ok()) return text.status();
-  Result<json> doc = ParseJson(*text, what);
+  Result<json> doc = Call("/v3/kv/put", req, what);
   if (!doc.ok()) return doc.status();
   return Int64Field(doc->value("header", json::object()), "revision");
 }
@@ -257,9 +250,7 @@ Result<int64_t> EtcdClient::Put(std::string_view key, std::string_view value, in
 Result<int64_t> EtcdClient::Delete(std::string_view key) const {
   json req = {{"key", Base64Encode(key)}};
   std::string what = "delete '" + Printable(key) + "'";
-  Result<std::string> text = Post("/v3/kv/deleterange", req.dump(), what);
-  if (!text.ok()) return text.status();
-  Result<json> doc = ParseJson(*text, what);
+  Result<json> doc = Call("/v3/kv/deleterange", req, what);
   if (!doc.ok()) return doc.status();
   return Int64Field(*doc, "deleted");
 }
@@ -276,9 +267,7 @@ Result<EtcdCreateResult> EtcdClient::CreateIfAbsent(std::string_view key, std::s
       {"success", json::array({{{"request_put", put}}})},
       {"failure", json::array({{{"request_range", {{"key", Base64Encode(key)}}}}})}};
   std::string what = "create '" + Printable(key) + "'";
-  Result<std::string> text = Post("/v3/kv/txn", req.dump(), what);
-  if (!text.ok()) return text.status();
-  Result<json> doc = ParseJson(*text, what);
+  Result<json> doc = Call("/v3/kv/txn", req, what);
   if (!doc.ok()) return doc.status();
   EtcdCreateResult out;
   out.created = doc->value("succeeded", false);
@@ -302,18 +291,14 @@ Result<bool> EtcdClient::DeleteIfCreatedAt(std::string_view key, int64_t create_
                                         {"create_revision", Id(create_revision)}}})},
               {"success", json::array({{{"request_delete_range", {{"key", Base64Encode(key)}}}}})}};
   std::string what = "delete of own '" + Printable(key) + "'";
-  Result<std::string> text = Post("/v3/kv/txn", req.dump(), what);
-  if (!text.ok()) return text.status();
-  Result<json> doc = ParseJson(*text, what);
+  Result<json> doc = Call("/v3/kv/txn", req, what);
   if (!doc.ok()) return doc.status();
   return doc->value("succeeded", false);
 }
 
 Result<int64_t> EtcdClient::LeaseGrant(int64_t ttl_seconds, int64_t* granted_ttl) const {
   json req = {{"TTL", Id(ttl_seconds)}};
-  Result<std::string> text = Post("/v3/lease/grant", req.dump(), "lease grant");
-  if (!text.ok()) return text.status();
-  Result<json> doc = ParseJson(*text, "lease grant");
+  Result<json> doc = Call("/v3/lease/grant", req, "lease grant");
   if (!doc.ok()) return doc.status();
   int64_t id = Int64Field(*doc, "ID");
   if (id == 0) {
@@ -326,20 +311,14 @@ Result<int64_t> EtcdClient::LeaseGrant(int64_t ttl_seconds, int64_t* granted_ttl
 
 Result<int64_t> EtcdClient::LeaseKeepAlive(int64_t id) const {
   json req = {{"ID", Id(id)}};
-  Result<std::string> text = Post("/v3/lease/keepalive", req.dump(), "lease keepalive");
-  if (!text.ok()) return text.status();
-  // One answer line per request sent; only the first matters.
-  std::string first = text->substr(0, text->find('\n'));
-  Result<json> doc = ParseJson(first, "lease keepalive");
+  Result<json> doc = Call("/v3/lease/keepalive", req, "lease keepalive");
   if (!doc.ok()) return doc.status();
   return Int64Field(*doc, "TTL");
 }
 
 Status EtcdClient::LeaseRevoke(int64_t id) const {
   json req = {{"ID", Id(id)}};
-  Result<std::string> text = Post("/v3/lease/revoke", req.dump(), "lease revoke");
-  if (!text.ok()) return text.status();
-  return ParseJson(*text, "lease revoke").status();
+  return Call("/v3/lease/revoke", req, "lease revoke").status();
 }
 
 std::string EtcdClient::Base64Encode(std::string_view in) {

@@ -20,6 +20,8 @@
 #include <string_view>
 #include <vector>
 
+#include <nlohmann/json_fwd.hpp>
+
 #include "core/status.h"
 
 namespace kvcached {
@@ -93,6 +95,10 @@ class EtcdClient {
   // POSTs `body` (JSON) to `path` on the endpoints in turn; the answer's JSON.
   Result<std::string> Post(std::string_view path, const std::string& body,
                            std::string_view what) const;
+
+  // Post + the answer parsed: etcd's error field becomes ETCD_OPERATION_ERROR.
+  Result<nlohmann::json> Call(std::string_view path, const nlohmann::json& request,
+                              std::string_view what) const;
 
   std::vector<Endpoint> endpoints_;
   std::string text_;

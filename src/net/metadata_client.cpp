@@ -3,6 +3,7 @@
 #include <utility>
 
 #include "core/printable.h"
+#include "core/units.h"
 #include "net/http_call.h"
 
 namespace kvcached {
@@ -36,14 +37,6 @@ bool IsVisibleAscii(std::string_view text) {
   for (char ch : text) {
     auto c = static_cast<unsigned char>(ch);
     if (c <= 0x20 || c >= 0x7f) return false;
-  }
-  return true;
-}
-
-bool IsDigits(std::string_view text) {
-  if (text.empty()) return false;
-  for (char c : text) {
-    if (c < '0' || c > '9') return false;
   }
   return true;
 }
@@ -116,8 +109,7 @@ Result<MetadataClient> MetadataClient::Create(MetadataClientOptions options) {
   if (!IsVisibleAscii(host) || host.find_first_of("[]") != std::string_view::npos) {
     return bad("bad characters in the host");
   }
-  if (!IsDigits(port) || port.size() > 5 || std::stoul(std::string(port)) == 0 ||
-      std::stoul(std::string(port)) > 65535) {
+  if (!ParsePort(port)) {
     return bad("port '" + Printable(port) + "' is not a number from 1 to 65535");
   }
   if (path.empty() || path == "/") path = "/metadata";
