@@ -53,6 +53,9 @@ struct ClientConfig {
   // here that is missing fails Open.
   std::string device_names;
   int rdma_gid_index = -1;  // -1: chosen per port (RoCE v2, IPv4-mapped first)
+  // "host:port", or Mooncake's HA form "etcd://host:port[;host:port...]":
+  // the leader elected in that etcd for `cluster_id`, followed across
+  // failovers (docs/ha.md).
   std::string master_server_addr = "127.0.0.1:50051";
   // The tenant whose key space this client's keys live in (Mooncake's
   // tenant_id): 1 to 64 of [A-Za-z0-9._-]; "" or "default" is the default
@@ -62,6 +65,9 @@ struct ClientConfig {
 
   // kvcached's own settings.
   std::string token;  // the cluster token, when the cluster has one
+  // With an etcd:// master address: the masters' --cluster-id ("": the
+  // default, "mooncake_cluster").
+  std::string cluster_id;
   TransportMode transport = TransportMode::kAuto;
   // Checksum every object at put and verify it at get (XXH3-64). Off only
   // for trusted paths: a get then cannot detect a late or foreign write.

@@ -29,6 +29,7 @@
 #include "core/metrics.h"
 #include "core/rpc_protocol.h"
 #include "core/segment_endpoint.h"
+#include "net/leader_lookup.h"
 #include "net/rpc_client.h"
 #include "store/segment_host.h"
 #include "rdma/rdma_transport.h"
@@ -176,7 +177,9 @@ Status Client::Impl::Open() {
   hello.tenant = config_.tenant_id;
   if (token_) hello.token = token_->secret();
   RpcClientOptions o;
-  o.address = config_.master_server_addr;
+  if (Status st = ApplyMasterAddress(o, config_.master_server_addr, config_.cluster_id); !st.ok()) {
+    return st;
+  }
   o.hello = hello;
   o.connect_timeout = config_.connect_timeout;
   o.call_timeout = config_.rpc_timeout;
@@ -229,6 +232,7 @@ SegmentHostOptions Client::Impl::HostOptions(const std::string& name,
                                               const std::string& owner_id) const {
   SegmentHostOptions h;
   h.master = config_.master_server_addr;
+  h.cluster_id = config_.cluster_id;
   h.client_id = owner_id;
   h.host_id = host_id_;
   h.segment_name = name;

@@ -221,7 +221,8 @@ std::vector<ClientSetting> BuildTable() {
        .aliases = {"master_server_address"},
        .mooncake_env = "MOONCAKE_MASTER",
        .json_key = "master_server_address",
-       .help = "the master's RPC address, host:port",
+       .help = "the master's RPC address, host:port, or etcd://host:port[;host:port...] to "
+               "follow the leader elected there",
        .set = SetText<&C::master_server_addr>,
        .get = GetText<&C::master_server_addr>});
   add({.name = "tenant_id",
@@ -240,6 +241,13 @@ std::vector<ClientSetting> BuildTable() {
        .help = "GID index on every RDMA port (-1: chosen per port)",
        .set = SetInt<int, &C::rdma_gid_index>,
        .get = GetInt<int, &C::rdma_gid_index>});
+  add({.name = "cluster_id",
+       .kvcached_env = "KVCACHED_CLUSTER_ID",
+       .json_key = "cluster_id",
+       .help = "with an etcd:// master address: the masters' --cluster-id (empty: "
+               "mooncake_cluster)",
+       .set = SetText<&C::cluster_id>,
+       .get = GetText<&C::cluster_id>});
   add({.name = "token",
        .help = "the cluster token",
        .set = SetText<&C::token>,

@@ -31,8 +31,11 @@ std::vector<OptionSpec> StoreOptions() {
   };
   std::vector<OptionSpec> o = {
       env(MakeOption("master", OptionKind::kString, "127.0.0.1:50051",
-                     "The master's RPC address, host:port"),
+                     "The master's RPC address, host:port; or etcd://host:port[;host:port...] "
+                     "to follow the leader the masters of --cluster-id elect there"),
           {"MOONCAKE_MASTER"}),
+      MakeOption("cluster-id", OptionKind::kString, "mooncake_cluster",
+                 "With an etcd:// --master: the masters' --cluster-id"),
       env(MakeOption("segment-size", OptionKind::kSize, "1GiB",
                      "Memory this store contributes to the pool", 1 << 20),
           {"MOONCAKE_GLOBAL_SEGMENT_SIZE"}),
@@ -134,6 +137,7 @@ Result<std::optional<OwnerProofFile>> OpenOwnerProof(const Config& cfg) {
 SegmentHostOptions HostOptions(const Config& cfg, const std::optional<AuthToken>& token) {
   SegmentHostOptions host_opts;
   host_opts.master = cfg.String("master");
+  host_opts.cluster_id = cfg.String("cluster-id");
   host_opts.client_id = RandomId("store");
   host_opts.memory.size_bytes = cfg.Number("segment-size");
   host_opts.memory.hugepages = cfg.Bool("hugepages");

@@ -4,8 +4,6 @@
 
 namespace kvcached {
 
-std::string LeaderKey(const std::string& cluster_id) { return "kvcached/" + cluster_id + "/leader"; }
-
 Leadership::Leadership(EtcdClient etcd, LeadershipOptions options)
     : etcd_(std::move(etcd)), options_(std::move(options)), key_(LeaderKey(options_.cluster_id)) {}
 

@@ -24,6 +24,7 @@
 
 #include "core/status.h"
 #include "net/etcd_client.h"
+#include "net/leader_lookup.h"  // LeaderKey
 
 namespace kvcached {
 
@@ -36,8 +37,6 @@ struct LeadershipOptions {
   std::chrono::milliseconds poll_interval{100};
   std::string value;  // published under the key: the leader's addresses (JSON)
 };
-
-std::string LeaderKey(const std::string& cluster_id);
 
 class Leadership {
  public:

@@ -40,7 +40,13 @@ Status RpcClient::Connect() {
 }
 
 Status RpcClient::ConnectLocked() {
-  std::string address = options_.resolve_address ? options_.resolve_address() : options_.address;
+  std::string address = options_.address;
+  if (options_.resolve_address) {
+    Result<std::string> resolved = options_.resolve_address();
+    if (!resolved.ok()) return resolved.status();
+    address = *resolved;
+  }
+  connected_to_ = address;
   std::string peer = "master " + address;
   Result<int> fd = ConnectTcp(address, Clock::now() + options_.connect_timeout, peer);
   if (!fd.ok()) return fd.status();
@@ -84,7 +90,9 @@ Status RpcClient::ReadOneFrame(FrameHeader& head, std::string& body, Deadline de
   return RecvFrame(fd_, head, body, kDefaultMaxBodyBytes * 4u, deadline, PeerName());
 }
 
-std::string RpcClient::PeerName() const { return "master " + options_.address; }
+std::string RpcClient::PeerName() const {
+  return "master " + (connected_to_.empty() ? options_.address : connected_to_);
+}
 
 void RpcClient::Dispatch(const FrameHeader& head, const std::string& body) {
   if (head.type == static_cast<uint16_t>(MsgType::kTableUpdate) && options_.on_table_update) {
@@ -118,6 +126,13 @@ Status RpcClient::RoundTrip(MsgType type, std::vector<std::string> bodies,
                     type == MsgType::kGetSize || type == MsgType::kPing;
   if (!st.ok() && st.code() == ErrorCode::RPC_FAIL && reused && idempotent) {
     st = RoundTripLocked(type, bodies, out);
+  }
+  // A deposed leader refuses every request without applying it: ask the
+  // resolver for the leader now and send it there.
+  if (st.code() == ErrorCode::UNAVAILABLE_IN_CURRENT_STATUS && options_.resolve_address) {
+    CloseLocked();
+    st = RoundTripLocked(type, bodies, out);
+    if (st.code() == ErrorCode::UNAVAILABLE_IN_CURRENT_STATUS) CloseLocked();
   }
   return st;
 }

@@ -3,8 +3,11 @@
 // call never hangs past `call_timeout`); a broken connection is re-opened
 // on the next call with exponential backoff (a read-only request that finds
 // its idle connection stale is sent once more on a fresh one), re-resolving the master's
-// address through `resolve_address` (the seam where a leader lookup goes
-// for HA). Requests may be pipelined (CallMany). TableUpdate notifications
+// address through `resolve_address` (the leader lookup of an HA cluster).
+// A master that answers a request with UNAVAILABLE_IN_CURRENT_STATUS as a
+// whole (a deposed leader, docs/ha.md) did not apply it: with a resolver,
+// the connection is dropped and the request sent once more to the master
+// the resolver names then. Requests may be pipelined (CallMany). TableUpdate notifications
 // that arrive while waiting are handed to `on_table_update` on the calling
 // thread. Thread-safe: calls are serialised by an internal mutex.
 #pragma once
@@ -28,8 +31,10 @@ struct RpcClientOptions {
   int connect_attempts = 4;  // per call that finds the connection down
   std::chrono::milliseconds backoff_initial{50};
   std::chrono::milliseconds backoff_max{2000};
-  // Called before each connect; returns the address to use. Default: `address`.
-  std::function<std::string()> resolve_address;
+  // Called before each connect; returns the address to use (an error fails
+  // the connect attempt like a refused connection). Default: `address`.
+  // net/leader_lookup.h sets it for "etcd://" addresses.
+  std::function<Result<std::string>()> resolve_address;
   std::function<void(const TableUpdate&)> on_table_update;
 };
 
@@ -116,6 +121,7 @@ class RpcClient {
   uint64_t next_request_id_ = 1;
   uint64_t connections_ = 0;
   HelloResponse hello_;
+  std::string connected_to_;  // the address of the last connect attempt
 };
 
 }  // namespace kvcached

@@ -4,6 +4,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "net/leader_lookup.h"
 #include "store/shm_access_policy.h"
 #include "store/shm_runtime_dir.h"
 
@@ -122,7 +123,9 @@ Status SegmentHost::ServeShm(boost::asio::io_context& ioc, MetricsRegistry& metr
 
 Status SegmentHost::Mount() {
   StoreAgentOptions agent;
-  agent.rpc.address = options_.master;
+  if (Status st = ApplyMasterAddress(agent.rpc, options_.master, options_.cluster_id); !st.ok()) {
+    return st;
+  }
   agent.rpc.hello.role = static_cast<uint8_t>(PeerRole::kStore);
   agent.rpc.hello.client_id = options_.client_id;
   agent.rpc.hello.host_id = options_.host_id;

@@ -35,7 +35,8 @@ namespace kvcached {
 inline constexpr const char* kShmSocketOff = "off";
 
 struct SegmentHostOptions {
-  std::string master = "127.0.0.1:50051";
+  std::string master = "127.0.0.1:50051";  // or etcd://... (net/leader_lookup.h)
+  std::string cluster_id;                  // with etcd://: the masters' (empty: the default)
   std::string client_id;  // owner identity at the master; unique per process
   // The secret that proves this process owns the segment (HelloRequest::
   // owner_proof). Empty: a new random one, so a restart waits for the TTL.
