@@ -3,12 +3,19 @@
 // metadata service in-process.
 #include <spdlog/spdlog.h>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+
+#include <csignal>
+#include <thread>
 
 #include "cmd/command.h"
 #include "cmd/daemon.h"
 #include "core/build_info.h"
 #include "core/tenant.h"
+#include "core/identity.h"
 #include "core/units.h"
+#include "master/ha_role.h"
+#include "net/sd_notify.h"
 #include "master/master_service.h"
 
 namespace kvcached {
@@ -96,6 +103,23 @@ std::vector<OptionSpec> MasterOptionsSpec() {
                  "Most RPC connections from one IP address, counted before Hello and for "
                  "clients after it (stores are not counted once they said Hello)",
                  1, 1 << 20),
+      with(MakeOption("etcd-endpoints", OptionKind::kString, "",
+                      "High availability: etcd members host:port[;host:port...] (or "
+                      "etcd://...) in which the masters of --cluster-id elect a leader; only the "
+                      "leader opens --port, the others wait as standbys (docs/ha.md)"),
+           {"etcd_endpoints"}),
+      with(MakeOption("cluster-id", OptionKind::kString, std::string(kDefaultClusterId),
+                      "High availability: the cluster whose leadership this master campaigns "
+                      "for; clients and stores given etcd://... must name the same one"),
+           {"cluster_id"}),
+      MakeOption("etcd-lease-ttl", OptionKind::kDuration, "5s",
+                 "High availability: the leader's lease in etcd; a dead leader is replaced "
+                 "about this long after it stopped renewing (a bare number is seconds)",
+                 1000, 3'600'000),
+      MakeOption("advertise-host", OptionKind::kString, "",
+                 "High availability: the address clients and stores reach this master at, "
+                 "published in etcd when it leads (default: --host; required when --host is "
+                 "0.0.0.0 or ::)"),
       MakeOption("idle-timeout", OptionKind::kDuration, "10m",
                  "An RPC connection that sends no frame this long after Hello is closed "
                  "(clients reconnect on their next call)",
@@ -136,6 +160,104 @@ Result<std::map<std::string, uint64_t>> ParseTenantQuotas(std::string_view text)
     }
   }
   return out;
+}
+
+bool IsWildcard(const std::string& host) { return host == "0.0.0.0" || host == "::" || host.empty(); }
+
+// The standby part of an HA master (docs/ha.md): configures the fence and
+// the read lease, serves /health and /metrics on the admin port, and
+// campaigns in etcd until elected (the role, leading) or stopped by a
+// signal (UNAVAILABLE_IN_CURRENT_STATUS). The RPC port stays closed.
+Result<std::unique_ptr<HaRole>> WaitForLeadership(const Config& cfg, MasterServiceOptions& opts,
+                                                  MetricsRegistry& metrics) {
+  auto refuse = [](const std::string& why) { return Status(ErrorCode::INVALID_PARAMS, why); };
+  if (opts.rpc.port == 0) {
+    return refuse("--etcd-endpoints needs a fixed --port: the leader publishes it in etcd "
+                  "before it binds");
+  }
+  std::string advertise =
+      cfg.String("advertise-host").empty() ? opts.rpc.host : cfg.String("advertise-host");
+  if (IsWildcard(advertise)) {
+    return refuse("--host " + opts.rpc.host +
+                  " is every address: give --advertise-host, the address clients and stores "
+                  "reach this master at");
+  }
+  if (advertise.find(':') != std::string::npos && advertise.front() != '[') {
+    advertise = "[" + advertise + "]";
+  }
+  HaRoleOptions h;
+  h.etcd_endpoints = cfg.String("etcd-endpoints");
+  h.cluster_id = cfg.String("cluster-id");
+  int64_t lease_ms = cfg.Duration("etcd-lease-ttl").count();
+  h.lease_ttl_s = (lease_ms + 999) / 1000;
+  MasterOptions& index = opts.index;
+  // The fence: the leader stops serving one read lease before its etcd
+  // lease could end, so every lease and placement it granted has ended
+  // when a new leader is elected, and the new leader's rebuilt segments
+  // need no wait (docs/ha.md, "The fence").
+  if (cfg.Get("default-kv-lease-ttl").source == ConfigSource::kDefault) {
+    index.lease_ttl_ms = std::min<int64_t>(index.lease_ttl_ms, h.lease_ttl_s * 1000 / 2);
+  } else if (index.lease_ttl_ms * 2 > h.lease_ttl_s * 1000) {
+    return refuse("--default-kv-lease-ttl (" + FormatDuration(cfg.Duration("default-kv-lease-ttl")) +
+                  ") must be at most half of --etcd-lease-ttl (" + std::to_string(h.lease_ttl_s) +
+                  "s): the leader stops serving one read lease before its etcd lease ends");
+  }
+  h.grant_margin = std::chrono::milliseconds(index.lease_ttl_ms);
+  index.remount_quarantine_ms = 0;
+  opts.master_id = RandomId("", 32);
+
+  boost::asio::io_context standby_ioc;
+  std::unique_ptr<HaRole> role;
+  HttpServer admin(
+      standby_ioc, opts.admin,
+      [&](const HttpRequest& req, const HttpRequestContext&, HttpResponse& res) {
+        std::string_view target(req.target().data(), req.target().size());
+        std::string_view path = target.substr(0, target.find('?'));
+        if (HttpServer::ServeHealthOrMetrics(req, metrics, res)) {
+          if (path == "/health" && res.result_int() == 200 && role) res.body() += role->HealthDetail();
+          return;
+        }
+        HttpServer::SetError(res, 503,
+                             "this master is a standby of cluster '" + h.cluster_id +
+                                 "'; the leader serves the admin API (its address: /health)");
+      },
+      metrics);
+  if (Status st = admin.Start(); !st.ok()) return st;
+  opts.admin.port = admin.port();
+  h.self.rpc = advertise + ":" + std::to_string(opts.rpc.port);
+  h.self.admin = advertise + ":" + std::to_string(admin.port());
+  h.self.master_id = opts.master_id;
+  Result<std::unique_ptr<HaRole>> created = HaRole::Create(h, metrics);
+  if (!created.ok()) return created.status();
+  role = std::move(created).value();
+  spdlog::info("{} master {}: standby of cluster '{}', admin on http://{}, read lease {}",
+               VersionLine(), opts.master_id, h.cluster_id, admin.address(),
+               FormatDuration(std::chrono::milliseconds(index.lease_ttl_ms)));
+
+  boost::asio::signal_set signals(standby_ioc, SIGINT, SIGTERM, SIGHUP);
+  std::function<void()> arm = [&] {
+    signals.async_wait([&](const boost::system::error_code& ec, int sig) {
+      if (ec) return;
+      if (sig == SIGHUP) {
+        spdlog::info("SIGHUP as a standby: settings are read again when this master leads");
+        return arm();
+      }
+      spdlog::info("{} received: ending the campaign", sig == SIGINT ? "SIGINT" : "SIGTERM");
+      role->Stop();
+    });
+  };
+  arm();
+  std::thread io([&] { standby_ioc.run(); });
+  SdNotify("READY=1\nSTATUS=standby of cluster " + h.cluster_id + " rpc " + h.self.rpc +
+           " admin http://" + admin.address());
+  Status won = role->Campaign();
+  if (won.ok()) role->Lead();  // renewals start at once: the fence runs from the claim
+  admin.BeginShutdown();
+  signals.cancel();
+  standby_ioc.stop();
+  io.join();
+  if (!won.ok()) return won;
+  return role;
 }
 
 int RunMaster(const CommandContext& ctx) {
@@ -207,10 +329,28 @@ int RunMaster(const CommandContext& ctx) {
 
   MetricsRegistry metrics;
   RegisterProcessMetrics(metrics);
+  std::unique_ptr<HaRole> ha;
+  if (!cfg.String("etcd-endpoints").empty()) {
+    Result<std::unique_ptr<HaRole>> elected = WaitForLeadership(cfg, opts, metrics);
+    if (!elected.ok()) {
+      if (elected.code() == ErrorCode::UNAVAILABLE_IN_CURRENT_STATUS) {
+        spdlog::info("stopped as a standby");
+        return kExitOk;
+      }
+      spdlog::error("{}", elected.status().message());
+      return ExitCode(elected.code());
+    }
+    ha = std::move(elected).value();
+    HaRole* role = ha.get();
+    opts.may_serve = [role] { return role->MayServe(); };
+    opts.on_deposed = [role] { role->Deposed(); };
+    opts.health_detail = [role] { return role->HealthDetail(); };
+  }
   boost::asio::io_context ioc;
   MasterService service(ioc, opts, metrics);
   if (Status st = service.Start(); !st.ok()) {
     spdlog::error("{}", st.message());
+    if (ha) ha->Resign();
     return ExitCode(st.code());
   }
   size_t threads = ResolveThreads(cfg.Number("threads"));
@@ -223,7 +363,7 @@ int RunMaster(const CommandContext& ctx) {
       meta_url, threads, token->has_value() ? "required" : "not required");
   spdlog::info(
       "lease {}, client ttl {}, eviction at {:.0f}% freeing {:.0f}%, soft pins {}{}, placement {}",
-      FormatDuration(cfg.Duration("default-kv-lease-ttl")),
+      FormatDuration(std::chrono::milliseconds(index.lease_ttl_ms)),
       FormatDuration(cfg.Duration("client-ttl")), index.eviction_high_watermark_ratio * 100,
       index.eviction_ratio * 100, FormatDuration(cfg.Duration("default-kv-soft-pin-ttl")),
       index.allow_evict_soft_pinned ? "" : " (never evicted)", cfg.String("allocation-strategy"));
@@ -240,7 +380,9 @@ int RunMaster(const CommandContext& ctx) {
   hooks.shutdown_timeout = cfg.Duration("shutdown-timeout");
   hooks.ready_status = "master rpc " + service.rpc().address() + " admin http://" +
                        service.admin().address() + " meta " + meta_url;
-  return ServeUntilSignalled(ioc, threads, ctx, hooks);
+  int rc = ServeUntilSignalled(ioc, threads, ctx, hooks);
+  if (ha) ha->Resign();  // after the last request: a standby takes over at once
+  return rc;
 }
 
 }  // namespace

@@ -740,7 +740,9 @@ Status MasterIndex::Remount(const Caller& caller, const SegmentInfo& seg,
   if (Status st = Mount(caller, seg, now_ms); !st.ok()) return st;
   uint32_t sid = m.segment_ids.at(seg.name);
   Segment& s = *m.segments[sid];
-  s.quarantine_until_ms = now_ms + options_.lease_ttl_ms;
+  s.quarantine_until_ms = now_ms + (options_.remount_quarantine_ms < 0
+                                         ? options_.lease_ttl_ms
+                                         : options_.remount_quarantine_ms);
   // Newest first: of two records over one range, or of one key, the newer wins.
   std::vector<size_t> order(entries.size());
   std::iota(order.begin(), order.end(), size_t{0});

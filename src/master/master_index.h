@@ -32,6 +32,10 @@ Result<AllocationStrategy> ParseAllocationStrategy(const std::string& name);
 struct MasterOptions {
   AllocationStrategy strategy = AllocationStrategy::kRandom;
   int64_t lease_ttl_ms = 10'000;
+  // How long a segment rebuilt from its owner's table hands out no new
+  // space (docs/master.md, "The wait after a rebuild"); negative: one
+  // lease_ttl_ms. A leader elected in etcd needs less (docs/ha.md).
+  int64_t remount_quarantine_ms = -1;
   int64_t put_start_discard_timeout_ms = 30'000;   // a pending put may be taken over
   int64_t put_start_release_timeout_ms = 600'000;  // a pending put's space is reclaimed
   double eviction_high_watermark_ratio = 0.90;

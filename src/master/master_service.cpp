@@ -97,7 +97,7 @@ MasterService::MasterService(boost::asio::io_context& ioc, MasterServiceOptions 
     : ioc_(ioc),
       options_(std::move(options)),
       metrics_(metrics),
-      master_id_(RandomId("", 32)),
+      master_id_(options_.master_id.empty() ? RandomId("", 32) : options_.master_id),
       index_([&] {
         // Versions follow the wall clock from the master's start, so a
         // restarted master's are above its predecessor's.
@@ -136,7 +136,6 @@ MasterService::MasterService(boost::asio::io_context& ioc, MasterServiceOptions 
           },
           metrics),
       timer_(ioc) {
-  index_.Started(NowMs());  // owners have not remounted yet
   if (options_.meta) {
     meta_ = std::make_unique<MetadataService>(ioc, *options_.meta, options_.meta_limits, metrics);
   }
@@ -183,6 +182,10 @@ int64_t MasterService::NowMs() {
 }
 
 Status MasterService::Start() {
+  {
+    std::lock_guard<std::mutex> lock(index_mu_);
+    index_.Started(NowMs());  // owners have not remounted yet
+  }
   if (Status st = rpc_.Start(); !st.ok()) return st;
   if (Status st = admin_.Start(); !st.ok()) return st;
   if (meta_) {
@@ -243,6 +246,7 @@ void MasterService::FlushTableUpdates() {
   // I/O threads cannot deliver one owner's changes out of order (Notify
   // only queues the frame on the connection's strand; it never blocks).
   std::lock_guard<std::mutex> lock(index_mu_);
+  if (options_.may_serve && !options_.may_serve()) return;  // deposed: owners hear nothing more
   for (auto& [owner, update] : index_.TakeTableUpdates()) {
     size_t n = update.changes.size();
     if (!rpc_.Notify(owner, EncodeFrame(MsgType::kTableUpdate, kFlagNotification, 0, update))) {
@@ -514,8 +518,23 @@ Status MasterService::TaskCall(const RpcPeer& peer, const Caller& caller, MsgTyp
   return Status::Ok();
 }
 
+bool MasterService::Serving(uint16_t& flags, std::string& out) {
+  if (!options_.may_serve || options_.may_serve()) return true;
+  flags = kFlagError;
+  out = EncodeBody(ErrorBody{
+      Code(ErrorCode::UNAVAILABLE_IN_CURRENT_STATUS),
+      "master " + master_id_ +
+          " no longer leads the cluster (its lease in etcd could not be renewed in time); "
+          "the request was not applied: ask etcd for the leader"});
+  if (options_.on_deposed) options_.on_deposed();
+  return false;
+}
+
 Status MasterService::Dispatch(const RpcPeer& peer, MsgType type, std::string_view body,
                                std::string& out, uint16_t& flags) {
+  // A leader past its fence answers nothing it did: the check comes before
+  // the request and again before its answer and table updates leave.
+  if (!Serving(flags, out)) return Status::Ok();
   auto started = std::chrono::steady_clock::now();
   int64_t now = NowMs();
   Caller caller{peer.client_id, peer.host_id, peer.proof};
@@ -616,6 +635,7 @@ Status MasterService::Dispatch(const RpcPeer& peer, MsgType type, std::string_vi
     ops_->latency[slot]->ObserveSeconds(
         std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
   }
+  if (!Serving(flags, out)) return Status::Ok();
   if (IsObjectOp(type)) FlushTableUpdates();
   return Status::Ok();
 }
@@ -892,9 +912,14 @@ std::string MasterService::SummaryLine() {
 
 void MasterService::HandleAdmin(const HttpRequest& req, const HttpRequestContext& ctx,
                                 HttpResponse& res) {
-  if (HttpServer::ServeHealthOrMetrics(req, metrics_, res)) return;
   std::string_view target(req.target().data(), req.target().size());
   std::string_view path = target.substr(0, target.find('?'));
+  if (HttpServer::ServeHealthOrMetrics(req, metrics_, res)) {
+    if (options_.health_detail && res.result() == http::status::ok && path == "/health") {
+      res.body() += options_.health_detail();
+    }
+    return;
+  }
   if (req.method() != http::verb::get && req.method() != http::verb::head) {
     res.set(http::field::allow, "GET, HEAD");
     return HttpServer::SetError(res, 405, "the admin API is read-only");

@@ -13,6 +13,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -36,6 +37,14 @@ struct MasterServiceOptions {
   std::optional<HttpServerOptions> meta;  // nullopt: --no-meta
   MetadataLimits meta_limits;
   std::chrono::milliseconds tick{100};
+  std::string master_id;  // empty: a random one
+  // HA (docs/ha.md): while may_serve() is false this master answers every
+  // request UNAVAILABLE_IN_CURRENT_STATUS, sends no table update and calls
+  // on_deposed(); null: a master that always serves.
+  std::function<bool()> may_serve;
+  std::function<void()> on_deposed;
+  // Lines added to /health (role, epoch); null: none.
+  std::function<std::string()> health_detail;
 };
 
 class MasterService {
@@ -80,6 +89,8 @@ class MasterService {
   // CreateTask, TaskStart, TaskEnd, QueryTask (replica tasks).
   Status TaskCall(const RpcPeer& peer, const Caller& caller, MsgType type, std::string_view body,
                   std::string& out, uint64_t& failures, int64_t now);
+  // False (with `out` the refusal) when this master may no longer serve.
+  bool Serving(uint16_t& flags, std::string& out);
   void HandleAdmin(const HttpRequest& req, const HttpRequestContext& ctx, HttpResponse& res);
   bool ServeMooncakeAdmin(std::string_view path, std::string_view target, HttpResponse& res);
   // `prefix`: the tenant's (core/tenant.h).
