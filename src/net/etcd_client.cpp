@@ -153,11 +153,13 @@ Result<std::string> EtcdClient::Post(std::string_view path, const std::string& b
   const size_t n = endpoints_.size();
   const size_t first = preferred_.load() % n;
   std::string reasons;
-  bool timed_out = false;
+  bool answered = false;     // some endpoint gave an HTTP answer (an error)
+  bool only_timeouts = true;  // every failure so far ran out of time
   for (size_t i = 0; i < n; ++i) {
     auto now = std::chrono::steady_clock::now();
     if (now >= deadline) {
-      timed_out = true;
+      reasons += std::string(reasons.empty() ? "" : "; ") + "no time left for " +
+                 std::to_string(n - i) + " more endpoint(s)";
       break;
     }
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now);
@@ -180,23 +182,25 @@ Result<std::string> EtcdClient::Post(std::string_view path, const std::string& b
     std::string why;
     if (!res.ok()) {
       if (res.code() == ErrorCode::BUFFER_OVERFLOW) return res.status();
+      only_timeouts = only_timeouts && res.code() == ErrorCode::RPC_TIMEOUT;
       why = res.status().message();
     } else if (res->status >= 200 && res->status < 300) {
       preferred_ = (first + i) % n;
       return std::move(res->body);
     } else {
+      answered = true;
       why = "etcd " + e.host_header + " answered " + std::to_string(res->status) + " to " +
             std::string(what) + ": " + res->reason;
     }
     reasons += (reasons.empty() ? "" : "; ") + why;
   }
-  if (timed_out && reasons.empty()) {
-    return Status(ErrorCode::RPC_TIMEOUT, "etcd " + text_ + ": " + std::string(what) +
-                                              " not done within " +
-                                              std::to_string(timeout_.count()) + " ms");
-  }
-  return Status(ErrorCode::ETCD_OPERATION_ERROR, "no etcd endpoint of " + text_ + " did " +
-                                                     std::string(what) + ": " + reasons);
+  // Refused by a member (no quorum, a request over its limit), unreachable,
+  // or silent until the deadline: three codes, each message with every reason.
+  ErrorCode code = answered        ? ErrorCode::ETCD_OPERATION_ERROR
+                   : only_timeouts ? ErrorCode::RPC_TIMEOUT
+                                   : ErrorCode::RPC_FAIL;
+  return Status(code, "no etcd endpoint of " + text_ + " did " + std::string(what) + " within " +
+                          std::to_string(timeout_.count()) + " ms: " + reasons);
 }
 
 Result<nlohmann::json> EtcdClient::Call(std::string_view path, const nlohmann::json& request,

@@ -53,9 +53,12 @@ class EtcdClient {
   EtcdClient(const EtcdClient& other);
   EtcdClient& operator=(const EtcdClient& other);
 
-  // Errors of every call: ETCD_OPERATION_ERROR (every endpoint failed or
-  // answered an error; the message has each one's reason), RPC_TIMEOUT when
-  // the deadline passed first, BUFFER_OVERFLOW for an answer over 4 MiB.
+  // Errors of every call, the message naming each endpoint tried and its
+  // reason: ETCD_OPERATION_ERROR when an endpoint answered with an error
+  // (no quorum, a request over etcd's limit, a refusal in the answer) and
+  // none did the call; RPC_FAIL when none could be reached (refused, no
+  // route, connection lost); RPC_TIMEOUT when every one tried stayed silent
+  // until the deadline; BUFFER_OVERFLOW for an answer over 4 MiB.
 
   Result<std::optional<EtcdKeyValue>> Get(std::string_view key) const;
   // Every key that starts with `prefix`, in key order (at most `limit`).

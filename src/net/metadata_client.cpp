@@ -49,72 +49,19 @@ std::string Lower(std::string_view text) {
   return out;
 }
 
+// The forms Create accepts, for its messages.
+constexpr std::string_view kExpected =
+    "http://HOST:PORT/metadata or etcd://HOST:PORT[;HOST:PORT...]";
+
+Status BadUrl(std::string_view url, const std::string& why) {
+  return Status(ErrorCode::INVALID_PARAMS, "metadata server URL '" + Printable(url) + "': " + why);
+}
+
+Status EmptyKey() { return Status(ErrorCode::INVALID_PARAMS, "metadata key must not be empty"); }
+
 }  // namespace
 
 Result<MetadataClient> MetadataClient::Create(MetadataClientOptions options) {
-  const std::string url = options.url;
-  auto bad = [&url](const std::string& why) {
-    return Status(ErrorCode::INVALID_PARAMS,
-                  "metadata server URL '" + Printable(url) + "': " + why);
-  };
-  if (url.empty()) return bad("empty; expected http://HOST:PORT/metadata");
-  size_t sep = url.find("://");
-  if (sep == std::string::npos) {
-    if (url == "P2PHANDSHAKE") {
-      return bad(
-          "P2PHANDSHAKE (no metadata server) is not supported; expected "
-          "http://HOST:PORT/metadata");
-    }
-    return bad(
-        "no scheme; Mooncake reads a bare HOST:PORT as an etcd address, which is not supported; "
-        "expected http://HOST:PORT/metadata");
-  }
-  std::string scheme = Lower(std::string_view(url).substr(0, sep));
-  if (scheme != "http") {
-    return bad("scheme '" + Printable(scheme) +
-               "://' is not supported; only http:// is (not https, etcd or redis)");
-  }
-  std::string_view rest = std::string_view(url).substr(sep + 3);
-  size_t authority_end = rest.find_first_of("/?#");
-  std::string_view authority = rest.substr(0, authority_end);
-  std::string_view path =
-      authority_end == std::string_view::npos ? std::string_view() : rest.substr(authority_end);
-  if (path.find_first_of("?#") != std::string_view::npos) {
-    return bad("a query or fragment is not allowed; the client adds ?key=");
-  }
-  if (authority.find('@') != std::string_view::npos) {
-    return bad("user info (USER@HOST) is not supported; set the token instead");
-  }
-
-  std::string_view host, port;
-  bool bracketed = false;
-  if (!authority.empty() && authority.front() == '[') {
-    size_t close = authority.find(']');
-    if (close == std::string_view::npos) return bad("unterminated '[' in the host");
-    host = authority.substr(1, close - 1);
-    std::string_view after = authority.substr(close + 1);
-    if (!after.empty() && after.front() != ':') return bad("junk after the IPv6 address");
-    port = after.empty() ? "80" : after.substr(1);
-    bracketed = true;
-  } else {
-    size_t colon = authority.find(':');
-    if (colon != std::string_view::npos &&
-        authority.find(':', colon + 1) != std::string_view::npos) {
-      return bad("an IPv6 address must be written in brackets: http://[ADDR]:PORT/metadata");
-    }
-    host = authority.substr(0, colon);
-    port = colon == std::string_view::npos ? "80" : authority.substr(colon + 1);
-  }
-  if (host.empty()) return bad("no host");
-  if (!IsVisibleAscii(host) || host.find_first_of("[]") != std::string_view::npos) {
-    return bad("bad characters in the host");
-  }
-  if (!ParsePort(port)) {
-    return bad("port '" + Printable(port) + "' is not a number from 1 to 65535");
-  }
-  if (path.empty() || path == "/") path = "/metadata";
-  if (!IsVisibleAscii(path)) return bad("bad characters in the path");
-
   if (!IsVisibleAscii(options.token)) {
     return Status(ErrorCode::INVALID_PARAMS,
                   "metadata token must not contain spaces or control characters");
@@ -122,33 +69,160 @@ Result<MetadataClient> MetadataClient::Create(MetadataClientOptions options) {
   if (options.timeout.count() <= 0) {
     return Status(ErrorCode::INVALID_PARAMS, "metadata client timeout must be positive");
   }
-
   MetadataClient c;
-  c.host_ = std::string(host);
-  c.port_ = std::to_string(std::stoul(std::string(port)));
-  c.host_header_ = (bracketed ? "[" + c.host_ + "]" : c.host_) + ":" + c.port_;
-  c.path_ = std::string(path);
-  c.url_ = "http://" + c.host_header_ + c.path_;
   c.options_ = std::move(options);
+  const std::string& url = c.options_.url;
+  Status parsed;
+  if (url.empty()) {
+    parsed = BadUrl(url, "empty; expected " + std::string(kExpected));
+  } else if (url == "P2PHANDSHAKE") {
+    // Mooncake's word for "no metadata server": a caller that gets it
+    // publishes nothing, so reaching here is a caller's mistake.
+    parsed =
+        BadUrl(url, "P2PHANDSHAKE (no metadata server) names nothing to connect to; expected " +
+                        std::string(kExpected));
+  } else if (std::optional<std::string> endpoints = EtcdEndpointsOf(url)) {
+    parsed = c.ParseEtcdAddress(*endpoints, /*bare=*/false);
+  } else if (url.find("://") == std::string::npos) {
+    // As Mooncake's parseConnectionString: no scheme means etcd.
+    parsed = c.ParseEtcdAddress(url, /*bare=*/true);
+  } else {
+    parsed = c.ParseHttpUrl(url);
+  }
+  if (!parsed.ok()) return parsed;
   return c;
 }
 
+Status MetadataClient::ParseEtcdAddress(std::string_view endpoints, bool bare) {
+  // The token is kvcached's secret and etcd another trust domain: sending it
+  // (etcd's gateway reads an Authorization header as its own auth token)
+  // would hand it to whoever runs etcd. Refusing a token would be no safer:
+  // a store passes its one cluster token (master, data port, metadata), so
+  // a token-protected cluster could then use etcd only by dropping the token
+  // everywhere. So it stays unused, and guarding etcd (its network, its own
+  // auth) is etcd's business; docs/metadata-service.md says so.
+  Result<EtcdClient> etcd = EtcdClient::Create(endpoints, options_.timeout);
+  if (!etcd.ok()) {
+    std::string why = etcd.status().message();
+    if (bare) {
+      why +=
+          "; a URL without a scheme is read as etcd members, as Mooncake reads it (for the "
+          "HTTP service write http://HOST:PORT/metadata)";
+    }
+    return BadUrl(options_.url, why);
+  }
+  etcd_ = std::move(etcd).value();
+  url_ = "etcd://" + etcd_->endpoints();
+  return Status::Ok();
+}
+
+Status MetadataClient::ParseHttpUrl(std::string_view url) {
+  size_t sep = url.find("://");
+  std::string scheme = Lower(url.substr(0, sep));
+  if (scheme != "http") {
+    return BadUrl(url, "scheme '" + Printable(scheme) +
+                           "://' is not supported; only http:// and etcd:// are (not https or "
+                           "redis)");
+  }
+  std::string_view rest = url.substr(sep + 3);
+  size_t authority_end = rest.find_first_of("/?#");
+  std::string_view authority = rest.substr(0, authority_end);
+  std::string_view path =
+      authority_end == std::string_view::npos ? std::string_view() : rest.substr(authority_end);
+  if (path.find_first_of("?#") != std::string_view::npos) {
+    return BadUrl(url, "a query or fragment is not allowed; the client adds ?key=");
+  }
+  if (authority.find('@') != std::string_view::npos) {
+    return BadUrl(url, "user info (USER@HOST) is not supported; set the token instead");
+  }
+
+  std::string_view host, port;
+  bool bracketed = false;
+  if (!authority.empty() && authority.front() == '[') {
+    size_t close = authority.find(']');
+    if (close == std::string_view::npos) return BadUrl(url, "unterminated '[' in the host");
+    host = authority.substr(1, close - 1);
+    std::string_view after = authority.substr(close + 1);
+    if (!after.empty() && after.front() != ':') return BadUrl(url, "junk after the IPv6 address");
+    port = after.empty() ? "80" : after.substr(1);
+    bracketed = true;
+  } else {
+    size_t colon = authority.find(':');
+    if (colon != std::string_view::npos &&
+        authority.find(':', colon + 1) != std::string_view::npos) {
+      return BadUrl(url,
+                    "an IPv6 address must be written in brackets: http://[ADDR]:PORT/metadata");
+    }
+    host = authority.substr(0, colon);
+    port = colon == std::string_view::npos ? "80" : authority.substr(colon + 1);
+  }
+  if (host.empty()) return BadUrl(url, "no host");
+  if (!IsVisibleAscii(host) || host.find_first_of("[]") != std::string_view::npos) {
+    return BadUrl(url, "bad characters in the host");
+  }
+  if (!ParsePort(port)) {
+    return BadUrl(url, "port '" + Printable(port) + "' is not a number from 1 to 65535");
+  }
+  if (path.empty() || path == "/") path = "/metadata";
+  if (!IsVisibleAscii(path)) return BadUrl(url, "bad characters in the path");
+
+  host_ = std::string(host);
+  port_ = std::to_string(*ParsePort(port));
+  host_header_ = (bracketed ? "[" + host_ + "]" : host_) + ":" + port_;
+  path_ = std::string(path);
+  url_ = "http://" + host_header_ + path_;
+  return Status::Ok();
+}
+
 Status MetadataClient::Put(std::string_view key, std::string_view value) const {
+  if (key.empty()) return EmptyKey();
+  if (etcd_) return EtcdPut(key, value);
   return RoundTrip(Method::kPut, key, value).status();
 }
 
 Result<std::optional<std::string>> MetadataClient::Get(std::string_view key) const {
-  return RoundTrip(Method::kGet, key, {});
+  if (key.empty()) return EmptyKey();
+  if (!etcd_) return RoundTrip(Method::kGet, key, {});
+  Result<std::optional<EtcdKeyValue>> got = etcd_->Get(key);
+  if (!got.ok()) return got.status();
+  std::optional<EtcdKeyValue>& kv = got.value();
+  if (!kv) return std::optional<std::string>();
+  // EtcdClient bounds the answer at 4 MiB; the caller's own bound is on the
+  // value, so both backends refuse the same values.
+  if (kv->value.size() > options_.max_response_body_bytes) {
+    return Status(ErrorCode::BUFFER_OVERFLOW,
+                  "the value of '" + Printable(key) + "' in " + url_ + " (" +
+                      std::to_string(kv->value.size()) + " bytes) exceeds " +
+                      std::to_string(options_.max_response_body_bytes) + " bytes");
+  }
+  return std::optional<std::string>(std::move(kv->value));
 }
 
 Status MetadataClient::Delete(std::string_view key) const {
+  if (key.empty()) return EmptyKey();
+  if (etcd_) return etcd_->Delete(key).status();  // 0 keys deleted is OK: idempotent
   return RoundTrip(Method::kDelete, key, {}).status();
 }
 
-// One request on a fresh connection (net/http_call.h).
+// The HTTP service's rpc_meta rule (core/metadata_store.h), kept so the two
+// backends honour one contract: an rpc_meta key says where a live node is,
+// and another writer must not move it silently. Mooncake's own etcd plugin
+// does not check, so this guards only against writers using this client.
+Status MetadataClient::EtcdPut(std::string_view key, std::string_view value) const {
+  if (key.find("rpc_meta") == std::string_view::npos) return etcd_->Put(key, value).status();
+  // One transaction: create, or read what is there; equal bytes leave it as
+  // it is (a node republishing), so no second write can race this one.
+  Result<EtcdCreateResult> res = etcd_->CreateIfAbsent(key, value, /*lease=*/0);
+  if (!res.ok()) return res.status();
+  if (res->created || (res->current && res->current->value == value)) return Status::Ok();
+  return Status(ErrorCode::ETCD_OPERATION_ERROR,
+                "rpc_meta key '" + Printable(key) + "' in " + url_ +
+                    " already holds a different value; Delete it first");
+}
+
+// HTTP: one request on a fresh connection (net/http_call.h).
 Result<std::optional<std::string>> MetadataClient::RoundTrip(Method method, std::string_view key,
                                                              std::string_view body) const {
-  if (key.empty()) return Status(ErrorCode::INVALID_PARAMS, "metadata key must not be empty");
   HttpCallRequest call;
   call.method = method == Method::kPut ? "PUT" : method == Method::kGet ? "GET" : "DELETE";
   call.what = call.method + " '" + Printable(key) + "'";

@@ -420,9 +420,7 @@ TEST_CASE("metadata client: bad options are INVALID_PARAMS") {
   const std::vector<Case> cases = {
       {"", "empty"},
       {"https://127.0.0.1:8080/metadata", "only http://"},
-      {"etcd://127.0.0.1:2379", "only http://"},
       {"redis://127.0.0.1:6379", "only http://"},
-      {"127.0.0.1:2379", "etcd"},
       {"P2PHANDSHAKE", "P2PHANDSHAKE"},
       {"http://", "no host"},
       {"http://:8080/metadata", "no host"},
