@@ -30,6 +30,10 @@ PutBatch::PutBatch(BatchContext& ctx, const std::vector<std::string>& keys,
       sums_(keys.size(), 0),
       again_(keys.size(), false) {}
 
+bool PutBatch::Late(std::chrono::steady_clock::time_point asked, uint64_t lease_ttl_ms) const {
+  return lease_ttl_ms > 0 && ctx_.clock() - asked > std::chrono::milliseconds(lease_ttl_ms);
+}
+
 std::vector<Status> PutBatch::Run(int retries) {
   if (keys_.size() != values_.size()) {
     return std::vector<Status>(
@@ -78,11 +82,25 @@ void PutBatch::Start() {
     for (size_t j = a; j < b; ++j) req.items.push_back({keys_[todo_[j]], values_[todo_[j]].size});
     ReplicaListResponse res;
     MsgType type = upsert_ ? MsgType::kUpsertStart : MsgType::kPutStart;
+    auto asked = ctx_.clock();
     Status st = ctx_.master.Call(type, req, res);
     if (st.ok() && res.items.size() != b - a) {
       st = Status(ErrorCode::RPC_FAIL,
                   std::string(MsgTypeName(type)) + " answered the wrong number of items");
     }
+    if (st.ok() && Late(asked, res.lease_ttl_ms)) {
+      // The master may have lost its leadership while it answered, and a
+      // new leader may hand the same space out (docs/ha.md, "The fence"):
+      // the space is given back unwritten.
+      for (size_t j = a; j < b; ++j) {
+        if (res.items[j - a].code == 0) revoke_.push_back(keys_[todo_[j]]);
+      }
+      st = Status(ErrorCode::RPC_TIMEOUT,
+                  std::string(MsgTypeName(type)) + " was answered after its lease (" +
+                      std::to_string(res.lease_ttl_ms) +
+                      " ms): the master may have failed over; nothing was written");
+    }
+    if (st.ok() && res.lease_ttl_ms > 0) lease_ttl_ms_ = res.lease_ttl_ms;
     placed_.push_back(std::move(res));
     return st;
   });
@@ -174,7 +192,15 @@ void PutBatch::Commit() {
     PutEndRequest req;
     for (size_t j = a; j < b; ++j) req.items.push_back({keys_[ended[j]], sums_[ended[j]]});
     CodesResponse res;
+    auto asked = ctx_.clock();
     Status st = ctx_.master.Call(MsgType::kPutEnd, req, res);
+    if (st.ok() && Late(asked, lease_ttl_ms_)) {
+      // An answer this late may come from a master deposed meanwhile,
+      // whose commit the new leader never learns: not known to be stored.
+      st = Status(ErrorCode::RPC_TIMEOUT,
+                  "answered after the lease (" + std::to_string(lease_ttl_ms_) +
+                      " ms): the master may have failed over, the object may not be stored");
+    }
     for (size_t j = a; j < b; ++j) {
       size_t i = ended[j];
       if (!st.ok()) {

@@ -37,6 +37,9 @@ class PutBatch {
   void Transfer(bool may_retry);
   void Commit();
   void Revoke();
+  // True when an answer to a request sent at `asked` came after the lease:
+  // a master that lost its leadership meanwhile may have sent it.
+  bool Late(std::chrono::steady_clock::time_point asked, uint64_t lease_ttl_ms) const;
   void Retry(int retries);
 
   BatchContext& ctx_;
@@ -55,6 +58,7 @@ class PutBatch {
   std::vector<bool> again_;                         // put again elsewhere
   std::vector<std::string> unreachable_;            // segments to report
   std::vector<std::string> revoke_;                 // keys to give back
+  uint64_t lease_ttl_ms_ = 0;                       // the master's read lease, from PutStart
 };
 
 }  // namespace kvcached

@@ -212,6 +212,33 @@ TEST_CASE("client stages: PutEnd lost before or after the master applied it") {
   }
 }
 
+TEST_CASE("client stages: a PutStart or PutEnd answered after the lease is not trusted") {
+  // A master past its fence may still answer a request it checked just
+  // before (docs/ha.md): an answer later than the lease is treated as lost.
+  Rig rig;
+  MsgType slow = MsgType::kPutStart;
+  rig.master.rewrite = [&](MsgType type, std::string&) {
+    if (type == slow) rig.now += std::chrono::milliseconds(10'001);
+  };
+  SUBCASE("PutStart: nothing is written, the space is given back") {
+    CHECK(rig.Put("k", Value("k", 0)).code() == ErrorCode::RPC_TIMEOUT);
+    CHECK(rig.path->batches == 0);
+    CHECK(rig.master.calls[MsgType::kPutEnd] == 0);
+    CHECK(rig.master.calls[MsgType::kPutRevoke] == 1);
+    CHECK(rig.Get("k", Value("k", 0)).code() == ErrorCode::OBJECT_NOT_FOUND);
+  }
+  SUBCASE("PutEnd: the put reports the error and revokes") {
+    slow = MsgType::kPutEnd;
+    CHECK(rig.Put("k", Value("k", 0)).code() == ErrorCode::RPC_TIMEOUT);
+    CHECK(rig.master.calls[MsgType::kPutRevoke] == 1);
+  }
+  SUBCASE("within the lease both are trusted") {
+    rig.master.rewrite = [&](MsgType, std::string&) { rig.now += std::chrono::milliseconds(9'999); };
+    CHECK(rig.Put("k", Value("k", 0)).ok());
+    CHECK(rig.master.calls[MsgType::kPutRevoke] == 0);
+  }
+}
+
 TEST_CASE("client stages: a read that ends after its lease is refused, and not retried") {
   Rig rig(2);
   ReplicateConfig two;
