@@ -44,13 +44,14 @@ constexpr MooncakeFlag kFlags[] = {
      "or --insecure)"},
     {"rpc_conn_timeout_seconds", Kind::kUInt, "--idle-timeout in seconds (0: kvcached's 10 min)"},
     {"rpc_enable_tcp_no_delay", Kind::kBool, "always on here; =false has no effect"},
-    {"enable_ha", Kind::kBool, "refused when true: high availability is not built yet"},
+    {"enable_ha", Kind::kBool,
+     "one of several masters electing a leader in etcd (needs --etcd_endpoints; docs/ha.md)"},
     {"enable_offload", Kind::kBool, "refused when true: there is no disk tier yet"},
-    {"etcd_endpoints", Kind::kText, "no effect (used with --enable_ha only)", true},
+    {"etcd_endpoints", Kind::kText, "--etcd-endpoints (read with --enable_ha only)"},
     {"client_ttl", Kind::kUInt, "--client-ttl, in seconds"},
     {"root_fs_dir", Kind::kText, "refused when set: there is no file storage backend"},
     {"global_file_segment_size", Kind::kUInt, "no effect: there is no file storage backend", true},
-    {"cluster_id", Kind::kText, "no effect (used with --enable_ha only)", true},
+    {"cluster_id", Kind::kText, "--cluster-id (read with --enable_ha only)"},
     {"memory_allocator", Kind::kText, "offset (kvcached's best-fit allocator); cachelib is noted"},
     {"allocation_strategy", Kind::kText,
      "--allocation-strategy: random, free_ratio_first (free-ratio); cxl refused"},
@@ -232,11 +233,6 @@ Status RefuseMissingFeatures(const Values& v) {
     auto it = v.find(name);
     return it != v.end() && it->second == "true";
   };
-  if (on("enable_ha")) {
-    return NotSupported(
-        "--enable_ha: high availability on etcd is not built yet; run one master (a restarted "
-        "master rebuilds its index from the stores, docs/master.md)");
-  }
   if (on("enable_offload")) return NotSupported("--enable_offload: there is no disk tier yet");
   if (on("enable_cxl")) return NotSupported("--enable_cxl: CXL memory is not supported");
   if (auto it = v.find("root_fs_dir"); it != v.end() && !it->second.empty()) {
@@ -311,6 +307,28 @@ Status Build(const Values& v, MooncakeMasterArgs& out) {
       return Invalid("--memory_allocator: '" + *m + "' is not offset or cachelib");
     }
     out.notes.push_back("--memory_allocator=cachelib: kvcached has one allocator (best fit)");
+  }
+  if (const std::string* ha = given("enable_ha"); ha && *ha == "true") {
+    const std::string* endpoints = given("etcd_endpoints");
+    if (endpoints == nullptr || endpoints->empty()) {
+      return Invalid("--enable_ha needs --etcd_endpoints (host:port;host:port)");
+    }
+    arg("etcd-endpoints", *endpoints);
+    if (const std::string* id = given("cluster_id"); id && !id->empty()) arg("cluster-id", *id);
+    // The leader serves until one read lease before its etcd lease (5 s,
+    // Mooncake's) could end: a longer read lease takes a longer etcd lease.
+    if (const std::string* t = given("default_kv_lease_ttl")) {
+      uint64_t ms = std::strtoull(t->c_str(), nullptr, 10);
+      if (ms * 2 > 5000) {
+        uint64_t lease_s = (ms * 2 + 999) / 1000;
+        arg("etcd-lease-ttl", std::to_string(lease_s) + "s");
+        out.notes.push_back("--default_kv_lease_ttl=" + *t + " with --enable_ha: the leader's etcd lease is " +
+                            std::to_string(lease_s) +
+                            " s (twice the read lease), so a failover takes about that long");
+      }
+    }
+  } else if (given("etcd_endpoints") || given("cluster_id")) {
+    out.notes.push_back("--etcd_endpoints and --cluster_id have no effect without --enable_ha");
   }
   const std::string* meta = given("enable_http_metadata_server");
   if (meta == nullptr || *meta == "false") out.master_args.push_back("--no-meta");

@@ -94,6 +94,7 @@ TEST_CASE("mooncake_master: bad input is refused with the flag named") {
                                              {"--rpc_port"},
                                              {"--eviction_ratio=half"},
                                              {"--enable_ha=maybe"},
+                                             {"--enable_ha"},  // no --etcd_endpoints
                                              {"stray"},
                                              {"--enable_http_metadata_server", "true"},
                                              {"--allocation_strategy=fastest"},
@@ -109,8 +110,6 @@ TEST_CASE("mooncake_master: bad input is refused with the flag named") {
 
 TEST_CASE("mooncake_master: a feature kvcached lacks is NOT_SUPPORTED, never silently off") {
   for (const std::vector<std::string>& missing : std::vector<std::vector<std::string>>{
-           {"--enable_ha"},
-           {"--enable_ha=true", "--etcd_endpoints=127.0.0.1:2379"},
            {"--enable_offload=true"},
            {"--enable_cxl"},
            {"--root_fs_dir=/mnt/dfs"},
@@ -141,6 +140,29 @@ TEST_CASE("mooncake_master: flags without effect here are accepted and noted") {
     CHECK_MESSAGE(noted(flag), flag);
   }
   CHECK(Translate({"--rpc_port=1"})->notes.empty());
+}
+
+TEST_CASE("mooncake_master: --enable_ha runs one of several masters electing in etcd") {
+  Result<MooncakeMasterArgs> r =
+      Translate({"--enable_ha", "--etcd_endpoints=10.0.0.1:2379;10.0.0.2:2379", "--cluster_id=c1"});
+  REQUIRE_MESSAGE(r.ok(), r.status().message());
+  CHECK(r->master_args == std::vector<std::string>{"--etcd-endpoints=10.0.0.1:2379;10.0.0.2:2379",
+                                                   "--cluster-id=c1", "--no-meta"});
+  CHECK(r->notes.empty());
+  // A read lease over half of Mooncake's 5 s etcd lease lengthens the etcd
+  // lease (the leader serves until one read lease before it could end).
+  r = Translate({"--enable_ha", "--etcd_endpoints=10.0.0.1:2379", "--default_kv_lease_ttl=5000"});
+  REQUIRE(r.ok());
+  CHECK(r->master_args == std::vector<std::string>{"--default-kv-lease-ttl=5000ms",
+                                                   "--etcd-endpoints=10.0.0.1:2379",
+                                                   "--etcd-lease-ttl=10s", "--no-meta"});
+  REQUIRE(r->notes.size() == 1);
+  CHECK(r->notes[0].find("10 s") != std::string::npos);
+  // Without --enable_ha the etcd flags do nothing, and say so.
+  r = Translate({"--etcd_endpoints=10.0.0.1:2379"});
+  REQUIRE(r.ok());
+  CHECK(r->master_args == std::vector<std::string>{"--no-meta"});
+  CHECK(r->notes.size() == 1);
 }
 
 TEST_CASE("mooncake_master: the task table's limits reach the master") {
@@ -182,7 +204,7 @@ TEST_CASE("mooncake_master: the config file's keys, with the command line over t
   files["/yaml"] = "rpc_port: 1\n";
   CHECK(Translate({"--config_path=/yaml"}).code() == ErrorCode::INVALID_PARAMS);
   files["/ha.json"] = R"({"enable_ha": true})";
-  CHECK(Translate({"--config_path=/ha.json"}).code() == ErrorCode::NOT_SUPPORTED);
+  CHECK(Translate({"--config_path=/ha.json"}).code() == ErrorCode::INVALID_PARAMS);  // no etcd
   CHECK(Translate({"--config_path=/ha.json", "--enable_ha=false"}).ok());
 }
 
