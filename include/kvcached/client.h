@@ -42,7 +42,7 @@ enum class TransportMode {
 struct ClientConfig {
   // The settings of Mooncake's setup(), by the same names.
   std::string local_hostname;  // host id; same value => shared memory (default: hostname)
-  std::string metadata_server = "P2PHANDSHAKE";  // or http://host:port/metadata
+  std::string metadata_server = "P2PHANDSHAKE";  // or http://host:port/metadata, etcd://h:p
   uint64_t global_segment_size = 0;              // > 0: contribute a segment of this size
   uint64_t local_buffer_size = 0;  // accepted for compatibility; no path needs one
   // "tcp", or "rdma": use RDMA to stores that serve it. With no RDMA device

@@ -183,7 +183,8 @@ std::vector<ClientSetting> BuildTable() {
   add({.name = "metadata_server",
        .mooncake_env = "MOONCAKE_TE_META_DATA_SERVER",
        .json_key = "metadata_server",
-       .help = "P2PHANDSHAKE, or http://host:port/metadata for a contributed segment",
+       .help = "P2PHANDSHAKE, or where a contributed segment's descriptor is published: "
+               "http://host:port/metadata or etcd://host:port[;host:port...]",
        .set = SetText<&C::metadata_server>,
        .get = GetText<&C::metadata_server>});
   add({.name = "global_segment_size",

@@ -80,8 +80,9 @@ std::vector<OptionSpec> StoreOptions() {
                  "user and root (default: none); the runtime directory becomes 0750 and the "
                  "socket 0660 for it"),
       env(MakeOption("metadata-server", OptionKind::kString, "P2PHANDSHAKE",
-                     "Metadata service to publish the segment descriptor to "
-                     "(http://host:port/metadata); P2PHANDSHAKE: only through the master"),
+                     "Where to publish the segment descriptor: a metadata service "
+                     "(http://host:port/metadata) or etcd (etcd://host:port[;host:port...]); "
+                     "P2PHANDSHAKE: only through the master"),
           {"MOONCAKE_TE_META_DATA_SERVER"}),
       MakeOption("ping-interval", OptionKind::kDuration, "1s",
                  "How often the store pings the master (keep well under the master's "

@@ -60,7 +60,7 @@ struct SegmentHostOptions {
   // Serve on a non-loopback data port without a token (Serve refuses it
   // otherwise, with INVALID_PARAMS).
   bool insecure = false;
-  std::string metadata_server;  // http://...: publish the descriptor there
+  std::string metadata_server;  // http://... or etcd://...: publish the descriptor there
   std::chrono::milliseconds ping_interval{1000};
   std::chrono::milliseconds connect_timeout{1000};
   int connect_attempts = 2;
