@@ -131,13 +131,16 @@ class RecordingEtcd {
           if (at != std::string::npos && at < head_end) want = std::stoul(request.substr(at + 16));
         }
       }
+      {
+        // Recorded before the answer leaves: the test reads it once answered.
+        std::lock_guard<std::mutex> lock(mu_);
+        seen_ += request;
+      }
       const std::string answer =
           "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n"
           "Connection: close\r\n\r\n{}";
       (void)!send(c, answer.data(), answer.size(), MSG_NOSIGNAL);
       close(c);
-      std::lock_guard<std::mutex> lock(mu_);
-      seen_ += request;
     }
   }
 
