@@ -33,7 +33,7 @@ kvcached::MasterService& Service() {
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace kvcached;
   MasterService& service = Service();
-  RpcPeer peer{1, "fuzz", PeerRole::kStore, "fuzz-client", "fuzz-host"};
+  RpcPeer peer{1, "fuzz", PeerRole::kStore, "fuzz-client", "fuzz-host", 0, ""};
   size_t offset = 0;
   for (int i = 0; i < 16 && size - offset >= kFrameHeaderBytes; ++i) {
     FrameHeader h;
