@@ -345,6 +345,7 @@ int RunMaster(const CommandContext& ctx) {
     opts.may_serve = [role] { return role->MayServe(); };
     opts.on_deposed = [role] { role->Deposed(); };
     opts.health_detail = [role] { return role->HealthDetail(); };
+    opts.await_owner_acks = true;
   }
   boost::asio::io_context ioc;
   MasterService service(ioc, opts, metrics);

@@ -132,6 +132,11 @@ void Fields(Io& io, StatusResponse& m) {
 }
 
 template <typename Io>
+void Fields(Io& io, TableUpdateAck& m) {
+  io.U64(m.seq);
+}
+
+template <typename Io>
 void Fields(Io& io, PingRequest& m) {
   io.U32(m.segments_owned);
 }
@@ -351,6 +356,7 @@ KVCACHED_INSTANTIATE_CODEC(MountRequest)
 KVCACHED_INSTANTIATE_CODEC(UnmountRequest)
 KVCACHED_INSTANTIATE_CODEC(RemountRequest)
 KVCACHED_INSTANTIATE_CODEC(StatusResponse)
+KVCACHED_INSTANTIATE_CODEC(TableUpdateAck)
 KVCACHED_INSTANTIATE_CODEC(PingRequest)
 KVCACHED_INSTANTIATE_CODEC(PingResponse)
 KVCACHED_INSTANTIATE_CODEC(KeysRequest)
@@ -466,6 +472,8 @@ uint32_t MaxRequestBodyBytes(MsgType type) {
     case MsgType::kTaskStart:
     case MsgType::kQueryTask:
       return 16;
+    case MsgType::kTableUpdateAck:
+      return 8;
     case MsgType::kTaskEnd:
       return static_cast<uint32_t>(16 + 4 + StrMax(kMaxMessageBytes));
     case MsgType::kDataRead:
@@ -528,6 +536,8 @@ const char* MsgTypeName(MsgType type) {
       return "TaskEnd";
     case MsgType::kQueryTask:
       return "QueryTask";
+    case MsgType::kTableUpdateAck:
+      return "TableUpdateAck";
     case MsgType::kPutEnd:
       return "PutEnd";
     case MsgType::kPutRevoke:

@@ -18,7 +18,8 @@
 namespace kvcached {
 
 inline constexpr uint32_t kRpcMagic = 0x3143564B;  // "KVC1" on the wire
-inline constexpr uint16_t kRpcVersion = 4;  // 3: Hello names the tenant; 4: pins
+// 3: Hello names the tenant; 4: pins; 5: table updates are acknowledged
+inline constexpr uint16_t kRpcVersion = 5;
 inline constexpr size_t kFrameHeaderBytes = 24;
 inline constexpr uint32_t kMaxBodyBeforeHello = 4096;
 inline constexpr uint32_t kDefaultMaxBodyBytes = 64u << 20;
@@ -80,6 +81,12 @@ enum class MsgType : uint16_t {
   kTaskStart = 20,
   kTaskEnd = 21,    // TaskEndRequest: how the copy went; answer StatusResponse
   kQueryTask = 22,  // TaskRef; answer TaskInfo
+  // Owner -> master: the TableUpdates of this connection up to `seq` (the
+  // request id their frames carried) are applied (TableUpdateAck). One-way.
+  // The master answers a PutEnd only once its owners have acknowledged
+  // their updates, so a master killed after answering leaves the object
+  // in a table the next master rebuilds from.
+  kTableUpdateAck = 23,
   // The store's data port (after Hello): bytes move in the frame body.
   kDataWrite = 32,  // body: DataRange, then `length` bytes; answer StatusResponse
   kDataRead = 33,   // body: DataRange; answer: the `length` bytes
@@ -89,8 +96,10 @@ enum class MsgType : uint16_t {
   kRdmaConnect = 35,  // body: RdmaConnectRequest; answer RdmaConnectResponse
 };
 const char* MsgTypeName(MsgType type);  // "PutStart"; "Unknown" otherwise
-// Requests the master does not answer (kReleaseLeases).
-inline bool IsOneWay(MsgType type) { return type == MsgType::kReleaseLeases; }
+// Requests the master does not answer (kReleaseLeases, kTableUpdateAck).
+inline bool IsOneWay(MsgType type) {
+  return type == MsgType::kReleaseLeases || type == MsgType::kTableUpdateAck;
+}
 
 inline constexpr uint16_t kFlagResponse = 1;      // answers request_id
 inline constexpr uint16_t kFlagNotification = 2;  // unsolicited, request_id 0
@@ -219,6 +228,10 @@ struct RemountRequest {
 struct StatusResponse {
   int32_t code = 0;
   std::string message;
+};
+
+struct TableUpdateAck {
+  uint64_t seq = 0;  // every update of the connection up to this one is applied
 };
 
 struct PingRequest {

@@ -18,7 +18,9 @@ namespace {
 
 namespace http = boost::beast::http;
 
-constexpr size_t kOpSlots = 23;  // MsgType values are below this
+constexpr size_t kOpSlots = 23;  // MsgType values are below this (TableUpdateAck is not counted)
+// How long a PutEnd answer waits for its owners' acknowledgements.
+constexpr std::chrono::milliseconds kAckWait{300};
 
 bool IsObjectOp(MsgType t) {
   return t == MsgType::kPutEnd || t == MsgType::kRemove || t == MsgType::kRemoveAll ||
@@ -171,6 +173,14 @@ MasterService::MasterService(boost::asio::io_context& ioc, MasterServiceOptions 
                              return static_cast<double>(index_.client_count());
                            });
   metrics.AddCollector([this](std::string& out) { RenderSegmentMetrics(out); });
+  ack_timeouts_ = &metrics.GetCounter(
+      "kvcached_master_table_ack_timeouts_total",
+      "PutEnd answers sent without every owner's acknowledgement of its table update (an owner "
+      "slower than 300 ms or gone)");
+  ack_wait_ = &metrics.GetHistogram("kvcached_master_table_ack_wait_seconds",
+                                    "How long a PutEnd answer waited for its owners' "
+                                    "acknowledgements",
+                                    LatencyBucketsSeconds());
 }
 
 MasterService::~MasterService() { BeginShutdown(); }
@@ -197,6 +207,7 @@ Status MasterService::Start() {
 
 void MasterService::BeginShutdown() {
   if (stopping_.exchange(true)) return;
+  ReleaseAckWaiters(/*expire=*/true);  // stopping: every waiter is answered
   timer_.cancel();
   rpc_.BeginShutdown();
   admin_.BeginShutdown();
@@ -235,6 +246,7 @@ void MasterService::OnTick() {
         evicted_after - evicted_before);
   }
   FlushTableUpdates();
+  ReleaseAckWaiters(/*expire=*/true);
   timer_.expires_after(options_.tick);
   timer_.async_wait([this](boost::system::error_code ec) {
     if (!ec) OnTick();
@@ -242,17 +254,81 @@ void MasterService::OnTick() {
 }
 
 void MasterService::FlushTableUpdates() {
-  // Handed to the owners' connections while the index lock is held, so two
-  // I/O threads cannot deliver one owner's changes out of order (Notify
-  // only queues the frame on the connection's strand; it never blocks).
   std::lock_guard<std::mutex> lock(index_mu_);
+  FlushTableUpdatesLocked(nullptr);
+}
+
+void MasterService::FlushTableUpdatesLocked(std::vector<RpcServer::Sequenced>* sent) {
+  // Handed to the owners' connections while the index lock is held, so two
+  // I/O threads cannot deliver one owner's changes out of order (sending
+  // only queues the frame on the connection's strand; it never blocks).
   if (options_.may_serve && !options_.may_serve()) return;  // deposed: owners hear nothing more
   for (auto& [owner, update] : index_.TakeTableUpdates()) {
     size_t n = update.changes.size();
-    if (!rpc_.Notify(owner, EncodeFrame(MsgType::kTableUpdate, kFlagNotification, 0, update))) {
+    RpcServer::Sequenced s = rpc_.NotifySequenced(owner, MsgType::kTableUpdate, EncodeBody(update));
+    if (s.connection_id == 0) {
       spdlog::warn("owner '{}' of segment '{}' is not connected: {} table change(s) not delivered",
                    Printable(owner), Printable(update.segment), n);
+    } else if (sent) {
+      sent->push_back(s);
     }
+  }
+}
+
+void MasterService::AnswerAfterAcks(std::vector<RpcServer::Sequenced> need, uint16_t flags,
+                                    std::string body) {
+  AckWaiter w;
+  w.need = std::move(need);
+  w.reply = RpcServer::Defer();
+  w.flags = flags;
+  w.body = std::move(body);
+  w.since = std::chrono::steady_clock::now();
+  {
+    std::lock_guard<std::mutex> lock(acks_mu_);
+    waiters_.push_back(std::move(w));
+  }
+  ReleaseAckWaiters(/*expire=*/false);  // the acks may be in already
+}
+
+void MasterService::OnTableUpdateAck(uint64_t connection_id, uint64_t seq) {
+  {
+    std::lock_guard<std::mutex> lock(acks_mu_);
+    if (waiters_.empty()) return;  // nothing waits: no need to remember
+    uint64_t& acked = acked_[connection_id];
+    acked = std::max(acked, seq);
+  }
+  ReleaseAckWaiters(/*expire=*/false);
+}
+
+void MasterService::ReleaseAckWaiters(bool expire) {
+  std::vector<AckWaiter> ready;
+  auto now = std::chrono::steady_clock::now();
+  {
+    std::lock_guard<std::mutex> lock(acks_mu_);
+    for (auto it = waiters_.begin(); it != waiters_.end();) {
+      bool done = std::all_of(it->need.begin(), it->need.end(), [&](const RpcServer::Sequenced& s) {
+        auto a = acked_.find(s.connection_id);
+        return a != acked_.end() && a->second >= s.seq;
+      });
+      bool late = !done && (expire || stopping_) && now - it->since >= kAckWait;
+      if (done || late || stopping_) {
+        if (!done) ack_timeouts_->Inc();
+        ready.push_back(std::move(*it));
+        it = waiters_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    // Only waiters read acked_; the next waiter needs a later ack anyway.
+    if (waiters_.empty()) acked_.clear();
+  }
+  for (AckWaiter& w : ready) {
+    ack_wait_->ObserveSeconds(std::chrono::duration<double>(now - w.since).count());
+    // The fence applies to a late answer as to any other.
+    std::string body = std::move(w.body);
+    uint16_t flags = w.flags;
+    (void)Serving(flags, body);
+    w.reply.Reply(flags, std::move(body));
   }
 }
 
@@ -541,6 +617,7 @@ Status MasterService::Dispatch(const RpcPeer& peer, MsgType type, std::string_vi
   size_t slot = static_cast<size_t>(type);
   uint64_t failures = 0;
   Status decoded;  // a batched request whose body did not decode closes the connection
+  std::vector<RpcServer::Sequenced> acks_needed;  // PutEnd: the owners' updates to wait for
   switch (type) {
     case MsgType::kMountSegment:
     case MsgType::kRemountSegment:
@@ -578,10 +655,22 @@ Status MasterService::Dispatch(const RpcPeer& peer, MsgType type, std::string_vi
       decoded = TaskCall(peer, caller, type, body, out, failures, now);
       break;
     case MsgType::kPutEnd:
-      decoded = Batched<PutEndRequest>(
-          peer, body, out, flags, failures,
-          [&](const PutEndRequest& r) { return index_.PutEnd(caller, r, now); });
+      decoded = Batched<PutEndRequest>(peer, body, out, flags, failures,
+                                       [&](const PutEndRequest& r) {
+                                         CodesResponse res = index_.PutEnd(caller, r, now);
+                                         // This request's updates leave now, numbered.
+                                         if (options_.await_owner_acks) {
+                                           FlushTableUpdatesLocked(&acks_needed);
+                                         }
+                                         return res;
+                                       });
       break;
+    case MsgType::kTableUpdateAck: {
+      TableUpdateAck ack;
+      if (Status st = DecodeBody(body, ack); !st.ok()) return st;
+      OnTableUpdateAck(peer.connection_id, ack.seq);
+      return Status::Ok();  // one-way, and not counted as a request
+    }
     case MsgType::kPutRevoke:
       decoded = Batched<KeysRequest>(peer, body, out, flags, failures, [&](const KeysRequest& r) {
         return index_.PutRevoke(caller, r.keys, now);
@@ -637,6 +726,10 @@ Status MasterService::Dispatch(const RpcPeer& peer, MsgType type, std::string_vi
   }
   if (!Serving(flags, out)) return Status::Ok();
   if (IsObjectOp(type)) FlushTableUpdates();
+  if (!acks_needed.empty() && !(flags & kFlagError)) {
+    AnswerAfterAcks(std::move(acks_needed), flags, std::move(out));
+    flags = kFlagDeferred;
+  }
   return Status::Ok();
 }
 

@@ -16,8 +16,11 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <list>
 #include <optional>
 #include <string>
+#include <unordered_map>
+#include <vector>
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -43,6 +46,10 @@ struct MasterServiceOptions {
   // on_deposed(); null: a master that always serves.
   std::function<bool()> may_serve;
   std::function<void()> on_deposed;
+  // PutEnd answers wait (up to 300 ms) for the owners' acknowledgements of
+  // their table updates, so a master that dies right after answering
+  // leaves the object in a table its successor rebuilds from. On with HA.
+  bool await_owner_acks = false;
   // Lines added to /health (role, epoch); null: none.
   std::function<std::string()> health_detail;
 };
@@ -99,6 +106,16 @@ class MasterService {
   std::string SummaryLine();
   void OnTick();
   void FlushTableUpdates();
+  // The same with index_mu_ held; `sent`, when given, gets the connection
+  // and sequence number of each update sent.
+  void FlushTableUpdatesLocked(std::vector<RpcServer::Sequenced>* sent);
+  // A PutEnd's answer waits for its owners' TableUpdateAcks (or
+  // kAckWait), so a master that dies after answering leaves the object in
+  // a table the next master rebuilds from (docs/master.md).
+  void AnswerAfterAcks(std::vector<RpcServer::Sequenced> need, uint16_t flags, std::string body);
+  void OnTableUpdateAck(uint64_t connection_id, uint64_t seq);
+  // Answers the waiters whose acks all came, and (`expire`) those past kAckWait.
+  void ReleaseAckWaiters(bool expire);
   void RenderSegmentMetrics(std::string& out);
   static int64_t NowMs();
 
@@ -115,6 +132,18 @@ class MasterService {
   boost::asio::steady_timer timer_;
   std::atomic<bool> stopping_{false};
   uint64_t logged_evictions_ = 0;  // timer handler only
+  struct AckWaiter {
+    std::vector<RpcServer::Sequenced> need;
+    RpcServer::DeferredReply reply;
+    uint16_t flags = 0;
+    std::string body;
+    std::chrono::steady_clock::time_point since;
+  };
+  std::mutex acks_mu_;  // guards acked_ and waiters_
+  std::unordered_map<uint64_t, uint64_t> acked_;  // connection id -> highest seq acknowledged
+  std::list<AckWaiter> waiters_;
+  Counter* ack_timeouts_ = nullptr;
+  Histogram* ack_wait_ = nullptr;
 };
 
 }  // namespace kvcached

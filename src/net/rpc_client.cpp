@@ -95,9 +95,22 @@ std::string RpcClient::PeerName() const {
 }
 
 void RpcClient::Dispatch(const FrameHeader& head, const std::string& body) {
-  if (head.type == static_cast<uint16_t>(MsgType::kTableUpdate) && options_.on_table_update) {
-    TableUpdate update;
-    if (DecodeBody(body, update).ok()) options_.on_table_update(update);
+  if (head.type != static_cast<uint16_t>(MsgType::kTableUpdate) || !options_.on_table_update) {
+    return;
+  }
+  TableUpdate update;
+  if (!DecodeBody(body, update).ok()) return;
+  options_.on_table_update(update);
+  if (options_.ack_table_updates && head.request_id != 0 && fd_ >= 0) {
+    // On the connection the update came on, in the middle of whatever this
+    // thread is waiting for: the master does not answer it.
+    std::string wire = FrameWithBody(MsgType::kTableUpdateAck, 0, next_request_id_++,
+                                     EncodeBody(TableUpdateAck{head.request_id}));
+    if (Status st = SendAll(fd_, wire.data(), wire.size(), Clock::now() + options_.call_timeout,
+                            PeerName());
+        !st.ok()) {
+      CloseLocked();  // the caller's read fails next and reconnects
+    }
   }
 }
 

@@ -36,6 +36,10 @@ struct RpcClientOptions {
   // net/leader_lookup.h sets it for "etcd://" addresses.
   std::function<Result<std::string>()> resolve_address;
   std::function<void(const TableUpdate&)> on_table_update;
+  // Acknowledge each numbered TableUpdate (TableUpdateAck) once
+  // on_table_update returned: a segment owner does, so the master answers a
+  // PutEnd only once the owner's table has the object.
+  bool ack_table_updates = false;
 };
 
 class RpcClient {

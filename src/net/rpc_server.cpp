@@ -47,6 +47,11 @@ std::string PeerIp(const tcp::socket& socket) {
 
 }  // namespace
 
+namespace {
+// The request being dispatched on this thread, for RpcServer::Defer().
+thread_local RpcServer::DeferredReply* current_request = nullptr;
+}  // namespace
+
 struct RpcServer::State : std::enable_shared_from_this<RpcServer::State> {
   State(net::io_context& io, RpcServerOptions o, RpcDispatcher d, MetricsRegistry& m)
       : ioc(io),
@@ -161,6 +166,18 @@ class RpcServer::Connection : public std::enable_shared_from_this<RpcServer::Con
     });
   }
 
+  // A notification numbered in this connection's sequence (the caller
+  // serialises calls, so the numbers go out in order).
+  uint64_t SendSequenced(MsgType type, std::string body) {
+    uint64_t seq = ++sequence_;
+    Send(FrameFor(static_cast<uint16_t>(type), kFlagNotification, seq, body));
+    return seq;
+  }
+  uint64_t id() const { return peer_.connection_id; }
+  void SendResponse(uint16_t type, uint16_t flags, uint64_t request_id, std::string body) {
+    Send(FrameFor(type, flags, request_id, body));
+  }
+
   void Send(std::string frame) {
     net::post(stream_.get_executor(), [self = shared_from_this(), f = std::move(frame)]() mutable {
       self->Enqueue(std::move(f));
@@ -246,9 +263,15 @@ class RpcServer::Connection : public std::enable_shared_from_this<RpcServer::Con
     }
     std::string response;
     uint16_t flags = 0;
+    DeferredReply later;
+    later.conn_ = weak_from_this();
+    later.type_ = head_.type;
+    later.request_id = head_.request_id;
+    current_request = &later;
     Status st = st_->dispatch(peer_, type, body_, response, flags);
+    current_request = nullptr;
     if (!st.ok()) return Malformed(std::string(MsgTypeName(type)) + ": " + st.message());
-    if (!IsOneWay(type)) {
+    if (!IsOneWay(type) && !(flags & kFlagDeferred)) {
       Enqueue(Frame(head_.type, static_cast<uint16_t>(kFlagResponse | flags), response));
     }
     ReadHeader();
@@ -311,10 +334,14 @@ class RpcServer::Connection : public std::enable_shared_from_this<RpcServer::Con
   }
 
   std::string Frame(uint16_t type, uint16_t flags, std::string_view body) const {
+    return FrameFor(type, flags, head_.request_id, body);
+  }
+  static std::string FrameFor(uint16_t type, uint16_t flags, uint64_t request_id,
+                              std::string_view body) {
     FrameHeader h;
     h.type = type;
     h.flags = flags;
-    h.request_id = head_.request_id;
+    h.request_id = request_id;
     h.body_bytes = static_cast<uint32_t>(body.size());
     std::string frame(kFrameHeaderBytes, '\0');
     EncodeHeader(h, reinterpret_cast<unsigned char*>(frame.data()));
@@ -397,6 +424,7 @@ class RpcServer::Connection : public std::enable_shared_from_this<RpcServer::Con
   }
 
   std::shared_ptr<State> st_;
+  std::atomic<uint64_t> sequence_{0};  // the last SendSequenced number
   beast::tcp_stream stream_;
   std::string ip_;
   State::Slot slot_ = State::Slot::kNone;
@@ -515,6 +543,30 @@ bool RpcServer::Notify(const std::string& client_id, std::string frame) {
   if (!conn) return false;
   conn->Send(std::move(frame));
   return true;
+}
+
+RpcServer::Sequenced RpcServer::NotifySequenced(const std::string& client_id, MsgType type,
+                                                std::string body) {
+  std::shared_ptr<Connection> conn;
+  {
+    std::lock_guard<std::mutex> lock(state_->mu);
+    auto it = state_->by_client.find(client_id);
+    if (it != state_->by_client.end()) conn = it->second.lock();
+  }
+  if (!conn) return {};
+  uint64_t seq = conn->SendSequenced(type, std::move(body));
+  return {conn->id(), seq};
+}
+
+RpcServer::DeferredReply RpcServer::Defer() {
+  return current_request ? *current_request : DeferredReply();
+}
+
+void RpcServer::DeferredReply::Reply(uint16_t flags, std::string body) {
+  std::shared_ptr<Connection> conn = conn_.lock();
+  if (!conn) return;
+  conn->SendResponse(type_, static_cast<uint16_t>(kFlagResponse | flags), request_id,
+                     std::move(body));
 }
 
 void RpcServer::BeginShutdown() {

@@ -77,7 +77,14 @@ struct RpcPeer {
 using RpcDispatcher = std::function<Status(const RpcPeer& peer, MsgType type, std::string_view body,
                                            std::string& response_body, uint16_t& flags)>;
 
+// Set in a dispatcher's `flags` (never sent): the answer comes later,
+// through RpcServer::Defer().
+inline constexpr uint16_t kFlagDeferred = 0x8000;
+
 class RpcServer {
+  class Connection;
+  struct State;
+
  public:
   RpcServer(boost::asio::io_context& ioc, RpcServerOptions options, RpcDispatcher dispatch,
             MetricsRegistry& metrics);
@@ -95,13 +102,41 @@ class RpcServer {
   // Sends a notification frame to the newest connection of `client_id`
   // that said Hello; false when it has none.
   bool Notify(const std::string& client_id, std::string frame);
+  // The same for a notification the owner acknowledges: the frame (type,
+  // body) gets the connection's next sequence number as its request id.
+  // The connection id and that number, or {0, 0} when `client_id` has no
+  // connection. Calls for one connection must be serialised by the caller
+  // (the sequence is the order the frames go out in).
+  struct Sequenced {
+    uint64_t connection_id = 0;
+    uint64_t seq = 0;
+  };
+  Sequenced NotifySequenced(const std::string& client_id, MsgType type, std::string body);
+
+  // An answer given later. A dispatcher that cannot answer at once calls
+  // Defer() (on the dispatching thread, during the call), returns with
+  // kFlagDeferred in `flags`, and later calls Reply once, from any thread;
+  // the answer goes out on the request's connection with its request id
+  // (responses to pipelined requests may then come out of order). A reply
+  // to a connection that closed meanwhile is dropped.
+  class DeferredReply {
+   public:
+    DeferredReply() = default;
+    void Reply(uint16_t flags, std::string body);
+    explicit operator bool() const { return !conn_.expired(); }
+
+   private:
+    friend class RpcServer;
+    std::weak_ptr<Connection> conn_;
+    uint16_t type_ = 0;
+    uint64_t request_id = 0;
+  };
+  static DeferredReply Defer();
 
   void BeginShutdown();
   size_t open_connections() const;
 
  private:
-  class Connection;
-  struct State;
   std::shared_ptr<State> state_;
 };
 

@@ -11,6 +11,7 @@ namespace {
 RpcClientOptions WithUpdates(RpcClientOptions o, StoreAgent* agent,
                              void (StoreAgent::*apply)(const TableUpdate&)) {
   o.on_table_update = [agent, apply](const TableUpdate& u) { (agent->*apply)(u); };
+  o.ack_table_updates = true;
   // The segment's owner proof: only this process can remount, unmount or
   // ping for the segment, whoever learns its client id.
   if (o.hello.owner_proof.empty()) o.hello.owner_proof = RandomId("", 32);
