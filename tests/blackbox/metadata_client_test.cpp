@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "kvcached_process.h"
+#include "metadata_checks.h"
 #include "net/metadata_client.h"
 
 namespace kvcached {
@@ -136,32 +137,7 @@ bool Contains(const std::string& text, const std::string& part) {
 TEST_CASE("metadata client: put, get and delete round trip") {
   auto meta = StartMeta();
   MetadataClient c = Client(MetaUrl(*meta));
-  const std::string key = "mooncake/ram/seg-0";
-  const std::string descriptor = R"({"name":"seg-0","buffers":[{"addr":4096,"length":65536}]})";
-
-  CHECK(c.Put(key, descriptor).ok());
-  Result<std::optional<std::string>> got = c.Get(key);
-  REQUIRE(got.ok());
-  REQUIRE(got->has_value());
-  CHECK(**got == descriptor);
-
-  // Replacing, then bytes that are not text, then an empty value.
-  const std::string binary("\x00\xff\r\n{\"x\"}\x01", 10);
-  CHECK(c.Put(key, binary).ok());
-  CHECK(c.Get(key)->value() == binary);
-  CHECK(c.Put(key, "").ok());
-  got = c.Get(key);
-  REQUIRE(got.ok());
-  REQUIRE(got->has_value());
-  CHECK((*got)->empty());
-
-  CHECK(c.Delete(key).ok());
-  got = c.Get(key);
-  REQUIRE(got.ok());
-  CHECK_FALSE(got->has_value());
-  // Delete is idempotent: a missing key is OK.
-  CHECK(c.Delete(key).ok());
-  CHECK(c.Delete("never-put").ok());
+  testing::CheckValueContract(c, "mooncake/ram/seg-0");
 }
 
 TEST_CASE("metadata client: URL forms, host names and concurrent calls") {
@@ -177,21 +153,7 @@ TEST_CASE("metadata client: URL forms, host names and concurrent calls") {
 
   // One client, many threads: calls share nothing.
   MetadataClient c = Client(MetaUrl(*meta));
-  std::atomic<int> failures{0};
-  std::vector<std::thread> threads;
-  for (int t = 0; t < 4; ++t) {
-    threads.emplace_back([&, t] {
-      for (int i = 0; i < 25; ++i) {
-        std::string key = "mooncake/ram/t" + std::to_string(t) + "-" + std::to_string(i);
-        if (!c.Put(key, key).ok()) ++failures;
-        Result<std::optional<std::string>> v = c.Get(key);
-        if (!v.ok() || !v->has_value() || **v != key) ++failures;
-        if (!c.Delete(key).ok()) ++failures;
-      }
-    });
-  }
-  for (auto& t : threads) t.join();
-  CHECK(failures == 0);
+  CHECK(testing::RoundTripsFromThreads(c, 4, 25) == 0);
 }
 
 TEST_CASE("metadata client: keys are percent-encoded") {

@@ -18,6 +18,7 @@
 #include "core/segment_endpoint.h"
 #include "etcd_member.h"
 #include "kvcached_process.h"
+#include "metadata_checks.h"
 #include "net/etcd_client.h"
 #include "net/metadata_client.h"
 
@@ -57,20 +58,26 @@ bool Contains(const std::string& text, const std::string& part) {
   return text.find(part) != std::string::npos;
 }
 
+// A listening socket on a free loopback port; `address` gets "127.0.0.1:port".
+int ListenLoopback(std::string& address) {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  REQUIRE(bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+  REQUIRE(listen(fd, 8) == 0);
+  socklen_t len = sizeof a;
+  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  address = "127.0.0.1:" + std::to_string(ntohs(a.sin_port));
+  return fd;
+}
+
 // A loopback listener that never accepts: the kernel completes connections,
 // nothing ever answers.
 class SilentListener {
  public:
   SilentListener() {
-    fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    REQUIRE(bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
-    REQUIRE(listen(fd_, 8) == 0);
-    socklen_t len = sizeof a;
-    getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len);
-    address_ = "127.0.0.1:" + std::to_string(ntohs(a.sin_port));
+    fd_ = ListenLoopback(address_);
   }
   ~SilentListener() { close(fd_); }
   SilentListener(const SilentListener&) = delete;
@@ -87,15 +94,7 @@ class SilentListener {
 class RecordingEtcd {
  public:
   RecordingEtcd() {
-    fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    REQUIRE(bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
-    REQUIRE(listen(fd_, 8) == 0);
-    socklen_t len = sizeof a;
-    getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len);
-    address_ = "127.0.0.1:" + std::to_string(ntohs(a.sin_port));
+    fd_ = ListenLoopback(address_);
     thread_ = std::thread([this] { Serve(); });
   }
   ~RecordingEtcd() {
@@ -158,39 +157,9 @@ TEST_CASE("metadata over etcd: put, get and delete round trip, keys as etcd user
   REQUIRE_MESSAGE(etcd.ready(), "etcd did not become healthy within 30 s");
   MetadataClient c = Client("etcd://" + etcd.client());
   CHECK(c.url() == "etcd://" + etcd.client());
-  const std::string key = "mooncake/ram/seg-0";
-  const std::string descriptor = R"({"name":"seg-0","buffers":[{"addr":4096,"length":65536}]})";
-
-  CHECK(c.Put(key, descriptor).ok());
-  Result<std::optional<std::string>> got = c.Get(key);
-  REQUIRE(got.ok());
-  REQUIRE(got->has_value());
-  CHECK(**got == descriptor);
   // The key and the bytes as stored: what Mooncake's etcd plugin reads.
-  CHECK(Raw(etcd, key) == std::optional<std::string>(descriptor));
-
-  // Replacing, then bytes that are not text, then an empty value.
-  const std::string binary("\x00\xff\r\n{\"x\"}\x01", 10);
-  CHECK(c.Put(key, binary).ok());
-  CHECK(c.Get(key)->value() == binary);
-  CHECK(Raw(etcd, key) == std::optional<std::string>(binary));
-  CHECK(c.Put(key, "").ok());
-  got = c.Get(key);
-  REQUIRE(got.ok());
-  REQUIRE(got->has_value());
-  CHECK((*got)->empty());
-
-  CHECK(c.Delete(key).ok());
-  got = c.Get(key);
-  REQUIRE(got.ok());
-  CHECK_FALSE(got->has_value());
-  CHECK_FALSE(Raw(etcd, key).has_value());
-  // Delete is idempotent: a missing key is OK.
-  CHECK(c.Delete(key).ok());
-  CHECK(c.Delete("never-put").ok());
-  got = c.Get("never-put");
-  REQUIRE(got.ok());
-  CHECK_FALSE(got->has_value());
+  testing::CheckValueContract(c, "mooncake/ram/seg-0",
+                              [&](const std::string& k) { return Raw(etcd, k); });
 
   // Keys are any bytes, stored as they are (no escaping, no prefix).
   const std::vector<std::string> keys = {
@@ -243,21 +212,7 @@ TEST_CASE("metadata over etcd: URL forms, a dead member first, and concurrent ca
 
   // One client, many threads.
   MetadataClient c = Client("etcd://" + etcd.client());
-  std::atomic<int> failures{0};
-  std::vector<std::thread> threads;
-  for (int t = 0; t < 4; ++t) {
-    threads.emplace_back([&, t] {
-      for (int i = 0; i < 10; ++i) {
-        std::string key = "mooncake/ram/t" + std::to_string(t) + "-" + std::to_string(i);
-        if (!c.Put(key, key).ok()) ++failures;
-        Result<std::optional<std::string>> v = c.Get(key);
-        if (!v.ok() || !v->has_value() || **v != key) ++failures;
-        if (!c.Delete(key).ok()) ++failures;
-      }
-    });
-  }
-  for (auto& t : threads) t.join();
-  CHECK(failures == 0);
+  CHECK(testing::RoundTripsFromThreads(c, 4, 10) == 0);
 }
 
 TEST_CASE("metadata over etcd: the rpc_meta rule and the bound on values") {
