@@ -184,6 +184,9 @@ Status Client::Impl::Open() {
   o.connect_timeout = config_.connect_timeout;
   o.call_timeout = config_.rpc_timeout;
   o.connect_attempts = 2;
+  // Following a leader in etcd: a call made during an election waits for
+  // the next leader (within one call timeout) instead of failing.
+  if (o.resolve_address) o.reconnect_window = config_.rpc_timeout;
   master_ = std::make_unique<RpcMasterLink>(o, kRpcConnections);
   if (Status st = master_->Connect(); !st.ok()) return st;
 

@@ -43,7 +43,12 @@ void GetBatch::Validate() {
 
 void GetBatch::Locate() {
   asked_ = ctx_.clock();
+  auto real_start = std::chrono::steady_clock::now();
   locate_ = LookUpReplicas(ctx_.master, keys_, todo_, found_);
+  // One lookup call: its leases start when it left, after any wait for a
+  // master. (With several, the first one's start stays: the earliest.)
+  auto sent = ctx_.master.LastSent();
+  if (todo_.size() <= kMaxBatchKeys && sent > real_start) asked_ += sent - real_start;
 }
 
 void GetBatch::Order() {

@@ -22,11 +22,20 @@ RpcClient& RpcMasterLink::Mine() {
   return *rpc_[slot % rpc_.size()];
 }
 
+namespace {
+thread_local std::chrono::steady_clock::time_point last_sent;
+}  // namespace
+
+std::chrono::steady_clock::time_point RpcMasterLink::LastSent() const { return last_sent; }
+
 Status RpcMasterLink::Call(MsgType type, std::string request, std::string& answer) {
   std::vector<std::string> answers;
   std::vector<std::string> requests;
   requests.push_back(std::move(request));
-  if (Status st = Mine().RoundTrip(type, std::move(requests), answers); !st.ok()) return st;
+  last_sent = {};
+  if (Status st = Mine().RoundTrip(type, std::move(requests), answers, &last_sent); !st.ok()) {
+    return st;
+  }
   answer = std::move(answers.at(0));
   return Status::Ok();
 }

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <algorithm>
+#include <chrono>
 #include <memory>
 #include <string>
 #include <vector>
@@ -28,6 +29,10 @@ class MasterLink {
   // A one-way request (IsOneWay(type)): sent, never answered.
   virtual Status Send(MsgType type, std::string request) = 0;
   virtual void Close() {}
+  // When the request of the calling thread's last Call left, after any wait
+  // for a master (an election, a reconnect); the epoch when not known. A
+  // lease in the answer starts no earlier.
+  virtual std::chrono::steady_clock::time_point LastSent() const { return {}; }
 
   // Typed forms over the protocol's structs (core/rpc_protocol.h).
   template <typename Req, typename Resp>
@@ -55,6 +60,7 @@ class RpcMasterLink : public MasterLink {
   Status Call(MsgType type, std::string request, std::string& answer) override;
   Status Send(MsgType type, std::string request) override;
   void Close() override;
+  std::chrono::steady_clock::time_point LastSent() const override;
   using MasterLink::Call;
   using MasterLink::Send;
 

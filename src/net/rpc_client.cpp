@@ -69,12 +69,19 @@ uint64_t RpcClient::connections() const {
 
 Status RpcClient::EnsureConnectedLocked() {
   if (fd_ >= 0) return Status::Ok();
+  const bool window = options_.reconnect_window.count() > 0;
+  const Deadline give_up = Clock::now() + options_.reconnect_window;
+  const auto cap = window ? std::min(options_.backoff_max, std::chrono::milliseconds(200))
+                          : options_.backoff_max;
   std::chrono::milliseconds backoff = options_.backoff_initial;
   Status st;
-  for (int attempt = 0; attempt < std::max(1, options_.connect_attempts); ++attempt) {
+  for (int attempt = 0;; ++attempt) {
     if (attempt > 0) {
-      std::this_thread::sleep_for(backoff);
-      backoff = std::min(backoff * 2, options_.backoff_max);
+      std::this_thread::sleep_for(window ? std::min(backoff, std::chrono::duration_cast<
+                                                                 std::chrono::milliseconds>(
+                                                                 give_up - Clock::now()))
+                                         : backoff);
+      backoff = std::min(backoff * 2, cap);
     }
     st = ConnectLocked();
     // A refusal by the master (token, version) will not change by retrying.
@@ -82,8 +89,9 @@ Status RpcClient::EnsureConnectedLocked() {
         st.code() == ErrorCode::INVALID_VERSION || st.code() == ErrorCode::INVALID_PARAMS) {
       return st;
     }
+    bool attempts_left = attempt + 1 < std::max(1, options_.connect_attempts);
+    if (!attempts_left && (!window || Clock::now() >= give_up)) return st;
   }
-  return st;
 }
 
 Status RpcClient::ReadOneFrame(FrameHeader& head, std::string& body, Deadline deadline) {
@@ -123,7 +131,7 @@ Status RpcClient::ReadFrame(FrameHeader& head, std::string& body, Deadline deadl
 }
 
 Status RpcClient::RoundTrip(MsgType type, std::vector<std::string> bodies,
-                            std::vector<std::string>& out) {
+                            std::vector<std::string>& out, Clock::time_point* sent) {
   std::lock_guard<std::mutex> lock(mu_);
   // The master closes connections idle past its --idle-timeout (and a
   // restarted master has closed them all): one it already hung up on is
@@ -131,20 +139,20 @@ Status RpcClient::RoundTrip(MsgType type, std::vector<std::string> bodies,
   // not, is lost to it.
   if (fd_ >= 0 && PeerClosed(fd_)) CloseLocked();
   bool reused = fd_ >= 0;
-  Status st = RoundTripLocked(type, bodies, out);
+  Status st = RoundTripLocked(type, bodies, out, sent);
   // A connection that went stale while idle (the master restarted) fails on
   // first use. Requests that change nothing are sent again on a fresh one;
   // others report the failure, since the master may have acted on them.
   bool idempotent = type == MsgType::kExistKey || type == MsgType::kGetReplicaList ||
                     type == MsgType::kGetSize || type == MsgType::kPing;
   if (!st.ok() && st.code() == ErrorCode::RPC_FAIL && reused && idempotent) {
-    st = RoundTripLocked(type, bodies, out);
+    st = RoundTripLocked(type, bodies, out, sent);
   }
   // A deposed leader refuses every request without applying it: ask the
   // resolver for the leader now and send it there.
   if (st.code() == ErrorCode::UNAVAILABLE_IN_CURRENT_STATUS && options_.resolve_address) {
     CloseLocked();
-    st = RoundTripLocked(type, bodies, out);
+    st = RoundTripLocked(type, bodies, out, sent);
     if (st.code() == ErrorCode::UNAVAILABLE_IN_CURRENT_STATUS) CloseLocked();
   }
   return st;
@@ -162,8 +170,9 @@ Status RpcClient::SendOneWay(MsgType type, const std::string& body) {
 }
 
 Status RpcClient::RoundTripLocked(MsgType type, const std::vector<std::string>& bodies,
-                                  std::vector<std::string>& out) {
+                                  std::vector<std::string>& out, Clock::time_point* sent) {
   if (Status st = EnsureConnectedLocked(); !st.ok()) return st;
+  if (sent) *sent = Clock::now();
   Deadline deadline = Clock::now() + options_.call_timeout;
   uint64_t first_id = next_request_id_;
   std::string wire;

@@ -31,6 +31,11 @@ struct RpcClientOptions {
   int connect_attempts = 4;  // per call that finds the connection down
   std::chrono::milliseconds backoff_initial{50};
   std::chrono::milliseconds backoff_max{2000};
+  // When above 0, a call that finds no master keeps trying to connect (at
+  // least every 200 ms) until this much time has passed, beyond
+  // connect_attempts: a client of an HA cluster waits out an election
+  // (net/leader_lookup.h) instead of failing.
+  std::chrono::milliseconds reconnect_window{0};
   // Called before each connect; returns the address to use (an error fails
   // the connect attempt like a refused connection). Default: `address`.
   // net/leader_lookup.h sets it for "etcd://" addresses.
@@ -96,7 +101,10 @@ class RpcClient {
 
   // The same with encoded bodies: every body sent, then every answer's
   // body read, in order; and a one-way request's body sent.
-  Status RoundTrip(MsgType type, std::vector<std::string> bodies, std::vector<std::string>& out);
+  // `sent`, when given, gets the time the bodies left (after any reconnect
+  // and resend): leases the answers grant start no earlier.
+  Status RoundTrip(MsgType type, std::vector<std::string> bodies, std::vector<std::string>& out,
+                   std::chrono::steady_clock::time_point* sent = nullptr);
   Status SendOneWay(MsgType type, const std::string& body);
 
   // Waits up to `wait` for notifications and dispatches them; OK when the
@@ -109,7 +117,7 @@ class RpcClient {
   using Clock = std::chrono::steady_clock;
   using Deadline = Clock::time_point;
   Status RoundTripLocked(MsgType type, const std::vector<std::string>& bodies,
-                         std::vector<std::string>& out);
+                         std::vector<std::string>& out, Clock::time_point* sent);
   Status EnsureConnectedLocked();
   Status ConnectLocked();
   std::string PeerName() const;
