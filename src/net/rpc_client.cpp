@@ -150,7 +150,9 @@ Status RpcClient::RoundTrip(MsgType type, std::vector<std::string> bodies,
   }
   // A deposed leader refuses every request without applying it: ask the
   // resolver for the leader now and send it there.
-  if (st.code() == ErrorCode::UNAVAILABLE_IN_CURRENT_STATUS && options_.resolve_address) {
+  // (A master's refusal leaves the connection open; a failed connect does not.)
+  if (st.code() == ErrorCode::UNAVAILABLE_IN_CURRENT_STATUS && options_.resolve_address &&
+      fd_ >= 0) {
     CloseLocked();
     st = RoundTripLocked(type, bodies, out, sent);
     if (st.code() == ErrorCode::UNAVAILABLE_IN_CURRENT_STATUS) CloseLocked();

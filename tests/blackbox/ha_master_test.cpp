@@ -159,5 +159,48 @@ TEST_CASE("HA master: standby keeps RPC closed; the leader's PutEnd waits for th
   }
 }
 
+TEST_CASE("RpcClient: with a reconnect window a call waits out a missing leader") {
+  KvcachedProcess master({"master", "--port", "0", "--admin-port", "0", "--no-meta"});
+  std::string rpc = master.Address("rpc");
+  // The resolver knows no leader for its first lookups, as during an
+  // election; then it names the master.
+  std::atomic<int> lookups{0};
+  std::atomic<bool> never{false};  // no leader ever
+  RpcClientOptions o;
+  o.hello.client_id = "follower";
+  o.connect_attempts = 2;
+  o.backoff_initial = 10ms;
+  o.resolve_address = [&]() -> Result<std::string> {
+    if (++lookups <= 4 || never) {
+      return Status(ErrorCode::UNAVAILABLE_IN_CURRENT_STATUS, "no leader yet");
+    }
+    return rpc;
+  };
+  SUBCASE("without a window the call fails after its connect attempts") {
+    RpcClient c(o);
+    PingResponse pong;
+    CHECK(c.Call(MsgType::kPing, PingRequest{0}, pong).code() ==
+          ErrorCode::UNAVAILABLE_IN_CURRENT_STATUS);
+    CHECK(lookups == 2);
+  }
+  SUBCASE("within the window it keeps looking and succeeds") {
+    o.reconnect_window = 30s;  // ends at the fifth lookup, long before
+    RpcClient c(o);
+    PingResponse pong;
+    CHECK(c.Call(MsgType::kPing, PingRequest{0}, pong).ok());
+    CHECK(lookups == 5);
+  }
+  SUBCASE("a window that runs out ends the call with the last error") {
+    never = true;
+    o.reconnect_window = 300ms;
+    o.connect_attempts = 1;
+    RpcClient c(o);
+    PingResponse pong;
+    CHECK(c.Call(MsgType::kPing, PingRequest{0}, pong).code() ==
+          ErrorCode::UNAVAILABLE_IN_CURRENT_STATUS);
+    CHECK(lookups > 1);  // it kept looking past its one attempt
+  }
+}
+
 }  // namespace
 }  // namespace kvcached
