@@ -5,6 +5,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 
+#include <atomic>
 #include <csignal>
 #include <thread>
 
@@ -208,13 +209,15 @@ Result<std::unique_ptr<HaRole>> WaitForLeadership(const Config& cfg, MasterServi
 
   boost::asio::io_context standby_ioc;
   std::unique_ptr<HaRole> role;
+  std::atomic<HaRole*> shown{nullptr};  // the role, for /health once it exists
   HttpServer admin(
       standby_ioc, opts.admin,
       [&](const HttpRequest& req, const HttpRequestContext&, HttpResponse& res) {
         std::string_view target(req.target().data(), req.target().size());
         std::string_view path = target.substr(0, target.find('?'));
         if (HttpServer::ServeHealthOrMetrics(req, metrics, res)) {
-          if (path == "/health" && res.result_int() == 200 && role) res.body() += role->HealthDetail();
+          HaRole* r = shown.load();
+          if (path == "/health" && res.result_int() == 200 && r) res.body() += r->HealthDetail();
           return;
         }
         HttpServer::SetError(res, 503,
@@ -230,6 +233,7 @@ Result<std::unique_ptr<HaRole>> WaitForLeadership(const Config& cfg, MasterServi
   Result<std::unique_ptr<HaRole>> created = HaRole::Create(h, metrics);
   if (!created.ok()) return created.status();
   role = std::move(created).value();
+  shown = role.get();
   spdlog::info("{} master {}: standby of cluster '{}', admin on http://{}, read lease {}",
                VersionLine(), opts.master_id, h.cluster_id, admin.address(),
                FormatDuration(std::chrono::milliseconds(index.lease_ttl_ms)));
