@@ -58,8 +58,11 @@ std::vector<OptionSpec> BenchOptions() {
   };
   std::vector<OptionSpec> o = {
       env(MakeOption("master", OptionKind::kString, "",
-                     "Measure the pool of this master (host:port) instead of an embedded one"),
+                     "Measure the pool of this master (host:port, or etcd://host:port[;...] "
+                     "for the leader elected there) instead of an embedded one"),
           {"MOONCAKE_MASTER"}),
+      ClientOptionSpec("cluster_id", "cluster-id",
+                       "With an etcd:// --master: the masters' --cluster-id"),
       env(ClientOptionSpec("metadata_server", "metadata-server",
                            "Metadata service of that pool, as the client library takes it"),
           {"MOONCAKE_TE_META_DATA_SERVER"}),
@@ -316,7 +319,7 @@ Result<Plan> MakePlan(const Config& cfg) {
         ClientFlag{"host-id", "local_hostname"}, ClientFlag{"master", "master_server_addr"},
         ClientFlag{"tcp-streams", "tcp_streams"}, ClientFlag{"copy-threads", "copy_threads"},
         ClientFlag{"transport", "transport"}, ClientFlag{"device", "rdma_devices"},
-        ClientFlag{"gid-index", "rdma_gid_index"}}) {
+        ClientFlag{"gid-index", "rdma_gid_index"}, ClientFlag{"cluster-id", "cluster_id"}}) {
     if (!cfg.IsSet(f.flag)) continue;
     if (f.setting == std::string_view("master_server_addr") && p.embedded) continue;
     const ConfigValue& v = cfg.Get(f.flag);
