@@ -8,6 +8,8 @@ namespace kvcached {
 
 namespace {
 
+constexpr std::chrono::seconds kLeaderWaitAtStart{15};
+
 RpcClientOptions WithUpdates(RpcClientOptions o, StoreAgent* agent,
                              void (StoreAgent::*apply)(const TableUpdate&)) {
   o.on_table_update = [agent, apply](const TableUpdate& u) { (agent->*apply)(u); };
@@ -29,7 +31,24 @@ StoreAgent::StoreAgent(StoreAgentOptions options)
 StoreAgent::~StoreAgent() { (void)Stop(); }
 
 Status StoreAgent::Start() {
-  if (Status st = client_.Connect(); !st.ok()) return st;
+  Status connected = client_.Connect();
+  // Following a leader in etcd, a store started during an election (or
+  // with every master down for a moment) waits for one, for a while.
+  const auto until = std::chrono::steady_clock::now() + kLeaderWaitAtStart;
+  bool told = false;
+  while (!connected.ok() && options_.rpc.resolve_address &&
+         (connected.code() == ErrorCode::UNAVAILABLE_IN_CURRENT_STATUS ||
+          connected.code() == ErrorCode::RPC_FAIL) &&
+         std::chrono::steady_clock::now() < until) {
+    if (!told) {
+      spdlog::info("waiting up to {} s for a master to lead: {}", kLeaderWaitAtStart.count(),
+                   connected.message());
+      told = true;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    connected = client_.Connect();
+  }
+  if (!connected.ok()) return connected;
   StatusResponse r;
   if (Status st = client_.Call(MsgType::kMountSegment, MountRequest{options_.segment}, r);
       !st.ok()) {

@@ -45,7 +45,8 @@ class StoreAgent {
   // Connects and mounts, then starts the ping thread. Fails with the
   // master's refusal (SEGMENT_ALREADY_EXISTS, ILLEGAL_CLIENT, ...) or the
   // transport error; a master that is down is not retried here (the caller
-  // decides whether to wait).
+  // decides whether to wait), except that a store following a leader in
+  // etcd waits up to 15 s for one (an election at start).
   Status Start();
   // Stops pinging and unmounts: the master drops the segment's objects.
   // Idempotent; returns the unmount's outcome.

@@ -5,6 +5,8 @@
 #include <doctest/doctest.h>
 
 #include <atomic>
+#include <filesystem>
+#include <fstream>
 #include <map>
 #include <mutex>
 #include <thread>
@@ -157,6 +159,51 @@ TEST_CASE("HA master: standby keeps RPC closed; the leader's PutEnd waits for th
     CHECK(Put(*writer, "late") == 0);
     CHECK(Metric(admin, "kvcached_master_table_ack_timeouts_total") == 1);
   }
+}
+
+// True once a kvcached process of this test logged `line` (its stderr is
+// /tmp/kvcached-bb-*/stderr.log, kvcached_process.h), before it is ready.
+bool SomeProcessLogged(const std::string& line) {
+  std::error_code ec;
+  for (const auto& dir : std::filesystem::directory_iterator("/tmp", ec)) {
+    if (dir.path().filename().string().rfind("kvcached-bb-", 0) != 0) continue;
+    std::ifstream in(dir.path() / "stderr.log");
+    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    if (text.find(line) != std::string::npos) return true;
+  }
+  return false;
+}
+
+TEST_CASE("HA store: started before any master leads, it waits for one and mounts there") {
+  REQUIRE_MESSAGE(access(testing::kEtcdBinary, X_OK) == 0, testing::kEtcdMissing);
+  EtcdMember etcd;
+  REQUIRE_MESSAGE(etcd.ready(), "etcd did not become healthy within 30 s");
+  const std::string cluster = "late-" + std::to_string(getpid());
+  std::unique_ptr<KvcachedProcess> store;
+  std::string failed;
+  // Its readiness comes only once a master leads: start it on a thread.
+  std::thread starting([&] {
+    try {
+      store = std::make_unique<KvcachedProcess>(std::vector<std::string>{
+          "store", "--master", "etcd://" + etcd.client(), "--cluster-id", cluster,
+          "--segment-size", "8MiB", "--segment-name", "waiting-seg"});
+    } catch (const std::exception& e) {
+      failed = e.what();
+    }
+  });
+  // The master starts once the store said it waits for one.
+  bool waiting = WaitFor(
+      [&] { return SomeProcessLogged("no master leads cluster '" + cluster + "'"); }, 20s);
+  KvcachedProcess master({"master", "--port", std::to_string(FreePort()), "--admin-port", "0",
+                          "--no-meta", "--etcd-endpoints", etcd.client(), "--cluster-id", cluster,
+                          "--etcd-lease-ttl", "4s"});
+  starting.join();
+  CHECK(waiting);
+  REQUIRE_MESSAGE(failed.empty(), failed);
+  REQUIRE(store);
+  CHECK(store->Log().find("waiting up to 15 s for a master to lead") != std::string::npos);
+  std::string admin = master.Address("admin");
+  CHECK(WaitFor([&] { return HttpGet(admin, "/get_all_segments") == "waiting-seg\n"; }, 20s));
 }
 
 TEST_CASE("RpcClient: with a reconnect window a call waits out a missing leader") {
