@@ -172,6 +172,17 @@ class Reader:
                          "first_difference": first_difference(got, want)}
 
 
+def timed_put(store, key, event, who, emit):
+    """Puts key's value and reports it (start, end, code) as `event`:
+    (rc, end time, bytes it takes in the pool)."""
+    value = value_of(key)
+    t0 = time.monotonic()
+    rc = store.put(key, value)
+    t1 = time.monotonic()
+    emit(e=event, who=who, k=key, rc=rc, t0=t0, t1=t1)
+    return rc, t1, allocated(len(value))
+
+
 def writer_loop(store, name, prefix, put_interval, get_interval, budget, stop, emit):
     reader = Reader(store)
     counts = {"get_exact": 0, "get_miss": 0, "get_error": 0, "get_wrong": 0}
@@ -183,12 +194,8 @@ def writer_loop(store, name, prefix, put_interval, get_interval, budget, stop, e
         if now >= next_put and spent < budget:
             key = f"{prefix}/{name}/{seq}"
             seq += 1
-            value = value_of(key)
-            spent += allocated(len(value))
-            t0 = time.monotonic()
-            rc = store.put(key, value)
-            t1 = time.monotonic()
-            emit(e="put", who=name, k=key, rc=rc, t0=t0, t1=t1)
+            rc, t1, size = timed_put(store, key, "put", name, emit)
+            spent += size
             if rc == 0:
                 acked.append(key)
             next_put = max(next_put + put_interval, t1)
@@ -216,12 +223,9 @@ def prober_loop(store, name, prefix, interval, budget, stop, emit):
     while not stop.is_set() and spent < budget:
         key = f"{prefix}/p/{seq}"
         seq += 1
-        value = value_of(key)
-        spent += allocated(len(value))
         t0 = time.monotonic()
-        rc = store.put(key, value)
-        t1 = time.monotonic()
-        emit(e="probe", who=name, k=key, rc=rc, t0=t0, t1=t1)
+        _, _, size = timed_put(store, key, "probe", name, emit)
+        spent += size
         stop.wait(max(0.0, t0 + interval - time.monotonic()))
     if spent >= budget:
         emit(e="budget_spent", who=name, bytes=spent)
