@@ -47,8 +47,7 @@ void GetBatch::Locate() {
   locate_ = LookUpReplicas(ctx_.master, keys_, todo_, found_);
   // One lookup call: its leases start when it left, after any wait for a
   // master. (With several, the first one's start stays: the earliest.)
-  auto sent = ctx_.master.LastSent();
-  if (todo_.size() <= kMaxBatchKeys && sent > real_start) asked_ += sent - real_start;
+  if (todo_.size() <= kMaxBatchKeys) asked_ += WaitedBeforeSend(ctx_.master, real_start);
 }
 
 void GetBatch::Order() {

@@ -47,6 +47,15 @@ class MasterLink {
   }
 };
 
+// How long the calling thread's last Call on `link`, begun at `started`,
+// waited (for a leader, a reconnect) before its request left; zero when the
+// link does not know. A lease in its answer starts that much later.
+inline std::chrono::steady_clock::duration WaitedBeforeSend(
+    const MasterLink& link, std::chrono::steady_clock::time_point started) {
+  auto sent = link.LastSent();
+  return sent > started ? sent - started : std::chrono::steady_clock::duration::zero();
+}
+
 // The real link: `connections` RpcClients to one master. Each calling
 // thread keeps to one connection, so its requests reach the master in the
 // order it made them (a one-way ReleaseLeases is applied before the

@@ -30,12 +30,6 @@ PutBatch::PutBatch(BatchContext& ctx, const std::vector<std::string>& keys,
       sums_(keys.size(), 0),
       again_(keys.size(), false) {}
 
-std::chrono::steady_clock::duration PutBatch::Waited(
-    std::chrono::steady_clock::time_point real_start) const {
-  auto sent = ctx_.master.LastSent();
-  return sent > real_start ? sent - real_start : std::chrono::steady_clock::duration::zero();
-}
-
 bool PutBatch::Late(std::chrono::steady_clock::time_point asked, uint64_t lease_ttl_ms) const {
   return lease_ttl_ms > 0 && ctx_.clock() - asked > std::chrono::milliseconds(lease_ttl_ms);
 }
@@ -91,7 +85,7 @@ void PutBatch::Start() {
     auto asked = ctx_.clock();
     auto real_start = std::chrono::steady_clock::now();
     Status st = ctx_.master.Call(type, req, res);
-    asked += Waited(real_start);
+    asked += WaitedBeforeSend(ctx_.master, real_start);
     if (st.ok() && res.items.size() != b - a) {
       st = Status(ErrorCode::RPC_FAIL,
                   std::string(MsgTypeName(type)) + " answered the wrong number of items");
@@ -203,7 +197,7 @@ void PutBatch::Commit() {
     auto asked = ctx_.clock();
     auto real_start = std::chrono::steady_clock::now();
     Status st = ctx_.master.Call(MsgType::kPutEnd, req, res);
-    asked += Waited(real_start);
+    asked += WaitedBeforeSend(ctx_.master, real_start);
     if (st.ok() && Late(asked, lease_ttl_ms_)) {
       // An answer this late may come from a master deposed meanwhile,
       // whose commit the new leader never learns: not known to be stored.

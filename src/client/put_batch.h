@@ -40,9 +40,6 @@ class PutBatch {
   // True when an answer to a request sent at `asked` came after the lease:
   // a master that lost its leadership meanwhile may have sent it.
   bool Late(std::chrono::steady_clock::time_point asked, uint64_t lease_ttl_ms) const;
-  // How long the last master call waited (for a leader) before its request
-  // left, measured from `real_start`: a lease starts no earlier.
-  std::chrono::steady_clock::duration Waited(std::chrono::steady_clock::time_point real_start) const;
   void Retry(int retries);
 
   BatchContext& ctx_;

@@ -14,8 +14,6 @@
 
 #include <spdlog/spdlog.h>
 
-#include "core/printable.h"
-
 namespace kvcached {
 namespace {
 

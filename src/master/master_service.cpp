@@ -310,7 +310,7 @@ void MasterService::ReleaseAckWaiters(bool expire) {
         auto a = acked_.find(s.connection_id);
         return a != acked_.end() && a->second >= s.seq;
       });
-      bool late = !done && (expire || stopping_) && now - it->since >= kAckWait;
+      bool late = expire && now - it->since >= kAckWait;
       if (done || late || stopping_) {
         if (!done) ack_timeouts_->Inc();
         ready.push_back(std::move(*it));

@@ -266,7 +266,7 @@ class RpcServer::Connection : public std::enable_shared_from_this<RpcServer::Con
     DeferredReply later;
     later.conn_ = weak_from_this();
     later.type_ = head_.type;
-    later.request_id = head_.request_id;
+    later.request_id_ = head_.request_id;
     current_request = &later;
     Status st = st_->dispatch(peer_, type, body_, response, flags);
     current_request = nullptr;
@@ -533,13 +533,14 @@ std::string RpcServer::address() const { return state_->listener->address(); }
 uint16_t RpcServer::port() const { return state_->listener->port(); }
 bool RpcServer::bound_to_loopback() const { return state_->listener->loopback(); }
 
+std::shared_ptr<RpcServer::Connection> RpcServer::ConnectionOf(const std::string& client_id) const {
+  std::lock_guard<std::mutex> lock(state_->mu);
+  auto it = state_->by_client.find(client_id);
+  return it == state_->by_client.end() ? nullptr : it->second.lock();
+}
+
 bool RpcServer::Notify(const std::string& client_id, std::string frame) {
-  std::shared_ptr<Connection> conn;
-  {
-    std::lock_guard<std::mutex> lock(state_->mu);
-    auto it = state_->by_client.find(client_id);
-    if (it != state_->by_client.end()) conn = it->second.lock();
-  }
+  std::shared_ptr<Connection> conn = ConnectionOf(client_id);
   if (!conn) return false;
   conn->Send(std::move(frame));
   return true;
@@ -547,12 +548,7 @@ bool RpcServer::Notify(const std::string& client_id, std::string frame) {
 
 RpcServer::Sequenced RpcServer::NotifySequenced(const std::string& client_id, MsgType type,
                                                 std::string body) {
-  std::shared_ptr<Connection> conn;
-  {
-    std::lock_guard<std::mutex> lock(state_->mu);
-    auto it = state_->by_client.find(client_id);
-    if (it != state_->by_client.end()) conn = it->second.lock();
-  }
+  std::shared_ptr<Connection> conn = ConnectionOf(client_id);
   if (!conn) return {};
   uint64_t seq = conn->SendSequenced(type, std::move(body));
   return {conn->id(), seq};
@@ -565,7 +561,7 @@ RpcServer::DeferredReply RpcServer::Defer() {
 void RpcServer::DeferredReply::Reply(uint16_t flags, std::string body) {
   std::shared_ptr<Connection> conn = conn_.lock();
   if (!conn) return;
-  conn->SendResponse(type_, static_cast<uint16_t>(kFlagResponse | flags), request_id,
+  conn->SendResponse(type_, static_cast<uint16_t>(kFlagResponse | flags), request_id_,
                      std::move(body));
 }
 

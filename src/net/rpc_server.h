@@ -123,13 +123,12 @@ class RpcServer {
    public:
     DeferredReply() = default;
     void Reply(uint16_t flags, std::string body);
-    explicit operator bool() const { return !conn_.expired(); }
 
    private:
     friend class RpcServer;
     std::weak_ptr<Connection> conn_;
     uint16_t type_ = 0;
-    uint64_t request_id = 0;
+    uint64_t request_id_ = 0;
   };
   static DeferredReply Defer();
 
@@ -137,6 +136,8 @@ class RpcServer {
   size_t open_connections() const;
 
  private:
+  // The newest hello'd connection of `client_id`, or null.
+  std::shared_ptr<Connection> ConnectionOf(const std::string& client_id) const;
   std::shared_ptr<State> state_;
 };
 
