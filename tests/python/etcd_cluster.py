@@ -44,7 +44,7 @@ import urllib.error
 import urllib.request
 import uuid
 
-from netns import run_in_netns, tool_env
+from netns import in_netns_cmd, run_in_netns, tool_env
 
 ETCD = "/usr/bin/etcd"
 START_TIMEOUT_S = 30
@@ -357,7 +357,7 @@ class EtcdCluster:
                 "--election-timeout", str(self.election_ms),
                 "--logger", "zap", "--log-outputs", "stderr"]
         if m.netns:
-            argv = ["ip", "netns", "exec", m.netns] + argv  # it execs etcd: same pid
+            argv = in_netns_cmd(m.netns) + argv  # it execs etcd: same pid
         return argv
 
     def _spawn(self, m, state):

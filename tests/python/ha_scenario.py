@@ -65,7 +65,7 @@ if HERE not in sys.path:
 
 from conftest import HOST_ID, PYTHON_DIR, Proc  # noqa: E402
 from etcd_cluster import EtcdCluster, free_ports  # noqa: E402
-from netns import NETNS_RUN_DIR, CLONE_NEWNET, NetNamespaces, run_in_netns  # noqa: E402
+from netns import NETNS_RUN_DIR, CLONE_NEWNET, NetNamespaces, in_netns_cmd, run_in_netns  # noqa: E402
 
 OBJECT_NOT_FOUND = -704  # kvcached.errors.OBJECT_NOT_FOUND (not imported: the controller
                          # never loads the library)
@@ -631,7 +631,7 @@ class HaScenario:
         return self.ns.address(name), self.ns.full(name), name
 
     def command(self, netns):
-        return (["ip", "netns", "exec", netns] if netns else []) + [self.bin]
+        return (in_netns_cmd(netns) if netns else []) + [self.bin]
 
     def secure_flags(self):
         return ["--token-file", self.token_file] if self.token_file else []

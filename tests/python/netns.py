@@ -33,6 +33,14 @@ import threading
 IP = "ip"
 CLONE_NEWNET = 0x40000000
 NETNS_RUN_DIR = "/run/netns"  # where `ip netns add` mounts the namespaces it names
+
+
+def in_netns_cmd(full_name):
+    """The argv prefix that runs a command in network namespace `full_name`.
+    nsenter enters the network namespace only; `ip netns exec` and `ip -n`
+    also make a mount namespace (mount --make-rslave /), which fails where /
+    is not a mount point (a fresh chroot)."""
+    return ["nsenter", f"--net={os.path.join(NETNS_RUN_DIR, full_name)}"]
 _PREFIX_RE = re.compile(r"^kvc(\d+)-\d+")  # kvc<pid>-<n>[-<name>]
 _NAME_RE = re.compile(r"^[a-z0-9]{1,16}$")
 _instances = itertools.count()
@@ -54,6 +62,16 @@ def _ip(*args, check=True):
                          timeout=30, env=tool_env())
     if check and out.returncode != 0:
         raise NetnsError(f"`ip {' '.join(args)}` failed ({out.returncode}): {out.stderr.strip()}")
+    return out
+
+
+def _ip_in(full_name, *args, check=True):
+    """`ip ARGS` inside the network namespace `full_name`."""
+    out = subprocess.run(in_netns_cmd(full_name) + [IP, *args], stdin=subprocess.DEVNULL,
+                         capture_output=True, text=True, timeout=30, env=tool_env())
+    if check and out.returncode != 0:
+        raise NetnsError(f"`ip {' '.join(args)}` in {full_name} failed ({out.returncode}): "
+                         f"{out.stderr.strip()}")
     return out
 
 
@@ -200,10 +218,10 @@ class NetNamespaces:
     def _build(self):
         _ip("netns", "add", self.hub)
         self._created.append(self.hub)
-        _ip("-n", self.hub, "link", "set", "lo", "up")
+        _ip_in(self.hub, "link", "set", "lo", "up")
         # No STP: a port forwards as soon as it is up (no listening/learning delay).
-        _ip("-n", self.hub, "link", "add", "br0", "type", "bridge", "stp_state", "0")
-        _ip("-n", self.hub, "link", "set", "br0", "up")
+        _ip_in(self.hub, "link", "add", "br0", "type", "bridge", "stp_state", "0")
+        _ip_in(self.hub, "link", "set", "br0", "up")
         for i, name in enumerate(self.names):
             full = self.full(name)
             _ip("netns", "add", full)
@@ -212,13 +230,13 @@ class NetNamespaces:
             # peer moved straight into the member, so no interface ever appears
             # in the root namespace.
             port = f"v{i}"
-            _ip("-n", self.hub, "link", "add", port, "type", "veth", "peer", "name", "eth0",
+            _ip_in(self.hub, "link", "add", port, "type", "veth", "peer", "name", "eth0",
                 "netns", full)
-            _ip("-n", self.hub, "link", "set", port, "master", "br0", "up")
-            _ip("-n", full, "link", "set", "lo", "up")
-            _ip("-n", full, "addr", "add", f"{self._address[name]}/{self.subnet.prefixlen}",
+            _ip_in(self.hub, "link", "set", port, "master", "br0", "up")
+            _ip_in(full, "link", "set", "lo", "up")
+            _ip_in(full, "addr", "add", f"{self._address[name]}/{self.subnet.prefixlen}",
                 "dev", "eth0")
-            _ip("-n", full, "link", "set", "eth0", "up")
+            _ip_in(full, "link", "set", "eth0", "up")
 
     def full(self, name):
         """The namespace's name for `ip netns` (kvc<pid>-<n>-<name>)."""
@@ -233,11 +251,11 @@ class NetNamespaces:
 
     def prefix_cmd(self, name):
         """The argv prefix that runs a command in the namespace."""
-        return [IP, "netns", "exec", self.full(name)]
+        return in_netns_cmd(self.full(name))
 
     def popen(self, name, argv, **kw):
         """subprocess.Popen of argv in the namespace; close() ends it if still running.
-        `ip netns exec` execs the command, so the Popen's pid is the command's."""
+        nsenter execs the command, so the Popen's pid is the command's."""
         kw.setdefault("env", tool_env())
         p = subprocess.Popen(self.prefix_cmd(name) + list(argv), **kw)
         self._procs.append(p)

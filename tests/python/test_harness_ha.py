@@ -153,7 +153,7 @@ def test_namespaces_reach_each_other_over_tcp_and_leave_the_root_namespace_alone
     before = root_networking()
     ns = namespaces(["a", "b"])
     assert ns.address("a") != ns.address("b")
-    assert ns.prefix_cmd("a") == ["ip", "netns", "exec", ns.full("a")]
+    assert ns.prefix_cmd("a") == ["nsenter", "--net=/run/netns/" + ns.full("a")]
     listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True,
                             env=tool_env()).stdout
     assert ns.full("a") in listed and ns.full("b") in listed
