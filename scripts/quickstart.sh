@@ -38,7 +38,7 @@ as_root() {
 # What building kvcached and running the main job need (curl: the demo's
 # HTTP calls; git: the revision in --version); the test suite needs more.
 BUILD_PKGS=(cmake ninja-build g++ pkg-config git curl libcli11-dev libboost-dev libspdlog-dev
-            nlohmann-json3-dev libxxhash-dev libibverbs-dev librdmacm-dev)
+            nlohmann-json3-dev libxxhash-dev libibverbs-dev librdmacm-dev liburing-dev)
 TEST_PKGS=(doctest-dev python3 python3-pytest python3-torch python3-numpy clang dpkg-dev fakeroot file rpm
            lintian debootstrap groff man-db systemd systemd-container qemu-system-x86 cpio xz-utils
            redis-server etcd-server iproute2)
