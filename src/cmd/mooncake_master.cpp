@@ -46,7 +46,10 @@ constexpr MooncakeFlag kFlags[] = {
     {"rpc_enable_tcp_no_delay", Kind::kBool, "always on here; =false has no effect"},
     {"enable_ha", Kind::kBool,
      "one of several masters electing a leader in etcd (needs --etcd_endpoints; docs/ha.md)"},
-    {"enable_offload", Kind::kBool, "refused when true: there is no disk tier yet"},
+    {"enable_offload", Kind::kBool,
+     "no switch needed: a store's --disk-path gives its segment a disk tier, which this master "
+     "uses (docs/disk-tier.md)",
+     true},
     {"etcd_endpoints", Kind::kText, "--etcd-endpoints (read with --enable_ha only)"},
     {"client_ttl", Kind::kUInt, "--client-ttl, in seconds"},
     {"root_fs_dir", Kind::kText, "refused when set: there is no file storage backend"},
@@ -62,7 +65,8 @@ constexpr MooncakeFlag kFlags[] = {
      "no effect of its own: every listener binds --rpc_address's host", true},
     {"put_start_discard_timeout_sec", Kind::kUInt, "--put-start-discard-timeout, in seconds"},
     {"put_start_release_timeout_sec", Kind::kUInt, "--put-start-release-timeout, in seconds"},
-    {"enable_disk_eviction", Kind::kBool, "no effect: there is no disk tier yet", true},
+    {"enable_disk_eviction", Kind::kBool,
+     "no effect: a full disk tier always drops its least recently used objects", true},
     {"quota_bytes", Kind::kUInt, "no effect: there is no storage backend (see --tenant-quotas)",
      true},
     {"max_total_finished_tasks", Kind::kUInt, "--max-finished-tasks"},
@@ -233,7 +237,6 @@ Status RefuseMissingFeatures(const Values& v) {
     auto it = v.find(name);
     return it != v.end() && it->second == "true";
   };
-  if (on("enable_offload")) return NotSupported("--enable_offload: there is no disk tier yet");
   if (on("enable_cxl")) return NotSupported("--enable_cxl: CXL memory is not supported");
   if (auto it = v.find("root_fs_dir"); it != v.end() && !it->second.empty()) {
     return NotSupported("--root_fs_dir: there is no file storage backend; objects live in DRAM");

@@ -102,6 +102,21 @@ std::vector<OptionSpec> StoreOptions() {
                  "a restarted store takes its --segment-name back at once instead of after the "
                  "master's --client-ttl (default: $STATE_DIRECTORY/owner-proof under systemd, "
                  "else none)"),
+      MakeOption("disk-path", OptionKind::kString, "",
+                 "Directory of a disk tier under the segment: objects evicted from memory are "
+                 "written to <dir>/kvcached.kvtier (O_DIRECT, io_uring) and read back on a hit; "
+                 "a restarted store finds them there (default: none)"),
+      MakeOption("disk-size", OptionKind::kSize, "",
+                 "Size of the disk tier's file (needed with --disk-path; at least 16 MiB)",
+                 16 << 20),
+      MakeOption("disk-staging", OptionKind::kSize, "64MiB",
+                 "Memory for objects copied out of the segment and waiting to be written to disk "
+                 "(bounds the largest object the tier takes)",
+                 1 << 20),
+      MakeOption("disk-fsync", OptionKind::kBool, "false",
+                 "fdatasync after each object written to the disk tier (without it, a power "
+                 "failure may lose objects written in the last seconds; a crash of the store "
+                 "alone loses none that were written)"),
   };
   for (OptionSpec& s : o) {
     if (s.name == "protocol") s.choices = {"tcp", "rdma"};
@@ -159,6 +174,13 @@ SegmentHostOptions HostOptions(const Config& cfg, const std::optional<AuthToken>
   host_opts.data_max_connections_per_peer = cfg.Number("max-connections-per-peer");
   host_opts.data_idle_timeout = cfg.Duration("idle-timeout");
   host_opts.shm_max_connections = cfg.Number("max-connections");
+  if (cfg.IsSet("disk-path") && !cfg.String("disk-path").empty()) {
+    host_opts.disk.dir = cfg.String("disk-path");
+    host_opts.disk.name = "kvcached";
+    host_opts.disk.capacity_bytes = cfg.Number("disk-size");
+    host_opts.disk.staging_bytes = cfg.Number("disk-staging");
+    host_opts.disk.fsync = cfg.Bool("disk-fsync");
+  }
   return host_opts;
 }
 
@@ -194,6 +216,61 @@ void AddStoreMetrics(MetricsRegistry& metrics, const SegmentMemory& segment,
         "# TYPE kvcached_store_table_entries_forgotten_total counter\n"
         "kvcached_store_table_entries_forgotten_total " +
         std::to_string(agent.forgotten()) + "\n";
+  });
+}
+
+// The disk tier's series (docs/disk-tier.md), when one is configured.
+void AddDiskTierMetrics(MetricsRegistry& metrics, const SegmentHost& host) {
+  metrics.AddCollector([&host](std::string& out) {
+    DiskTier* tier = host.disk_tier();
+    DiskTierStats s = tier ? tier->stats() : DiskTierStats{};
+    if (!tier) s.online = false;
+    auto series = [&](const char* name, const char* type, const char* help, double v) {
+      char value[64];
+      std::snprintf(value, sizeof value, "%.17g", v);
+      out += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " " + type + "\n" +
+             name + " " + value + "\n";
+    };
+    series("kvcached_store_disk_tier_online", "gauge",
+           "1 while the disk tier works; 0 when it could not be opened or went offline "
+           "(the store then keeps objects in memory only)",
+           s.online ? 1 : 0);
+    series("kvcached_store_disk_capacity_bytes", "gauge", "Size of the disk tier's file",
+           static_cast<double>(s.capacity_bytes));
+    series("kvcached_store_disk_used_bytes", "gauge",
+           "Disk tier space held by records (headers and padding included)",
+           static_cast<double>(s.used_bytes));
+    series("kvcached_store_disk_objects", "gauge", "Objects in the disk tier",
+           static_cast<double>(s.objects));
+    series("kvcached_store_disk_object_bytes", "gauge", "Bytes of the objects in the disk tier",
+           static_cast<double>(s.bytes));
+    series("kvcached_store_disk_writes_total", "counter", "Objects written to the disk tier",
+           static_cast<double>(s.writes));
+    series("kvcached_store_disk_write_bytes_total", "counter", "Bytes written to the disk tier",
+           static_cast<double>(s.write_bytes));
+    series("kvcached_store_disk_write_seconds_total", "counter",
+           "Time objects' writes took, summed (divide by writes for the mean latency)",
+           static_cast<double>(s.write_ns) / 1e9);
+    series("kvcached_store_disk_reads_total", "counter", "Objects read from the disk tier",
+           static_cast<double>(s.reads));
+    series("kvcached_store_disk_read_bytes_total", "counter", "Bytes read from the disk tier",
+           static_cast<double>(s.read_bytes));
+    series("kvcached_store_disk_read_seconds_total", "counter",
+           "Time objects' reads took, summed (divide by reads for the mean latency)",
+           static_cast<double>(s.read_ns) / 1e9);
+    series("kvcached_store_disk_evictions_total", "counter",
+           "Objects the disk tier dropped to make room (oldest first)",
+           static_cast<double>(s.evictions));
+    series("kvcached_store_disk_corrupt_total", "counter",
+           "Torn or corrupt records dropped (at start or at a read), never served",
+           static_cast<double>(s.corrupt));
+    series("kvcached_store_disk_write_errors_total", "counter", "Disk tier writes that failed",
+           static_cast<double>(s.write_errors));
+    series("kvcached_store_disk_read_errors_total", "counter", "Disk tier reads that failed",
+           static_cast<double>(s.read_errors));
+    series("kvcached_store_disk_refused_total", "counter",
+           "Demotions the disk tier refused (offline, or the object too large for it)",
+           static_cast<double>(s.refused));
   });
 }
 
@@ -269,6 +346,10 @@ int RunStore(const CommandContext& ctx) {
     spdlog::error("{}", owner_file.status().message());
     return ExitCode(owner_file.code());
   }
+  if (!cfg.String("disk-path").empty() && !cfg.IsSet("disk-size")) {
+    spdlog::error("--disk-path needs --disk-size (the size of the tier's file, e.g. 64GiB)");
+    return kExitUsage;
+  }
   SegmentHostOptions host_opts = HostOptions(cfg, *token);
   if (*owner_file) host_opts.owner_proof = (*owner_file)->proof();
   host_opts.host_id = host_id;
@@ -327,6 +408,7 @@ int RunStore(const CommandContext& ctx) {
   StoreAgent& agent = *host.agent();
 
   AddStoreMetrics(metrics, segment, agent, rdma);
+  if (!host_opts.disk.dir.empty()) AddDiskTierMetrics(metrics, host);
 
   std::string shm = host.shm_server() ? host.shm_server()->path() : std::string("off");
   LogServing(host, shm, host_id, cfg.String("master"), rdma, admin_server.address());

@@ -45,6 +45,12 @@ void Fields(Io& io, SegmentInfo& m) {
   io.U64(m.base);
   io.U64(m.size);
   io.Str(m.endpoint, kMaxEndpointBytes);
+  io.U64(m.disk_bytes);
+  io.U8(m.flags);
+  if constexpr (Io::kReading) {
+    if (m.flags & ~kSegmentFlagsKnown)
+      return io.Fail("unknown segment flags " + std::to_string(m.flags));
+  }
 }
 
 template <typename Io>
@@ -297,8 +303,8 @@ void Fields(Io& io, TableUpdate& m) {
   io.List(m.changes, kMaxRemountObjects, 1 + 4 + 33, [&](TableChange& c) {
     io.U8(c.op);
     if constexpr (Io::kReading) {
-      if (c.op != static_cast<uint8_t>(TableOp::kAdd) &&
-          c.op != static_cast<uint8_t>(TableOp::kRemove)) {
+      // TableOps, or TierEvents in a TierReport (each reader checks its own).
+      if (c.op == 0 || c.op > std::max(kMaxTableOp, kMaxTierEvent)) {
         return io.Fail("unknown table operation " + std::to_string(c.op));
       }
     }
@@ -423,7 +429,11 @@ namespace {
 constexpr uint64_t StrMax(uint64_t max_bytes) { return 4 + max_bytes; }
 constexpr uint64_t kHelloMax = 1 + StrMax(kMaxIdBytes) * 2 + StrMax(kMaxTokenBytes) +
                                StrMax(kMaxOwnerProofBytes) + StrMax(kMaxIdBytes);
-constexpr uint64_t kSegmentInfoMax = StrMax(kMaxIdBytes) + 8 + 8 + StrMax(kMaxEndpointBytes);
+constexpr uint64_t kSegmentInfoMax =
+    StrMax(kMaxIdBytes) + 8 + 8 + StrMax(kMaxEndpointBytes) + 8 + 1;
+constexpr uint64_t kTierReportMax =
+    StrMax(kMaxIdBytes) + 4 +
+    kMaxTierReportChanges * (1 + StrMax(kMaxInternalKeyBytes) + 8 * 4 + 1);
 constexpr uint64_t kKeysMax = 4 + kMaxBatchKeys * StrMax(kMaxKeyBytes);
 constexpr uint64_t kPutStartMax =
     4 + StrMax(kMaxIdBytes) + 1 + 4 + kMaxBatchKeys * (StrMax(kMaxKeyBytes) + 8);
@@ -474,6 +484,8 @@ uint32_t MaxRequestBodyBytes(MsgType type) {
       return 16;
     case MsgType::kTableUpdateAck:
       return 8;
+    case MsgType::kTierReport:
+      return static_cast<uint32_t>(kTierReportMax);
     case MsgType::kTaskEnd:
       return static_cast<uint32_t>(16 + 4 + StrMax(kMaxMessageBytes));
     case MsgType::kDataRead:
@@ -538,6 +550,8 @@ const char* MsgTypeName(MsgType type) {
       return "QueryTask";
     case MsgType::kTableUpdateAck:
       return "TableUpdateAck";
+    case MsgType::kTierReport:
+      return "TierReport";
     case MsgType::kPutEnd:
       return "PutEnd";
     case MsgType::kPutRevoke:

@@ -18,8 +18,9 @@
 namespace kvcached {
 
 inline constexpr uint32_t kRpcMagic = 0x3143564B;  // "KVC1" on the wire
-// 3: Hello names the tenant; 4: pins; 5: table updates are acknowledged
-inline constexpr uint16_t kRpcVersion = 5;
+// 3: Hello names the tenant; 4: pins; 5: table updates are acknowledged;
+// 6: disk tier (SegmentInfo flags and disk_bytes, demote/promote, TierReport)
+inline constexpr uint16_t kRpcVersion = 6;
 inline constexpr size_t kFrameHeaderBytes = 24;
 inline constexpr uint32_t kMaxBodyBeforeHello = 4096;
 inline constexpr uint32_t kDefaultMaxBodyBytes = 64u << 20;
@@ -87,6 +88,9 @@ enum class MsgType : uint16_t {
   // their updates, so a master killed after answering leaves the object
   // in a table the next master rebuilds from.
   kTableUpdateAck = 23,
+  // Owner -> master: disk tier events (a TableUpdate whose ops are
+  // TierEvents, at most kMaxTierReportChanges). One-way.
+  kTierReport = 24,
   // The store's data port (after Hello): bytes move in the frame body.
   kDataWrite = 32,  // body: DataRange, then `length` bytes; answer StatusResponse
   kDataRead = 33,   // body: DataRange; answer: the `length` bytes
@@ -98,7 +102,8 @@ enum class MsgType : uint16_t {
 const char* MsgTypeName(MsgType type);  // "PutStart"; "Unknown" otherwise
 // Requests the master does not answer (kReleaseLeases, kTableUpdateAck).
 inline bool IsOneWay(MsgType type) {
-  return type == MsgType::kReleaseLeases || type == MsgType::kTableUpdateAck;
+  return type == MsgType::kReleaseLeases || type == MsgType::kTableUpdateAck ||
+         type == MsgType::kTierReport;
 }
 
 inline constexpr uint16_t kFlagResponse = 1;      // answers request_id
@@ -180,11 +185,21 @@ struct ErrorBody {
   std::string message;
 };
 
+// SegmentInfo::flags
+// The segment's memory is new (the owner process's first mount of it): no
+// reader can hold a lease into it, so a rebuild from its table needs no wait.
+inline constexpr uint8_t kSegmentFreshMemory = 1;
+inline constexpr uint8_t kSegmentFlagsKnown = kSegmentFreshMemory;
+
 struct SegmentInfo {
   std::string name;
   uint64_t base = 0;  // address in the owner's space (for RDMA), opaque here
   uint64_t size = 0;
   std::string endpoint;  // data-plane descriptor the client uses to reach it
+  // Bytes of the owner's disk tier (0: none): eviction demotes the
+  // segment's objects there instead of dropping them (docs/disk-tier.md).
+  uint64_t disk_bytes = 0;
+  uint8_t flags = 0;  // kSegment* bits
 };
 
 struct MountRequest {
@@ -207,9 +222,12 @@ inline constexpr uint8_t kMaxPin = 2;
 // the master assigns it at PutStart (larger is newer, across master restarts
 // too) and the segment's owner keeps it with the entry, so a rebuild keeps
 // the newest record of each key (docs/master.md, "Versions").
+// ObjectEntry::offset of an object that lives only in its owner's disk tier.
+inline constexpr uint64_t kOnDiskOffset = UINT64_MAX;
+
 struct ObjectEntry {
   std::string key;
-  uint64_t offset = 0;
+  uint64_t offset = 0;  // in the segment, or kOnDiskOffset
   uint64_t size = 0;
   uint64_t checksum = 0;
   uint64_t version = 0;
@@ -378,10 +396,30 @@ struct SizesResponse {
   std::vector<SizeItem> items;
 };
 
-enum class TableOp : uint8_t { kAdd = 1, kRemove = 2 };
+// kAdd with offset kOnDiskOffset: the object is now only in the owner's
+// disk tier. kRemove also drops the key's disk record (that version or older).
+// kDemote: write the object at entry.offset to the disk tier, then report
+// kDemoted (the master keeps the range until then). kPromote: read the
+// object's disk record into the range at entry.offset, then report
+// kPromoted (docs/disk-tier.md).
+enum class TableOp : uint8_t { kAdd = 1, kRemove = 2, kDemote = 3, kPromote = 4 };
+inline constexpr uint8_t kMaxTableOp = 4;
+
+// Owner -> master (TierReport): what became of a demotion or promotion, or
+// a disk record the owner dropped on its own (its disk LRU made room, the
+// record was corrupt, the disk failed).
+enum class TierEvent : uint8_t {
+  kDemoted = 1,
+  kDemoteFailed = 2,
+  kPromoted = 3,
+  kPromoteFailed = 4,
+  kDiskDropped = 5,
+};
+inline constexpr uint8_t kMaxTierEvent = 5;
+inline constexpr size_t kMaxTierReportChanges = 1024;
 
 struct TableChange {
-  uint8_t op = static_cast<uint8_t>(TableOp::kAdd);
+  uint8_t op = static_cast<uint8_t>(TableOp::kAdd);  // a TableOp, or a TierEvent in a TierReport
   ObjectEntry entry;  // kRemove: key, offset and size identify the range freed
 };
 

@@ -81,9 +81,17 @@ struct Object {
   uint32_t lru_next = kNil;
   State state = State::kPending;
   bool doomed = false;  // chosen for eviction: no new leases, freed when the lease ends
+  uint8_t tier = 0;     // kTier* bits (disk tier; docs/disk-tier.md)
   Pin pin = Pin::kNone;
   int64_t soft_pin_until_ms = 0;  // a soft pin's end; renewed by each read
 };
+
+// Object::tier. An object is tiered when its one replica is in a segment
+// whose owner keeps a disk tier: eviction demotes it instead of dropping it.
+// Its Loc's offset is kOnDiskOffset while it is only on disk.
+constexpr uint8_t kTierDisk = 1;       // the owner has a disk record of this version
+constexpr uint8_t kTierDemoting = 2;   // the owner is writing it to disk; the range is kept
+constexpr uint8_t kTierPromoting = 4;  // the owner is reading it into the range at the Loc
 
 struct Segment {
   Segment(std::string n, uint64_t capacity, uint64_t alignment)
@@ -99,6 +107,9 @@ struct Segment {
   int64_t quarantine_until_ms = 0;
   bool unreachable = false;  // reported by a client; cleared by the owner's next ping
   uint64_t objects = 0;
+  uint64_t disk_capacity = 0;  // the owner's disk tier (0: none)
+  uint64_t disk_objects = 0;   // objects only on disk
+  uint64_t disk_bytes = 0;
 };
 
 struct Client {
@@ -152,6 +163,26 @@ struct MasterIndex::Impl {
   std::multimap<int64_t, Zombie> zombies;            // release time -> range
   std::vector<std::string> doomed;
   std::map<std::string, std::map<uint32_t, TableUpdate>> updates;  // owner -> seg -> update
+  // Disk tier: bytes being demoted (their ranges still held), and ranges
+  // whose object left while its owner was writing or reading them: freed
+  // when the owner reports (segment, offset) -> (size, lease end).
+  uint64_t demoting_bytes = 0;
+  std::map<std::pair<uint32_t, uint64_t>, std::pair<uint64_t, int64_t>> busy_ranges;
+  // The memory copies of objects now on disk that readers still hold
+  // leases on, by object id: freed when the last reader releases (or the
+  // lease runs out), not at the lease's end like other zombies.
+  struct Parked {
+    Loc loc;
+    uint64_t size;
+    int64_t until_ms;
+  };
+  std::unordered_map<Id, Parked> parked;
+  void FreeParked(Id id) {
+    auto p = parked.find(id);
+    if (p == parked.end()) return;
+    FreeRange(p->second.loc.seg, p->second.loc.offset, p->second.size, 0, 0);
+    parked.erase(p);
+  }
   // Versions: the last one handed out, and the clock they follow.
   uint64_t version = 0;
   int64_t version_origin_ms = 0;
@@ -211,6 +242,104 @@ struct MasterIndex::Impl {
     auto it = segment_ids.find(name);
     return it != segment_ids.end() && segments[it->second]->mounted ? it->second : kNil;
   }
+  static bool InDram(const Object& o) {
+    return o.locs.size() > 0 && o.locs[0].offset != kOnDiskOffset;
+  }
+  // Eviction demotes the object (or drops its DRAM copy) instead of
+  // dropping it: one replica, in a segment with a disk tier.
+  bool Tiered(const Object& o) const {
+    return o.state == State::kComplete && o.locs.size() == 1 &&
+           segments[o.locs[0].seg]->disk_capacity > 0;
+  }
+  // Frees a range now, or once its read leases end.
+  void FreeRange(uint32_t seg, uint64_t offset, uint64_t size, int64_t lease_until_ms,
+                 int64_t now_ms) {
+    Segment& s = *segments[seg];
+    if (!s.mounted) return;
+    if (lease_until_ms > now_ms) {
+      zombies.emplace(lease_until_ms, Zombie{seg, offset, size});
+      return;
+    }
+    (void)s.alloc.Free(offset, size);
+    --s.objects;
+  }
+  // The object's DRAM copy goes; its disk record stays (kTierDisk). Readers
+  // holding leases keep reading the range until they end.
+  void DropDramCopy(Id id, int64_t now_ms) {
+    Object& o = objects[id];
+    Loc l = o.locs[0];
+    if (o.lease_until_ms > now_ms && o.readers > 0) {
+      if (auto p = parked.find(id);
+          p != parked.end()) {  // an older copy's readers: to the lease end
+        zombies.emplace(p->second.until_ms,
+                        Zombie{p->second.loc.seg, p->second.loc.offset, p->second.size});
+      }
+      parked[id] = {l, o.size, o.lease_until_ms};
+    } else {
+      FreeRange(l.seg, l.offset, o.size, o.lease_until_ms, now_ms);
+    }
+    o.locs.clear();
+    o.locs.push_back({l.seg, kOnDiskOffset});
+    Segment& s = *segments[l.seg];
+    s.disk_objects++;
+    s.disk_bytes += o.size;
+    LruUnlink(id);
+    Queue(l.seg, TableOp::kAdd, id, o.locs[0]);  // the owner's table: on disk only
+  }
+  // Eviction's choice for a tiered object: no wait for its readers (the
+  // bytes stay where their leases point until they end).
+  void Demote(Id id, MasterCounters& counters, int64_t now_ms) {
+    Object& o = objects[id];
+    if (o.tier & (kTierDemoting | kTierPromoting)) return;
+    if (o.tier & kTierDisk) {
+      counters.clean_drops++;
+      DropDramCopy(id, now_ms);
+      return;
+    }
+    o.tier |= kTierDemoting;
+    o.doomed = false;
+    demoting_bytes += o.size;
+    counters.demotions++;
+    Queue(o.locs[0].seg, TableOp::kDemote, id, o.locs[0]);
+  }
+  // A read of an object only on disk: a range in its segment (evicting
+  // there when needed), and the owner is asked to load it. The read's
+  // answer waits for the owner's report (MasterService).
+  Status Promote(Id id, int64_t now_ms, MasterCounters& counters) {
+    Object& o = objects[id];
+    uint32_t sid = o.locs[0].seg;
+    Segment& s = *segments[sid];
+    if (s.quarantine_until_ms > now_ms || s.unreachable) {
+      counters.promote_no_room++;
+      return Status(ErrorCode::NO_AVAILABLE_HANDLE,
+                    "the object is on disk and its segment takes no new ranges now");
+    }
+    std::optional<uint64_t> off = s.alloc.Allocate(o.size);
+    if (!off) {
+      std::vector<bool> eligible(segments.size(), false);
+      eligible[sid] = true;
+      uint64_t target = std::max<uint64_t>(
+          o.size, static_cast<uint64_t>(opts.eviction_ratio *
+                                        static_cast<double>(s.alloc.capacity_bytes())));
+      // Bytes on their way to disk free their ranges soon: not chosen again.
+      if (target > demoting_bytes) Evict(target - demoting_bytes, now_ms, counters, &eligible);
+      off = s.alloc.Allocate(o.size);
+    }
+    if (!off) {
+      counters.promote_no_room++;
+      return Status(ErrorCode::NO_AVAILABLE_HANDLE,
+                    "the object is on disk and its segment has no room to load it now");
+    }
+    s.objects++;
+    s.disk_objects--;
+    s.disk_bytes -= o.size;
+    o.locs.clear();
+    o.locs.push_back({sid, *off});
+    o.tier |= kTierPromoting;
+    counters.promotions++;
+    Queue(sid, TableOp::kPromote, id, o.locs[0]);
+    return Status::Ok();
+  }
   static bool Holds(const Object& o, uint32_t seg) {
     for (size_t i = 0; i < o.locs.size(); ++i) {
       if (o.locs[i].seg == seg) return true;
@@ -226,6 +355,10 @@ struct MasterIndex::Impl {
                     "no object under '" + std::string(UserKeyOf(key)) + "'");
     }
     const Object& o = objects[id];
+    if (!InDram(o) || (o.tier & (kTierDemoting | kTierPromoting))) {
+      return Status(ErrorCode::INVALID_REPLICA,
+                    "the object is in (or on its way to or from) its owner's disk tier");
+    }
     size_t adds = 0;
     for (const std::string& t : targets) {
       uint32_t sid = MountedSegment(t);
@@ -344,13 +477,7 @@ struct MasterIndex::Impl {
     Object& o = objects[id];
     if (o.lease_until_ms <= now_ms) return Retire(id);
     Bury(objects.Key(id), o.version + 1);
-    for (size_t i = 0; i < o.locs.size(); ++i) {
-      Loc l = o.locs[i];
-      if (!segments[l.seg]->mounted) continue;
-      if (o.state == State::kComplete) Queue(l.seg, TableOp::kRemove, id, l);
-      zombies.emplace(o.lease_until_ms, Zombie{l.seg, l.offset, o.size});
-    }
-    o.locs.clear();
+    ReleaseLocs(id, /*notify=*/true, o.lease_until_ms);
     Forget(id);
   }
   void EvictNow(Id id, MasterCounters& counters) {
@@ -377,7 +504,7 @@ struct MasterIndex::Impl {
     o.lru_prev = o.lru_next = kNil;
   }
   void LruTouch(Id id) {
-    if (lru_tail == id) return;
+    if (lru_tail == id || !InDram(objects[id]) || (objects[id].tier & kTierPromoting)) return;
     LruUnlink(id);
     LruAppend(id);
   }
@@ -397,16 +524,32 @@ struct MasterIndex::Impl {
   }
 
   // Frees every replica's range. `notify`: tell owners the object is gone.
-  void ReleaseLocs(Id id, bool notify) {
+  void ReleaseLocs(Id id, bool notify, int64_t lease_until_ms = 0) {
     Object& o = objects[id];
+    if (o.tier & kTierDemoting) demoting_bytes -= o.size;
     for (size_t i = 0; i < o.locs.size(); ++i) {
       Loc l = o.locs[i];
       Segment& s = *segments[l.seg];
       if (!s.mounted) continue;
       if (notify && o.state == State::kComplete) Queue(l.seg, TableOp::kRemove, id, l);
+      if (l.offset == kOnDiskOffset) {
+        s.disk_objects--;
+        s.disk_bytes -= o.size;
+        continue;
+      }
+      if (o.tier & (kTierDemoting | kTierPromoting)) {
+        // The owner is copying the range: it is freed when the owner reports.
+        busy_ranges[{l.seg, l.offset}] = {o.size, lease_until_ms};
+        continue;
+      }
+      if (lease_until_ms > 0) {
+        zombies.emplace(lease_until_ms, Zombie{l.seg, l.offset, o.size});
+        continue;
+      }
       (void)s.alloc.Free(l.offset, o.size);
       --s.objects;
     }
+    o.tier = 0;
     o.locs.clear();
   }
 
@@ -423,6 +566,11 @@ struct MasterIndex::Impl {
   // Removes an object from every structure that knows it.
   void Forget(Id id) {
     Object& o = objects[id];
+    if (auto p = parked.find(id); p != parked.end()) {  // its readers may still be reading
+      zombies.emplace(p->second.until_ms,
+                      Zombie{p->second.loc.seg, p->second.loc.offset, p->second.size});
+      parked.erase(p);
+    }
     auto t = tenants.find(std::string(TenantOfInternalKey(objects.Key(id))));
     if (t != tenants.end()) {
       t->second.objects--;
@@ -484,16 +632,20 @@ struct MasterIndex::Impl {
   // objects go now (on_evict first); leased ones are doomed (no new leases)
   // and go when their lease ends, so a constant stream of reads cannot keep
   // the pool full forever.
+  // `demote`: for room in DRAM, tiered objects go to their owner's disk
+  // tier (a quota counts every tier: there they must go).
   template <typename Weight, typename OnEvict>
   void EvictWalk(uint64_t target, uint64_t& counted, int64_t now_ms, MasterCounters& counters,
-                 Weight weight, OnEvict on_evict) {
+                 Weight weight, OnEvict on_evict, bool demote = true) {
     for (Id id = lru_head; id != kNil && counted < target;) {
       Object& o = objects[id];
       Id next = o.lru_next;
       uint64_t bytes = weight(id);
       if (bytes != 0) {
         counted += bytes;
-        if (o.doomed) {
+        if (demote && Tiered(o)) {
+          Demote(id, counters, now_ms);
+        } else if (o.doomed) {
           // already on its way out
         } else if (o.lease_until_ms > now_ms) {
           o.doomed = true;
@@ -551,8 +703,9 @@ struct MasterIndex::Impl {
           return mine && InPass(o, pass, now_ms) ? o.size : 0;
         };
         // Counted first: it keeps `t` in `tenants` while Forget runs.
-        EvictWalk(target, counted, now_ms, counters, weight,
-                  [&](Id) { t.evicted_for_quota++; });
+        EvictWalk(
+            target, counted, now_ms, counters, weight, [&](Id) { t.evicted_for_quota++; },
+            /*demote=*/false);
       }
     }
     if (t.bytes + size <= q->second) return true;
@@ -643,6 +796,8 @@ struct MasterIndex::Impl {
       for (size_t i = 0; i < o.locs.size(); ++i) {
         if (o.locs[i].seg != seg_id) continue;
         if (bury && o.state == State::kComplete) Bury(objects.Key(id), o.version);
+        if (o.tier & kTierDemoting) demoting_bytes -= o.size;
+        o.tier = 0;
         o.locs.erase(i);
         if (o.locs.empty()) Forget(id);
         return;
@@ -650,6 +805,12 @@ struct MasterIndex::Impl {
     });
     for (auto it = zombies.begin(); it != zombies.end();) {
       it = it->second.seg == seg_id ? zombies.erase(it) : std::next(it);
+    }
+    for (auto it = busy_ranges.begin(); it != busy_ranges.end();) {
+      it = it->first.first == seg_id ? busy_ranges.erase(it) : std::next(it);
+    }
+    for (auto it = parked.begin(); it != parked.end();) {
+      it = it->second.loc.seg == seg_id ? parked.erase(it) : std::next(it);
     }
     // Task ranges there go with the segment's allocator.
     for (auto& [k, t] : tasks) {
@@ -696,6 +857,7 @@ Status MasterIndex::Mount(const Caller& caller, const SegmentInfo& seg, int64_t 
                seg.size / options_.alignment_bytes * options_.alignment_bytes) {
       s.endpoint = seg.endpoint;  // a retried mount may carry a new endpoint
       s.base = seg.base;
+      s.disk_capacity = seg.disk_bytes;  // its disk tier may have gone offline
       return Status::Ok();
     } else {
       return Status(ErrorCode::SEGMENT_ALREADY_EXISTS,
@@ -708,6 +870,7 @@ Status MasterIndex::Mount(const Caller& caller, const SegmentInfo& seg, int64_t 
   fresh->host_id = caller.host_id;
   fresh->endpoint = seg.endpoint;
   fresh->base = seg.base;
+  fresh->disk_capacity = seg.disk_bytes;
   if (it != m.segment_ids.end()) {
     m.segments[it->second] = std::move(fresh);
   } else {
@@ -727,22 +890,32 @@ Status MasterIndex::Remount(const Caller& caller, const SegmentInfo& seg,
     return Status(ErrorCode::INVALID_PARAMS,
                   "segment '" + seg.name + "' has no name or is too small");
   }
+  bool fresh_memory = seg.flags & kSegmentFreshMemory;
   auto it = m.segment_ids.find(seg.name);
   if (it != m.segment_ids.end() && m.segments[it->second]->mounted) {
-    // Only a fresh start (MountSegment) replaces another process of the
-    // same owner; an older process that remounts is refused, so two
-    // processes given one owner file cannot take the segment in turns.
-    if (Status st = CheckOwner(*m.segments[it->second], caller); !st.ok()) return st;
-    if (Status st = Mount(caller, seg, now_ms); !st.ok()) return st;  // endpoint change
-    Reconcile(it->second, entries);
-    return Status::Ok();
+    // Only a fresh start replaces another process of the same owner (a
+    // MountSegment, or the first RemountSegment of a store that found
+    // records in its disk tier); an older process that remounts is
+    // refused, so two processes given one owner file cannot take the
+    // segment in turns.
+    const Segment& had = *m.segments[it->second];
+    if (Status st = CheckOwner(had, caller); !st.ok()) {
+      if (!fresh_memory || !RestartedOwner(had, caller)) return st;
+    } else {
+      if (Status st = Mount(caller, seg, now_ms); !st.ok()) return st;  // endpoint change
+      Reconcile(it->second, entries, now_ms);
+      return Status::Ok();
+    }
   }
   if (Status st = Mount(caller, seg, now_ms); !st.ok()) return st;
   uint32_t sid = m.segment_ids.at(seg.name);
   Segment& s = *m.segments[sid];
-  s.quarantine_until_ms = now_ms + (options_.remount_quarantine_ms < 0
-                                         ? options_.lease_ttl_ms
-                                         : options_.remount_quarantine_ms);
+  // New memory holds no range an earlier reader's lease points into.
+  if (!fresh_memory) {
+    s.quarantine_until_ms =
+        now_ms + (options_.remount_quarantine_ms < 0 ? options_.lease_ttl_ms
+                                                     : options_.remount_quarantine_ms);
+  }
   // Newest first: of two records over one range, or of one key, the newer wins.
   std::vector<size_t> order(entries.size());
   std::iota(order.begin(), order.end(), size_t{0});
@@ -755,6 +928,11 @@ Status MasterIndex::Remount(const Caller& caller, const SegmentInfo& seg,
   for (size_t i : order) {
     const ObjectEntry& e = entries[i];
     if (e.key.empty() || e.size == 0 || m.Buried(e)) {
+      refuse(e);
+      continue;
+    }
+    bool on_disk = e.offset == kOnDiskOffset;
+    if (on_disk && s.disk_capacity == 0) {  // a disk record needs the owner's disk tier
       refuse(e);
       continue;
     }
@@ -772,7 +950,9 @@ Status MasterIndex::Remount(const Caller& caller, const SegmentInfo& seg,
         continue;
       }
       if (o.version == e.version) {
-        if (!s.alloc.Reserve(e.offset, e.size).ok()) {
+        // Another replica of a tiered object, or a disk record beside
+        // replicas elsewhere: the index keeps what it has.
+        if (on_disk || m.Tiered(o) || !m.InDram(o) || !s.alloc.Reserve(e.offset, e.size).ok()) {
           refuse(e);
           continue;
         }
@@ -781,7 +961,7 @@ Status MasterIndex::Remount(const Caller& caller, const SegmentInfo& seg,
         continue;
       }
     }
-    if (!s.alloc.Reserve(e.offset, e.size).ok()) {
+    if (!on_disk && !s.alloc.Reserve(e.offset, e.size).ok()) {
       refuse(e);
       continue;
     }
@@ -798,30 +978,68 @@ Status MasterIndex::Remount(const Caller& caller, const SegmentInfo& seg,
     o.pin = static_cast<Pin>(e.pin);  // bounded by the decoder
     o.soft_pin_until_ms = now_ms + options_.soft_pin_ttl_ms;
     o.locs.push_back({sid, e.offset});
+    if (on_disk) {
+      o.tier = kTierDisk;
+      s.disk_objects++;
+      s.disk_bytes += e.size;
+      continue;
+    }
     s.objects++;
     m.LruAppend(id);
   }
   return Status::Ok();
 }
 
-void MasterIndex::Reconcile(uint32_t sid, const std::vector<ObjectEntry>& entries) {
+void MasterIndex::Reconcile(uint32_t sid, const std::vector<ObjectEntry>& entries, int64_t now_ms) {
   Impl& m = *impl_;
   std::unordered_map<std::string_view, const ObjectEntry*> theirs;
   theirs.reserve(entries.size());
   for (const ObjectEntry& e : entries) theirs[e.key] = &e;
   uint64_t changes = 0;
   m.objects.ForEach([&](uint32_t id) {
-    const Object& o = m.objects[id];
+    Object& o = m.objects[id];
     if (o.state != State::kComplete) return;  // its PutEnd will add it
+    if ((o.tier & (kTierDemoting | kTierPromoting)) && o.locs[0].seg == sid) {
+      // The owner's report of a demotion or load may have been lost with its
+      // connection: its table says how far it got.
+      auto t = theirs.find(m.objects.Key(id));
+      bool theirs_now = t != theirs.end() && t->second->version == o.version;
+      if (o.tier & kTierDemoting) {
+        o.tier &= static_cast<uint8_t>(~kTierDemoting);
+        m.demoting_bytes -= o.size;
+        if (theirs_now && t->second->offset == kOnDiskOffset) {  // written: done
+          o.tier |= kTierDisk;
+          counters_.demoted++;
+          m.DropDramCopy(id, now_ms);
+        }
+      } else if (theirs_now && t->second->offset == o.locs[0].offset) {  // loaded: done
+        o.tier &= static_cast<uint8_t>(~kTierPromoting);
+        counters_.promoted++;
+        m.LruAppend(id);
+      } else {
+        // Not loaded (yet): back on disk only; the range waits for the
+        // owner's report, in case its read is still under way.
+        Loc l = o.locs[0];
+        m.busy_ranges[{l.seg, l.offset}] = {o.size, 0};
+        o.tier &= static_cast<uint8_t>(~kTierPromoting);
+        o.locs.clear();
+        o.locs.push_back({l.seg, kOnDiskOffset});
+        Segment& s = *m.segments[l.seg];
+        s.disk_objects++;
+        s.disk_bytes += o.size;
+      }
+    }
     for (size_t i = 0; i < o.locs.size(); ++i) {
       if (o.locs[i].seg != sid) continue;
+      // A promotion's range is the owner's only once it reports it loaded.
+      Loc l = o.locs[i];
+      if (o.tier & kTierPromoting) l.offset = kOnDiskOffset;
       auto t = theirs.find(m.objects.Key(id));
-      bool same = t != theirs.end() && t->second->offset == o.locs[i].offset &&
-                  t->second->size == o.size && t->second->version == o.version &&
-                  t->second->checksum == o.checksum;
+      bool same = t != theirs.end() && t->second->offset == l.offset && t->second->size == o.size &&
+                  t->second->version == o.version && t->second->checksum == o.checksum;
       if (t != theirs.end()) theirs.erase(t);
       if (!same) {
-        m.Queue(sid, TableOp::kAdd, id, o.locs[i]);  // replaces theirs, if any
+        m.Queue(sid, TableOp::kAdd, id, l);  // replaces theirs, if any
         ++changes;
       }
       return;
@@ -866,6 +1084,7 @@ uint64_t MasterIndex::ReleaseLeases(const std::vector<ReleaseItem>& items, int64
     ++released;
     if (--o.readers > 0) continue;
     o.lease_until_ms = now_ms;  // the last reader is done: evictable, removable
+    m.FreeParked(id);           // a memory copy left for its readers goes now
     if (o.doomed) m.EvictNow(id, counters_);
   }
   counters_.leases_released += released;
@@ -967,7 +1186,7 @@ CodesResponse MasterIndex::ExistKeys(const std::vector<std::string>& keys, int64
 }
 
 ReplicaListResponse MasterIndex::GetReplicaLists(const std::vector<std::string>& keys,
-                                                 int64_t now_ms) {
+                                                 int64_t now_ms, std::vector<size_t>* promoting) {
   Impl& m = *impl_;
   ReplicaListResponse r;
   r.lease_ttl_ms = static_cast<uint64_t>(options_.lease_ttl_ms);
@@ -985,6 +1204,19 @@ ReplicaListResponse MasterIndex::GetReplicaLists(const std::vector<std::string>&
       counters_.lease_refusals++;
       item.code = Code(ErrorCode::OBJECT_NOT_FOUND);
       continue;
+    }
+    if (!Impl::InDram(o) || (o.tier & kTierPromoting)) {
+      if (promoting == nullptr) {  // a caller that cannot wait for a load
+        item.code = Code(ErrorCode::OBJECT_NOT_FOUND);
+        continue;
+      }
+      if (!(o.tier & kTierPromoting)) {
+        if (Status st = m.Promote(id, now_ms, counters_); !st.ok()) {
+          item.code = Code(st.code());
+          continue;
+        }
+      }
+      promoting->push_back(i);
     }
     if (o.lease_until_ms <= now_ms) o.readers = 0;  // earlier readers' leases ran out
     o.readers++;
@@ -1072,7 +1304,9 @@ ReplicaListResponse MasterIndex::PutStart(const Caller& caller, const PutStartRe
       uint64_t target = std::max<uint64_t>(
           in.size * req.replica_num,
           static_cast<uint64_t>(options_.eviction_ratio * static_cast<double>(cap)));
-      m.Evict(target, now_ms, counters_, &eligible);
+      // Demotions under way free ranges soon (the put may wait for them).
+      if (target > m.demoting_bytes)
+        m.Evict(target - m.demoting_bytes, now_ms, counters_, &eligible);
       locs = m.Place(caller, req.preferred_segment, req.replica_num, in.size, now_ms);
     }
     if (locs.empty()) {
@@ -1259,6 +1493,15 @@ void MasterIndex::Tick(int64_t now_ms) {
     }
     m.zombies.erase(m.zombies.begin());
   }
+  // Memory copies parked for readers whose leases ran out.
+  for (auto it = m.parked.begin(); it != m.parked.end();) {
+    if (it->second.until_ms > now_ms) {
+      ++it;
+      continue;
+    }
+    m.FreeRange(it->second.loc.seg, it->second.loc.offset, it->second.size, 0, 0);
+    it = m.parked.erase(it);
+  }
   // Doomed objects whose leases ended.
   std::vector<std::string> still;
   for (std::string& k : m.doomed) {
@@ -1296,7 +1539,8 @@ void MasterIndex::Tick(int64_t now_ms) {
   if (cap > 0 && static_cast<double>(used) > hw) {
     uint64_t target = static_cast<uint64_t>(static_cast<double>(used) - hw +
                                             options_.eviction_ratio * static_cast<double>(cap));
-    m.Evict(target, now_ms, counters_);
+    // Bytes on their way to disk free their ranges soon: not chosen again.
+    if (target > m.demoting_bytes) m.Evict(target - m.demoting_bytes, now_ms, counters_);
   }
 }
 
@@ -1552,13 +1796,111 @@ uint64_t MasterIndex::capacity_bytes() const { return impl_->Capacity(); }
 uint64_t MasterIndex::used_bytes() const { return impl_->Used(); }
 size_t MasterIndex::client_count() const { return impl_->clients.size(); }
 
+Status MasterIndex::TierReport(const Caller& caller, const TableUpdate& report, int64_t now_ms) {
+  Impl& m = *impl_;
+  auto it = m.segment_ids.find(report.segment);
+  if (it == m.segment_ids.end() || !m.segments[it->second]->mounted) {
+    return Status(ErrorCode::SEGMENT_NOT_FOUND, "no mounted segment '" + report.segment + "'");
+  }
+  uint32_t sid = it->second;
+  if (Status st = CheckOwner(*m.segments[sid], caller, ErrorCode::ILLEGAL_CLIENT); !st.ok()) {
+    return st;
+  }
+  for (const TableChange& c : report.changes) {
+    const ObjectEntry& e = c.entry;
+    // A range whose object left while the owner was copying it: free now.
+    auto release_busy = [&] {
+      auto b = m.busy_ranges.find({sid, e.offset});
+      if (b == m.busy_ranges.end()) return;
+      m.FreeRange(sid, e.offset, b->second.first, b->second.second, now_ms);
+      m.busy_ranges.erase(b);
+    };
+    uint32_t id = m.Find(e.key);
+    Object* o = nullptr;
+    if (id != kNil) {
+      Object& cand = m.objects[id];
+      if (cand.version == e.version && cand.locs.size() == 1 && cand.locs[0].seg == sid) o = &cand;
+    }
+    switch (static_cast<TierEvent>(c.op)) {
+      case TierEvent::kDemoted:
+        if (o == nullptr || !(o->tier & kTierDemoting)) {
+          release_busy();
+          if (o == nullptr) {  // removed meanwhile: the owner drops the record
+            ObjectEntry gone = e;
+            gone.offset = kOnDiskOffset;
+            m.QueueEntry(sid, TableOp::kRemove, gone);
+          }
+          break;
+        }
+        o->tier = static_cast<uint8_t>((o->tier & ~kTierDemoting) | kTierDisk);
+        m.demoting_bytes -= o->size;
+        counters_.demoted++;
+        m.DropDramCopy(id, now_ms);
+        break;
+      case TierEvent::kDemoteFailed:
+        if (o == nullptr || !(o->tier & kTierDemoting)) {
+          release_busy();
+          break;
+        }
+        o->tier &= static_cast<uint8_t>(~kTierDemoting);
+        m.demoting_bytes -= o->size;
+        counters_.demote_failures++;
+        m.EvictNow(id, counters_);  // as without a disk tier (readers keep their range)
+        break;
+      case TierEvent::kPromoted:
+        if (o == nullptr || !(o->tier & kTierPromoting) || o->locs[0].offset != e.offset) {
+          release_busy();
+          break;
+        }
+        o->tier &= static_cast<uint8_t>(~kTierPromoting);
+        counters_.promoted++;
+        m.LruAppend(id);
+        break;
+      case TierEvent::kPromoteFailed:
+        if (o == nullptr || !(o->tier & kTierPromoting) || o->locs[0].offset != e.offset) {
+          release_busy();
+          break;
+        }
+        // Nobody was given the range (the reads waited): it is free now.
+        o->tier = 0;
+        counters_.promote_failures++;
+        m.Retire(id);
+        break;
+      case TierEvent::kDiskDropped:
+        if (o == nullptr || (o->tier & (kTierDemoting | kTierPromoting))) break;
+        if (Impl::InDram(*o)) {  // the DRAM copy is all there is now
+          o->tier &= static_cast<uint8_t>(~kTierDisk);
+          break;
+        }
+        counters_.disk_dropped++;
+        m.Retire(id);
+        break;
+      default:
+        break;  // bounded by the decoder
+    }
+  }
+  return Status::Ok();
+}
+
+MasterIndex::Promotion MasterIndex::PromotionOf(const std::string& key, uint64_t version) const {
+  const Impl& m = *impl_;
+  uint32_t id = m.Find(key);
+  if (id == kNil) return Promotion::kFailed;
+  const Object& o = m.objects[id];
+  if (o.version != version || o.state != State::kComplete) return Promotion::kFailed;
+  if (o.tier & kTierPromoting) return Promotion::kPending;
+  return Impl::InDram(o) ? Promotion::kReady : Promotion::kFailed;
+}
+
+uint64_t MasterIndex::demoting_bytes() const { return impl_->demoting_bytes; }
+
 std::vector<SegmentStats> MasterIndex::Segments(int64_t now_ms) const {
   std::vector<SegmentStats> out;
   for (const auto& s : impl_->segments) {
     if (!s->mounted) continue;
     out.push_back({s->name, s->owner, s->host_id, s->endpoint, s->alloc.capacity_bytes(),
                    s->alloc.used_bytes(), s->objects, s->quarantine_until_ms > now_ms,
-                   s->unreachable});
+                   s->unreachable, s->disk_capacity, s->disk_objects, s->disk_bytes});
   }
   return out;
 }

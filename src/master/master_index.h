@@ -100,6 +100,9 @@ struct SegmentStats {
   uint64_t objects = 0;
   bool quarantined = false;  // rebuilt after a restart and no new allocations yet
   bool unreachable = false;  // a client reported it; no placements until its owner pings
+  uint64_t disk_capacity_bytes = 0;  // the owner's disk tier (0: none)
+  uint64_t disk_objects = 0;         // objects only on disk
+  uint64_t disk_bytes = 0;
 };
 
 struct MasterCounters {
@@ -122,6 +125,16 @@ struct MasterCounters {
   uint64_t tasks_succeeded = 0;
   uint64_t tasks_failed = 0;
   uint64_t replicas_copied = 0;  // replicas added to objects by tasks
+  // Disk tier (docs/disk-tier.md).
+  uint64_t demotions = 0;        // objects eviction asked an owner to write to disk
+  uint64_t demoted = 0;          // ... that reached it (their ranges freed)
+  uint64_t demote_failures = 0;  // ... that did not (the object was evicted)
+  uint64_t clean_drops = 0;      // DRAM copies dropped whose disk record stayed
+  uint64_t promotions = 0;       // reads of objects on disk: loads asked of owners
+  uint64_t promoted = 0;
+  uint64_t promote_failures = 0;  // the record was gone or corrupt: the object is removed
+  uint64_t promote_no_room = 0;   // reads refused: no range for the load
+  uint64_t disk_dropped = 0;      // objects gone with a record its owner dropped
 };
 
 class MasterIndex {
@@ -188,7 +201,21 @@ class MasterIndex {
 
   // ---- objects (one result per key, in order) ----
   CodesResponse ExistKeys(const std::vector<std::string>& keys, int64_t now_ms);
-  ReplicaListResponse GetReplicaLists(const std::vector<std::string>& keys, int64_t now_ms);
+  // An object only on its owner's disk is loaded into a new range first
+  // (the owner is asked by a kPromote table change): its item is answered
+  // as if loaded, and its index goes to `promoting`, whose caller waits for
+  // PromotionOf before sending the answer. Without `promoting` such
+  // objects are answered OBJECT_NOT_FOUND.
+  ReplicaListResponse GetReplicaLists(const std::vector<std::string>& keys, int64_t now_ms,
+                                      std::vector<size_t>* promoting = nullptr);
+  enum class Promotion { kPending, kReady, kFailed };
+  Promotion PromotionOf(const std::string& key, uint64_t version) const;
+  // An owner's TierReport (TableUpdate of TierEvents) for its segment:
+  // demotions done or failed, loads done or failed, disk records dropped.
+  // SEGMENT_NOT_FOUND; ILLEGAL_CLIENT for a caller that does not own it.
+  Status TierReport(const Caller& caller, const TableUpdate& report, int64_t now_ms);
+  // Bytes of objects being written to disk (their ranges free soon).
+  uint64_t demoting_bytes() const;
   // `upsert`: a complete object of a key is replaced (it leaves the index
   // now; its ranges are reused once its read leases end) instead of kept
   // with OBJECT_ALREADY_EXISTS.
@@ -277,7 +304,7 @@ class MasterIndex {
   struct Impl;
   // Remount of a segment the caller has mounted: queues the changes that
   // make the owner's table (`entries`) equal the index's view of it.
-  void Reconcile(uint32_t segment_id, const std::vector<ObjectEntry>& entries);
+  void Reconcile(uint32_t segment_id, const std::vector<ObjectEntry>& entries, int64_t now_ms);
   const MasterOptions options_;  // before impl_, which refers to it
   MasterCounters counters_;
   std::unique_ptr<Impl> impl_;

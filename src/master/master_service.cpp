@@ -24,9 +24,11 @@ constexpr std::chrono::milliseconds kAckWait{300};
 
 bool IsObjectOp(MsgType t) {
   return t == MsgType::kPutEnd || t == MsgType::kRemove || t == MsgType::kRemoveAll ||
-         t == MsgType::kUnmountSegment || t == MsgType::kPutStart || t == MsgType::kRemountSegment ||
-         t == MsgType::kUpsertStart || t == MsgType::kRemoveByRegex || t == MsgType::kTaskStart ||
-         t == MsgType::kTaskEnd || t == MsgType::kCreateTask;
+         t == MsgType::kUnmountSegment || t == MsgType::kPutStart ||
+         t == MsgType::kRemountSegment || t == MsgType::kUpsertStart ||
+         t == MsgType::kRemoveByRegex || t == MsgType::kTaskStart || t == MsgType::kTaskEnd ||
+         t == MsgType::kCreateTask ||
+         t == MsgType::kGetReplicaList;  // loads from disk tiers, evictions to make room
 }
 
 int32_t Code(ErrorCode c) { return static_cast<int32_t>(c); }
@@ -181,6 +183,11 @@ MasterService::MasterService(boost::asio::io_context& ioc, MasterServiceOptions 
                                     "How long a PutEnd answer waited for its owners' "
                                     "acknowledgements",
                                     LatencyBucketsSeconds());
+  tier_wait_ = &metrics.GetHistogram(
+      "kvcached_master_tier_wait_seconds",
+      "How long a get waited for objects to be loaded from disk tiers, or a put for demotions "
+      "to free room",
+      LatencyBucketsSeconds());
 }
 
 MasterService::~MasterService() { BeginShutdown(); }
@@ -208,6 +215,14 @@ Status MasterService::Start() {
 void MasterService::BeginShutdown() {
   if (stopping_.exchange(true)) return;
   ReleaseAckWaiters(/*expire=*/true);  // stopping: every waiter is answered
+  {
+    std::list<TierWaiter> ready;
+    {
+      std::lock_guard<std::mutex> lock(index_mu_);
+      ready.splice(ready.end(), tier_waiters_);
+    }
+    AnswerTierWaiters(ready);
+  }
   timer_.cancel();
   rpc_.BeginShutdown();
   admin_.BeginShutdown();
@@ -244,6 +259,15 @@ void MasterService::OnTick() {
         "evicted {} object(s) since the last tick (high watermark, a put that found "
         "no space, or doomed objects whose lease ended)",
         evicted_after - evicted_before);
+  }
+  {
+    std::list<TierWaiter> ready;
+    {
+      std::lock_guard<std::mutex> lock(index_mu_);
+      SettleTierWaitersLocked(/*expire=*/true, NowMs(), ready);
+      FlushTableUpdatesLocked(nullptr);
+    }
+    AnswerTierWaiters(ready);
   }
   FlushTableUpdates();
   ReleaseAckWaiters(/*expire=*/true);
@@ -330,6 +354,114 @@ void MasterService::ReleaseAckWaiters(bool expire) {
     (void)Serving(flags, body);
     w.reply.Reply(flags, std::move(body));
   }
+}
+
+namespace {
+
+// Item `from` of `src` becomes item `to` of `dst`, its segments named in
+// dst's list.
+void MoveItem(const ReplicaListResponse& src, size_t from, ReplicaListResponse& dst, size_t to) {
+  ReplicaItem item = src.items[from];
+  for (Replica& r : item.replicas) {
+    const SegmentRef& ref = src.segments[r.segment];
+    auto it = std::find_if(dst.segments.begin(), dst.segments.end(),
+                           [&](const SegmentRef& d) { return d.name == ref.name; });
+    if (it == dst.segments.end()) it = dst.segments.insert(dst.segments.end(), ref);
+    r.segment = static_cast<uint32_t>(it - dst.segments.begin());
+  }
+  dst.items[to] = std::move(item);
+}
+
+}  // namespace
+
+std::chrono::milliseconds MasterService::TierWait() const {
+  // Well inside the lease: a client distrusts a put answered later than
+  // one lease after it asked, and a read's lease runs from its request.
+  return std::chrono::milliseconds(std::clamp<int64_t>(options_.index.lease_ttl_ms / 4, 10, 2000));
+}
+
+void MasterService::SettleTierWaitersLocked(bool expire, int64_t now_ms,
+                                            std::list<TierWaiter>& ready) {
+  auto now = std::chrono::steady_clock::now();
+  for (auto it = tier_waiters_.begin(); it != tier_waiters_.end();) {
+    TierWaiter& w = *it;
+    std::vector<size_t> still;
+    if (w.put) {
+      // The items that found no room: placed now if demotions freed some.
+      PutStartRequest again = w.req;
+      again.items.clear();
+      for (size_t i : w.waiting) again.items.push_back(w.req.items[i]);
+      ReplicaListResponse more = index_.PutStart(w.caller, again, now_ms, w.upsert);
+      for (size_t j = 0; j < w.waiting.size(); ++j) {
+        MoveItem(more, j, w.res, w.waiting[j]);
+        if (more.items[j].code == Code(ErrorCode::NO_AVAILABLE_HANDLE))
+          still.push_back(w.waiting[j]);
+      }
+      if (index_.demoting_bytes() == 0) still.clear();  // nothing more will come free
+    } else {
+      // Items that found no room for their load while demotions were under
+      // way: asked again.
+      std::vector<size_t> no_room;
+      std::vector<std::string> again;
+      for (size_t i : w.waiting) {
+        if (w.res.items[i].code == Code(ErrorCode::NO_AVAILABLE_HANDLE)) {
+          no_room.push_back(i);
+          again.push_back(w.keys[i]);
+        }
+      }
+      if (!again.empty()) {
+        std::vector<size_t> loading;
+        ReplicaListResponse more = index_.GetReplicaLists(again, now_ms, &loading);
+        for (size_t j = 0; j < no_room.size(); ++j) MoveItem(more, j, w.res, no_room[j]);
+      }
+      for (size_t i : w.waiting) {
+        ReplicaItem& item = w.res.items[i];
+        if (item.code == Code(ErrorCode::NO_AVAILABLE_HANDLE)) {
+          // Room comes as demotions finish and readers release: asked again
+          // at each report, release and tick until the deadline.
+          still.push_back(i);
+          continue;
+        }
+        if (item.code != 0) continue;
+        switch (index_.PromotionOf(w.keys[i], item.version)) {
+          case MasterIndex::Promotion::kPending:
+            still.push_back(i);
+            break;
+          case MasterIndex::Promotion::kReady:
+            break;
+          case MasterIndex::Promotion::kFailed:
+            item = ReplicaItem{};
+            item.code = Code(ErrorCode::OBJECT_NOT_FOUND);
+            break;
+        }
+      }
+    }
+    w.waiting = std::move(still);
+    bool late = expire && now >= w.deadline;
+    if (w.waiting.empty() || late || stopping_) {
+      for (size_t i : w.waiting) {  // a load still under way: not this reader's
+        if (!w.put) {
+          w.res.items[i] = ReplicaItem{};
+          w.res.items[i].code = Code(ErrorCode::OBJECT_NOT_FOUND);
+        }
+      }
+      ready.splice(ready.end(), tier_waiters_, it++);
+    } else {
+      ++it;
+    }
+  }
+}
+
+void MasterService::AnswerTierWaiters(std::list<TierWaiter>& ready) {
+  auto now = std::chrono::steady_clock::now();
+  for (TierWaiter& w : ready) {
+    tier_wait_->ObserveSeconds(std::chrono::duration<double>(now - w.since).count());
+    uint16_t flags = 0;
+    std::string body = EncodeBody(w.res);
+    (void)Serving(flags, body);  // the fence applies to a late answer as to any other
+    w.reply.Reply(flags, std::move(body));
+  }
+  ready.clear();
 }
 
 template <typename Req, typename Call>
@@ -618,6 +750,7 @@ Status MasterService::Dispatch(const RpcPeer& peer, MsgType type, std::string_vi
   uint64_t failures = 0;
   Status decoded;  // a batched request whose body did not decode closes the connection
   std::vector<RpcServer::Sequenced> acks_needed;  // PutEnd: the owners' updates to wait for
+  std::optional<TierWaiter> tier_waiter;          // a get or put that waits on disk tiers
   switch (type) {
     case MsgType::kMountSegment:
     case MsgType::kRemountSegment:
@@ -632,19 +765,62 @@ Status MasterService::Dispatch(const RpcPeer& peer, MsgType type, std::string_vi
       break;
     case MsgType::kGetReplicaList:
       decoded = Batched<KeysRequest>(peer, body, out, flags, failures, [&](const KeysRequest& r) {
-        return index_.GetReplicaLists(r.keys, now);
+        std::vector<size_t> loading;
+        ReplicaListResponse res = index_.GetReplicaLists(r.keys, now, &loading);
+        if (index_.demoting_bytes() > 0) {  // no room to load yet: room is on its way
+          for (size_t i = 0; i < res.items.size(); ++i) {
+            if (res.items[i].code == Code(ErrorCode::NO_AVAILABLE_HANDLE)) loading.push_back(i);
+          }
+        }
+        if (!loading.empty()) {  // objects on disk: the answer waits for their loads
+          tier_waiter.emplace();
+          tier_waiter->keys = r.keys;
+          tier_waiter->waiting = std::move(loading);
+          tier_waiter->res = res;
+        }
+        return res;
       });
       break;
     case MsgType::kPutStart:
-      decoded = Batched<PutStartRequest>(
-          peer, body, out, flags, failures,
-          [&](const PutStartRequest& r) { return index_.PutStart(caller, r, now); });
-      break;
     case MsgType::kUpsertStart:
-      decoded = Batched<PutStartRequest>(
-          peer, body, out, flags, failures,
-          [&](const PutStartRequest& r) { return index_.PutStart(caller, r, now, /*upsert=*/true); });
+      decoded =
+          Batched<PutStartRequest>(peer, body, out, flags, failures, [&](const PutStartRequest& r) {
+            bool upsert = type == MsgType::kUpsertStart;
+            ReplicaListResponse res = index_.PutStart(caller, r, now, upsert);
+            if (index_.demoting_bytes() > 0) {  // room is on its way: wait for it
+              std::vector<size_t> full;
+              for (size_t i = 0; i < res.items.size(); ++i) {
+                if (res.items[i].code == Code(ErrorCode::NO_AVAILABLE_HANDLE)) full.push_back(i);
+              }
+              if (!full.empty()) {
+                tier_waiter.emplace();
+                tier_waiter->put = true;
+                tier_waiter->caller = caller;
+                tier_waiter->req = r;
+                tier_waiter->upsert = upsert;
+                tier_waiter->waiting = std::move(full);
+                tier_waiter->res = res;
+              }
+            }
+            return res;
+          });
       break;
+    case MsgType::kTierReport: {
+      TableUpdate r;
+      if (Status st = DecodeBody(body, r); !st.ok()) return st;
+      std::list<TierWaiter> ready;
+      {
+        std::lock_guard<std::mutex> lock(index_mu_);
+        if (Status st = index_.TierReport(caller, r, now); !st.ok()) {
+          spdlog::warn("tier report from client '{}' for segment '{}' ignored: {}",
+                       Printable(caller.client_id), Printable(r.segment), st.ToString());
+        }
+        SettleTierWaitersLocked(/*expire=*/false, now, ready);
+        FlushTableUpdatesLocked(nullptr);
+      }
+      AnswerTierWaiters(ready);
+      return Status::Ok();  // one-way, and not counted as a request
+    }
     case MsgType::kRemoveByRegex:
       decoded = RemoveByRegex(peer, caller, body, out, flags);
       break;
@@ -681,8 +857,16 @@ Status MasterService::Dispatch(const RpcPeer& peer, MsgType type, std::string_vi
       if (Status st = DecodeBody(body, r); !st.ok()) return st;
       ops_->keys->Inc(r.items.size());
       if (!ScopeKeys(TenantPrefix(peer.tenant), r).ok()) break;  // one-way: nothing to answer
-      std::lock_guard<std::mutex> lock(index_mu_);
-      (void)index_.ReleaseLeases(r.items, now);
+      std::list<TierWaiter> ready;
+      {
+        std::lock_guard<std::mutex> lock(index_mu_);
+        (void)index_.ReleaseLeases(r.items, now);
+        if (!tier_waiters_.empty()) {  // released ranges may be what a load waits for
+          SettleTierWaitersLocked(/*expire=*/false, now, ready);
+          FlushTableUpdatesLocked(nullptr);
+        }
+      }
+      AnswerTierWaiters(ready);
       break;  // one-way: the RPC server sends no answer
     }
     case MsgType::kReportUnreachable:
@@ -728,6 +912,20 @@ Status MasterService::Dispatch(const RpcPeer& peer, MsgType type, std::string_vi
   if (IsObjectOp(type)) FlushTableUpdates();
   if (!acks_needed.empty() && !(flags & kFlagError)) {
     AnswerAfterAcks(std::move(acks_needed), flags, std::move(out));
+    flags = kFlagDeferred;
+  }
+  if (tier_waiter && !(flags & kFlagError)) {
+    tier_waiter->reply = RpcServer::Defer();
+    tier_waiter->since = started;
+    tier_waiter->deadline = started + TierWait();
+    std::list<TierWaiter> ready;
+    {
+      std::lock_guard<std::mutex> lock(index_mu_);
+      tier_waiters_.push_back(std::move(*tier_waiter));
+      SettleTierWaitersLocked(/*expire=*/false, NowMs(), ready);  // a report may be in already
+      FlushTableUpdatesLocked(nullptr);
+    }
+    AnswerTierWaiters(ready);
     flags = kFlagDeferred;
   }
   return Status::Ok();
@@ -784,7 +982,48 @@ void MasterService::RenderSegmentMetrics(std::string& out) {
     out += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " counter\n" + name +
            " " + std::to_string(v) + "\n";
   };
+  auto per_segment = [&](const char* name, const char* help, uint64_t SegmentStats::*field) {
+    out += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " gauge\n";
+    for (const SegmentStats& s : segs) {
+      out += name + RenderLabels({{"segment", s.name}}) + " " + std::to_string(s.*field) + "\n";
+    }
+  };
+  per_segment("kvcached_master_segment_disk_capacity_bytes",
+              "Size of each segment owner's disk tier (0: none)",
+              &SegmentStats::disk_capacity_bytes);
+  per_segment("kvcached_master_segment_dram_objects",
+              "Objects (and ranges held for readers) in each segment's memory",
+              &SegmentStats::objects);
+  per_segment("kvcached_master_segment_disk_objects",
+              "Objects of each segment only in its owner's disk tier", &SegmentStats::disk_objects);
+  per_segment("kvcached_master_segment_disk_bytes",
+              "Bytes of the objects of each segment only in its owner's disk tier",
+              &SegmentStats::disk_bytes);
   counter("kvcached_master_evictions_total", "Objects evicted", c.evicted_objects);
+  counter("kvcached_master_demotions_total",
+          "Objects eviction asked their owners to write to their disk tiers", c.demotions);
+  counter("kvcached_master_demoted_total",
+          "Demotions done: the object is on disk and its memory freed", c.demoted);
+  counter("kvcached_master_demote_failures_total",
+          "Demotions that failed (the object was evicted as without a disk tier)",
+          c.demote_failures);
+  counter("kvcached_master_clean_drops_total",
+          "Memory copies of objects also on disk dropped to make room (no write needed)",
+          c.clean_drops);
+  counter("kvcached_master_promotions_total",
+          "Reads that asked an owner to load an object from disk", c.promotions);
+  counter("kvcached_master_promoted_total", "Loads from disk done", c.promoted);
+  counter("kvcached_master_promote_failures_total",
+          "Loads from disk that failed (record gone or corrupt: the object was removed)",
+          c.promote_failures);
+  counter("kvcached_master_promote_no_room_total",
+          "Loads of objects on disk that found no room at once (the read then waits for "
+          "demotions to free some, or is refused)",
+          c.promote_no_room);
+  counter("kvcached_master_disk_dropped_total",
+          "Objects removed because their owner dropped their disk record (disk full, corrupt, "
+          "disk failed)",
+          c.disk_dropped);
   counter("kvcached_master_evicted_bytes_total", "Bytes of objects evicted", c.evicted_bytes);
   counter("kvcached_master_lease_refusals_total",
           "Leases refused because the object was chosen for eviction", c.lease_refusals);

@@ -118,6 +118,27 @@ class MasterService {
   void ReleaseAckWaiters(bool expire);
   void RenderSegmentMetrics(std::string& out);
   static int64_t NowMs();
+  // Disk tier (docs/disk-tier.md): a read of objects on disk waits for their
+  // owners to load them, and a put that found no room while demotions were
+  // under way waits for them to free ranges, each at most TierWait().
+  struct TierWaiter {
+    RpcServer::DeferredReply reply;
+    std::chrono::steady_clock::time_point since, deadline;
+    ReplicaListResponse res;
+    std::vector<size_t> waiting;  // items still waiting
+    bool put = false;
+    // A read: the key of each item.
+    std::vector<std::string> keys;
+    // A put: what to try again for the items still waiting.
+    Caller caller;
+    PutStartRequest req;
+    bool upsert = false;
+  };
+  std::chrono::milliseconds TierWait() const;
+  // index_mu_ held: moves the waiters that are done (or, `expire`, out of
+  // time) to `ready`, retrying waiting puts first.
+  void SettleTierWaitersLocked(bool expire, int64_t now_ms, std::list<TierWaiter>& ready);
+  void AnswerTierWaiters(std::list<TierWaiter>& ready);
 
   boost::asio::io_context& ioc_;
   MasterServiceOptions options_;
@@ -144,6 +165,8 @@ class MasterService {
   std::list<AckWaiter> waiters_;
   Counter* ack_timeouts_ = nullptr;
   Histogram* ack_wait_ = nullptr;
+  std::list<TierWaiter> tier_waiters_;  // guarded by index_mu_
+  Histogram* tier_wait_ = nullptr;
 };
 
 }  // namespace kvcached

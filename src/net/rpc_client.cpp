@@ -215,14 +215,17 @@ Status RpcClient::RoundTripLocked(MsgType type, const std::vector<std::string>& 
   return request_error;
 }
 
-Status RpcClient::PollNotifications(std::chrono::milliseconds wait) {
+Status RpcClient::PollNotifications(std::chrono::milliseconds wait, int wake_fd) {
   std::lock_guard<std::mutex> lock(mu_);
   if (fd_ < 0) return Status(ErrorCode::RPC_FAIL, "not connected");
   Deadline deadline = Clock::now() + wait;
   while (true) {
-    pollfd p{fd_, POLLIN, 0};
-    int rc = ::poll(&p, 1, RemainingMs(deadline));
+    pollfd p[2] = {{fd_, POLLIN, 0}, {wake_fd, POLLIN, 0}};
+    int rc = ::poll(p, wake_fd >= 0 ? 2 : 1, RemainingMs(deadline));
     if (rc <= 0) return Status::Ok();
+    if (wake_fd >= 0 && (p[1].revents & POLLIN) && !(p[0].revents & (POLLIN | POLLHUP | POLLERR))) {
+      return Status::Ok();
+    }
     FrameHeader head;
     std::string body;
     // A frame is arriving: give it the call timeout to arrive whole.

@@ -108,8 +108,9 @@ class RpcClient {
   Status SendOneWay(MsgType type, const std::string& body);
 
   // Waits up to `wait` for notifications and dispatches them; OK when the
-  // wait ended without a transport error.
-  Status PollNotifications(std::chrono::milliseconds wait);
+  // wait ended without a transport error. A readable `wake_fd` (>= 0) ends
+  // the wait early (the caller drains it).
+  Status PollNotifications(std::chrono::milliseconds wait, int wake_fd = -1);
 
   void Close();
 

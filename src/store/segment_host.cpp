@@ -4,6 +4,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include "core/printable.h"
+#include "core/units.h"
 #include "net/leader_lookup.h"
 #include "store/shm_access_policy.h"
 #include "store/shm_runtime_dir.h"
@@ -136,13 +138,48 @@ Status SegmentHost::Mount() {
   agent.segment = {options_.segment_name, reinterpret_cast<uint64_t>(memory_->data()),
                    memory_->size(), FormatEndpoint(endpoint_)};
   agent.ping_interval = options_.ping_interval;
+  OpenDiskTier(agent);
   agent_ = std::make_unique<StoreAgent>(agent);
+  if (tier_) {
+    tier_->set_on_dropped([a = agent_.get()](const DiskRecord& r, std::string_view why) {
+      spdlog::debug("disk tier dropped '{}' version {}: {}", Printable(r.key), r.version, why);
+      a->OnDiskDropped({r.key, kOnDiskOffset, r.size, r.checksum, r.version, r.pin});
+    });
+  }
   if (Status st = agent_->Start(); !st.ok()) {
+    tier_.reset();
     agent_.reset();
     return st;
   }
   Publish();
   return Status::Ok();
+}
+
+void SegmentHost::OpenDiskTier(StoreAgentOptions& agent) {
+  if (options_.disk.dir.empty()) return;
+  std::vector<DiskRecord> found;
+  Result<std::unique_ptr<DiskTier>> opened = DiskTier::Open(options_.disk, &found);
+  if (!opened.ok()) {
+    disk_error_ = opened.status().message();
+    spdlog::error("disk tier in {} not opened: {}; this store keeps objects in memory only",
+                  options_.disk.dir, disk_error_);
+    return;
+  }
+  tier_ = std::move(opened).value();
+  agent.tier = tier_.get();
+  agent.memory = memory_->data();
+  agent.segment.disk_bytes = tier_->stats().capacity_bytes;
+  for (DiskRecord& r : found) {
+    agent.disk_records.push_back(
+        {std::move(r.key), kOnDiskOffset, r.size, r.checksum, r.version, r.pin});
+  }
+  DiskTierStats st = tier_->stats();
+  spdlog::info(
+      "disk tier {} of {}: {} object(s) ({}) found and offered to the master{}", tier_->path(),
+      FormatSize(st.capacity_bytes), agent.disk_records.size(), FormatSize(st.bytes),
+      st.scan_dropped > 0
+          ? ", " + std::to_string(st.scan_dropped) + " torn or superseded record(s) dropped"
+          : "");
 }
 
 Result<MetadataClient> SegmentHost::Metadata() const {
@@ -186,7 +223,9 @@ void SegmentHost::BeginShutdown() {
 
 Status SegmentHost::Unmount() {
   Unpublish();
-  return agent_ ? agent_->Stop() : Status::Ok();
+  Status st = agent_ ? agent_->Stop() : Status::Ok();
+  tier_.reset();  // writes in flight finish; the memory they copy from stays until then
+  return st;
 }
 
 void SegmentHost::ReleaseMemory() { memory_->Release(); }

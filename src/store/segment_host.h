@@ -24,8 +24,9 @@
 #include "core/metrics.h"
 #include "core/segment_endpoint.h"
 #include "core/status.h"
-#include "store/data_server.h"
 #include "net/metadata_client.h"
+#include "store/data_server.h"
+#include "store/disk_tier.h"
 #include "store/segment_memory.h"
 #include "store/shm_server.h"
 #include "store/store_agent.h"
@@ -68,6 +69,9 @@ struct SegmentHostOptions {
   size_t data_max_connections_per_peer = 256;
   std::chrono::milliseconds data_idle_timeout{600'000};
   size_t shm_max_connections = 4096;
+  // The disk tier (docs/disk-tier.md); disk.dir empty: none. One that cannot
+  // be opened is logged and the host runs on memory alone.
+  DiskTierOptions disk;
 };
 
 class SegmentHost {
@@ -103,6 +107,9 @@ class SegmentHost {
   std::string endpoint_text() const { return FormatEndpoint(endpoint_); }
   SegmentMemory& memory() const { return *memory_; }
   StoreAgent* agent() const { return agent_.get(); }
+  // Null without a disk tier, or when it could not be opened (disk_error()).
+  DiskTier* disk_tier() const { return tier_.get(); }
+  const std::string& disk_error() const { return disk_error_; }
   DataServer* data_server() const { return data_.get(); }
   ShmServer* shm_server() const { return shm_.get(); }
   size_t open_connections() const;
@@ -111,6 +118,7 @@ class SegmentHost {
   explicit SegmentHost(SegmentHostOptions options) : options_(std::move(options)) {}
   Result<MetadataClient> Metadata() const;  // a client of --metadata-server
   Status ServeShm(boost::asio::io_context& ioc, MetricsRegistry& metrics);
+  void OpenDiskTier(StoreAgentOptions& agent);
   void Publish();
   void Unpublish();
 
@@ -119,6 +127,10 @@ class SegmentHost {
   std::unique_ptr<DataServer> data_;
   std::unique_ptr<ShmServer> shm_;
   std::unique_ptr<StoreAgent> agent_;
+  // After agent_: stopped (its callbacks into the agent done) before the
+  // agent and the memory it copies from go.
+  std::unique_ptr<DiskTier> tier_;
+  std::string disk_error_;
   std::shared_ptr<RdmaAcceptor> rdma_;
   SegmentEndpoint endpoint_;
   bool published_ = false;

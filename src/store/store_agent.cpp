@@ -1,8 +1,13 @@
 #include "store/store_agent.h"
 
+#include <sys/eventfd.h>
+#include <unistd.h>
+
 #include <spdlog/spdlog.h>
 
 #include "core/identity.h"
+#include "core/printable.h"
+#include "store/disk_tier.h"
 
 namespace kvcached {
 
@@ -26,9 +31,21 @@ RpcClientOptions WithUpdates(RpcClientOptions o, StoreAgent* agent,
 }  // namespace
 
 StoreAgent::StoreAgent(StoreAgentOptions options)
-    : options_(std::move(options)), client_(WithUpdates(options_.rpc, this, &StoreAgent::Apply)) {}
+    : options_(std::move(options)),
+      client_(WithUpdates(options_.rpc, this, &StoreAgent::Apply)),
+      segment_(options_.segment) {
+  segment_.flags |= kSegmentFreshMemory;
+  wake_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  for (const ObjectEntry& e : options_.disk_records) {
+    table_[e.key] = e;
+    table_bytes_ += e.size;
+  }
+}
 
-StoreAgent::~StoreAgent() { (void)Stop(); }
+StoreAgent::~StoreAgent() {
+  (void)Stop();
+  if (wake_fd_ >= 0) ::close(wake_fd_);
+}
 
 Status StoreAgent::Start() {
   Status connected = client_.Connect();
@@ -49,14 +66,21 @@ Status StoreAgent::Start() {
     connected = client_.Connect();
   }
   if (!connected.ok()) return connected;
-  StatusResponse r;
-  if (Status st = client_.Call(MsgType::kMountSegment, MountRequest{options_.segment}, r);
-      !st.ok()) {
-    return st;
+  if (!table_.empty()) {
+    // Records the disk tier kept across a restart: the master takes back
+    // those it has no newer record of (and says which to drop).
+    uint64_t arrived = 0;
+    if (Status st = SendTable(arrived); !st.ok()) return st;
+  } else {
+    StatusResponse r;
+    if (Status st = client_.Call(MsgType::kMountSegment, MountRequest{segment_}, r); !st.ok()) {
+      return st;
+    }
+    if (r.code != 0) {
+      return Status(ErrorCodeFromInt(r.code).value_or(ErrorCode::INTERNAL_ERROR), r.message);
+    }
   }
-  if (r.code != 0) {
-    return Status(ErrorCodeFromInt(r.code).value_or(ErrorCode::INTERNAL_ERROR), r.message);
-  }
+  segment_.flags &= static_cast<uint8_t>(~kSegmentFreshMemory);  // readers may map it from now on
   reachable_ = true;
   synced_connection_ = client_.connections();
   spdlog::info("segment '{}' ({} bytes) mounted at master {} (master id {})", options_.segment.name,
@@ -93,29 +117,175 @@ Status StoreAgent::Stop() {
 void StoreAgent::Apply(const TableUpdate& update) {
   if (update.segment != options_.segment.name) return;
   updates_applied_++;
-  std::lock_guard<std::mutex> lock(table_mu_);
-  for (const TableChange& c : update.changes) {
-    auto it = table_.find(c.entry.key);
-    bool add = c.op == static_cast<uint8_t>(TableOp::kAdd);
-    // A removal names the record it drops; a newer record of the key stays.
-    if (it != table_.end() && (add || it->second.version <= c.entry.version)) {
+  std::vector<const TableChange*> tier_ops;  // run once the table lock is given back
+  {
+    std::lock_guard<std::mutex> lock(table_mu_);
+    for (const TableChange& c : update.changes) {
+      if (c.op == 0 || c.op > kMaxTableOp) continue;  // not a table operation
+      if (c.op == static_cast<uint8_t>(TableOp::kDemote) ||
+          c.op == static_cast<uint8_t>(TableOp::kPromote)) {
+        tier_ops.push_back(&c);
+        continue;
+      }
+      auto it = table_.find(c.entry.key);
+      bool add = c.op == static_cast<uint8_t>(TableOp::kAdd);
+      // A removal names the record it drops; a newer record of the key stays.
+      if (it != table_.end() && (add || it->second.version <= c.entry.version)) {
+        table_bytes_ -= it->second.size;
+        table_.erase(it);
+      }
+      if (add) {
+        table_[c.entry.key] = c.entry;
+        table_bytes_ += c.entry.size;
+      } else {
+        tier_ops.push_back(&c);  // its disk record goes too
+      }
+    }
+  }
+  for (const TableChange* c : tier_ops) {
+    switch (static_cast<TableOp>(c->op)) {
+      case TableOp::kDemote:
+        Demote(c->entry);
+        break;
+      case TableOp::kPromote:
+        Promote(c->entry);
+        break;
+      default:
+        if (options_.tier != nullptr) options_.tier->Drop(c->entry.key, c->entry.version);
+        break;
+    }
+  }
+}
+
+namespace {
+
+// Whether [offset, offset + size) lies in a segment of `segment_size` bytes.
+bool InSegment(const ObjectEntry& e, uint64_t segment_size) {
+  return e.offset != kOnDiskOffset && e.size > 0 && e.offset <= segment_size &&
+         e.size <= segment_size - e.offset;
+}
+
+}  // namespace
+
+void StoreAgent::Demote(const ObjectEntry& e) {
+  DiskTier* tier = options_.tier;
+  if (tier == nullptr || options_.memory == nullptr || !InSegment(e, options_.segment.size)) {
+    Report(TierEvent::kDemoteFailed, e);
+    return;
+  }
+  if (tier->Contains(e.key, e.version)) {  // written before (a promoted copy): nothing to write
+    MoveEntry(e, kOnDiskOffset);
+    Report(TierEvent::kDemoted, e);
+    return;
+  }
+  auto copied_ok = std::make_shared<bool>(false);
+  tier->Write(
+      DiskRecord{e.key, e.version, e.size, e.checksum, e.pin}, options_.memory + e.offset,
+      [this, e, copied_ok](Status st) {
+        // The bytes are in staging memory: the master may reuse the range.
+        if (st.ok()) {
+          *copied_ok = true;
+          MoveEntry(e, kOnDiskOffset);
+          Report(TierEvent::kDemoted, e);
+        } else {
+          Report(TierEvent::kDemoteFailed, e);
+        }
+      },
+      [this, e, copied_ok](Status st) {
+        if (st.ok() || !*copied_ok) return;
+        spdlog::warn("segment '{}': demoted object '{}' did not reach the disk tier: {}",
+                     options_.segment.name, Printable(e.key), st.ToString());
+        ObjectEntry gone = e;
+        gone.offset = kOnDiskOffset;
+        OnDiskDropped(gone);
+      });
+}
+
+void StoreAgent::Promote(const ObjectEntry& e) {
+  DiskTier* tier = options_.tier;
+  if (tier == nullptr || options_.memory == nullptr || !InSegment(e, options_.segment.size)) {
+    Report(TierEvent::kPromoteFailed, e);
+    return;
+  }
+  tier->Read(e.key, e.version, options_.memory + e.offset, e.size, [this, e](Status st) {
+    if (st.ok()) {
+      MoveEntry(e, e.offset);
+      Report(TierEvent::kPromoted, e);
+      return;
+    }
+    spdlog::warn("segment '{}': load of object '{}' from the disk tier failed: {}",
+                 options_.segment.name, Printable(e.key), st.ToString());
+    Report(TierEvent::kPromoteFailed, e);
+  });
+}
+
+void StoreAgent::OnDiskDropped(const ObjectEntry& e) {
+  {
+    std::lock_guard<std::mutex> lock(table_mu_);
+    auto it = table_.find(e.key);
+    if (it != table_.end() && it->second.version == e.version &&
+        it->second.offset == kOnDiskOffset) {
       table_bytes_ -= it->second.size;
       table_.erase(it);
     }
-    if (add) {
-      table_[c.entry.key] = c.entry;
-      table_bytes_ += c.entry.size;
-    }
   }
+  Report(TierEvent::kDiskDropped, e);
+}
+
+void StoreAgent::MoveEntry(const ObjectEntry& e, uint64_t offset) {
+  std::lock_guard<std::mutex> lock(table_mu_);
+  auto it = table_.find(e.key);
+  if (it != table_.end() && it->second.version == e.version) it->second.offset = offset;
+}
+
+void StoreAgent::Report(TierEvent event, ObjectEntry e) {
+  {
+    std::lock_guard<std::mutex> lock(reports_mu_);
+    reports_.push_back({static_cast<uint8_t>(event), std::move(e)});
+  }
+  uint64_t one = 1;
+  if (wake_fd_ >= 0) (void)!::write(wake_fd_, &one, sizeof one);
+}
+
+void StoreAgent::SendReports() {
+  uint64_t drained = 0;
+  if (wake_fd_ >= 0) (void)!::read(wake_fd_, &drained, sizeof drained);
+  std::vector<TableChange> pending;
+  {
+    std::lock_guard<std::mutex> lock(reports_mu_);
+    pending.swap(reports_);
+  }
+  size_t sent = 0;
+  while (sent < pending.size()) {
+    size_t n = std::min(kMaxTierReportChanges, pending.size() - sent);
+    TableUpdate report{
+        options_.segment.name,
+        std::vector<TableChange>(pending.begin() + static_cast<ptrdiff_t>(sent),
+                                 pending.begin() + static_cast<ptrdiff_t>(sent + n))};
+    if (!client_.Send(MsgType::kTierReport, report).ok()) break;  // kept for the next connection
+    sent += n;
+  }
+  if (sent == pending.size()) return;
+  std::lock_guard<std::mutex> lock(reports_mu_);
+  reports_.insert(reports_.begin(), pending.begin() + static_cast<ptrdiff_t>(sent), pending.end());
 }
 
 void StoreAgent::Forget(int64_t silent_ms, uint64_t client_ttl_ms) {
   size_t n = 0;
   {
     std::lock_guard<std::mutex> lock(table_mu_);
-    n = table_.size();
-    table_.clear();
-    table_bytes_ = 0;
+    // Records on disk stay offered: the master refuses those it removed or
+    // replaced since (their tombstones), and takes back the others.
+    for (auto it = table_.begin(); it != table_.end();) {
+      if (it->second.offset == kOnDiskOffset && options_.tier != nullptr &&
+          options_.tier->Contains(it->first, it->second.version)) {
+        ++it;
+        continue;
+      }
+      table_bytes_ -= it->second.size;
+      it = table_.erase(it);
+      ++n;
+    }
   }
   forgotten_ += n;
   spdlog::warn(
@@ -156,7 +326,7 @@ Status StoreAgent::SendTable(uint64_t& arrived) {
   uint64_t applied_before = updates_applied_;
   std::vector<ObjectEntry> table = Table();
   StatusResponse r;
-  Status st = client_.Call(MsgType::kRemountSegment, RemountRequest{options_.segment, table}, r);
+  Status st = client_.Call(MsgType::kRemountSegment, RemountRequest{segment_, table}, r);
   arrived = updates_applied_ - applied_before;
   if (st.ok() && r.code != 0) {
     st = Status(ErrorCodeFromInt(r.code).value_or(ErrorCode::INTERNAL_ERROR), r.message);
@@ -236,7 +406,9 @@ void StoreAgent::Run() {
     auto wait = std::min<std::chrono::milliseconds>(
         std::chrono::milliseconds(100), std::chrono::duration_cast<std::chrono::milliseconds>(
                                             next_ping - std::chrono::steady_clock::now()));
-    if (Status st = wait.count() > 0 ? client_.PollNotifications(wait) : Status::Ok(); !st.ok()) {
+    SendReports();
+    if (Status st = wait.count() > 0 ? client_.PollNotifications(wait, wake_fd_) : Status::Ok();
+        !st.ok()) {
       // The connection dropped; the next ping reconnects and remounts.
       spdlog::warn("segment '{}': connection to master {} lost: {}; reconnecting at the next ping",
                    options_.segment.name, options_.rpc.address, st.ToString());

@@ -29,10 +29,20 @@
 
 namespace kvcached {
 
+class DiskTier;
+
 struct StoreAgentOptions {
   RpcClientOptions rpc;  // master address, identity (role store), timeouts
   SegmentInfo segment;
   std::chrono::milliseconds ping_interval{1000};
+  // The disk tier (docs/disk-tier.md), or null: the agent demotes and
+  // promotes as the master asks, between the tier and `memory` (the
+  // segment's bytes, segment.size of them), and reports each outcome.
+  DiskTier* tier = nullptr;
+  uint8_t* memory = nullptr;
+  // Records the tier found at start: the first mount offers them (a
+  // RemountSegment of fresh memory) so the master takes them back.
+  std::vector<ObjectEntry> disk_records;
 };
 
 class StoreAgent {
@@ -59,10 +69,20 @@ class StoreAgent {
   uint64_t forgotten() const { return forgotten_; }
   bool master_reachable() const { return reachable_; }
   std::vector<ObjectEntry> Table() const;
+  // The disk tier dropped this record on its own (its LRU made room, it was
+  // corrupt, the disk failed): out of the table, and the master is told.
+  void OnDiskDropped(const ObjectEntry& e);
 
  private:
   void Run();
   void Apply(const TableUpdate& update);
+  // Disk tier: the master's kDemote and kPromote, and what the tier dropped.
+  void Demote(const ObjectEntry& e);
+  void Promote(const ObjectEntry& e);
+  // Sets the table's entry of e.key to `offset` if it still is e.version.
+  void MoveEntry(const ObjectEntry& e, uint64_t offset);
+  void Report(TierEvent event, ObjectEntry e);
+  void SendReports();  // Run only
   Status Remount();
   // One RemountSegment with the table as it is; `arrived`: TableUpdates
   // applied while the call was in flight.
@@ -85,6 +105,11 @@ class StoreAgent {
   mutable std::mutex table_mu_;  // guards table_ and table_bytes_
   std::map<std::string, ObjectEntry> table_;
   uint64_t table_bytes_ = 0;
+
+  SegmentInfo segment_;  // options_.segment; kSegmentFreshMemory until the first mount is done
+  int wake_fd_ = -1;     // an eventfd: reports wait to be sent
+  std::mutex reports_mu_;
+  std::vector<TableChange> reports_;  // TierReport changes not yet sent
 };
 
 }  // namespace kvcached

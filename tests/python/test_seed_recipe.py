@@ -62,7 +62,7 @@ def run_mooncake_master(seed_bin_dir, *args):
 
 
 def test_mooncake_master_refuses_what_kvcached_lacks_and_bad_flags(seed_bin_dir):
-    for args in (["--enable_offload=true"], ["--allocation_strategy=cxl"]):
+    for args in (["--root_fs_dir=/mnt/dfs"], ["--allocation_strategy=cxl"]):
         r = run_mooncake_master(seed_bin_dir, *args)
         assert r.returncode == 69, (args, r.stderr)  # not available in this build
         assert args[0].split("=")[0] in r.stderr
