@@ -90,14 +90,32 @@ struct ClientConfig {
   std::string segment_name;  // default: <host id>:<pid>:<n>
   bool hugepages = false;
   std::chrono::milliseconds ping_interval{1000};
+  // Only when contributing a segment: a disk tier under it (docs/client.md,
+  // "A disk tier under the segment"). Objects evicted from the segment are
+  // written to a file in this directory, which must exist, and read back on a
+  // get. Empty: none, unless enable_ssd_offload names one.
+  std::string disk_path;
+  // The tier file's size, at least 16 MiB. 0: the size of the file this
+  // client finds there, else 4x global_segment_size, at most half the free
+  // space of the directory's file system.
+  uint64_t disk_size = 0;
+  bool disk_fsync = false;  // fdatasync each object written to the tier
+  // Mooncake's switch (setup()'s enable_ssd_offload): on, the tier's
+  // directory is disk_path, else ssd_offload_path, else the variable
+  // MOONCAKE_OFFLOAD_FILE_STORAGE_PATH (read by Open, as Mooncake does);
+  // none of them is INVALID_PARAMS. Off, ssd_offload_path is not used.
+  bool enable_ssd_offload = false;
+  std::string ssd_offload_path;
 
   // Settings from the environment, as Mooncake reads them: the JSON file
   // named by MOONCAKE_CONFIG_PATH, else MOONCAKE_MASTER,
   // MOONCAKE_LOCAL_HOSTNAME, MOONCAKE_TE_META_DATA_SERVER,
   // MOONCAKE_GLOBAL_SEGMENT_SIZE, MOONCAKE_LOCAL_BUFFER_SIZE,
-  // MOONCAKE_PROTOCOL and MOONCAKE_DEVICE (sizes like "4gb"), plus
-  // KVCACHED_TOKEN_FILE, KVCACHED_TRANSPORT and KVCACHED_RDMA_GID_INDEX. INVALID_PARAMS names the
-  // variable or file field that is wrong.
+  // MOONCAKE_PROTOCOL, MOONCAKE_DEVICE (sizes like "4gb"), MOONCAKE_TENANT_ID,
+  // MOONCAKE_ENABLE_SSD_OFFLOAD and MOONCAKE_OFFLOAD_FILE_STORAGE_PATH; then
+  // the KVCACHED_* variables (KVCACHED_TOKEN_FILE, KVCACHED_TRANSPORT,
+  // KVCACHED_DISK_PATH, ...: the settings table, client_settings.h).
+  // INVALID_PARAMS names the variable or file field that is wrong.
   static Result<ClientConfig> FromEnvironment();
 };
 

@@ -38,8 +38,8 @@ _MiB = 1 << 20
 # setup(dict) keys Mooncake's loaders know but kvcached has no use for.
 _IGNORED_MOONCAKE_KEYS = frozenset({
     "master_metrics_port", "check_server", "standalone_storage", "client_server_address",
-    "enable_ssd_offload", "ssd_offload_path", "enable_client_http_server",
-    "client_http_port", "extra_backend_tag", "enable_group_semantics"})
+    "enable_client_http_server", "client_http_port", "extra_backend_tag",
+    "enable_group_semantics"})
 
 # setup(dict) keys passed to the library: the kvcached_open_settings names
 # and aliases of its settings table (one table, in the library).
@@ -288,11 +288,18 @@ class MooncakeDistributedStore(TensorMixin):
         digits, '.', '_', '-'; None, "" or "default": the default tenant's):
         other tenants' objects are invisible to it and its remove_all
         removes its tenant's only (MOONCAKE_TENANT_ID and a config file's
-        tenant_id name it too). `engine` (a Mooncake TransferEngine to
-        reuse) and the other keyword-only options are accepted and ignored. The KVCACHED_* variables of the
-        library's settings table (KVCACHED_TOKEN_FILE, KVCACHED_TRANSPORT,
+        tenant_id name it too). `enable_ssd_offload=True` puts a disk tier
+        under the contributed segment, in the existing directory
+        `ssd_offload_path` (else MOONCAKE_OFFLOAD_FILE_STORAGE_PATH, as in
+        Mooncake; neither: INVALID_PARAMS): objects evicted from the segment
+        go to a file there and are read back on a get (docs/python.md,
+        "Disk tier"); without it `ssd_offload_path` is unused. `engine` (a
+        Mooncake TransferEngine to reuse) and the other keyword-only options
+        are accepted and ignored. The KVCACHED_* variables of the library's
+        settings table (KVCACHED_TOKEN_FILE, KVCACHED_TRANSPORT,
         KVCACHED_RDMA_GID_INDEX, KVCACHED_SEGMENT_BIND_HOST: the address a
-        contributed segment's data port binds) apply in both forms, before
+        contributed segment's data port binds, KVCACHED_DISK_PATH,
+        KVCACHED_DISK_SIZE, KVCACHED_DISK_FSYNC) apply in both forms, before
         the arguments."""
         if isinstance(local_hostname, Mapping):
             settings = self._settings_from_dict(local_hostname)
@@ -308,8 +315,10 @@ class MooncakeDistributedStore(TensorMixin):
                         ("master_server_addr", master_server_addr)]
             if tenant_id is not None:
                 settings.append(("tenant_id", tenant_id))
-        if enable_ssd_offload:
-            log.warning("kvcached: enable_ssd_offload is not supported and is ignored")
+            if enable_ssd_offload is not None:
+                settings.append(("enable_ssd_offload", enable_ssd_offload))
+            if ssd_offload_path is not None:
+                settings.append(("ssd_offload_path", ssd_offload_path))
         if engine is not None:
             log.info("kvcached: ignoring the TransferEngine passed to setup(); kvcached has its own")
         return self._open(_env_settings() + settings, from_environment=False)
@@ -352,9 +361,11 @@ class MooncakeDistributedStore(TensorMixin):
         them (MOONCAKE_CONFIG_PATH's JSON, else MOONCAKE_MASTER,
         MOONCAKE_LOCAL_HOSTNAME, MOONCAKE_TE_META_DATA_SERVER,
         MOONCAKE_GLOBAL_SEGMENT_SIZE, MOONCAKE_LOCAL_BUFFER_SIZE,
-        MOONCAKE_PROTOCOL, MOONCAKE_DEVICE; plus the KVCACHED_* variables:
-        KVCACHED_TOKEN_FILE, KVCACHED_TRANSPORT, KVCACHED_RDMA_GID_INDEX and
-        KVCACHED_SEGMENT_BIND_HOST), then the JSON file named by
+        MOONCAKE_PROTOCOL, MOONCAKE_DEVICE, MOONCAKE_TENANT_ID,
+        MOONCAKE_ENABLE_SSD_OFFLOAD, MOONCAKE_OFFLOAD_FILE_STORAGE_PATH; plus
+        the KVCACHED_* variables: KVCACHED_TOKEN_FILE, KVCACHED_TRANSPORT,
+        KVCACHED_RDMA_GID_INDEX, KVCACHED_SEGMENT_BIND_HOST,
+        KVCACHED_DISK_PATH, ...), then the JSON file named by
         SGLANG_HICACHE_MOONCAKE_CONFIG_PATH if set, then `overrides` (setting
         names as in setup(dict)). Returns 0 or an error code."""
         # The library reads every variable of its table itself.

@@ -1,14 +1,21 @@
 #include "kvcached/client.h"
 
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <condition_variable>
+#include <cstring>
 #include <deque>
 #include <map>
 #include <mutex>
 #include <thread>
+#include <utility>
 
 #include <spdlog/spdlog.h>
 #include <boost/asio/executor_work_guard.hpp>
@@ -29,10 +36,11 @@
 #include "core/metrics.h"
 #include "core/rpc_protocol.h"
 #include "core/segment_endpoint.h"
+#include "core/units.h"
 #include "net/leader_lookup.h"
 #include "net/rpc_client.h"
-#include "store/segment_host.h"
 #include "rdma/rdma_transport.h"
+#include "store/segment_host.h"
 
 namespace kvcached {
 namespace {
@@ -53,6 +61,104 @@ std::string NextSegmentName(const std::string& host_id) {
 }
 
 uint64_t RoundUp(uint64_t n, uint64_t unit) { return (n + unit - 1) / unit * unit; }
+
+// A file descriptor, closed with the object.
+class Fd {
+ public:
+  Fd() = default;
+  explicit Fd(int fd) : fd_(fd) {}
+  ~Fd() { Reset(); }
+  Fd(Fd&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
+  Fd& operator=(Fd&& other) noexcept {
+    if (this != &other) {
+      Reset();
+      fd_ = std::exchange(other.fd_, -1);
+    }
+    return *this;
+  }
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+  int get() const { return fd_; }
+
+ private:
+  void Reset() {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+  }
+  int fd_ = -1;
+};
+
+// ---- the disk tier under the setup segment ---------------------------------
+
+// Tier files one directory holds for clients: kvcached-client-0 to -255.
+constexpr unsigned kDiskTierSlots = 256;
+constexpr uint64_t kDiskBlockBytes = 4096;
+// DiskTier's staging memory: the store's default, but no more than the
+// largest record a segment can demote (its memory, rounded up to huge pages,
+// plus a record header of at most 8 KiB, disk_tier.h), so a small segment
+// does not pay for 64 MiB of staging.
+constexpr uint64_t kDiskStagingBytes = 64ull << 20;
+constexpr uint64_t kDiskRecordHeaderBytes = 8192;
+
+struct DiskSlot {
+  std::string name;  // the tier file is <dir>/<name>.kvtier
+  Fd lock;           // the flock on <dir>/<name>.lock, the claim on that name
+};
+
+// The first tier name kvcached-client-<n> of `dir` that no live process
+// holds, claimed by an flock on <dir>/kvcached-client-<n>.lock for as long as
+// the returned descriptor is open. Names are per directory, not per segment
+// (a default segment name carries the pid): a restarted client finds its
+// slot, and the file with its records, again instead of leaving the file
+// behind and making another; clients alive at once get different files (the
+// tier's own flock would refuse a shared one). A separate lock file, since
+// an flock on the tier file itself would conflict with DiskTier's.
+Result<DiskSlot> ClaimDiskSlot(const std::string& dir) {
+  for (unsigned n = 0; n < kDiskTierSlots; ++n) {
+    DiskSlot slot{"kvcached-client-" + std::to_string(n), Fd()};
+    const std::string path = dir + "/" + slot.name + ".lock";
+    slot.lock = Fd(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+    if (slot.lock.get() < 0) {
+      return Status(ErrorCode::NO_AVAILABLE_HANDLE, path + ": " + std::strerror(errno));
+    }
+    if (::flock(slot.lock.get(), LOCK_EX | LOCK_NB) == 0) return slot;
+    if (errno != EWOULDBLOCK) {
+      return Status(ErrorCode::NO_AVAILABLE_HANDLE, path + ": flock: " + std::strerror(errno));
+    }
+  }
+  return Status(ErrorCode::UNAVAILABLE_IN_CURRENT_STATUS,
+                "live processes hold all " + std::to_string(kDiskTierSlots) +
+                    " client tier files kvcached-client-<n>");
+}
+
+struct DiskSize {
+  uint64_t bytes = 0;
+  std::string why;  // for the log line
+};
+
+// disk_size 0: the size of the tier file found at `file` (a restart keeps
+// it, and a tier with records refuses another), else 4x the segment, at most
+// half the free space of the file system under `dir` (the rest is left to
+// everything else on it); 4 KiB blocks.
+DiskSize DefaultDiskSize(const std::string& file, const std::string& dir, uint64_t segment_bytes) {
+  struct stat st {};
+  if (::stat(file.c_str(), &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0) {
+    return {static_cast<uint64_t>(st.st_size), "the size of the file found there"};
+  }
+  const uint64_t four_segments = 4 * segment_bytes / kDiskBlockBytes * kDiskBlockBytes;
+  struct statvfs fs {};
+  if (::statvfs(dir.c_str(), &fs) != 0) {  // DiskTier::Open names the problem
+    return {four_segments, "4x the segment's " + FormatSize(segment_bytes)};
+  }
+  const uint64_t free_bytes = static_cast<uint64_t>(fs.f_bavail) * fs.f_frsize;
+  const uint64_t half_free = free_bytes / 2 / kDiskBlockBytes * kDiskBlockBytes;
+  if (four_segments <= half_free) {
+    return {four_segments, "4x the segment's " + FormatSize(segment_bytes) + ", within half the " +
+                               FormatSize(free_bytes) + " free there"};
+  }
+  return {half_free, "half the " + FormatSize(free_bytes) + " free there, less than 4x the " +
+                         "segment's " + FormatSize(segment_bytes)};
+}
 
 }  // namespace
 
@@ -101,6 +207,12 @@ class Client::Impl {
   Status ServeRdma(const std::vector<std::string>& devices, SegmentHost& host);
   // What every segment of this client shares (master, token, bind address).
   SegmentHostOptions HostOptions(const std::string& name, const std::string& owner_id) const;
+  // The disk tier of the setup segment, into h.disk, from disk_path,
+  // enable_ssd_offload, ssd_offload_path, disk_size and disk_fsync. Fails only
+  // (INVALID_PARAMS) when enable_ssd_offload names no directory; a tier that
+  // cannot be had is logged and the segment keeps objects in memory alone, as
+  // a store's does. Segments MountSegment adds have no disk tier.
+  Status PlanDiskTier(SegmentHostOptions& h);
   void StartIo();  // the io_context and threads that serve this client's segments
   // Served but not (or no longer) mounted: stopped, memory released, kept in retired_.
   void Retire(std::unique_ptr<SegmentHost> host);
@@ -124,6 +236,10 @@ class Client::Impl {
   std::unique_ptr<boost::asio::io_context> ioc_;
   std::unique_ptr<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> work_;
   std::vector<std::thread> io_threads_;
+  // The claim on the setup segment's disk tier file (ClaimDiskSlot), given up
+  // by Close once the segment's Unmount has closed the tier; declared before
+  // segment_ so that it outlives the tier in any case.
+  Fd disk_slot_;
   std::unique_ptr<SegmentHost> segment_;
 
   // Segments MountSegment added. A host that was served is destroyed only
@@ -206,6 +322,7 @@ Status Client::Impl::Open() {
         !config_.segment_name.empty() ? config_.segment_name : NextSegmentName(host_id_),
         client_id_ + "-segment");
     h.memory.size_bytes = config_.global_segment_size;
+    if (Status st = PlanDiskTier(h); !st.ok()) return st;
     Result<std::unique_ptr<SegmentHost>> host = SegmentHost::Create(h);
     if (!host.ok()) return host.status();
     segment_ = std::move(host).value();
@@ -217,6 +334,12 @@ Status Client::Impl::Open() {
     t.own_instance = segment_->endpoint().instance;
     t.own_base = segment_->memory().data();
     t.own_size = segment_->memory().size();
+  } else if (!config_.disk_path.empty() || config_.enable_ssd_offload) {
+    spdlog::warn(
+        "{} ignored: a disk tier sits under a segment the client contributes, and "
+        "global_segment_size is 0",
+        !config_.disk_path.empty() ? "disk_path '" + config_.disk_path + "'"
+                                   : std::string("enable_ssd_offload"));
   }
   transport_ = std::make_unique<Transport>(t);
   if (config_.protocol == "rdma") {
@@ -254,6 +377,43 @@ SegmentHostOptions Client::Impl::HostOptions(const std::string& name,
   return h;
 }
 
+Status Client::Impl::PlanDiskTier(SegmentHostOptions& h) {
+  Result<std::string> dir = DiskTierDirectory(config_, ProcessEnv());
+  if (!dir.ok()) return dir.status();
+  if (dir->empty()) {
+    if (!config_.ssd_offload_path.empty()) {
+      spdlog::info("ssd_offload_path '{}' is not used: enable_ssd_offload is off",
+                   config_.ssd_offload_path);
+    }
+    return Status::Ok();
+  }
+  const std::string memory_only = "; segment '" + h.segment_name + "' keeps objects in memory only";
+  Result<DiskSlot> slot = ClaimDiskSlot(*dir);
+  if (!slot.ok()) {
+    spdlog::error("disk tier in {} not opened: {}{}", *dir, slot.status().message(), memory_only);
+    return Status::Ok();
+  }
+  const std::string file = *dir + "/" + slot->name + ".kvtier";
+  DiskSize size{config_.disk_size, "disk_size"};
+  if (size.bytes == 0) size = DefaultDiskSize(file, *dir, config_.global_segment_size);
+  if (size.bytes < kMinDiskTierBytes) {
+    spdlog::error("disk tier {} not opened: {} ({}) is less than the {} a tier needs{}", file,
+                  FormatSize(size.bytes), size.why, FormatSize(kMinDiskTierBytes), memory_only);
+    return Status::Ok();
+  }
+  h.disk.dir = *dir;
+  h.disk.name = slot->name;
+  h.disk.capacity_bytes = size.bytes;
+  h.disk.staging_bytes =
+      std::min(kDiskStagingBytes,
+               RoundUp(config_.global_segment_size, kHugePageBytes) + kDiskRecordHeaderBytes);
+  h.disk.fsync = config_.disk_fsync;
+  disk_slot_ = std::move(slot.value().lock);
+  spdlog::info("disk tier for segment '{}': {}, {} ({}){}", h.segment_name, file,
+               FormatSize(size.bytes), size.why, h.disk.fsync ? ", fdatasync per object" : "");
+  return Status::Ok();
+}
+
 void Client::Impl::StartIo() {
   if (ioc_) return;
   metrics_ = std::make_unique<MetricsRegistry>();
@@ -286,8 +446,9 @@ void Client::Impl::Close() {
   }
   if (segment_) {
     segment_->BeginShutdown();
-    (void)segment_->Unmount();
+    (void)segment_->Unmount();  // closes its disk tier: the slot's file is free for others
   }
+  disk_slot_ = Fd();
   if (work_) work_.reset();
   if (ioc_) ioc_->stop();
   for (std::thread& t : io_threads_) t.join();

@@ -70,7 +70,8 @@ std::string RangeText(const ClientSetting& s) {
   };
   std::string lo = s.min < 0 ? std::to_string(s.min) : bound(static_cast<uint64_t>(s.min));
   std::string hi = s.max == UINT64_MAX ? std::string("unlimited") : bound(s.max);
-  return (s.zero_is_off ? "0 (none) or " : "") + lo + " to " + hi;
+  std::string zero = s.zero_means.empty() ? "none" : std::string(s.zero_means);
+  return (s.zero_is_off ? "0 (" + zero + ") or " : "") + lo + " to " + hi;
 }
 
 // Whether the value of a ranged setting lies in its range.
@@ -232,6 +233,20 @@ std::vector<ClientSetting> BuildTable() {
        .help = "the tenant whose key space this client uses (empty or 'default': the default)",
        .set = SetTenant,
        .get = GetText<&C::tenant_id>});
+  add({.name = "enable_ssd_offload",
+       .mooncake_env = "MOONCAKE_ENABLE_SSD_OFFLOAD",
+       .json_key = "enable_ssd_offload",
+       .kind = K::kBool,
+       .help = "a disk tier under the contributed segment, in disk_path, else ssd_offload_path, "
+               "else MOONCAKE_OFFLOAD_FILE_STORAGE_PATH",
+       .set = SetFlag<&C::enable_ssd_offload>,
+       .get = GetFlag<&C::enable_ssd_offload>});
+  add({.name = "ssd_offload_path",
+       .mooncake_env = "MOONCAKE_OFFLOAD_FILE_STORAGE_PATH",
+       .json_key = "ssd_offload_path",
+       .help = "with enable_ssd_offload: the disk tier's directory (unused without it)",
+       .set = SetText<&C::ssd_offload_path>,
+       .get = GetText<&C::ssd_offload_path>});
 
   // kvcached's own settings.
   add({.name = "rdma_gid_index",
@@ -334,6 +349,31 @@ std::vector<ClientSetting> BuildTable() {
        .help = "how often a contributed segment's owner pings the master",
        .set = SetMillis<&C::ping_interval>,
        .get = GetMillis<&C::ping_interval>});
+  add({.name = "disk_path",
+       .kvcached_env = "KVCACHED_DISK_PATH",
+       .json_key = "disk_path",
+       .help = "an existing directory for a disk tier under the contributed segment: objects "
+               "evicted from memory go to a file there and are read back on a get (empty: none)",
+       .set = SetText<&C::disk_path>,
+       .get = GetText<&C::disk_path>});
+  add({.name = "disk_size",
+       .kvcached_env = "KVCACHED_DISK_SIZE",
+       .json_key = "disk_size",
+       .kind = K::kSize,
+       .min = static_cast<int64_t>(kMinDiskTierBytes),
+       .zero_is_off = true,
+       .zero_means = "automatic",
+       .help = "the disk tier file's size (0: the existing file's, else 4x the segment, at most "
+               "half the directory's free space)",
+       .set = SetSize<&C::disk_size>,
+       .get = GetSize<&C::disk_size>});
+  add({.name = "disk_fsync",
+       .kvcached_env = "KVCACHED_DISK_FSYNC",
+       .json_key = "disk_fsync",
+       .kind = K::kBool,
+       .help = "fdatasync each object written to the disk tier",
+       .set = SetFlag<&C::disk_fsync>,
+       .get = GetFlag<&C::disk_fsync>});
   add({.name = "config_path",
        .kind = K::kFile,
        .help = "a JSON file in MOONCAKE_CONFIG_PATH's format, applied where it appears",
@@ -535,6 +575,16 @@ Status ValidateClientConfig(const ClientConfig& c) {
     }
   }
   return Status::Ok();
+}
+
+Result<std::string> DiskTierDirectory(const ClientConfig& c, const EnvLookup& env) {
+  if (!c.disk_path.empty()) return c.disk_path;
+  if (!c.enable_ssd_offload) return std::string();
+  if (!c.ssd_offload_path.empty()) return c.ssd_offload_path;
+  if (std::optional<std::string> dir = env("MOONCAKE_OFFLOAD_FILE_STORAGE_PATH")) return *dir;
+  return Status(ErrorCode::INVALID_PARAMS,
+                "enable_ssd_offload needs a directory for the disk tier: set ssd_offload_path, "
+                "MOONCAKE_OFFLOAD_FILE_STORAGE_PATH or disk_path (KVCACHED_DISK_PATH)");
 }
 
 std::string FormatClientSetting(const ClientSetting& s, const ClientConfig& c) {

@@ -47,6 +47,7 @@ struct ClientSetting {
   int64_t min = 0;  // kSize, kDuration (ms), kInt: inclusive bounds
   uint64_t max = UINT64_MAX;
   bool zero_is_off = false;                    // 0 is allowed whatever `min` says
+  std::string_view zero_means = {};            // what that 0 is, for messages ("" : "none")
   bool only_when_contributing = false;         // range applies only with global_segment_size > 0
   std::vector<std::string_view> choices = {};  // kChoice
   std::string_view rule = {};  // the range in words, for messages ("timeouts must be positive")
@@ -94,6 +95,18 @@ Status ValidateClientConfig(const ClientConfig& c);
 
 // The smallest segment a client may contribute, as `kvcached store --segment-size`.
 inline constexpr uint64_t kMinContributedSegmentBytes = uint64_t{1} << 20;
+
+// The smallest disk tier file (DiskTier's least capacity).
+inline constexpr uint64_t kMinDiskTierBytes = uint64_t{16} << 20;
+
+// The directory of the disk tier under the segment `c` contributes: disk_path;
+// else, with enable_ssd_offload, ssd_offload_path, else what `env` gives for
+// MOONCAKE_OFFLOAD_FILE_STORAGE_PATH (Mooncake's client reads it at setup,
+// however it was configured); "" when no tier is asked for. Whether `c`
+// contributes a segment is the caller's concern. INVALID_PARAMS when
+// enable_ssd_offload is on and none of the three names a directory (Mooncake
+// would try /data/file_storage; kvcached does not pick a directory itself).
+Result<std::string> DiskTierDirectory(const ClientConfig& c, const EnvLookup& env);
 
 // The value as text the setting reads back ("4", "1 MiB", "auto").
 std::string FormatClientSetting(const ClientSetting& s, const ClientConfig& c);

@@ -130,7 +130,9 @@ def test_settings_table_through_the_abi():
         "MOONCAKE_LOCAL_BUFFER_SIZE": "local_buffer_size",
         "MOONCAKE_PROTOCOL": "protocol",
         "MOONCAKE_DEVICE": "device_name",
-        "MOONCAKE_TENANT_ID": "tenant_id"}
+        "MOONCAKE_TENANT_ID": "tenant_id",
+        "MOONCAKE_ENABLE_SSD_OFFLOAD": "enable_ssd_offload",
+        "MOONCAKE_OFFLOAD_FILE_STORAGE_PATH": "ssd_offload_path"}
     assert by_name["transport"]["choices"] == ["auto", "shm", "tcp", "rdma"]
     assert by_name["tcp_streams"]["min"] == 1 and by_name["tcp_streams"]["max"] == 64
     assert by_name["tcp_streams"]["default"] == "4"

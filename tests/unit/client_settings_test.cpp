@@ -7,6 +7,7 @@
 #include <fstream>
 #include <map>
 #include <set>
+#include <utility>
 
 #include <nlohmann/json.hpp>
 
@@ -235,6 +236,95 @@ TEST_CASE("client settings: MOONCAKE_CONFIG_PATH's file wins over the MOONCAKE_ 
   CHECK(d.transport == TransportMode::kAuto);
 }
 
+TEST_CASE("client settings: the disk tier, by kvcached's names and by Mooncake's") {
+  // kvcached's variables.
+  ClientConfig c;
+  Status st = ApplyClientEnvironment(c, FakeEnv({{"KVCACHED_DISK_PATH", "/nvme/kv"},
+                                                 {"KVCACHED_DISK_SIZE", "1gb"},
+                                                 {"KVCACHED_DISK_FSYNC", "yes"}}));
+  REQUIRE_MESSAGE(st.ok(), st.ToString());
+  CHECK(c.disk_path == "/nvme/kv");
+  CHECK(c.disk_size == 1024 * kMiB);
+  CHECK(c.disk_fsync);
+  CHECK_FALSE(c.enable_ssd_offload);
+
+  // Mooncake's (SGLang reads the same two for its setup() keywords).
+  ClientConfig m;
+  st = ApplyClientEnvironment(m, FakeEnv({{"MOONCAKE_ENABLE_SSD_OFFLOAD", "true"},
+                                          {"MOONCAKE_OFFLOAD_FILE_STORAGE_PATH", "/ssd/mc"}}));
+  REQUIRE_MESSAGE(st.ok(), st.ToString());
+  CHECK(m.enable_ssd_offload);
+  CHECK(m.ssd_offload_path == "/ssd/mc");
+  CHECK(m.disk_path.empty());
+  CHECK(m.disk_size == 0);
+
+  // MOONCAKE_CONFIG_PATH's file wins over those, as over every MOONCAKE_ variable;
+  // kvcached's fields are read from it too.
+  TempFile file(R"({"enable_ssd_offload": true, "ssd_offload_path": "/from/file",
+      "disk_size": "64mb", "disk_fsync": false})");
+  ClientConfig f;
+  st = ApplyClientEnvironment(f, FakeEnv({{"MOONCAKE_CONFIG_PATH", file.path()},
+                                          {"MOONCAKE_ENABLE_SSD_OFFLOAD", "false"},
+                                          {"MOONCAKE_OFFLOAD_FILE_STORAGE_PATH", "/ssd/mc"}}));
+  REQUIRE_MESSAGE(st.ok(), st.ToString());
+  CHECK(f.enable_ssd_offload);
+  CHECK(f.ssd_offload_path == "/from/file");
+  CHECK(f.disk_size == 64 * kMiB);
+
+  // setup(config: dict) passes them by name, Python's bools as 1/0.
+  ClientConfig n;
+  REQUIRE(ApplyClientSetting(n, "enable_ssd_offload", "1").ok());
+  REQUIRE(ApplyClientSetting(n, "ssd_offload_path", "/p").ok());
+  CHECK(n.enable_ssd_offload);
+  CHECK(n.ssd_offload_path == "/p");
+
+  // Bad text names its source; a tier file is at least 16 MiB, 0 is automatic.
+  for (auto [var, text] :
+       {std::pair{"MOONCAKE_ENABLE_SSD_OFFLOAD", "maybe"}, std::pair{"KVCACHED_DISK_FSYNC", "2"},
+        std::pair{"KVCACHED_DISK_SIZE", "lots"}, std::pair{"KVCACHED_DISK_SIZE", "8mb"}}) {
+    CAPTURE(var);
+    CAPTURE(text);
+    ClientConfig e;
+    Status bad = ApplyClientEnvironment(e, FakeEnv({{var, text}}));
+    CHECK(bad.code() == ErrorCode::INVALID_PARAMS);
+    CHECK(Mentions(bad, var));
+  }
+  ClientConfig small;
+  Status bad = ApplyClientSetting(small, "disk_size", "15MiB");
+  CHECK(Mentions(bad, "0 (automatic) or 16 MiB to unlimited"));
+  CHECK(ApplyClientSetting(small, "disk_size", "0").ok());
+  CHECK(ApplyClientSetting(small, "disk_size", "16MiB").ok());
+}
+
+TEST_CASE("client settings: which directory the disk tier uses") {
+  auto dir = [](const ClientConfig& c, std::map<std::string, std::string> env = {}) {
+    Result<std::string> d = DiskTierDirectory(c, FakeEnv(std::move(env)));
+    REQUIRE_MESSAGE(d.ok(), d.status().ToString());
+    return *d;
+  };
+  ClientConfig c;
+  CHECK(dir(c).empty());
+  // Without enable_ssd_offload Mooncake's path is not used (SGLang passes it
+  // whenever its config has one), nor is its variable.
+  c.ssd_offload_path = "/ssd";
+  CHECK(dir(c, {{"MOONCAKE_OFFLOAD_FILE_STORAGE_PATH", "/env"}}).empty());
+  c.enable_ssd_offload = true;
+  CHECK(dir(c, {{"MOONCAKE_OFFLOAD_FILE_STORAGE_PATH", "/env"}}) == "/ssd");
+  // disk_path wins over both, and needs no switch.
+  c.disk_path = "/kv";
+  CHECK(dir(c) == "/kv");
+  c.enable_ssd_offload = false;
+  CHECK(dir(c) == "/kv");
+  // On with no path: the variable, read at the call as Mooncake's client does.
+  ClientConfig e;
+  e.enable_ssd_offload = true;
+  CHECK(dir(e, {{"MOONCAKE_OFFLOAD_FILE_STORAGE_PATH", "/env"}}) == "/env");
+  Result<std::string> none = DiskTierDirectory(e, FakeEnv({}));
+  CHECK(none.code() == ErrorCode::INVALID_PARAMS);
+  CHECK(Mentions(none.status(), "ssd_offload_path"));
+  CHECK(Mentions(none.status(), "MOONCAKE_OFFLOAD_FILE_STORAGE_PATH"));
+}
+
 TEST_CASE("client settings: ValidateClientConfig checks a finished config") {
   auto fails = [](const ClientConfig& c, const std::string& naming) {
     Status st = ValidateClientConfig(c);
@@ -313,6 +403,13 @@ TEST_CASE("client settings: ValidateClientConfig checks a finished config") {
     ClientConfig c;
     c.device_names = "mlx5 0/bad";
     fails(c, "rdma_devices");
+  }
+  {
+    ClientConfig c;
+    c.disk_size = kMinDiskTierBytes - 4096;
+    fails(c, "disk_size");
+    c.disk_size = kMinDiskTierBytes;
+    CHECK(ValidateClientConfig(c).ok());
   }
   {
     ClientConfig c;
