@@ -63,6 +63,14 @@ const std::string& EmbeddedCluster::master_address() const { return parts_->mast
 const std::string& EmbeddedCluster::segment_name() const { return parts_->segment_name; }
 const std::string& EmbeddedCluster::data_address() const { return parts_->data_address; }
 uint64_t EmbeddedCluster::segment_bytes() const { return parts_->segment_bytes; }
+std::string EmbeddedCluster::MasterMetrics() const { return parts_->master_metrics.Render(); }
+const DiskTier* EmbeddedCluster::disk_tier() const {
+  return parts_->store && !parts_->stopped ? parts_->store->disk_tier() : nullptr;
+}
+const std::string& EmbeddedCluster::disk_error() const {
+  static const std::string kNone;
+  return parts_->store ? parts_->store->disk_error() : kNone;
+}
 
 Result<std::unique_ptr<EmbeddedCluster>> EmbeddedCluster::Start(
     const EmbeddedClusterOptions& options) {
@@ -97,6 +105,7 @@ Result<std::unique_ptr<EmbeddedCluster>> EmbeddedCluster::Start(
   so.bind_host = "127.0.0.1";
   so.token = options.token;
   so.metadata_server = "P2PHANDSHAKE";
+  so.disk = options.disk;
   Result<std::unique_ptr<SegmentHost>> host = SegmentHost::Create(so);
   if (!host.ok()) return Status(host.code(), "embedded store: " + host.status().message());
   parts.store = std::move(host).value();

@@ -5,8 +5,13 @@
 // code `kvcached master` and `kvcached store` run. Clients reach it through
 // master_address() like any pool.
 //
-// Not thread-safe: one owner starts and stops it. Stop() (also the
-// destructor) unmounts the store, then stops the master.
+// With options.disk the store has a disk tier, as `kvcached store
+// --disk-path` does; the caller owns its directory.
+//
+// Not thread-safe: one owner starts and stops it, except the read-only
+// calls (MasterMetrics, disk_tier()->stats()), which any thread may make
+// while it runs. Stop() (also the destructor) unmounts the store, then
+// stops the master.
 #pragma once
 
 #include <cstdint>
@@ -18,6 +23,7 @@
 #include "core/auth_token.h"
 #include "core/rdma_link.h"
 #include "kvcached/status.h"
+#include "store/disk_tier.h"
 
 namespace kvcached {
 
@@ -30,6 +36,8 @@ struct EmbeddedClusterOptions {
   // Serves the segment over RDMA too: called with the segment's memory once
   // it is allocated; a null acceptor means TCP and shared memory only.
   std::function<Result<std::shared_ptr<RdmaAcceptor>>(uint8_t* base, uint64_t size)> rdma;
+  // The store's disk tier; disk.dir empty: none.
+  DiskTierOptions disk;
 };
 
 class EmbeddedCluster {
@@ -47,6 +55,13 @@ class EmbeddedCluster {
   const std::string& segment_name() const;
   const std::string& data_address() const;
   uint64_t segment_bytes() const;
+  // The master's /metrics text (its registry rendered in-process).
+  std::string MasterMetrics() const;
+  // The store's disk tier: null without one, or when it could not be
+  // opened (disk_error() says why; the store then runs on memory alone).
+  // Valid until Stop().
+  const DiskTier* disk_tier() const;
+  const std::string& disk_error() const;
 
   struct Parts;
 

@@ -1,5 +1,7 @@
 #include "bench/workload.h"
 
+#include <sys/resource.h>
+
 #include <algorithm>
 #include <condition_variable>
 #include <cstdio>
@@ -22,6 +24,14 @@ constexpr size_t kMaxWrongExamples = 5;
 double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
 uint64_t Nanos(Clock::duration d) {
   return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(d).count());
+}
+
+// This process's CPU time so far, user and system.
+double ProcessCpuSeconds() {
+  rusage u{};
+  if (getrusage(RUSAGE_SELF, &u) != 0) return 0;
+  auto s = [](const timeval& t) { return static_cast<double>(t.tv_sec) + t.tv_usec / 1e6; };
+  return s(u.ru_utime) + s(u.ru_stime);
 }
 
 uint64_t Mix(uint64_t x) {  // splitmix64's finaliser
@@ -49,6 +59,8 @@ std::vector<std::string> OpNames(WorkloadKind kind) {
       return {"exist"};
     case WorkloadKind::kSglang:
       return {"exist", "get", "put", "request"};
+    case WorkloadKind::kTiered:
+      return {"put", "get"};
   }
   return {};
 }
@@ -84,6 +96,11 @@ class Runner {
     }
     WorkloadResult result;
     result.kind = o_.kind;
+    if (o_.kind == WorkloadKind::kTiered) {
+      RunTiered(result);
+      Cleanup(result);
+      return result;
+    }
     if (o_.kind == WorkloadKind::kGet || o_.kind == WorkloadKind::kMixed ||
         o_.kind == WorkloadKind::kExist) {
       if (Status st = Prefill(); !st.ok()) {
@@ -111,7 +128,8 @@ class Runner {
     if (source_.size() < SourceArenaBytes(o_)) {
       return Status(ErrorCode::INVALID_PARAMS, "the source arena is too small");
     }
-    if (o_.kind != WorkloadKind::kPut && o_.kind != WorkloadKind::kSglang && o_.keys < o_.batch) {
+    if (o_.kind != WorkloadKind::kPut && o_.kind != WorkloadKind::kSglang &&
+        o_.kind != WorkloadKind::kTiered && o_.keys < o_.batch) {
       return Status(ErrorCode::INVALID_PARAMS, "--keys (" + std::to_string(o_.keys) +
                                                    ") must be at least --batch (" +
                                                    std::to_string(o_.batch) + ")");
@@ -283,7 +301,7 @@ class Runner {
         bytes += *results[i];
         ++moved;
         if (ok_out) (*ok_out)[i] = true;
-        if (o_.verify) {
+        if (verify_) {
           CheckBytes(w, w.keys[i], w.ids[i], static_cast<const uint8_t*>(w.slices[i].data),
                      *results[i]);
         }
@@ -336,6 +354,8 @@ class Runner {
         return;
       case WorkloadKind::kSglang:
         SglangRequest(w, measured);
+        return;
+      case WorkloadKind::kTiered:  // runs its passes itself (RunTiered)
         return;
     }
   }
@@ -547,36 +567,12 @@ class Runner {
         }
       });
     }
-    // The clock: wakes once a second for the progress line, stops the
-    // workers at the deadline (or waits for them to use up --ops).
-    const auto deadline = start + (measured ? o_.duration : o_.warmup);
-    uint64_t last_objects = 0, last_bytes = 0;
-    auto last = start;
-    {
-      std::unique_lock<std::mutex> lock(mu);
-      for (;;) {
-        auto wake = std::min(last + std::chrono::seconds(1),
-                             by_count ? Clock::time_point::max() : deadline);
-        cv.wait_until(lock, wake, [&] { return running.load() == 0; });
-        auto now = Clock::now();
-        if (running.load() == 0) break;
-        if (!by_count && now >= deadline) break;
-        if (o_.progress && measured && now - last >= std::chrono::seconds(1)) {
-          uint64_t objs = progress_objects_.load(), bytes = progress_bytes_.load();
-          double dt = Seconds(now - last);
-          std::fprintf(stderr, "\r\033[K  %s  %5.1f s  %10.0f objects/s  %7.3f GB/s",
-                       WorkloadName(o_.kind), Seconds(now - start),
-                       static_cast<double>(objs - last_objects) / dt,
-                       static_cast<double>(bytes - last_bytes) / dt / 1e9);
-          std::fflush(stderr);
-          last_objects = objs;
-          last_bytes = bytes;
-          last = now;
-        } else if (now - last >= std::chrono::seconds(1)) {
-          last = now;
-        }
-      }
-    }
+    // The clock: stops the workers at the deadline (or waits for them to
+    // use up --ops), with the progress line meanwhile.
+    WatchProgress(
+        start,
+        by_count ? std::nullopt : std::optional(start + (measured ? o_.duration : o_.warmup)),
+        measured, running, mu, cv);
     stop_ = true;
     for (std::thread& t : threads) t.join();
     auto end = Clock::now();
@@ -598,6 +594,159 @@ class Runner {
       result.pages_requested += w.pages_requested;
       result.pages_hit += w.pages_hit;
     }
+  }
+
+  // Wakes once a second for the progress line (when `show`) until every
+  // worker is done (`running` 0, announced on `cv`) or the deadline.
+  void WatchProgress(Clock::time_point start, std::optional<Clock::time_point> deadline, bool show,
+                     const std::atomic<unsigned>& running, std::mutex& mu,
+                     std::condition_variable& cv) {
+    uint64_t last_objects = progress_objects_.load(), last_bytes = progress_bytes_.load();
+    auto last = start;
+    std::unique_lock<std::mutex> lock(mu);
+    for (;;) {
+      auto wake =
+          std::min(last + std::chrono::seconds(1), deadline.value_or(Clock::time_point::max()));
+      cv.wait_until(lock, wake, [&] { return running.load() == 0; });
+      auto now = Clock::now();
+      if (running.load() == 0) break;
+      if (deadline && now >= *deadline) break;
+      if (now - last < std::chrono::seconds(1)) continue;
+      if (o_.progress && show) {
+        uint64_t objs = progress_objects_.load(), bytes = progress_bytes_.load();
+        double dt = Seconds(now - last);
+        std::fprintf(stderr, "\r\033[K  %s  %5.1f s  %10.0f objects/s  %7.3f GB/s",
+                     WorkloadName(o_.kind), Seconds(now - start),
+                     static_cast<double>(objs - last_objects) / dt,
+                     static_cast<double>(bytes - last_bytes) / dt / 1e9);
+        std::fflush(stderr);
+        last_objects = objs;
+        last_bytes = bytes;
+      }
+      last = now;
+    }
+  }
+
+  // ---- tiered ----
+  // Put the working set, let the disk writes it caused settle, read every
+  // object back once in random order; the tier counters are read around
+  // each pass.
+  void RunTiered(WorkloadResult& result) {
+    const std::vector<std::string> names = OpNames(o_.kind);
+    for (Worker& w : workers_) {
+      w.ops.assign(names.size(), OpStats{});
+      for (size_t i = 0; i < names.size(); ++i) w.ops[i].name = names[i];
+    }
+    WorkloadResult::Tiered& t = result.tiered;
+    t.working_set_objects = o_.keys;
+    for (uint64_t id = 0; id < o_.keys; ++id) t.working_set_bytes += SizeOf(id);
+    std::vector<uint64_t> order(o_.keys);
+    for (uint64_t id = 0; id < o_.keys; ++id) order[id] = id;
+
+    ClientStats before = client_.stats();
+    TierCounters c0 = Counters();
+    double cpu0 = ProcessCpuSeconds();
+    t.put_seconds = OnePass(order, [&](Worker& w) { PutIds(w, w.ops[0], /*measured=*/true); });
+    t.put_cpu_seconds = ProcessCpuSeconds() - cpu0;
+    TierCounters c1 = Settled(&t.settle_seconds);
+
+    std::shuffle(order.begin(), order.end(), std::mt19937_64(salt_));
+    double cpu1 = ProcessCpuSeconds();
+    t.get_seconds = OnePass(
+        order, [&](Worker& w) { GetIds(w, w.ops[1], /*measured=*/true, /*miss_is_error=*/false); });
+    t.get_cpu_seconds = ProcessCpuSeconds() - cpu1;
+    TierCounters c2 = Counters();
+    result.client = client_.stats() - before;
+    t.put_tier = c1 - c0;
+    t.get_tier = c2 - c1;
+
+    result.seconds = t.put_seconds + t.get_seconds;
+    result.ops.assign(names.size(), OpStats{});
+    for (size_t i = 0; i < names.size(); ++i) result.ops[i].name = names[i];
+    for (Worker& w : workers_) {
+      for (size_t i = 0; i < names.size(); ++i) result.ops[i].Merge(w.ops[i]);
+      result.verified_objects += w.verified;
+      result.wrong_objects += w.wrong;
+      for (std::string& e : w.wrong_examples) {
+        if (result.wrong_examples.size() < kMaxWrongExamples) result.wrong_examples.push_back(e);
+      }
+    }
+    result.ops[0].seconds = t.put_seconds;
+    result.ops[1].seconds = t.get_seconds;
+    const OpStats& get = result.ops[1];
+    t.wrong = result.wrong_objects;
+    t.hits = get.objects - std::min(get.objects, t.wrong);
+    t.misses = get.misses + get.error_count();
+  }
+
+  TierCounters Counters() const {
+    if (o_.tier_counters) return o_.tier_counters();
+    TierCounters none;
+    none.problem = "no tier counters for this pool";
+    return none;
+  }
+
+  // The counters once the demotions the put pass started have reached the
+  // disk: the master has none in flight and neither its demotions nor the
+  // tiers' writes changed for kQuiet (at most kLimit; unknown counters: at
+  // once). `*busy_seconds`: when the last change was seen, after the call,
+  // to within kPoll.
+  TierCounters Settled(double* busy_seconds) const {
+    constexpr auto kPoll = std::chrono::milliseconds(20);
+    constexpr auto kQuiet = std::chrono::milliseconds(200);
+    constexpr auto kLimit = std::chrono::seconds(30);
+    const auto start = Clock::now();
+    auto last_change = start;
+    TierCounters c = Counters();
+    while (c.master_known && Clock::now() - start < kLimit) {
+      std::this_thread::sleep_for(kPoll);
+      TierCounters next = Counters();
+      bool changed = next.demoted != c.demoted || next.demote_failures != c.demote_failures ||
+                     (next.disk_known && (next.disk_writes != c.disk_writes ||
+                                          next.disk_write_errors != c.disk_write_errors));
+      bool demoting = next.demotions > next.demoted + next.demote_failures;
+      auto now = Clock::now();
+      if (changed) last_change = now;
+      c = std::move(next);
+      if (!demoting && now - last_change >= kQuiet) break;
+    }
+    *busy_seconds = Seconds(last_change - start);
+    return c;
+  }
+
+  // Every id of `order` once, in batches the threads take in turn; `call`
+  // handles w.ids. Returns the seconds the pass took.
+  template <typename Call>
+  double OnePass(const std::vector<uint64_t>& order, Call call) {
+    std::atomic<size_t> next{0};
+    std::atomic<unsigned> running{o_.threads};
+    std::mutex mu;
+    std::condition_variable cv;
+    auto start = Clock::now();
+    std::vector<std::thread> threads;
+    for (unsigned t = 0; t < o_.threads; ++t) {
+      threads.emplace_back([&, t] {
+        Worker& w = workers_[t];
+        for (size_t first; (first = next.fetch_add(o_.batch)) < order.size();) {
+          size_t end = std::min(first + o_.batch, order.size());
+          w.ids.assign(order.begin() + static_cast<std::ptrdiff_t>(first),
+                       order.begin() + static_cast<std::ptrdiff_t>(end));
+          call(w);
+        }
+        if (running.fetch_sub(1) == 1) {
+          std::lock_guard<std::mutex> lock(mu);
+          cv.notify_all();
+        }
+      });
+    }
+    WatchProgress(start, std::nullopt, /*show=*/true, running, mu, cv);
+    for (std::thread& t : threads) t.join();
+    double seconds = Seconds(Clock::now() - start);
+    if (o_.progress) {
+      std::fprintf(stderr, "\r\033[K");
+      std::fflush(stderr);
+    }
+    return seconds;
   }
 
   // Takes away what the workload wrote, so the next one starts on an empty
@@ -645,6 +794,8 @@ class Runner {
   const WorkloadOptions& o_;
   const Arena& source_;
   const uint64_t salt_;
+  // tiered checks every byte it reads, --verify or not.
+  const bool verify_ = o_.verify || o_.kind == WorkloadKind::kTiered;
   std::vector<Worker> workers_;
   std::atomic<bool> stop_{false};
   std::atomic<int64_t> calls_left_{0};
@@ -666,17 +817,19 @@ const char* WorkloadName(WorkloadKind kind) {
       return "exist";
     case WorkloadKind::kSglang:
       return "sglang";
+    case WorkloadKind::kTiered:
+      return "tiered";
   }
   return "?";
 }
 
 Result<WorkloadKind> ParseWorkload(const std::string& name) {
   for (WorkloadKind k : {WorkloadKind::kPut, WorkloadKind::kGet, WorkloadKind::kMixed,
-                         WorkloadKind::kExist, WorkloadKind::kSglang}) {
+                         WorkloadKind::kExist, WorkloadKind::kSglang, WorkloadKind::kTiered}) {
     if (name == WorkloadName(k)) return k;
   }
   return Status(ErrorCode::INVALID_PARAMS,
-                "unknown workload '" + name + "' (put, get, mixed, exist or sglang)");
+                "unknown workload '" + name + "' (put, get, mixed, exist, sglang or tiered)");
 }
 
 uint64_t OpStats::error_count() const {

@@ -4,23 +4,32 @@
 // as an inference server would use it. Prints a table (or --json) with
 // throughput, latency quantiles per operation, errors by code and, with the
 // baseline, this machine's memcpy and loopback TCP bandwidth measured in
-// the same run.
+// the same run; with --disk-path, the embedded store has a disk tier and
+// the disk's O_DIRECT ceiling is measured too.
+#include <stdlib.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
+#include <filesystem>
 #include <fstream>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <random>
+#include <thread>
 
 #include <spdlog/spdlog.h>
 #include <nlohmann/json.hpp>
 
 #include "bench/arena.h"
 #include "bench/baseline.h"
+#include "bench/disk_probe.h"
 #include "bench/embedded_cluster.h"
+#include "bench/tier_counters.h"
 #include "bench/workload.h"
 #include "client/client_settings.h"
 #include "cmd/command.h"
@@ -84,7 +93,9 @@ std::vector<OptionSpec> BenchOptions() {
                        "Data path: auto (shared memory to stores on this host, else RDMA with "
                        "--protocol rdma, else TCP), shm, tcp, or rdma (implies --protocol rdma)"),
       MakeOption("workload", OptionKind::kString, "put,get",
-                 "What to run, one or a comma list run in turn: put, get, mixed, exist, sglang"),
+                 "What to run, one or a comma list run in turn: put, get, mixed, exist, sglang, "
+                 "tiered (a working set several times DRAM put once, then read back once in "
+                 "random order, every byte checked; hit rate and GB/s per tier)"),
       MakeOption("object-size", OptionKind::kString, "1MiB",
                  "Object size, or a comma list (objects take the sizes in turn)"),
       MakeOption("batch", OptionKind::kUInt, "16", "Keys per call (1: the single-key calls)", 1,
@@ -98,8 +109,12 @@ std::vector<OptionSpec> BenchOptions() {
                  "The same load, unmeasured, before each workload (0: none)", 0, 3'600'000),
       MakeOption("keys", OptionKind::kUInt, "0",
                  "Objects written before the clock for get, mixed and exist; the key space of "
-                 "sglang (0: half the embedded segment, or 256 MiB worth on a pool)",
+                 "sglang; the working set of tiered (0: half the embedded segment, or 256 MiB "
+                 "worth on a pool; tiered: --working-set)",
                  0, 100'000'000),
+      MakeOption("working-set", OptionKind::kSize, "",
+                 "tiered: bytes of objects put and read back (default: 4 times the embedded "
+                 "segment, or 1 GiB on a pool); --keys instead gives a number of objects"),
       MakeOption("read-ratio", OptionKind::kRatio, "0.9", "mixed: share of calls that are gets"),
       MakeOption("verify", OptionKind::kBool, "false",
                  "Check every byte of every object read (and every exist answer)"),
@@ -121,6 +136,19 @@ std::vector<OptionSpec> BenchOptions() {
                  "to 1 GiB)",
                  16 * kMiB),
       MakeOption("store-threads", OptionKind::kUInt, "2", "Embedded store's I/O threads", 1, 64),
+      MakeOption("disk-path", OptionKind::kPath, "",
+                 "Embedded store: a disk tier (O_DIRECT, io_uring) in a fresh directory made under "
+                 "this one and removed at the end; the disk's O_DIRECT write and read ceiling is "
+                 "measured there first (unless --no-baseline)"),
+      MakeOption("disk-size", OptionKind::kSize, "",
+                 "Size of the embedded store's disk tier file (needed with --disk-path)",
+                 16 * kMiB),
+      MakeOption("master-admin", OptionKind::kString, "",
+                 "With --master: the master's admin address (host:port), whose /metrics give "
+                 "tiered its split of gets into DRAM hits and loads from disk"),
+      MakeOption("store-admin", OptionKind::kString, "",
+                 "With --master: the stores' admin addresses (host:port, comma list), whose "
+                 "/metrics give tiered the bytes their disk tiers read and wrote"),
       MakeOption(
           "baseline", OptionKind::kBool, "false",
           "Measure memcpy and loopback TCP bandwidth first (default with the embedded pool)"),
@@ -209,6 +237,12 @@ struct Plan {
   bool json = false;
   uint64_t segment_bytes = 0;
   unsigned store_threads = 2;
+  std::string disk_path;  // embedded: the parent of the disk tier's directory; empty: no tier
+  uint64_t disk_bytes = 0;
+  bool disk_probe = false;
+  uint64_t tiered_keys = 0;  // tiered: the working set's objects
+  std::string master_admin;
+  std::vector<std::string> store_admins;
   ClientConfig client;
   std::string transport_name;
 };
@@ -229,6 +263,7 @@ Result<Plan> MakePlan(const Config& cfg) {
   if (p.workloads.empty()) return bad("--workload: name at least one workload");
   bool sglang = std::count(p.workloads.begin(), p.workloads.end(), WorkloadKind::kSglang) > 0;
   bool mixed = std::count(p.workloads.begin(), p.workloads.end(), WorkloadKind::kMixed) > 0;
+  bool tiered = std::count(p.workloads.begin(), p.workloads.end(), WorkloadKind::kTiered) > 0;
 
   WorkloadOptions& w = p.base;
   if (Given(cfg, "model")) {
@@ -261,13 +296,37 @@ Result<Plan> MakePlan(const Config& cfg) {
   }
   if (cfg.Bool("baseline") && cfg.Bool("no-baseline")) return bad("--baseline and --no-baseline");
   if (!p.embedded) {
-    for (const char* o : {"segment-size", "store-threads"}) {
+    for (const char* o : {"segment-size", "store-threads", "disk-path", "disk-size"}) {
       if (Given(cfg, o)) {
         return bad(std::string("--") + o +
                    " sizes the embedded pool; it means nothing with --master");
       }
     }
+  } else {
+    for (const char* o : {"master-admin", "store-admin"}) {
+      if (Given(cfg, o)) {
+        return bad(std::string("--") + o +
+                   " names a running pool's admin port: it needs --master (the embedded pool's "
+                   "counters are read in-process)");
+      }
+    }
   }
+  if (Given(cfg, "disk-path") != Given(cfg, "disk-size")) {
+    return bad(
+        "--disk-path and --disk-size go together: the disk tier needs a directory and a "
+        "size");
+  }
+  if (Given(cfg, "disk-path")) {
+    p.disk_path = cfg.String("disk-path");
+    p.disk_bytes = cfg.Number("disk-size");
+    if (p.disk_path.empty()) return bad("--disk-path: give a directory");
+  }
+  if (Given(cfg, "working-set") && !tiered) return bad("--working-set is for --workload tiered");
+  if (Given(cfg, "working-set") && Given(cfg, "keys") && cfg.Number("keys") > 0) {
+    return bad("--working-set and --keys both size tiered's working set: give one");
+  }
+  p.master_admin = cfg.String("master-admin");
+  p.store_admins = SplitCommas(cfg.String("store-admin"));
   w.batch = cfg.Number("batch");
   w.threads = static_cast<unsigned>(cfg.Number("threads"));
   w.duration = cfg.Duration("duration");
@@ -281,6 +340,7 @@ Result<Plan> MakePlan(const Config& cfg) {
   w.progress = !cfg.Bool("quiet") && !p.json && isatty(STDERR_FILENO) == 1;
   p.max_error_rate = cfg.Ratio("max-error-rate");
   p.baseline = cfg.Bool("no-baseline") ? false : (cfg.Bool("baseline") || p.embedded);
+  p.disk_probe = !p.disk_path.empty() && !cfg.Bool("no-baseline");
   p.store_threads = static_cast<unsigned>(cfg.Number("store-threads"));
   p.segment_bytes = Given(cfg, "segment-size") ? cfg.Number("segment-size") : DefaultSegmentBytes();
 
@@ -298,6 +358,16 @@ Result<Plan> MakePlan(const Config& cfg) {
     w.keys = std::clamp<uint64_t>(room / std::max<uint64_t>(mean, 1), 1, 4096);
     if (sglang) w.keys = std::max<uint64_t>(w.keys, w.pages * w.objects_per_page);
     w.keys = std::max<uint64_t>(w.keys, w.batch);
+  }
+  if (tiered) {
+    uint64_t working_set = Given(cfg, "working-set") ? cfg.Number("working-set")
+                           : p.embedded              ? 4 * p.segment_bytes
+                                                     : kGiB;
+    p.tiered_keys =
+        Given(cfg, "keys") && cfg.Number("keys") > 0
+            ? cfg.Number("keys")
+            : std::max<uint64_t>(1, (working_set + mean - 1) / std::max<uint64_t>(mean, 1));
+    if (p.tiered_keys == 0) return bad("--keys: tiered needs at least one object");
   }
   for (WorkloadKind k : p.workloads) {
     if ((k == WorkloadKind::kGet || k == WorkloadKind::kMixed || k == WorkloadKind::kExist) &&
@@ -346,6 +416,108 @@ nlohmann::json LatencyJson(const LatencyHistogram& h) {
 
 double Pct(double v, double of) { return of > 0 ? 100.0 * v / of : 0; }
 
+// The seconds an op's rates are over: its own pass (tiered), else the workload's.
+double OpSeconds(const WorkloadResult& r, const OpStats& op) {
+  return op.seconds > 0 ? op.seconds : r.seconds;
+}
+
+// What the tiered workload's report says, text and JSON alike. A figure
+// whose counters are unknown is nullopt.
+struct TieredFigures {
+  uint64_t objects = 0, bytes = 0, mean_size = 0;
+  uint64_t stored = 0, put_failed = 0;
+  double put_seconds = 0, put_gb_per_s = 0, settle_seconds = 0;
+  std::optional<uint64_t> demoted;
+  std::optional<uint64_t> disk_write_bytes;
+  std::optional<double> disk_write_gb_per_s, pct_of_disk_write;
+  uint64_t hits = 0, misses = 0, wrong = 0;
+  double hit_rate = 0;  // hits / the working set's objects
+  double get_seconds = 0, get_gb_per_s = 0;
+  std::optional<uint64_t> from_dram, from_disk, promote_no_room, promote_failures;
+  // Bytes the disk tiers read in the get pass: their own count, or (only the
+  // master's counters known) loads x the mean object size.
+  std::optional<uint64_t> disk_read_bytes;
+  bool disk_read_estimated = false;
+  std::optional<double> disk_gb_per_s, pct_of_disk_read;
+  std::optional<uint64_t> disk_reads;
+  std::optional<double> disk_read_mean_ms;  // the tiers' own timing, per object
+  // Where the get pass's time went: answers the master held for loads (and
+  // their mean wait), and the cores this process kept busy.
+  std::optional<uint64_t> tier_waits;
+  std::optional<double> tier_wait_mean_ms;
+  std::optional<uint64_t> get_demoted, get_clean_drops;
+  // Objects the pool lost over both passes because a disk tier dropped their
+  // records (full: its LRU made room; or corrupt).
+  std::optional<uint64_t> disk_dropped;
+  double put_cpu_cores = 0, get_cpu_cores = 0;
+  std::string unknown_why;  // why the split is unknown, if it is
+};
+
+TieredFigures Figure(const WorkloadResult& r, const std::optional<DiskCeiling>& ceiling) {
+  TieredFigures f;
+  const WorkloadResult::Tiered& t = r.tiered;
+  const OpStats& put = r.ops[0];
+  const OpStats& get = r.ops[1];
+  f.objects = t.working_set_objects;
+  f.bytes = t.working_set_bytes;
+  f.mean_size = f.objects == 0 ? 0 : f.bytes / f.objects;
+  f.stored = put.objects;
+  f.put_failed = put.error_count();
+  f.put_seconds = t.put_seconds;
+  f.settle_seconds = t.settle_seconds;
+  f.put_gb_per_s = t.put_seconds > 0 ? static_cast<double>(put.bytes) / t.put_seconds / 1e9 : 0;
+  f.hits = t.hits;
+  f.misses = t.misses;
+  f.wrong = t.wrong;
+  f.hit_rate = f.objects == 0 ? 0 : static_cast<double>(f.hits) / static_cast<double>(f.objects);
+  f.get_seconds = t.get_seconds;
+  f.get_gb_per_s = t.get_seconds > 0 ? static_cast<double>(get.bytes) / t.get_seconds / 1e9 : 0;
+  const TierCounters& pt = t.put_tier;
+  const TierCounters& gt = t.get_tier;
+  if (pt.master_known) f.demoted = pt.demoted;
+  if (pt.disk_known) {
+    double s = t.put_seconds + t.settle_seconds;
+    f.disk_write_bytes = pt.disk_write_bytes;
+    f.disk_write_gb_per_s = s > 0 ? static_cast<double>(pt.disk_write_bytes) / s / 1e9 : 0;
+    if (ceiling) f.pct_of_disk_write = Pct(*f.disk_write_gb_per_s, ceiling->write_gb_per_s);
+  }
+  if (gt.master_known) {
+    f.from_disk = std::min(gt.promoted, f.hits);
+    f.from_dram = f.hits - *f.from_disk;
+    f.promote_no_room = gt.promote_no_room;
+    f.promote_failures = gt.promote_failures;
+  }
+  if (gt.disk_known) {
+    f.disk_read_bytes = gt.disk_read_bytes;
+    f.disk_reads = gt.disk_reads;
+    if (gt.disk_reads > 0) {
+      f.disk_read_mean_ms =
+          static_cast<double>(gt.disk_read_ns) / static_cast<double>(gt.disk_reads) / 1e6;
+    }
+  } else if (gt.master_known && gt.promoted > 0) {
+    f.disk_read_bytes = gt.promoted * f.mean_size;
+    f.disk_read_estimated = true;
+  }
+  if (f.disk_read_bytes && t.get_seconds > 0) {
+    f.disk_gb_per_s = static_cast<double>(*f.disk_read_bytes) / t.get_seconds / 1e9;
+    if (ceiling) f.pct_of_disk_read = Pct(*f.disk_gb_per_s, ceiling->read_gb_per_s);
+  }
+  if (gt.master_known) {
+    f.tier_waits = gt.tier_waits;
+    if (gt.tier_waits > 0) {
+      f.tier_wait_mean_ms =
+          static_cast<double>(gt.tier_wait_ns) / static_cast<double>(gt.tier_waits) / 1e6;
+    }
+    f.get_demoted = gt.demoted;
+    f.get_clean_drops = gt.clean_drops;
+    if (pt.master_known) f.disk_dropped = pt.disk_dropped + gt.disk_dropped;
+  }
+  if (t.put_seconds > 0) f.put_cpu_cores = t.put_cpu_seconds / t.put_seconds;
+  if (t.get_seconds > 0) f.get_cpu_cores = t.get_cpu_seconds / t.get_seconds;
+  if (!gt.master_known || !gt.disk_known) f.unknown_why = gt.problem;
+  return f;
+}
+
 // The share of the objects asked for that failed (misses are no failures).
 double ErrorRate(const WorkloadResult& r) {
   return r.handled() == 0 ? 0 : static_cast<double>(r.errors()) / static_cast<double>(r.handled());
@@ -353,8 +525,9 @@ double ErrorRate(const WorkloadResult& r) {
 
 class Report {
  public:
-  Report(const Plan& plan, const std::optional<Baseline>& baseline)
-      : plan_(plan), baseline_(baseline) {}
+  Report(const Plan& plan, const std::optional<Baseline>& baseline,
+         const std::optional<DiskCeiling>& disk)
+      : plan_(plan), baseline_(baseline), disk_(disk) {}
 
   void Header(const std::string& pool, const std::string& host_id) {
     if (plan_.json) return;
@@ -368,7 +541,12 @@ class Report {
         w.verify ? "on" : "off", w.threads, w.threads == 1 ? "" : "s", w.batch,
         SizesText(w.object_sizes).c_str(),
         plan_.model.empty() ? "" : (" (" + plan_.model + ")").c_str());
-    if (w.ops > 0) {
+    bool timed = std::any_of(plan_.workloads.begin(), plan_.workloads.end(),
+                             [](WorkloadKind k) { return k != WorkloadKind::kTiered; });
+    if (!timed) {
+      std::printf("tiered: %s objects put once, then each read back once in random order\n",
+                  Thousands(static_cast<double>(plan_.tiered_keys)).c_str());
+    } else if (w.ops > 0) {
       std::printf("each workload: %llu calls after %s of warm-up\n",
                   static_cast<unsigned long long>(w.ops), FormatDuration(w.warmup).c_str());
     } else {
@@ -381,6 +559,12 @@ class Report {
       std::printf("baseline loopback TCP: %6.2f GB/s  (%s)\n", baseline_->loopback_tcp_gb_per_s,
                   baseline_->loopback_tcp_method.c_str());
     }
+    if (disk_) {
+      std::printf(
+          "ceiling disk O_DIRECT: write %.2f GB/s, read %.2f GB/s (%s, %s blocks, QD %u; %s)\n",
+          disk_->write_gb_per_s, disk_->read_gb_per_s, plan_.disk_path.c_str(),
+          FormatSize(disk_->block_bytes).c_str(), disk_->queue_depth, disk_->method.c_str());
+    }
     std::printf("units: 1 GB = 1e9 bytes; sizes are binary (1 MiB = 1048576 bytes)\n\n");
     std::printf("%-8s %-7s %10s %11s %8s %8s %7s %8s %8s %8s %8s %8s %7s\n", "workload", "op",
                 "calls/s", "objects/s", "GB/s", "%memcpy", "%TCP", "p50", "p90", "p99", "p99.9",
@@ -391,19 +575,27 @@ class Report {
   void Add(const WorkloadResult& r) {
     results_.push_back(r);
     if (plan_.json) return;
-    if (r.errors() * 2 > r.handled()) {
+    auto most_failed = [&](const char* what, uint64_t failed, uint64_t asked, uint64_t ok) {
+      if (failed * 2 <= asked) return;
       std::printf(
-          "%s: MOST OBJECTS FAILED: %s of %s; the figures below count only the %s that "
+          "%s: MOST %s FAILED: %s of %s; the figures below count only the %s that "
           "succeeded (errors by code below the table)\n",
-          WorkloadName(r.kind), Thousands(static_cast<double>(r.errors())).c_str(),
-          Thousands(static_cast<double>(r.handled())).c_str(),
-          Thousands(static_cast<double>(r.objects())).c_str());
+          WorkloadName(r.kind), what, Thousands(static_cast<double>(failed)).c_str(),
+          Thousands(static_cast<double>(asked)).c_str(),
+          Thousands(static_cast<double>(ok)).c_str());
+    };
+    if (r.kind == WorkloadKind::kTiered) {  // each pass on its own; a get that missed failed
+      most_failed("PUTS", r.ops[0].error_count(), r.ops[0].handled, r.ops[0].objects);
+      most_failed("GETS", r.tiered.misses, r.ops[1].handled, r.tiered.hits);
+    } else {
+      most_failed("OBJECTS", r.errors(), r.handled(), r.objects());
     }
     bool first = true;
     for (const OpStats& op : r.ops) {
-      double calls_s = static_cast<double>(op.calls) / r.seconds;
-      double objs_s = static_cast<double>(op.objects) / r.seconds;
-      double gbps = static_cast<double>(op.bytes) / r.seconds / 1e9;
+      const double seconds = OpSeconds(r, op);
+      double calls_s = static_cast<double>(op.calls) / seconds;
+      double objs_s = static_cast<double>(op.objects) / seconds;
+      double gbps = static_cast<double>(op.bytes) / seconds / 1e9;
       bool moves = op.name == "put" || op.name == "get";
       std::string pm =
           moves && baseline_ ? Fmt("%.1f%%", Pct(gbps, baseline_->memcpy_gb_per_s)) : "-";
@@ -461,11 +653,12 @@ class Report {
                         "% of " + Thousands(static_cast<double>(r.pages_requested)) +
                         " pages requested came from the pool");
       }
-      if (plan_.base.verify && r.kind != WorkloadKind::kPut) {
+      if (plan_.base.verify && r.kind != WorkloadKind::kPut && r.kind != WorkloadKind::kTiered) {
         lines.push_back(name + ": verified " + Thousands(static_cast<double>(r.verified_objects)) +
                         " objects (warm-up included), " + std::to_string(r.wrong_objects) +
                         " wrong");
       }
+      if (r.kind == WorkloadKind::kTiered) TieredLines(r, lines);
       for (const std::string& e : r.wrong_examples) lines.push_back(name + ": WRONG: " + e);
       if (rate > plan_.max_error_rate) {
         lines.push_back(name + ": " + Fmt("%.4f", rate) +
@@ -501,9 +694,132 @@ class Report {
  private:
   template <typename... Args>
   static std::string Fmt(const char* f, Args... args) {
-    char buf[64];
+    char buf[128];
     std::snprintf(buf, sizeof buf, f, args...);
     return buf;
+  }
+
+  // tiered's lines below the table: the working set, the put pass and the
+  // demotions it caused, the get pass's hits and misses, and the split of
+  // its gets and GB/s between DRAM and disk next to the disk's ceiling.
+  void TieredLines(const WorkloadResult& r, std::vector<std::string>& lines) const {
+    const TieredFigures f = Figure(r, disk_);
+    auto n = [](uint64_t v) { return Thousands(static_cast<double>(v)); };
+    auto gb = [](uint64_t v) { return Fmt("%.2f GB", static_cast<double>(v) / 1e9); };
+    std::string ws = "tiered: working set " + n(f.objects) + " objects, " + FormatSize(f.bytes);
+    if (plan_.embedded) {
+      ws += Fmt(" (%.1fx the DRAM segment of ",
+                static_cast<double>(f.bytes) / static_cast<double>(plan_.segment_bytes)) +
+            FormatSize(plan_.segment_bytes) +
+            (plan_.disk_path.empty() ? "; no disk tier)"
+                                     : ", disk tier " + FormatSize(plan_.disk_bytes) + ")");
+    }
+    lines.push_back(ws);
+    std::string put = "tiered put: " + n(f.stored) + " stored, " + n(f.put_failed) +
+                      " failed, in " + Fmt("%.2f s: %.3f GB/s", f.put_seconds, f.put_gb_per_s);
+    if (f.demoted) put += "; " + n(*f.demoted) + " demoted to disk";
+    if (f.disk_write_gb_per_s) {
+      put += "; the disk tier wrote " + gb(*f.disk_write_bytes) +
+             Fmt(" at %.3f GB/s", *f.disk_write_gb_per_s) +
+             (f.pct_of_disk_write ? Fmt(" = %.1f%% of the O_DIRECT write ceiling (%.2f GB/s)",
+                                        *f.pct_of_disk_write, disk_->write_gb_per_s)
+                                  : "") +
+             Fmt(", done %.2f s after the last put", f.settle_seconds);
+    }
+    lines.push_back(put);
+    lines.push_back("tiered get: " + n(f.hits) + " hits (exact bytes), " + n(f.misses) +
+                    " misses, " + n(f.wrong) + " wrong: hit rate " +
+                    Fmt("%.2f%%", 100.0 * f.hit_rate) + " of " + n(f.objects) + " gets");
+    std::string split =
+        "tiered get: " + Fmt("%.3f GB/s overall in %.2f s", f.get_gb_per_s, f.get_seconds);
+    if (f.from_disk) {
+      double hits = static_cast<double>(std::max<uint64_t>(f.hits, 1));
+      split += "; " + n(*f.from_dram) + " served from DRAM (" +
+               Fmt("%.1f%%", Pct(static_cast<double>(*f.from_dram), hits)) + "), " +
+               n(*f.from_disk) + " loaded from disk (" +
+               Fmt("%.1f%%", Pct(static_cast<double>(*f.from_disk), hits)) + ")";
+    } else {
+      split += "; per-tier split: unknown" +
+               (f.unknown_why.empty() ? std::string() : " (" + f.unknown_why + ")");
+    }
+    lines.push_back(split);
+    if (f.disk_gb_per_s) {
+      std::string d = "tiered get: disk tier read " + gb(*f.disk_read_bytes) +
+                      (f.disk_read_estimated ? " (loads x mean object size)" : "") +
+                      Fmt(" in %.2f s: %.3f GB/s", f.get_seconds, *f.disk_gb_per_s);
+      if (f.pct_of_disk_read) {
+        d += Fmt(" = %.1f%% of the O_DIRECT read ceiling (%.2f GB/s)", *f.pct_of_disk_read,
+                 disk_->read_gb_per_s);
+      } else {
+        d += " (no disk ceiling measured)";
+      }
+      if (f.disk_read_mean_ms) {
+        d += "; " + n(*f.disk_reads) + Fmt(" reads, %.1f ms each on average", *f.disk_read_mean_ms);
+      }
+      lines.push_back(d);
+    }
+    if (f.promote_no_room.value_or(0) > 0 || f.promote_failures.value_or(0) > 0) {
+      lines.push_back("tiered get: " + n(*f.promote_no_room) +
+                      " times a load found no free DRAM range (the get then waited for one, or "
+                      "failed as a miss), " +
+                      n(*f.promote_failures) + " loads failed (record gone or corrupt)");
+    }
+    if (f.disk_dropped.value_or(0) > 0) {
+      lines.push_back("tiered: " + n(*f.disk_dropped) +
+                      " objects were lost when a disk tier dropped their records (full, or "
+                      "corrupt): a working set over the disk tier's size misses");
+    }
+    std::string where = "tiered get: ";
+    if (f.tier_wait_mean_ms) {
+      where += "the master held " + n(*f.tier_waits) +
+               Fmt(" answers for loads, %.1f ms each on average; ", *f.tier_wait_mean_ms);
+    }
+    where += Fmt("this process (%s) kept %.2f of %u cores busy",
+                 plan_.embedded ? "client, master and store" : "the client", f.get_cpu_cores,
+                 std::max(1u, std::thread::hardware_concurrency()));
+    lines.push_back(where);
+  }
+
+  nlohmann::json TieredJson(const WorkloadResult& r) const {
+    const TieredFigures f = Figure(r, disk_);
+    auto opt = [](const auto& v) { return v ? nlohmann::json(*v) : nlohmann::json(nullptr); };
+    return {{"working_set_objects", f.objects},
+            {"working_set_bytes", f.bytes},
+            {"put",
+             {{"stored", f.stored},
+              {"failed", f.put_failed},
+              {"seconds", f.put_seconds},
+              {"gb_per_s", f.put_gb_per_s},
+              {"demoted", opt(f.demoted)},
+              {"disk_write_bytes", opt(f.disk_write_bytes)},
+              {"disk_write_gb_per_s", opt(f.disk_write_gb_per_s)},
+              {"pct_of_disk_write_ceiling", opt(f.pct_of_disk_write)},
+              {"settle_seconds", f.settle_seconds},
+              {"cpu_cores", f.put_cpu_cores}}},
+            {"get",
+             {{"hits", f.hits},
+              {"misses", f.misses},
+              {"wrong", f.wrong},
+              {"hit_rate", f.hit_rate},
+              {"seconds", f.get_seconds},
+              {"gb_per_s", f.get_gb_per_s},
+              {"from_dram", opt(f.from_dram)},
+              {"from_disk", opt(f.from_disk)},
+              {"disk_read_bytes", opt(f.disk_read_bytes)},
+              {"disk_read_bytes_estimated", f.disk_read_estimated},
+              {"disk_gb_per_s", opt(f.disk_gb_per_s)},
+              {"pct_of_disk_read_ceiling", opt(f.pct_of_disk_read)},
+              {"disk_reads", opt(f.disk_reads)},
+              {"disk_read_mean_ms", opt(f.disk_read_mean_ms)},
+              {"promote_no_room", opt(f.promote_no_room)},
+              {"promote_failures", opt(f.promote_failures)},
+              {"demoted", opt(f.get_demoted)},
+              {"disk_dropped", opt(f.disk_dropped)},
+              {"clean_drops", opt(f.get_clean_drops)},
+              {"tier_waits", opt(f.tier_waits)},
+              {"tier_wait_mean_ms", opt(f.tier_wait_mean_ms)},
+              {"cpu_cores", f.get_cpu_cores}}},
+            {"per_tier_unknown_because", f.unknown_why}};
   }
 
   nlohmann::json Json(bool ok, const std::vector<std::string>& failures) const {
@@ -529,6 +845,8 @@ class Report {
     if (plan_.embedded) {
       settings["segment_bytes"] = plan_.segment_bytes;
       settings["store_threads"] = plan_.store_threads;
+      settings["disk_path"] = plan_.disk_path;
+      settings["disk_bytes"] = plan_.disk_bytes;
     } else {
       settings["master"] = plan_.client.master_server_addr;
     }
@@ -539,19 +857,31 @@ class Report {
                   {"loopback_tcp_gb_per_s", baseline_->loopback_tcp_gb_per_s},
                   {"loopback_tcp_method", baseline_->loopback_tcp_method}};
     }
+    nlohmann::json disk = nullptr;
+    if (disk_) {
+      disk = {{"dir", disk_->dir},
+              {"write_gb_per_s", disk_->write_gb_per_s},
+              {"read_gb_per_s", disk_->read_gb_per_s},
+              {"file_bytes", disk_->file_bytes},
+              {"block_bytes", disk_->block_bytes},
+              {"queue_depth", disk_->queue_depth},
+              {"method", disk_->method}};
+    }
     nlohmann::json workloads = nlohmann::json::array();
     for (const WorkloadResult& r : results_) {
       nlohmann::json ops = nlohmann::json::array();
       for (const OpStats& op : r.ops) {
-        double gbps = static_cast<double>(op.bytes) / r.seconds / 1e9;
+        const double seconds = OpSeconds(r, op);
+        double gbps = static_cast<double>(op.bytes) / seconds / 1e9;
         ops.push_back(
             {{"op", op.name},
+             {"seconds", seconds},
              {"calls", op.calls},
              {"handled", op.handled},
              {"objects", op.objects},
              {"bytes", op.bytes},
-             {"calls_per_s", static_cast<double>(op.calls) / r.seconds},
-             {"objects_per_s", static_cast<double>(op.objects) / r.seconds},
+             {"calls_per_s", static_cast<double>(op.calls) / seconds},
+             {"objects_per_s", static_cast<double>(op.objects) / seconds},
              {"gb_per_s", gbps},
              {"pct_of_memcpy", baseline_ ? nlohmann::json(Pct(gbps, baseline_->memcpy_gb_per_s))
                                          : nlohmann::json(nullptr)},
@@ -601,18 +931,129 @@ class Report {
                                                  : static_cast<double>(r.pages_hit) /
                                                        static_cast<double>(r.pages_requested)}};
       }
+      if (r.kind == WorkloadKind::kTiered) one["tiered"] = TieredJson(r);
       workloads.push_back(std::move(one));
     }
-    return {{"kvcached", VersionLine()}, {"settings", settings}, {"baseline", baseline},
-            {"workloads", workloads},    {"failures", failures}, {"ok", ok}};
+    return {{"kvcached", VersionLine()},
+            {"settings", settings},
+            {"baseline", baseline},
+            {"disk_ceiling", disk},
+            {"workloads", workloads},
+            {"failures", failures},
+            {"ok", ok}};
   }
 
   const Plan& plan_;
   const std::optional<Baseline>& baseline_;
+  const std::optional<DiskCeiling>& disk_;
   std::vector<WorkloadResult> results_;
 };
 
 std::string RunPrefix() { return "kvbench-" + RandomId("", 8).substr(0, 8); }
+
+// A fresh directory under --disk-path for the embedded disk tier and the
+// probe's scratch file, removed with everything in it (what was in
+// --disk-path before is never touched). Destroy it after the cluster.
+class ScratchDir {
+ public:
+  static Result<std::unique_ptr<ScratchDir>> Make(const std::string& parent) {
+    std::string templ = parent + "/kvcached-bench-XXXXXX";
+    if (::mkdtemp(templ.data()) == nullptr) {
+      return Status(ErrorCode::INVALID_PARAMS, "--disk-path: cannot make a directory in " + parent +
+                                                   ": " + std::strerror(errno));
+    }
+    return std::unique_ptr<ScratchDir>(new ScratchDir(std::move(templ)));
+  }
+  ~ScratchDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+    if (ec) spdlog::warn("could not remove {}: {}", path_, ec.message());
+  }
+  ScratchDir(const ScratchDir&) = delete;
+  ScratchDir& operator=(const ScratchDir&) = delete;
+  const std::string& path() const { return path_; }
+
+ private:
+  explicit ScratchDir(std::string path) : path_(std::move(path)) {}
+  std::string path_;
+};
+
+// The disk's O_DIRECT ceiling in `dir`: a 1 GiB scratch file, or half the
+// free space when that is less (at least 256 MiB), at the disk tier's
+// queue depth.
+Result<DiskCeiling> ProbeDisk(const std::string& dir) {
+  constexpr uint64_t kMinProbe = 256 * kMiB, kBlock = 4 * kMiB;
+  struct statvfs vfs {};
+  if (::statvfs(dir.c_str(), &vfs) != 0) {
+    return Status(ErrorCode::INVALID_PARAMS,
+                  "--disk-path: cannot stat " + dir + ": " + std::strerror(errno));
+  }
+  uint64_t free_bytes = static_cast<uint64_t>(vfs.f_bavail) * vfs.f_frsize;
+  uint64_t size = std::min<uint64_t>(kGiB, free_bytes / 2 / kBlock * kBlock);
+  if (size < kMinProbe) {
+    return Status(ErrorCode::NO_AVAILABLE_HANDLE,
+                  "--disk-path: " + dir + " has " + FormatSize(free_bytes) +
+                      " free; the disk probe needs twice its 256 MiB scratch file "
+                      "(--no-baseline skips it)");
+  }
+  DiskProbeOptions o;
+  o.dir = dir;
+  o.file_bytes = size;
+  o.block_bytes = kBlock;
+  o.queue_depth = DiskTierOptions{}.queue_depth;
+  return MeasureDiskCeiling(o);
+}
+
+// tiered's view of the pool's tier counters: the embedded master's registry
+// and store's disk tier, read in-process.
+std::function<TierCounters()> EmbeddedTierCounters(const EmbeddedCluster& cluster) {
+  return [&cluster] {
+    TierCounters c;
+    ReadMasterMetrics(cluster.MasterMetrics(), c);
+    if (const DiskTier* tier = cluster.disk_tier()) {
+      AddDiskTierStats(tier->stats(), c);
+    } else if (c.problem.empty()) {
+      c.problem = "the embedded store has no disk tier (--disk-path)";
+    }
+    return c;
+  };
+}
+
+// The same for a running pool, from the /metrics of --master-admin and
+// --store-admin (neither given: the split is unknown, and said why).
+std::function<TierCounters()> PoolTierCounters(const Plan& plan) {
+  if (plan.master_admin.empty() && plan.store_admins.empty()) {
+    return [] {
+      TierCounters none;
+      none.problem = "give --master-admin, and --store-admin for the disks' own bytes";
+      return none;
+    };
+  }
+  return [master = plan.master_admin, stores = plan.store_admins, token = plan.client.token] {
+    TierCounters c;
+    if (master.empty()) {
+      c.problem = "no --master-admin for the master's counters";
+    } else if (Result<std::string> text = ScrapeMetrics(master, token); text.ok()) {
+      ReadMasterMetrics(*text, c);
+    } else {
+      c.problem = "--master-admin: " + text.status().message();
+    }
+    bool all_stores = !stores.empty();
+    for (const std::string& s : stores) {
+      if (Result<std::string> text = ScrapeMetrics(s, token); text.ok()) {
+        AddStoreMetrics(*text, c);
+      } else {
+        all_stores = false;
+        if (c.problem.empty()) c.problem = "--store-admin: " + text.status().message();
+      }
+    }
+    if (!all_stores) {
+      c.disk_known = false;
+      if (c.problem.empty()) c.problem = "no --store-admin for the disk tiers' own bytes";
+    }
+    return c;
+  };
+}
 
 int RunBench(const CommandContext& ctx) {
   const Config& cfg = ctx.config;
@@ -643,6 +1084,27 @@ int RunBench(const CommandContext& ctx) {
     baseline = *b;
   }
 
+  // Declared before the cluster: removed after its disk tier has closed.
+  std::unique_ptr<ScratchDir> disk_dir;
+  std::optional<DiskCeiling> disk_ceiling;
+  if (!plan.disk_path.empty()) {
+    Result<std::unique_ptr<ScratchDir>> made = ScratchDir::Make(plan.disk_path);
+    Status st = made.ok() ? CheckDirectIo(made.value()->path()) : made.status();
+    if (made.ok()) disk_dir = std::move(made).value();
+    if (st.ok() && plan.disk_probe) {
+      Result<DiskCeiling> c = ProbeDisk(disk_dir->path());
+      st = c.status();
+      if (c.ok()) {
+        disk_ceiling = *c;
+        disk_ceiling->dir = plan.disk_path;  // the user's: ours is gone after the run
+      }
+    }
+    if (!st.ok()) {
+      std::fprintf(stderr, "kvcached bench: %s\n", st.message().c_str());
+      return ExitCode(st.code());
+    }
+  }
+
   std::unique_ptr<EmbeddedCluster> cluster;
   std::string pool;
   if (plan.embedded) {
@@ -651,6 +1113,11 @@ int RunBench(const CommandContext& ctx) {
     eo.store_threads = plan.store_threads;
     eo.host_id = plan.client.local_hostname;
     eo.token = *token;
+    if (disk_dir) {
+      eo.disk.dir = disk_dir->path();
+      eo.disk.name = "kvcached-bench";
+      eo.disk.capacity_bytes = plan.disk_bytes;
+    }
     if (plan.client.protocol == "rdma") {
       eo.rdma = [devices = plan.client.device_names, gid = plan.client.rdma_gid_index](
                     uint8_t* base, uint64_t size) {
@@ -663,10 +1130,18 @@ int RunBench(const CommandContext& ctx) {
       return ExitCode(started.code());
     }
     cluster = std::move(started).value();
+    if (disk_dir && cluster->disk_tier() == nullptr) {
+      std::fprintf(stderr, "kvcached bench: --disk-path: the embedded store's disk tier: %s\n",
+                   cluster->disk_error().c_str());
+      return ExitCode(ErrorCode::NO_AVAILABLE_HANDLE);
+    }
     plan.client.master_server_addr = cluster->master_address();
     pool = "embedded: a master and a store in this process on 127.0.0.1 (segment " +
            FormatSize(cluster->segment_bytes()) + ", " + std::to_string(plan.store_threads) +
-           " store threads, data tcp://" + cluster->data_address() + ")";
+           " store threads, data tcp://" + cluster->data_address() +
+           (disk_dir ? ", disk tier " + FormatSize(plan.disk_bytes) + " in " + disk_dir->path()
+                     : std::string()) +
+           ")";
   } else {
     pool = "master " + plan.client.master_server_addr;
   }
@@ -689,7 +1164,7 @@ int RunBench(const CommandContext& ctx) {
     return ExitCode(st.code());
   }
 
-  Report report(plan, baseline);
+  Report report(plan, baseline, disk_ceiling);
   report.Header(pool, client.host_id());
   std::vector<std::string> failures;
   const std::string prefix = RunPrefix();
@@ -697,6 +1172,10 @@ int RunBench(const CommandContext& ctx) {
     WorkloadOptions w = plan.base;
     w.kind = plan.workloads[i];
     w.key_prefix = prefix + "-" + std::to_string(i) + "-" + WorkloadName(w.kind);
+    if (w.kind == WorkloadKind::kTiered) {
+      w.keys = plan.tiered_keys;
+      w.tier_counters = cluster ? EmbeddedTierCounters(*cluster) : PoolTierCounters(plan);
+    }
     Result<WorkloadResult> r = RunWorkload(client, w, *source);
     if (!r.ok()) {
       failures.push_back(std::string(WorkloadName(w.kind)) + ": " + r.status().ToString());
@@ -723,9 +1202,12 @@ Command BenchCommand() {
       "With no --master (and no MOONCAKE_MASTER) starts a master and a store in this process on "
       "loopback and measures them, next to this machine's memcpy and loopback TCP bandwidth "
       "measured in the same run. With --master it measures that pool as a client. Workloads: put "
-      "(fresh keys), get (keys written first), mixed (--read-ratio), exist, and sglang (what "
+      "(fresh keys), get (keys written first), mixed (--read-ratio), exist, sglang (what "
       "SGLang's HiCache does per request: batch exist, batch get of the hits into a registered "
-      "buffer, batch put of the misses; --model sizes the pages). Prints a table, or --json. "
+      "buffer, batch put of the misses; --model sizes the pages), and tiered (a working set "
+      "several times DRAM put once and read back once, every byte checked, reporting the hit rate "
+      "and GB/s from DRAM and from disk; --disk-path gives the embedded store a disk tier and "
+      "measures the disk's O_DIRECT ceiling). Prints a table, or --json. "
       "Exit status 1 when --verify found a wrong byte or more objects failed than "
       "--max-error-rate allows (default: any).";
   c.options = BenchOptions();

@@ -1,14 +1,17 @@
 """`kvcached bench`: the embedded default run, a run against a separately
 started master and store over each transport, --verify against a store
 that corrupts what it serves (a test-build fault hook), exit codes and the
-errors of bad option combinations. Timings are printed, never asserted."""
+errors of bad option combinations, and the tiered workload over an embedded
+store with a disk tier under /var/tmp. Timings are printed, never asserted."""
 
 import json
 import os
 import pty
 import re
 import select
+import shutil
 import subprocess
+import tempfile
 import time
 
 import pytest
@@ -270,6 +273,12 @@ def test_verify_catches_a_store_that_corrupts_what_it_serves(pool):
     (["--segment-size", "64MiB", "--object-size", "32MiB"], "raise --segment-size"),
     (["--batch", "0"], "--batch"),
     (["--model", "gpt-9"], "--model"),
+    (["--master", "127.0.0.1:1", "--disk-path", "/var/tmp", "--disk-size", "1GiB"],
+     "--disk-path sizes the embedded pool"),
+    (["--disk-path", "/var/tmp"], "--disk-path and --disk-size go together"),
+    (["--working-set", "1GiB"], "--working-set is for --workload tiered"),
+    (["--workload", "tiered", "--working-set", "1GiB", "--keys", "8"], "--working-set and --keys"),
+    (["--master-admin", "127.0.0.1:1"], "--master-admin names a running pool's admin port"),
 ])
 def test_bad_combinations_are_refused_with_a_clear_error(args, message):
     r = bench(*args)
@@ -310,3 +319,146 @@ def test_unreachable_master_is_a_clear_failure():
     r = bench("--master", "127.0.0.1:1", *SHORT)
     assert r.returncode != 0
     assert "cannot open a client of 127.0.0.1:1" in r.stderr, r.stderr
+
+
+def o_direct_refusal(directory):
+    """Why files in `directory` cannot be opened with O_DIRECT, or None."""
+    path = os.path.join(directory, "o-direct-check")
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_RDWR | os.O_DIRECT, 0o600)
+    except OSError as e:
+        return f"{directory} refuses O_DIRECT ({e.strerror})"
+    os.close(fd)
+    os.unlink(path)
+    return None
+
+
+@pytest.fixture
+def var_tmp():
+    """A directory of this test's own under /var/tmp (the disk tier needs a
+    real file system: /tmp may be tmpfs), removed afterwards."""
+    d = tempfile.mkdtemp(prefix="kvcached-bench-test-", dir="/var/tmp")
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def test_tiered_working_set_three_times_dram_comes_back_whole_from_disk(var_tmp):
+    why = o_direct_refusal(var_tmp)
+    if why:
+        pytest.skip("hardware: the disk tier needs O_DIRECT and " + why)
+    r = bench("--workload", "tiered", "--segment-size", "32MiB", "--disk-path", var_tmp,
+              "--disk-size", "128MiB", "--object-size", "1MiB", "--working-set", "96MiB",
+              "--verify", "--quiet")
+    assert r.returncode == 0, f"exit {r.returncode}\nstdout:\n{r.stdout}\nstderr:\n{r.stderr}"
+    print(r.stdout)
+    ceiling = re.search(r"^ceiling disk O_DIRECT: write ([\d.]+) GB/s, read ([\d.]+) GB/s \("
+                        + re.escape(var_tmp) + r", 4 MiB blocks, QD (\d+)", r.stdout, re.M)
+    assert ceiling and float(ceiling.group(1)) > 0 and float(ceiling.group(2)) > 0, r.stdout
+    assert re.search(r"^tiered put: 96 stored, 0 failed, in ", r.stdout, re.M), r.stdout
+    gets = re.search(r"^tiered get: ([\d,]+) hits \(exact bytes\), ([\d,]+) misses, ([\d,]+) "
+                     r"wrong: hit rate ([\d.]+)% of 96 gets", r.stdout, re.M)
+    assert gets, r.stdout
+    assert (gets.group(1), gets.group(2), gets.group(3), gets.group(4)) == (
+        "96", "0", "0", "100.00"), gets.group(0)
+    # Three times DRAM: most of the working set came back from the disk tier.
+    split = re.search(r"; ([\d,]+) served from DRAM \([\d.]+%\), ([\d,]+) loaded from disk",
+                      r.stdout)
+    assert split and int(split.group(1)) + int(split.group(2)) == 96, r.stdout
+    assert int(split.group(2)) >= 48, split.group(0)
+    assert re.search(r"^tiered get: disk tier read [\d.]+ GB in [\d.]+ s: [\d.]+ GB/s = "
+                     r"[\d.]+% of the O_DIRECT read ceiling", r.stdout, re.M), r.stdout
+    assert r.stdout.rstrip().endswith("ok")
+    # The bench's directory (tier file, probe file) is gone; what was there stays.
+    assert os.listdir(var_tmp) == []
+
+
+def test_tiered_json_without_the_probe(var_tmp):
+    why = o_direct_refusal(var_tmp)
+    if why:
+        pytest.skip("hardware: the disk tier needs O_DIRECT and " + why)
+    keep = os.path.join(var_tmp, "kvcached-bench.kvtier")  # a user's file of the same name
+    with open(keep, "w") as f:
+        f.write("not ours")
+    doc = bench_json("--workload", "tiered", "--segment-size", "32MiB", "--disk-path", var_tmp,
+                     "--disk-size", "128MiB", "--object-size", "1MiB", "--keys", "80",
+                     "--batch", "4", "--threads", "2", "--no-baseline")
+    assert doc["disk_ceiling"] is None and doc["baseline"] is None
+    assert doc["settings"]["disk_path"] == var_tmp and doc["settings"]["disk_bytes"] == 128 << 20
+    (w,) = doc["workloads"]
+    t = w["tiered"]
+    assert t["working_set_objects"] == 80 and t["working_set_bytes"] == 80 << 20
+    assert t["put"]["stored"] == 80 and t["put"]["failed"] == 0 and t["put"]["demoted"] > 0
+    g = t["get"]
+    assert (g["hits"], g["misses"], g["wrong"], g["hit_rate"]) == (80, 0, 0, 1.0)
+    assert g["from_dram"] + g["from_disk"] == 80 and g["from_disk"] > 0
+    assert g["disk_dropped"] == 0 and g["promote_failures"] == 0
+    # A load whose record was still in the tier's staging memory reads no file.
+    assert 0 < g["disk_reads"] <= g["from_disk"] and not g["disk_read_bytes_estimated"]
+    assert g["disk_read_bytes"] >= g["disk_reads"] << 20
+    assert g["disk_gb_per_s"] > 0 and g["pct_of_disk_read_ceiling"] is None
+    assert [op["op"] for op in w["ops"]] == ["put", "get"]
+    assert w["ops"][1]["objects"] == 80 and w["ops"][1]["bytes"] == 80 << 20
+    assert w["verify"]["checked_objects"] == 80 and w["verify"]["wrong_objects"] == 0
+    assert doc["ok"] is True
+    assert os.listdir(var_tmp) == ["kvcached-bench.kvtier"]
+    with open(keep) as f:
+        assert f.read() == "not ours"
+
+
+def test_tiered_against_a_pool_reads_the_split_from_admin_metrics(var_tmp):
+    why = o_direct_refusal(var_tmp)
+    if why:
+        pytest.skip("hardware: the disk tier needs O_DIRECT and " + why)
+    master = Proc(["master", "--port", "0", "--admin-port", "0", "--no-meta"]).wait_ready()
+    rpc = status_address(master, "rpc")
+    store = Proc(["store", "--master", rpc, "--segment-size", "32MiB", "--host-id", "bench-test",
+                  "--disk-path", var_tmp, "--disk-size", "128MiB"]).wait_ready()
+    try:
+        common = ["--master", rpc, "--host-id", "bench-test", "--workload", "tiered",
+                  "--object-size", "1MiB", "--keys", "64", "--threads", "4", "--batch", "1"]
+        doc = bench_json(*common, "--master-admin", master.url.removeprefix("http://"),
+                         "--store-admin", store.url.removeprefix("http://"))
+        assert doc["disk_ceiling"] is None  # the disk is the store's, not this host's to probe
+        t = doc["workloads"][0]["tiered"]
+        g = t["get"]
+        assert (g["hits"], g["misses"], g["wrong"]) == (64, 0, 0)
+        assert t["put"]["demoted"] > 0 and t["put"]["disk_write_bytes"] > 0
+        assert g["from_dram"] + g["from_disk"] == 64 and g["from_disk"] > 0
+        assert g["disk_reads"] > 0 and not g["disk_read_bytes_estimated"]
+        assert t["per_tier_unknown_because"] == ""
+        # Only the master's admin: the disk bytes are an estimate, and say so.
+        r = bench(*common, "--master-admin", master.url.removeprefix("http://"))
+        assert r.returncode == 0, r.stderr
+        assert "(loads x mean object size)" in r.stdout, r.stdout
+        # Neither: the split is unknown, and the line says what would give it.
+        r = bench(*common)
+        assert r.returncode == 0, r.stderr
+        assert "per-tier split: unknown (give --master-admin" in r.stdout, r.stdout
+        assert "hit rate 100.00% of 64 gets" in r.stdout, r.stdout
+    finally:
+        assert store.stop() == 0
+        assert master.stop() == 0
+
+
+def tmpfs_dir():
+    with open("/proc/mounts") as f:
+        for line in f:
+            fields = line.split()
+            if fields[2] == "tmpfs" and os.access(fields[1], os.W_OK) and \
+                    fields[1] in ("/dev/shm", "/tmp", "/run"):
+                return fields[1]
+    return None
+
+
+def test_disk_path_on_tmpfs_is_refused_naming_it():
+    d = tmpfs_dir()
+    if d is None:
+        pytest.skip("hardware: no writable tmpfs mount (/dev/shm, /tmp, /run) on this host")
+    if o_direct_refusal(d) is None:
+        pytest.skip(f"hardware: this kernel's tmpfs ({d}) takes O_DIRECT (Linux 6.6 and later), "
+                    "so there is no refusal to see")
+    r = bench("--workload", "tiered", "--segment-size", "32MiB", "--disk-path", d,
+              "--disk-size", "64MiB", "--object-size", "1MiB", "--keys", "8", "--no-baseline")
+    assert r.returncode == 69, (r.returncode, r.stdout, r.stderr)
+    assert "does not support O_DIRECT" in r.stderr and d in r.stderr, r.stderr
+    assert not [n for n in os.listdir(d) if n.startswith("kvcached-bench-")]
