@@ -1303,7 +1303,19 @@ void DiskTier::Impl::PlaceWrites() {
         if (victim == nullptr) break;  // the busy ones finish and become idle
         Evict(victim);
       }
-      return;
+      if (freeing_bytes_ > 0 || in_flight_ > 0 || !backlog_.empty() || !staging_reads_.empty()) {
+        return;  // a completion will change things: try again then
+      }
+      // Nothing left to evict and nothing under way: space lost to failed
+      // invalidations keeps this record out for good.
+      place_wait_.pop_front();
+      Status no_room(ErrorCode::NO_AVAILABLE_HANDLE,
+                     "disk tier: no room in '" + path_ + "' for " + Describe(*r) + " (" +
+                         FormatSize(file_space_->free_bytes()) + " free in pieces)");
+      ++stats_.write_errors;
+      Answer(r->written, no_room);
+      Unindex(r, no_room);
+      continue;
     }
     place_wait_.pop_front();
     r->file_offset = *at;

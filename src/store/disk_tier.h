@@ -161,7 +161,9 @@ class DiskTier {
   //   written(OK) once the record is on disk (after fdatasync with fsync), or
   //     an error and the record is not in the tier: WRITE_FAIL (I/O error),
   //     OBJECT_NOT_FOUND (dropped or replaced before its write completed),
-  //     UNAVAILABLE_IN_CURRENT_STATUS (offline, closing), or copied's error.
+  //     UNAVAILABLE_IN_CURRENT_STATUS (offline, closing), NO_AVAILABLE_HANDLE
+  //     (no room even with every other record evicted: space lost to failed
+  //     invalidations), or copied's error.
   // The record is in the tier (Contains, Records, Read) from this call until
   // it is dropped or its write fails. A record of a key already in the tier
   // replaces it, whatever the versions (the old one without on_dropped).
@@ -194,7 +196,6 @@ class DiskTier {
 
  private:
   class Impl;
-  friend class DiskTierTestPeer;
   explicit DiskTier(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };
