@@ -1924,6 +1924,16 @@ std::optional<MasterIndex::ObjectView> MasterIndex::Lookup(const std::string& ke
 
 std::vector<std::string> MasterIndex::CompleteKeys(std::string_view tenant, size_t limit) const {
   std::vector<std::string> keys;
+  // Objects only in a disk tier first (they left the memory's LRU order,
+  // the least recently used), then the memory's LRU order.
+  (void)impl_->objects.ForEachFrom(0, [&](uint32_t id) {
+    if (keys.size() >= limit) return false;
+    const Object& o = impl_->objects[id];
+    if (o.state != State::kComplete || (Impl::InDram(o) && !(o.tier & kTierPromoting))) return true;
+    std::string_view key = impl_->objects.Key(id);
+    if (TenantOfInternalKey(key) == tenant) keys.emplace_back(UserKeyOf(key));
+    return true;
+  });
   for (uint32_t id = impl_->lru_head; id != kNil && keys.size() < limit;
        id = impl_->objects[id].lru_next) {
     std::string_view key = impl_->objects.Key(id);

@@ -294,7 +294,8 @@ class MasterIndex {
   };
   std::optional<ObjectView> Lookup(const std::string& key, int64_t now_ms) const;
   // Keys of one tenant's complete objects as its clients gave them, least
-  // recently used first (at most `limit`); what a get could find now.
+  // recently used first, those only in disk tiers before all others (at
+  // most `limit`); what a get could find now.
   std::vector<std::string> CompleteKeys(std::string_view tenant, size_t limit) const;
   // Every tenant with objects, a quota or a quota event.
   std::map<std::string, TenantStats> Tenants() const;

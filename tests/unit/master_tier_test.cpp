@@ -90,6 +90,9 @@ TEST_CASE("disk tier: a put that finds no room demotes, and the range is freed o
   CHECK(m.Segments(4)[0].disk_objects == 1);
   CHECK(Put(m, "a3", 5) == kOk);  // into the freed range
   CHECK(m.ExistKeys({"a1"}, 5).codes[0] == kOk);
+  // Listed with the others, before them (the least recently used).
+  CHECK(m.CompleteKeys("", 10) == std::vector<std::string>{"a1", "a2", "a3"});
+  CHECK(m.object_count() == 3);
 }
 
 TEST_CASE("disk tier: a read of an object on disk waits for its load, then finds it in memory") {
