@@ -1303,7 +1303,11 @@ void MasterService::HandleAdmin(const HttpRequest& req, const HttpRequestContext
     if (!view) return HttpServer::SetError(res, 404, "no such key");
     nlohmann::json replicas = nlohmann::json::array();
     for (const auto& [seg, off] : view->replicas) {
-      replicas.push_back({{"segment", seg}, {"offset", off}});
+      if (off == kOnDiskOffset) {  // in its owner's disk tier (docs/disk-tier.md)
+        replicas.push_back({{"segment", seg}, {"tier", "disk"}});
+      } else {
+        replicas.push_back({{"segment", seg}, {"offset", off}, {"tier", "memory"}});
+      }
     }
     return json({{"key", **key},
                  {"size", view->size},
