@@ -582,6 +582,11 @@ class Runner {
     }
     if (!measured) return;
     result.seconds = Seconds(end - start);
+    MergeWorkers(names, result);
+  }
+
+  // The workers' counts, summed into `result` (one OpStats per name).
+  void MergeWorkers(const std::vector<std::string>& names, WorkloadResult& result) {
     result.ops.assign(names.size(), OpStats{});
     for (size_t i = 0; i < names.size(); ++i) result.ops[i].name = names[i];
     for (Worker& w : workers_) {
@@ -661,16 +666,7 @@ class Runner {
     t.get_tier = c2 - c1;
 
     result.seconds = t.put_seconds + t.get_seconds;
-    result.ops.assign(names.size(), OpStats{});
-    for (size_t i = 0; i < names.size(); ++i) result.ops[i].name = names[i];
-    for (Worker& w : workers_) {
-      for (size_t i = 0; i < names.size(); ++i) result.ops[i].Merge(w.ops[i]);
-      result.verified_objects += w.verified;
-      result.wrong_objects += w.wrong;
-      for (std::string& e : w.wrong_examples) {
-        if (result.wrong_examples.size() < kMaxWrongExamples) result.wrong_examples.push_back(e);
-      }
-    }
+    MergeWorkers(names, result);
     result.ops[0].seconds = t.put_seconds;
     result.ops[1].seconds = t.get_seconds;
     const OpStats& get = result.ops[1];

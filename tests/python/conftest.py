@@ -5,6 +5,7 @@ whose STATUS names the listening addresses), and makes `import kvcached`
 load python/kvcached from this checkout with the library in
 $KVCACHED_LIBRARY (ctest sets it to the build's libkvcached.so)."""
 
+import errno
 import os
 import re
 import shutil
@@ -172,3 +173,22 @@ def store(cluster):
 def prefix(request):
     """Keys unique to the test."""
     return f"{request.node.name}-{time.monotonic_ns()}-"
+
+
+def odirect_dir(prefix):
+    """Yields an empty directory under /var/tmp on a file system that takes
+    O_DIRECT (a disk tier's file needs one), removed afterwards; skips the
+    test, saying why, when /var/tmp refuses O_DIRECT."""
+    path = tempfile.mkdtemp(prefix=prefix, dir="/var/tmp")
+    probe = os.path.join(path, "probe")
+    try:
+        fd = os.open(probe, os.O_CREAT | os.O_RDWR | os.O_DIRECT, 0o600)
+    except OSError as e:
+        shutil.rmtree(path, ignore_errors=True)
+        if e.errno == errno.EINVAL:
+            pytest.skip(f"/var/tmp refuses O_DIRECT ({e}): the disk tier needs a disk there")
+        raise
+    os.close(fd)
+    os.unlink(probe)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)

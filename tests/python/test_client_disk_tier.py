@@ -22,7 +22,6 @@ Waits poll the master's /metrics and /api/v1/segments with a deadline. The
 tier's file uses O_DIRECT, which tmpfs refuses: DIR lives under /var/tmp."""
 
 import ctypes
-import errno
 import hashlib
 import json
 import os
@@ -34,7 +33,7 @@ import urllib.request
 
 import pytest
 
-from conftest import Cluster
+from conftest import Cluster, odirect_dir
 from kvcached import MooncakeDistributedStore, ReplicateConfig, errors
 
 MiB = 1 << 20
@@ -148,19 +147,7 @@ def master():
 @pytest.fixture
 def disk():
     """An empty directory on a disk (not tmpfs: the tier's file is O_DIRECT)."""
-    path = tempfile.mkdtemp(prefix="kvcached-client-disk-", dir="/var/tmp")
-    probe = os.path.join(path, "probe")
-    try:
-        fd = os.open(probe, os.O_CREAT | os.O_RDWR | os.O_DIRECT, 0o600)
-    except OSError as e:
-        shutil.rmtree(path, ignore_errors=True)
-        if e.errno == errno.EINVAL:
-            pytest.skip(f"/var/tmp refuses O_DIRECT ({e}): the disk tier needs a disk there")
-        raise
-    os.close(fd)
-    os.unlink(probe)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
+    yield from odirect_dir("kvcached-client-disk-")
 
 
 @pytest.fixture(autouse=True)

@@ -26,22 +26,19 @@ The tier's file uses O_DIRECT, which tmpfs refuses: the files live under
 /var/tmp."""
 
 import ctypes
-import errno
 import hashlib
 import json
 import os
 import random
 import re
-import shutil
 import signal
-import tempfile
 import threading
 import time
 import urllib.request
 
 import pytest
 
-from conftest import HOST_ID, Cluster, Proc
+from conftest import HOST_ID, Cluster, Proc, odirect_dir
 from kvcached import MooncakeDistributedStore, errors
 
 MiB = 1 << 20
@@ -159,19 +156,7 @@ def cluster():
 @pytest.fixture
 def workdir():
     """A directory on a disk (not tmpfs: the tier's file is O_DIRECT), removed afterwards."""
-    path = tempfile.mkdtemp(prefix="kvcached-disk-tier-", dir="/var/tmp")
-    probe = os.path.join(path, "probe")
-    try:
-        fd = os.open(probe, os.O_CREAT | os.O_RDWR | os.O_DIRECT, 0o600)
-    except OSError as e:
-        shutil.rmtree(path, ignore_errors=True)
-        if e.errno == errno.EINVAL:
-            pytest.skip(f"/var/tmp refuses O_DIRECT ({e}): the disk tier needs a disk there")
-        raise
-    os.close(fd)
-    os.unlink(probe)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
+    yield from odirect_dir("kvcached-disk-tier-")
 
 
 def disk_dir(workdir):
