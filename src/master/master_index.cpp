@@ -1394,7 +1394,12 @@ CodesResponse MasterIndex::Remove(const std::vector<std::string>& keys, bool for
   for (const std::string& k : keys) {
     uint32_t id = m.Find(k);
     if (id == kNil) {
-      if (now_ms < m.rebuild_until_ms) m.Bury(k, m.NextVersion(now_ms));
+      // A new master may not have the key yet; an owner that expired holding
+      // it (its tombstone) may offer it again, from memory or from a disk
+      // tier that outlived a restart: either way the remove must stick.
+      if (now_ms < m.rebuild_until_ms || m.tombstones.count(k) > 0) {
+        m.Bury(k, m.NextVersion(now_ms));
+      }
       r.codes.push_back(Code(ErrorCode::OBJECT_NOT_FOUND));
     } else if (m.objects[id].state != State::kComplete) {
       r.codes.push_back(Code(ErrorCode::REPLICA_IS_NOT_READY));

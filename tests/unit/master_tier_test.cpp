@@ -291,6 +291,25 @@ TEST_CASE("disk tier: a copy demoted under readers is freed when the last one re
   CHECK(Put(m, "a3", 6) == kOk);
 }
 
+TEST_CASE("disk tier: a key removed while its owner was expired stays removed when the owner returns") {
+  MasterIndex m(Opts());
+  REQUIRE(m.Mount(kOwner, TierSeg(8 * kMiB), 0).ok());
+  m.Started(0);
+  REQUIRE(Put(m, "gone", 1) == kOk);
+  REQUIRE(Put(m, "kept", 1) == kOk);
+  uint64_t gone_v = m.GetReplicaLists({"gone"}, 2).items[0].version;
+  uint64_t kept_v = m.GetReplicaLists({"kept"}, 2).items[0].version;
+  REQUIRE(m.ExpireClients(20'000).size() == 1);  // silent past the client TTL
+  CHECK(m.Remove({"gone"}, false, 20'001).codes[0] == Code(ErrorCode::OBJECT_NOT_FOUND));
+  // The owner comes back (a restart that kept its disk tier) offering both.
+  std::vector<ObjectEntry> records = {{"gone", kOnDiskOffset, kMiB, 7, gone_v, 0},
+                                      {"kept", kOnDiskOffset, kMiB, 7, kept_v, 0}};
+  REQUIRE(m.Remount(kOwner, TierSeg(8 * kMiB, 64 * kMiB, kSegmentFreshMemory), records, 20'002)
+              .ok());
+  CHECK(m.ExistKeys({"gone", "kept"}, 20'003).codes ==
+        std::vector<int32_t>{Code(ErrorCode::OBJECT_NOT_FOUND), kOk});
+}
+
 TEST_CASE("disk tier: every tier event decodes in a TierReport; unknown operations do not") {
   for (uint8_t op = 1; op <= kMaxTierEvent; ++op) {
     TableUpdate r{"a", {{op, {"k", kOnDiskOffset, 1, 2, 3, 0}}}};
