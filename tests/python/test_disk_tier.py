@@ -414,6 +414,10 @@ def unusable_path(workdir, kind):
     """(path, the cause the log must name) for each kind of unusable --disk-path."""
     if kind == "missing":
         return os.path.join(workdir, "no-such-dir"), r"does not exist"
+    if kind == "no-space":  # a directory fine, but a file larger than its disk
+        path = os.path.join(workdir, "disk")
+        os.mkdir(path)
+        return path, r"cannot (allocate|truncate).*(No space|too large)"
     plain = os.path.join(workdir, "plain-file")
     with open(plain, "wb") as f:
         f.write(b"not a directory")
@@ -430,10 +434,17 @@ def unusable_path(workdir, kind):
     return locked, r"Permission denied"
 
 
-@pytest.mark.parametrize("kind", ["missing", "under-a-file", "a-file", "not-writable"])
+@pytest.mark.parametrize("kind", ["missing", "under-a-file", "a-file", "not-writable", "no-space"])
 def test_unusable_disk_path_runs_on_memory_alone(cluster, workdir, kind):
     path, cause = unusable_path(workdir, kind)
-    store = start_store(cluster, f"dt-bad-{kind}-{os.getpid()}", path, "64MiB")
+    size = "64MiB"
+    if kind == "no-space":  # 1 TiB more than is free, within ext4's 16 TiB file limit
+        st = os.statvfs(path)
+        free_tib = st.f_bavail * st.f_frsize // (1 << 40)
+        if free_tib > 14:
+            pytest.skip(f"{free_tib} TiB free under {path}: no file here can be too large")
+        size = f"{free_tib + 1}TiB"
+    store = start_store(cluster, f"dt-bad-{kind}-{os.getpid()}", path, size)
     log = store.log()
     lines = [line for line in log.splitlines() if path in line and re.search(cause, line)]
     show(f"--disk-path {kind}", path=path, logged=lines[:1])
