@@ -33,6 +33,20 @@ import threading
 IP = "ip"
 CLONE_NEWNET = 0x40000000
 NETNS_RUN_DIR = "/run/netns"  # where `ip netns add` mounts the namespaces it names
+# `ip netns add` makes NETNS_RUN_DIR a mount point (bound on itself) the first
+# time; when the tests did that, they undo it once no namespace is left, so a
+# chroot the suite ran in can be removed (../shared/tools/fresh-root.sh).
+def _is_mount_point(path):
+    """From /proc/self/mountinfo (os.path.ismount misses a bind of a directory
+    on itself, which is what `ip netns add` makes)."""
+    try:
+        with open("/proc/self/mountinfo", encoding="utf-8") as f:
+            return any(line.split()[4] == path for line in f if len(line.split()) > 4)
+    except OSError:
+        return False
+
+
+_RUN_DIR_WAS_MOUNTED = _is_mount_point(NETNS_RUN_DIR)
 
 
 def in_netns_cmd(full_name):
@@ -89,7 +103,23 @@ def can_use_netns():
     if out.returncode != 0:
         return False, f"`ip netns add` is not allowed here: {out.stderr.strip()}"
     _ip("netns", "del", probe, check=False)
+    _release_run_dir()
     return True, ""
+
+
+def _release_run_dir():
+    """Unmounts NETNS_RUN_DIR when the tests made it a mount point and no
+    namespace is left in it (a busy one stays mounted)."""
+    if _RUN_DIR_WAS_MOUNTED:
+        return
+    for _ in range(3):  # a bind on itself may be stacked
+        try:
+            if not _is_mount_point(NETNS_RUN_DIR) or os.listdir(NETNS_RUN_DIR):
+                return
+        except OSError:
+            return
+        if subprocess.run(["umount", NETNS_RUN_DIR], capture_output=True).returncode != 0:
+            return
 
 
 def _pid_alive(pid):
@@ -292,6 +322,7 @@ class NetNamespaces:
         for full in reversed(self._created):
             _delete_netns(full)
         self._created = []
+        _release_run_dir()
         atexit.unregister(self.close)
 
     def __enter__(self):
