@@ -25,6 +25,10 @@ using Clock = std::chrono::steady_clock;
 constexpr uint64_t kMaxPieceBytes = 1ull << 30;  // a frame body is at most 4 GiB - 1
 constexpr uint32_t kMaxSmallBody = 8192;         // error and status answers
 constexpr size_t kMaxIdlePerPeer = 16;
+// SO_RCVLOWAT while a read's body arrives (see Stream::SetLowWater): only
+// for bodies this large, and at most this much.
+constexpr uint64_t kMinLowWater = 128 << 10;
+constexpr uint64_t kMaxLowWater = 1 << 20;
 
 std::string StoreName(const SegmentEndpoint& s, const std::string& where) {
   return "store of segment '" + s.name + "' (tcp " + where + ")";
@@ -106,6 +110,29 @@ struct TcpPath::Stream {
   std::string small;  // an error or status body
   uint64_t body_got = 0;
   Clock::time_point last_progress;
+  int low_water = 1;  // the socket's SO_RCVLOWAT
+
+  // While a large read's body is coming, poll wakes only once the rest of
+  // it (up to kMaxLowWater) has arrived: one wake-up and one recv per
+  // megabyte instead of one per segment the kernel delivers. Never more
+  // than the store has promised (the body it announced), so a short answer
+  // cannot leave the poll waiting; back to 1 for heads.
+  void SetLowWater() {
+    uint64_t rest = 0;
+    if (recv_idx < pieces.size() && head_got == kFrameHeaderBytes && body_got < head.body_bytes) {
+      rest = head.body_bytes - body_got;
+    }
+    int want = rest >= kMinLowWater ? static_cast<int>(std::min(rest, kMaxLowWater)) : 1;
+    if (want == low_water || fd < 0) return;
+    if (setsockopt(fd, SOL_SOCKET, SO_RCVLOWAT, &want, sizeof want) == 0) {
+      low_water = want;
+    } else if (want == 1) {
+      // Left raised it could hold back a short answer; the connection is
+      // not reused (the kernel caps the mark at half the receive buffer,
+      // so a large body itself always arrives).
+      Broken("cannot reset SO_RCVLOWAT on the connection to " + peer + ": " + std::strerror(errno));
+    }
+  }
 
   bool active() const { return fd >= 0 && recv_idx < pieces.size(); }
   bool write() const { return pieces[0].op->write; }
@@ -496,7 +523,10 @@ void TcpPath::Drive(std::vector<std::unique_ptr<Stream>>& streams) {
       short re = fds[i].revents;
       if (re == 0) continue;
       if ((re & POLLOUT) && !s->Send()) continue;
-      if (re & (POLLIN | POLLERR | POLLHUP)) s->Receive();
+      if (re & (POLLIN | POLLERR | POLLHUP)) {
+        s->Receive();
+        s->SetLowWater();
+      }
     }
   }
 }

@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <thread>
 
@@ -203,7 +204,10 @@ TEST_CASE("transport: every out-of-range class is refused, nothing moves, connec
 class FakeStore {
  public:
   using Answer = std::function<std::string(const FrameHeader&)>;
-  explicit FakeStore(Answer answer) : answer_(std::move(answer)) {
+  // `close_after`: close the connection once the answer is sent, instead of
+  // holding it until the client gives up.
+  explicit FakeStore(Answer answer, bool close_after = false)
+      : answer_(std::move(answer)), close_after_(close_after) {
     listen_fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     sockaddr_in a{};
     a.sin_family = AF_INET;
@@ -242,18 +246,23 @@ class FakeStore {
       unsigned char raw[kFrameHeaderBytes];
       if (RecvExact(fd, raw, sizeof raw, d, "client").ok() &&
           DecodeHeader(raw, UINT32_MAX, head).ok()) {
+        // The request's range too, so that a close below is an orderly
+        // end of stream rather than a reset for unread bytes.
+        std::string range(std::min<uint32_t>(head.body_bytes, kDataRangeBytes), '\0');
+        (void)RecvExact(fd, range.data(), range.size(), d, "client");
         std::string reply = answer_(head);
         (void)SendAll(fd, reply.data(), reply.size(), d, "client");
       }
     }
     // Hold the connection until the client gives up.
     char c;
-    while (::recv(fd, &c, 1, 0) > 0) {
+    while (!close_after_ && ::recv(fd, &c, 1, 0) > 0) {
     }
     ::close(fd);
   }
 
   Answer answer_;
+  const bool close_after_;
   int listen_fd_ = -1;
   uint16_t port_ = 0;
   std::thread thread_;
@@ -311,6 +320,74 @@ TEST_CASE("transport: a misbehaving store fails the transfer, never the client")
     CHECK(std::chrono::steady_clock::now() - started < 10s);
     t.Close();
   }
+}
+
+// The client raises SO_RCVLOWAT while a large read's body arrives (fewer
+// wake-ups). It must never wait for more than the store promised, and a
+// connection must go back to the pool ready to read a single byte again.
+TEST_CASE(
+    "transport: large reads with errors between them, then small reads on the same connections") {
+  LocalStore store;
+  Transport t(Options(1, 1 << 20));
+  // Two objects of 1.5 MiB (pieces of 1 MiB and 512 KiB), one byte, and a
+  // read past the segment's end between them, which only the store refuses
+  // (the descriptor overstates the segment): a short error answer where a
+  // large body was asked for.
+  constexpr uint64_t kBig = (3u << 20) / 2;
+  auto lying = std::make_shared<SegmentEndpoint>(*store.endpoint());
+  lying->size = 2 * kSegment;
+  std::vector<uint8_t> a = Pattern(kBig, 7), b = Pattern(kBig, 9), one = Pattern(1, 3);
+  std::vector<TransferOp> writes = {
+      Op(store.endpoint(), Path::kTcp, 0, kBig, a.data(), true),
+      Op(store.endpoint(), Path::kTcp, kBig, kBig, b.data(), true),
+      Op(store.endpoint(), Path::kTcp, 2 * kBig, 1, one.data(), true)};
+  t.Run(writes);
+  for (auto& op : writes) REQUIRE(op.result.ok());
+  for (int round = 0; round < 3; ++round) {
+    CAPTURE(round);
+    std::vector<uint8_t> ga(kBig, 0), gb(kBig, 0), gone(1, 0), junk(kBig, 0);
+    std::vector<TransferOp> reads = {
+        Op(store.endpoint(), Path::kTcp, 0, kBig, ga.data(), false),
+        Op(lying, Path::kTcp, kSegment - 10, kBig, junk.data(), false),
+        Op(store.endpoint(), Path::kTcp, kBig, kBig, gb.data(), false),
+        Op(store.endpoint(), Path::kTcp, 2 * kBig, 1, gone.data(), false)};
+    t.Run(reads);
+    CHECK(reads[0].result.ok());
+    CHECK(reads[1].result.code() == ErrorCode::INVALID_READ);
+    CHECK(reads[2].result.ok());
+    CHECK(reads[3].result.ok());
+    CHECK(ga == a);
+    CHECK(gb == b);
+    CHECK(gone == one);
+    // The pooled connection then serves a read of one byte at once: a low
+    // water mark left raised would stall it until the inactivity timeout.
+    std::vector<uint8_t> small(1, 0);
+    std::vector<TransferOp> tiny = {
+        Op(store.endpoint(), Path::kTcp, 2 * kBig, 1, small.data(), false)};
+    t.Run(tiny);
+    CHECK(tiny[0].result.ok());
+    CHECK(small == one);
+  }
+  CHECK(t.counters().tcp_connections_opened == 1);
+}
+
+TEST_CASE("transport: a store that closes in the middle of a large body fails the read at once") {
+  // Announces a 1 MiB body, sends 300 KiB of it and closes: the end of the
+  // stream must wake the client although fewer bytes than it waits for came.
+  FakeStore fake(
+      [](const FrameHeader& h) {
+        return Header(h.type, kFlagResponse, h.request_id, 1u << 20) + std::string(300u << 10, 'x');
+      },
+      /*close_after=*/true);
+  TransportOptions o = Options(1, 1 << 20);
+  o.io_timeout = 60s;  // a wait for the timeout would fail the message check below
+  Transport t(o);
+  std::vector<uint8_t> buf(1 << 20, 0);
+  std::vector<TransferOp> ops = {Op(fake.endpoint(), Path::kTcp, 0, 1 << 20, buf.data(), false)};
+  t.Run(ops);
+  CHECK(ops[0].result.code() == ErrorCode::TRANSFER_FAIL);
+  CAPTURE(ops[0].result.message());
+  CHECK(ops[0].result.message().find("closed the connection") != std::string::npos);
 }
 
 TEST_CASE("transport: a store that is not there fails fast with the reason") {
