@@ -9,6 +9,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstring>
+#include <deque>
 #include <thread>
 #include <vector>
 
@@ -24,59 +25,81 @@ constexpr uint64_t kMemcpyBytes = 256 * kMiB;
 
 double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
 
-Result<double> OneTcpStream(double seconds) {
-  UniqueFd listener(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof addr;
-  if (listener.get() < 0 ||
-      bind(listener.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
-      listen(listener.get(), 1) != 0 ||
-      getsockname(listener.get(), reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
-    return Status(ErrorCode::TRANSFER_FAIL,
-                  std::string("loopback listener for the TCP baseline: ") + std::strerror(errno));
+// `streams` sender/receiver thread pairs, each over its own 127.0.0.1
+// connection, all at once: the bytes every receiver got over the time from
+// the first sender's start to the last receiver's end.
+Result<double> TcpStreams(double seconds, unsigned streams) {
+  streams = std::max(streams, 1u);
+  std::deque<UniqueFd> listeners;  // UniqueFd does not move
+  std::vector<sockaddr_in> addrs(streams);
+  for (sockaddr_in& addr : addrs) {
+    UniqueFd& listener = listeners.emplace_back(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof addr;
+    if (listener.get() < 0 ||
+        bind(listener.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+        listen(listener.get(), 1) != 0 ||
+        getsockname(listener.get(), reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+      return Status(ErrorCode::TRANSFER_FAIL,
+                    std::string("loopback listener for the TCP baseline: ") + std::strerror(errno));
+    }
   }
+  struct Pair {
+    uint64_t received = 0;
+    Clock::time_point start, end;
+  };
+  std::vector<Pair> pairs(streams);
   std::atomic<bool> failed{false};
-  uint64_t received = 0;
-  Clock::time_point start = Clock::now(), end = start;
-  std::thread receiver([&] {
-    UniqueFd conn(accept(listener.get(), nullptr, nullptr));
-    std::vector<uint8_t> buf(kMiB, 1);
-    ssize_t n = -1;
-    while (conn.get() >= 0 && (n = read(conn.get(), buf.data(), buf.size())) > 0) {
-      received += static_cast<uint64_t>(n);
-    }
-    if (n < 0) failed = true;
-    end = Clock::now();
-  });
-  std::thread sender([&] {
-    UniqueFd conn(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    if (connect(conn.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-      failed = true;
-      shutdown(listener.get(), SHUT_RDWR);  // wakes the receiver's accept
-      return;
-    }
-    std::vector<uint8_t> buf(kMiB, 2);
-    start = Clock::now();
-    while (!failed && Seconds(Clock::now() - start) < seconds) {
-      for (size_t off = 0; off < buf.size();) {
-        ssize_t n = write(conn.get(), buf.data() + off, buf.size() - off);
-        if (n <= 0) {
-          failed = true;
-          break;
-        }
-        off += static_cast<size_t>(n);
+  std::vector<std::thread> threads;
+  for (unsigned i = 0; i < streams; ++i) {
+    Pair& pair = pairs[i];
+    int listener = listeners[i].get();
+    const sockaddr_in& addr = addrs[i];
+    threads.emplace_back([&pair, &failed, listener] {
+      UniqueFd conn(accept(listener, nullptr, nullptr));
+      std::vector<uint8_t> buf(kMiB, 1);
+      ssize_t n = -1;
+      while (conn.get() >= 0 && (n = read(conn.get(), buf.data(), buf.size())) > 0) {
+        pair.received += static_cast<uint64_t>(n);
       }
-    }
-    shutdown(conn.get(), SHUT_WR);
-  });
-  sender.join();
-  receiver.join();
-  if (failed || end <= start) {
+      if (n < 0) failed = true;
+      pair.end = Clock::now();
+    });
+    threads.emplace_back([&pair, &failed, listener, &addr, seconds] {
+      UniqueFd conn(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+      pair.start = Clock::now();
+      if (connect(conn.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0) {
+        failed = true;
+        shutdown(listener, SHUT_RDWR);  // wakes the receiver's accept
+        return;
+      }
+      std::vector<uint8_t> buf(kMiB, 2);
+      while (!failed && Seconds(Clock::now() - pair.start) < seconds) {
+        for (size_t off = 0; off < buf.size();) {
+          ssize_t n = write(conn.get(), buf.data() + off, buf.size() - off);
+          if (n <= 0) {
+            failed = true;
+            break;
+          }
+          off += static_cast<size_t>(n);
+        }
+      }
+      shutdown(conn.get(), SHUT_WR);
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  Clock::time_point first = pairs[0].start, last = pairs[0].end;
+  uint64_t received = 0;
+  for (const Pair& p : pairs) {
+    first = std::min(first, p.start);
+    last = std::max(last, p.end);
+    received += p.received;
+  }
+  if (failed || last <= first) {
     return Status(ErrorCode::TRANSFER_FAIL, "the loopback TCP baseline could not be measured");
   }
-  return static_cast<double>(received) / Seconds(end - start) / 1e9;
+  return static_cast<double>(received) / Seconds(last - first) / 1e9;
 }
 
 }  // namespace
@@ -99,10 +122,10 @@ Result<double> MeasureMemcpyGBps(int runs) {
   return static_cast<double>(kMemcpyBytes) / best / 1e9;
 }
 
-Result<double> MeasureLoopbackTcpGBps(double seconds, int runs) {
+Result<double> MeasureLoopbackTcpGBps(double seconds, int runs, unsigned streams) {
   double best = 0;
   for (int run = 0; run < std::max(runs, 1); ++run) {
-    Result<double> r = OneTcpStream(seconds);
+    Result<double> r = TcpStreams(seconds, streams);
     if (!r.ok()) return r.status();
     best = std::max(best, *r);
   }

@@ -23,8 +23,10 @@ struct Baseline {
 Result<double> MeasureMemcpyGBps(int runs = 5);
 // One sender and one receiver thread over one 127.0.0.1 connection, 1 MiB
 // writes for `seconds`, default socket buffers; best of `runs`. TRANSFER_FAIL
-// when the loopback connection cannot be made.
-Result<double> MeasureLoopbackTcpGBps(double seconds = 1.0, int runs = 3);
+// when the loopback connection cannot be made. With `streams` > 1, that many
+// such pairs at once, each on its own connection, and their sum: what
+// loopback TCP carries when several clients share the machine's cores.
+Result<double> MeasureLoopbackTcpGBps(double seconds = 1.0, int runs = 3, unsigned streams = 1);
 // The congestion control a new TCP socket gets here (the system's
 // net.ipv4.tcp_congestion_control), e.g. "cubic" or "bbr"; "unknown" when
 // it cannot be read. It changes loopback figures a lot (bbr paces every
