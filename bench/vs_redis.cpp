@@ -2,9 +2,14 @@
 // object sizes, the same number of client threads (one connection or client
 // each), the same bytes, next to this machine's loopback TCP ceilings
 // measured in the same run: one stream, and as many streams at once as there
-// are client threads (TCPxN). The last column, TCPxN over Redis's rate, is
-// the most any system that copies bytes through loopback TCP could be ahead
-// of Redis in that row here.
+// are client threads (TCPxN). TCPxN over Redis's rate bounds how far ahead
+// of Redis any system that copies bytes through loopback TCP could be in a
+// row here (from above: the ceiling streams between hot buffers). Each row
+// also shows the machine's busy CPU seconds per GB moved, for each system
+// (servers, clients and the kernel's TCP work together, from /proc/stat),
+// and the most a system may spend per GB to move 1.5x Redis's rate with
+// every core busy: on a machine whose cores are the limit, a system whose
+// figure is above that budget cannot reach 1.5x there.
 //
 //   build/bench_vs_redis [--bin PATH] [--redis-server PATH] [--threads 4]
 //                        [--cells 64K:16,1M:16,4M:1] [--bytes 1GiB] [--rounds 3]
@@ -48,6 +53,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -441,11 +447,40 @@ class RedisSystem : public System {
   std::vector<std::unique_ptr<RedisConnection>> conns_;
 };
 
-// The best round of one operation of one cell on one system.
+// CPU seconds the whole machine has spent busy so far (every core, every
+// process, interrupts included: /proc/stat's user, nice, system, irq,
+// softirq and steal), so a phase's cost counts the servers, the clients and
+// the kernel's TCP work alike. Negative when /proc/stat cannot be read.
+double MachineBusySeconds() {
+  std::ifstream in("/proc/stat");
+  std::string cpu;
+  unsigned long long user = 0, nice = 0, system = 0, idle = 0, iowait = 0, irq = 0, softirq = 0,
+                     steal = 0;
+  if (!(in >> cpu >> user >> nice >> system >> idle >> iowait >> irq >> softirq >> steal) ||
+      cpu != "cpu") {
+    return -1;
+  }
+  static const long ticks = sysconf(_SC_CLK_TCK);
+  return static_cast<double>(user + nice + system + irq + softirq + steal) /
+         static_cast<double>(ticks > 0 ? ticks : 100);
+}
+
+// One timed phase: its wall time and the machine's busy CPU seconds in it.
+struct Phase {
+  double seconds = 0;
+  double cpu_seconds = -1;  // negative: not measured
+};
+
+// The best round of one operation of one cell on one system, with the CPU
+// that round cost.
 struct Best {
   double seconds = 0;  // 0: no round yet
-  void Add(double s) {
-    if (seconds == 0 || s < seconds) seconds = s;
+  double cpu_seconds = -1;
+  void Add(Phase p) {
+    if (seconds == 0 || p.seconds < seconds) {
+      seconds = p.seconds;
+      cpu_seconds = p.cpu_seconds;
+    }
   }
 };
 
@@ -515,8 +550,8 @@ class Runner {
 
   // The threads run `op` over their objects in batches; seconds from all
   // started to all done. The first failure stops the run (it throws).
-  double Timed(const Cell& cell, uint64_t per_thread, const std::string& prefix, const Op& op,
-               Arena& memory) {
+  Phase Timed(const Cell& cell, uint64_t per_thread, const std::string& prefix, const Op& op,
+              Arena& memory) {
     std::atomic<unsigned> ready{0};
     std::atomic<bool> go{false};
     std::vector<std::string> errors(o_.threads);
@@ -541,14 +576,18 @@ class Runner {
       });
     }
     while (ready.load() < o_.threads) std::this_thread::yield();
+    double busy0 = MachineBusySeconds();
     auto t0 = Clock::now();
     go.store(true, std::memory_order_release);
     for (std::thread& th : threads) th.join();
-    double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+    Phase p;
+    p.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+    double busy1 = MachineBusySeconds();
+    if (busy0 >= 0 && busy1 >= busy0) p.cpu_seconds = busy1 - busy0;
     for (const std::string& e : errors) {
       if (!e.empty()) throw std::runtime_error(e);
     }
-    return seconds;
+    return p;
   }
 
   // --verify: every byte of each object just read, against what was put.
@@ -598,15 +637,28 @@ std::string Rate(uint64_t objects, uint64_t object_bytes, const Best& b) {
   return buf;
 }
 
+// The machine's busy CPU seconds per GB moved in a best round ("-" when
+// /proc/stat could not be read). The "1.5x" column is the most CPU per GB a
+// system may spend to move 1.5 times Redis's rate with every core of this
+// machine busy: a system spending more cannot reach it here.
+std::string CpuPerGB(uint64_t bytes, const Best& b) {
+  if (b.cpu_seconds < 0) return "-";
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.3f", b.cpu_seconds / (static_cast<double>(bytes) / 1e9));
+  return buf;
+}
+
 // `tcp_ceiling`: one loopback stream; `tcp_all`: o.threads streams at once,
 // the most any system copying bytes through loopback TCP moves here with
 // that many clients. Its ratio to Redis's rate (last column) is how far
 // ahead of Redis the machine lets anyone be in that row.
 void PrintTable(const Options& o, const std::vector<CellResult>& results, double tcp_ceiling,
                 double tcp_all) {
-  std::printf(
-      "\n%-8s %-5s %-3s  %-26s %-26s %s\n", "object", "batch", "op", "kvcached", "Redis",
-      ("kvcached/Redis  kvcached/TCP  TCPx" + std::to_string(o.threads) + "/Redis").c_str());
+  std::printf("\n%-8s %-5s %-3s  %-26s %-26s %s\n", "object", "batch", "op", "kvcached", "Redis",
+              ("kvcached/Redis  kvcached/TCP  TCPx" + std::to_string(o.threads) +
+               "/Redis  CPU s/GB: kvcached  Redis  1.5x")
+                  .c_str());
+  const double cores = static_cast<double>(std::max(1u, std::thread::hardware_concurrency()));
   for (size_t i = 0; i < o.cells.size(); ++i) {
     const CellResult& r = results[i];
     const Cell& c = o.cells[i];
@@ -619,11 +671,13 @@ void PrintTable(const Options& o, const std::vector<CellResult>& results, double
       const std::vector<Best>& best = op == 0 ? r.put : r.get;
       double k = static_cast<double>(r.objects * c.object_bytes) / best[0].seconds / 1e9;
       double redis = static_cast<double>(r.objects * c.object_bytes) / best[1].seconds / 1e9;
-      std::printf("%-8s %-5zu %-3s  %-26s %-26s %13.2fx %12.0f%% %11.2fx\n",
+      std::printf("%-8s %-5zu %-3s  %-26s %-26s %13.2fx %12.0f%% %11.2fx %18s %6s %5.3f\n",
                   FormatSize(c.object_bytes).c_str(), c.batch, op == 0 ? "put" : "get",
                   Rate(r.objects, c.object_bytes, best[0]).c_str(),
                   Rate(r.objects, c.object_bytes, best[1]).c_str(),
-                  best[1].seconds / best[0].seconds, 100 * k / tcp_ceiling, tcp_all / redis);
+                  best[1].seconds / best[0].seconds, 100 * k / tcp_ceiling, tcp_all / redis,
+                  CpuPerGB(r.objects * c.object_bytes, best[0]).c_str(),
+                  CpuPerGB(r.objects * c.object_bytes, best[1]).c_str(), cores / (1.5 * redis));
     }
   }
 }
