@@ -25,10 +25,13 @@ using Clock = std::chrono::steady_clock;
 constexpr uint64_t kMaxPieceBytes = 1ull << 30;  // a frame body is at most 4 GiB - 1
 constexpr uint32_t kMaxSmallBody = 8192;         // error and status answers
 constexpr size_t kMaxIdlePerPeer = 16;
-// SO_RCVLOWAT while a read's body arrives (see Stream::SetLowWater): only
-// for bodies this large, and at most this much.
+// SO_RCVLOWAT while read answers arrive (see Stream::SetLowWater): only
+// when this many bytes are expected, and at most this much. A mark that
+// counts on answers not yet announced is given up after kSpeculation
+// without the socket becoming readable (an error answer was shorter).
 constexpr uint64_t kMinLowWater = 128 << 10;
 constexpr uint64_t kMaxLowWater = 1 << 20;
+constexpr std::chrono::milliseconds kSpeculation{5};
 
 std::string StoreName(const SegmentEndpoint& s, const std::string& where) {
   return "store of segment '" + s.name + "' (tcp " + where + ")";
@@ -111,18 +114,37 @@ struct TcpPath::Stream {
   uint64_t body_got = 0;
   Clock::time_point last_progress;
   int low_water = 1;  // the socket's SO_RCVLOWAT
+  bool speculative = false;     // the mark counts bytes of answers not yet announced
+  bool no_speculation = false;  // a speculative mark ran out its time in this batch
+  Clock::time_point speculating_since;
 
-  // While a large read's body is coming, poll wakes only once the rest of
-  // it (up to kMaxLowWater) has arrived: one wake-up and one recv per
-  // megabyte instead of one per segment the kernel delivers. Never more
-  // than the store has promised (the body it announced), so a short answer
-  // cannot leave the poll waiting; back to 1 for heads.
+  // While read answers are coming, poll wakes only once the bytes still
+  // expected (up to kMaxLowWater) have arrived: one wake-up and one recv
+  // per megabyte instead of one per segment the kernel delivers, also for a
+  // batch of small objects. Bytes the store has announced (the rest of the
+  // body being read) are sure to come; those of later answers only if each
+  // succeeds, since an error answer is shorter. Such a mark is
+  // `speculative`: when it has held the poll for kSpeculation without the
+  // socket becoming readable, the stream falls back, for the rest of the
+  // batch, to announced bytes only. Back to 1 when nothing large is due.
   void SetLowWater() {
-    uint64_t rest = 0;
-    if (recv_idx < pieces.size() && head_got == kFrameHeaderBytes && body_got < head.body_bytes) {
-      rest = head.body_bytes - body_got;
+    uint64_t promised = 0, expected = 0;
+    if (recv_idx < pieces.size()) {
+      if (head_got == kFrameHeaderBytes) {
+        if (body_got < head.body_bytes) promised = head.body_bytes - body_got;
+        expected = promised;
+      } else {
+        expected = kFrameHeaderBytes - head_got + AnswerBody(pieces[recv_idx]);
+      }
+      for (size_t i = recv_idx + 1; i < pieces.size() && expected < kMaxLowWater; ++i) {
+        expected += kFrameHeaderBytes + AnswerBody(pieces[i]);
+      }
     }
+    uint64_t rest = no_speculation ? promised : expected;
     int want = rest >= kMinLowWater ? static_cast<int>(std::min(rest, kMaxLowWater)) : 1;
+    bool spec = want > 1 && static_cast<uint64_t>(want) > promised;
+    if (spec && !speculative) speculating_since = Clock::now();
+    speculative = spec;
     if (want == low_water || fd < 0) return;
     if (setsockopt(fd, SOL_SOCKET, SO_RCVLOWAT, &want, sizeof want) == 0) {
       low_water = want;
@@ -133,6 +155,8 @@ struct TcpPath::Stream {
       Broken("cannot reset SO_RCVLOWAT on the connection to " + peer + ": " + std::strerror(errno));
     }
   }
+
+  static uint64_t AnswerBody(const Piece& p) { return p.op->write ? 0 : p.length; }
 
   bool active() const { return fd >= 0 && recv_idx < pieces.size(); }
   bool write() const { return pieces[0].op->write; }
@@ -491,6 +515,7 @@ void TcpPath::Drive(std::vector<std::unique_ptr<Stream>>& streams) {
   for (auto& s : streams) {
     s->last_progress = now;
     s->PrepareHeads();
+    s->SetLowWater();  // a batch of reads is woken for once its first megabyte is in
   }
   std::vector<pollfd> fds;
   std::vector<Stream*> polled;
@@ -501,6 +526,13 @@ void TcpPath::Drive(std::vector<std::unique_ptr<Stream>>& streams) {
     auto next_timeout = now + options_.io_timeout;
     for (auto& s : streams) {
       if (!s->active()) continue;
+      if (now - s->last_progress >= options_.io_timeout && s->low_water > 1) {
+        // Bytes may have come that the mark held back from poll (a slow
+        // link): they are progress. Read them before judging.
+        s->Receive();
+        s->SetLowWater();
+        if (!s->active()) continue;
+      }
       if (now - s->last_progress >= options_.io_timeout) {
         s->Broken("no progress from " + s->peer + " for " +
                   std::to_string(options_.io_timeout.count()) + " ms");
@@ -511,6 +543,10 @@ void TcpPath::Drive(std::vector<std::unique_ptr<Stream>>& streams) {
       fds.push_back({s->fd, events, 0});
       polled.push_back(s.get());
       next_timeout = std::min(next_timeout, s->last_progress + options_.io_timeout);
+      if (s->speculative) {
+        next_timeout =
+            std::min(next_timeout, std::max(s->speculating_since, s->last_progress) + kSpeculation);
+      }
     }
     if (polled.empty()) return;
     int rc = ::poll(fds.data(), fds.size(), std::max(1, RemainingMs(next_timeout)));
@@ -518,10 +554,18 @@ void TcpPath::Drive(std::vector<std::unique_ptr<Stream>>& streams) {
       for (Stream* s : polled) s->Broken(std::string("poll: ") + std::strerror(errno));
       return;
     }
-    for (size_t i = 0; rc > 0 && i < polled.size(); ++i) {
+    now = Clock::now();
+    for (size_t i = 0; rc >= 0 && i < polled.size(); ++i) {
       Stream* s = polled[i];
       short re = fds[i].revents;
-      if (re == 0) continue;
+      if (re == 0) {
+        if (s->speculative &&
+            now - std::max(s->speculating_since, s->last_progress) >= kSpeculation) {
+          s->no_speculation = true;
+          s->SetLowWater();
+        }
+        continue;
+      }
       if ((re & POLLOUT) && !s->Send()) continue;
       if (re & (POLLIN | POLLERR | POLLHUP)) {
         s->Receive();

@@ -205,9 +205,11 @@ class FakeStore {
  public:
   using Answer = std::function<std::string(const FrameHeader&)>;
   // `close_after`: close the connection once the answer is sent, instead of
-  // holding it until the client gives up.
-  explicit FakeStore(Answer answer, bool close_after = false)
-      : answer_(std::move(answer)), close_after_(close_after) {
+  // holding it until the client gives up. `chunk` > 0: send the answer
+  // `chunk` bytes at a time, `gap` apart (a slow link).
+  explicit FakeStore(Answer answer, bool close_after = false, size_t chunk = 0,
+                     std::chrono::milliseconds gap = {})
+      : answer_(std::move(answer)), close_after_(close_after), chunk_(chunk), gap_(gap) {
     listen_fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     sockaddr_in a{};
     a.sin_family = AF_INET;
@@ -251,7 +253,13 @@ class FakeStore {
         std::string range(std::min<uint32_t>(head.body_bytes, kDataRangeBytes), '\0');
         (void)RecvExact(fd, range.data(), range.size(), d, "client");
         std::string reply = answer_(head);
-        (void)SendAll(fd, reply.data(), reply.size(), d, "client");
+        size_t step = chunk_ > 0 ? chunk_ : reply.size();
+        for (size_t at = 0; at < reply.size(); at += step) {
+          if (at > 0) std::this_thread::sleep_for(gap_);
+          d = std::chrono::steady_clock::now() + 5s;
+          size_t n = std::min(step, reply.size() - at);
+          if (!SendAll(fd, reply.data() + at, n, d, "client").ok()) break;
+        }
       }
     }
     // Hold the connection until the client gives up.
@@ -263,6 +271,8 @@ class FakeStore {
 
   Answer answer_;
   const bool close_after_;
+  const size_t chunk_;
+  const std::chrono::milliseconds gap_;
   int listen_fd_ = -1;
   uint16_t port_ = 0;
   std::thread thread_;
@@ -369,6 +379,87 @@ TEST_CASE(
     CHECK(small == one);
   }
   CHECK(t.counters().tcp_connections_opened == 1);
+}
+
+// For a batch of small reads the mark also counts the answers still to
+// come, which only holds while each succeeds: an error answer is shorter,
+// and the stream must then fall back to the bytes announced instead of
+// waiting for io_timeout. The worst place for the error is last.
+TEST_CASE("transport: a batch of small reads with error answers, last and in the middle") {
+  LocalStore store;
+  TransportOptions o = Options(1, 1 << 20);
+  o.io_timeout = 2000ms;  // a stall would fail the batch with "no progress"
+  Transport t(o);
+  constexpr uint64_t kObj = 64 << 10;
+  constexpr int kCount = 24;  // 1.5 MiB of answers expected when all succeed
+  std::vector<std::vector<uint8_t>> src;
+  std::vector<TransferOp> writes;
+  for (int i = 0; i < kCount; ++i) {
+    src.push_back(Pattern(kObj, static_cast<uint8_t>(i)));
+    writes.push_back(Op(store.endpoint(), Path::kTcp, i * kObj, kObj, src.back().data(), true));
+  }
+  t.Run(writes);
+  for (auto& op : writes) REQUIRE(op.result.ok());
+  auto lying = std::make_shared<SegmentEndpoint>(*store.endpoint());
+  lying->size = 2 * kSegment;  // the client sends it; the store refuses it
+  for (std::vector<int> refused :
+       {std::vector<int>{kCount - 1}, std::vector<int>{3, 11}, std::vector<int>{0, kCount - 1}}) {
+    CAPTURE(refused[0]);
+    std::vector<std::vector<uint8_t>> got(kCount, std::vector<uint8_t>(kObj, 0));
+    std::vector<TransferOp> reads;
+    for (int i = 0; i < kCount; ++i) {
+      bool bad = std::find(refused.begin(), refused.end(), i) != refused.end();
+      reads.push_back(bad ? Op(lying, Path::kTcp, kSegment + i * kObj, kObj, got[i].data(), false)
+                          : Op(store.endpoint(), Path::kTcp, i * kObj, kObj, got[i].data(), false));
+    }
+    t.Run(reads);
+    for (int i = 0; i < kCount; ++i) {
+      CAPTURE(i);
+      bool bad = std::find(refused.begin(), refused.end(), i) != refused.end();
+      if (bad) {
+        CHECK(reads[i].result.code() == ErrorCode::INVALID_READ);
+      } else {
+        CHECK(reads[i].result.ok());
+        CHECK(got[i] == src[i]);
+      }
+    }
+    // The connection goes back to the pool and serves one byte at once.
+    std::vector<uint8_t> one(1, 0);
+    std::vector<TransferOp> tiny = {Op(store.endpoint(), Path::kTcp, kObj, 1, one.data(), false)};
+    t.Run(tiny);
+    CHECK(tiny[0].result.ok());
+    CHECK(one[0] == src[1][0]);
+  }
+  CHECK(t.counters().tcp_connections_opened == 1);
+}
+
+// A slow link: a 2 MiB answer comes 64 KiB every 60 ms, so a megabyte
+// takes longer than io_timeout although bytes never stop coming. A raised
+// low-water mark keeps poll from waking for them; they still count as
+// progress.
+TEST_CASE("transport: a large answer that trickles in slower than the mark is not a timeout") {
+  constexpr uint32_t kBody = 2u << 20;
+  FakeStore fake(
+      [](const FrameHeader& h) {
+        std::string body(kBody, '\0');
+        for (size_t i = 0; i < body.size(); ++i) body[i] = static_cast<char>(i * 7 + (i >> 12));
+        return Header(h.type, kFlagResponse, h.request_id, kBody) + body;
+      },
+      /*close_after=*/false, 64 << 10, 60ms);
+  TransportOptions o = Options(1, 4 << 20);  // one piece of 2 MiB
+  o.io_timeout = 500ms;
+  Transport t(o);
+  std::vector<uint8_t> buf(kBody, 0);
+  std::vector<TransferOp> ops = {Op(fake.endpoint(), Path::kTcp, 0, kBody, buf.data(), false)};
+  t.Run(ops);
+  CAPTURE(ops[0].result.message());
+  REQUIRE(ops[0].result.ok());
+  bool same = true;
+  for (size_t i = 0; i < buf.size() && same; ++i) {
+    same = buf[i] == static_cast<uint8_t>(i * 7 + (i >> 12));
+  }
+  CHECK(same);
+  t.Close();
 }
 
 TEST_CASE("transport: a store that closes in the middle of a large body fails the read at once") {
