@@ -433,10 +433,10 @@ TEST_CASE("transport: a batch of small reads with error answers, last and in the
   CHECK(t.counters().tcp_connections_opened == 1);
 }
 
-// A slow link: a 2 MiB answer comes 64 KiB every 60 ms, so a megabyte
-// takes longer than io_timeout although bytes never stop coming. A raised
-// low-water mark keeps poll from waking for them; they still count as
-// progress.
+// A slow link: a 2 MiB answer comes 64 KiB every 120 ms, so a megabyte
+// (1.9 s) takes longer than io_timeout (1.5 s) although bytes never stop
+// coming, at most 120 ms apart. A raised low-water mark keeps poll from
+// waking for them; they still count as progress.
 TEST_CASE("transport: a large answer that trickles in slower than the mark is not a timeout") {
   constexpr uint32_t kBody = 2u << 20;
   FakeStore fake(
@@ -445,9 +445,9 @@ TEST_CASE("transport: a large answer that trickles in slower than the mark is no
         for (size_t i = 0; i < body.size(); ++i) body[i] = static_cast<char>(i * 7 + (i >> 12));
         return Header(h.type, kFlagResponse, h.request_id, kBody) + body;
       },
-      /*close_after=*/false, 64 << 10, 60ms);
+      /*close_after=*/false, 64 << 10, 120ms);
   TransportOptions o = Options(1, 4 << 20);  // one piece of 2 MiB
-  o.io_timeout = 500ms;
+  o.io_timeout = 1500ms;
   Transport t(o);
   std::vector<uint8_t> buf(kBody, 0);
   std::vector<TransferOp> ops = {Op(fake.endpoint(), Path::kTcp, 0, kBody, buf.data(), false)};
