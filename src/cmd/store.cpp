@@ -219,59 +219,71 @@ void AddStoreMetrics(MetricsRegistry& metrics, const SegmentMemory& segment,
   });
 }
 
-// The disk tier's series (docs/disk-tier.md), when one is configured.
+// The disk tier's series (docs/disk-tier.md), when one is configured: each
+// read from the tier's statistics at render time.
 void AddDiskTierMetrics(MetricsRegistry& metrics, const SegmentHost& host) {
-  metrics.AddCollector([&host](std::string& out) {
-    DiskTier* tier = host.disk_tier();
-    DiskTierStats s = tier ? tier->stats() : DiskTierStats{};
-    if (!tier) s.online = false;
-    auto series = [&](const char* name, const char* type, const char* help, double v) {
-      char value[64];
-      std::snprintf(value, sizeof value, "%.17g", v);
-      out += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " " + type + "\n" +
-             name + " " + value + "\n";
+  using Stats = DiskTierStats;
+  struct Series {
+    const char* name;
+    bool counter;
+    const char* help;
+    double (*read)(const Stats&);
+  };
+  static constexpr Series kSeries[] = {
+      {"kvcached_store_disk_tier_online", false,
+       "1 while the disk tier works; 0 when it could not be opened or went offline (the store "
+       "then keeps objects in memory only)",
+       [](const Stats& s) { return s.online ? 1.0 : 0.0; }},
+      {"kvcached_store_disk_capacity_bytes", false, "Size of the disk tier's file",
+       [](const Stats& s) { return double(s.capacity_bytes); }},
+      {"kvcached_store_disk_used_bytes", false,
+       "Disk tier space held by records (headers and padding included)",
+       [](const Stats& s) { return double(s.used_bytes); }},
+      {"kvcached_store_disk_objects", false, "Objects in the disk tier",
+       [](const Stats& s) { return double(s.objects); }},
+      {"kvcached_store_disk_object_bytes", false, "Bytes of the objects in the disk tier",
+       [](const Stats& s) { return double(s.bytes); }},
+      {"kvcached_store_disk_writes_total", true, "Objects written to the disk tier",
+       [](const Stats& s) { return double(s.writes); }},
+      {"kvcached_store_disk_write_bytes_total", true, "Bytes written to the disk tier",
+       [](const Stats& s) { return double(s.write_bytes); }},
+      {"kvcached_store_disk_write_seconds_total", true,
+       "Time objects' writes took, summed (divide by writes for the mean latency)",
+       [](const Stats& s) { return double(s.write_ns) / 1e9; }},
+      {"kvcached_store_disk_reads_total", true, "Objects read from the disk tier",
+       [](const Stats& s) { return double(s.reads); }},
+      {"kvcached_store_disk_read_bytes_total", true, "Bytes read from the disk tier",
+       [](const Stats& s) { return double(s.read_bytes); }},
+      {"kvcached_store_disk_read_seconds_total", true,
+       "Time objects' reads took, summed (divide by reads for the mean latency)",
+       [](const Stats& s) { return double(s.read_ns) / 1e9; }},
+      {"kvcached_store_disk_evictions_total", true,
+       "Objects the disk tier dropped to make room (oldest first)",
+       [](const Stats& s) { return double(s.evictions); }},
+      {"kvcached_store_disk_corrupt_total", true,
+       "Torn or corrupt records dropped (at start or at a read), never served",
+       [](const Stats& s) { return double(s.corrupt); }},
+      {"kvcached_store_disk_write_errors_total", true, "Disk tier writes that failed",
+       [](const Stats& s) { return double(s.write_errors); }},
+      {"kvcached_store_disk_read_errors_total", true, "Disk tier reads that failed",
+       [](const Stats& s) { return double(s.read_errors); }},
+      {"kvcached_store_disk_refused_total", true,
+       "Demotions the disk tier refused (offline, or the object too large for it)",
+       [](const Stats& s) { return double(s.refused); }},
+  };
+  for (const Series& series : kSeries) {
+    auto read = [&host, read = series.read] {
+      DiskTier* tier = host.disk_tier();
+      Stats s = tier ? tier->stats() : Stats{};
+      if (!tier) s.online = false;
+      return read(s);
     };
-    series("kvcached_store_disk_tier_online", "gauge",
-           "1 while the disk tier works; 0 when it could not be opened or went offline "
-           "(the store then keeps objects in memory only)",
-           s.online ? 1 : 0);
-    series("kvcached_store_disk_capacity_bytes", "gauge", "Size of the disk tier's file",
-           static_cast<double>(s.capacity_bytes));
-    series("kvcached_store_disk_used_bytes", "gauge",
-           "Disk tier space held by records (headers and padding included)",
-           static_cast<double>(s.used_bytes));
-    series("kvcached_store_disk_objects", "gauge", "Objects in the disk tier",
-           static_cast<double>(s.objects));
-    series("kvcached_store_disk_object_bytes", "gauge", "Bytes of the objects in the disk tier",
-           static_cast<double>(s.bytes));
-    series("kvcached_store_disk_writes_total", "counter", "Objects written to the disk tier",
-           static_cast<double>(s.writes));
-    series("kvcached_store_disk_write_bytes_total", "counter", "Bytes written to the disk tier",
-           static_cast<double>(s.write_bytes));
-    series("kvcached_store_disk_write_seconds_total", "counter",
-           "Time objects' writes took, summed (divide by writes for the mean latency)",
-           static_cast<double>(s.write_ns) / 1e9);
-    series("kvcached_store_disk_reads_total", "counter", "Objects read from the disk tier",
-           static_cast<double>(s.reads));
-    series("kvcached_store_disk_read_bytes_total", "counter", "Bytes read from the disk tier",
-           static_cast<double>(s.read_bytes));
-    series("kvcached_store_disk_read_seconds_total", "counter",
-           "Time objects' reads took, summed (divide by reads for the mean latency)",
-           static_cast<double>(s.read_ns) / 1e9);
-    series("kvcached_store_disk_evictions_total", "counter",
-           "Objects the disk tier dropped to make room (oldest first)",
-           static_cast<double>(s.evictions));
-    series("kvcached_store_disk_corrupt_total", "counter",
-           "Torn or corrupt records dropped (at start or at a read), never served",
-           static_cast<double>(s.corrupt));
-    series("kvcached_store_disk_write_errors_total", "counter", "Disk tier writes that failed",
-           static_cast<double>(s.write_errors));
-    series("kvcached_store_disk_read_errors_total", "counter", "Disk tier reads that failed",
-           static_cast<double>(s.read_errors));
-    series("kvcached_store_disk_refused_total", "counter",
-           "Demotions the disk tier refused (offline, or the object too large for it)",
-           static_cast<double>(s.refused));
-  });
+    if (series.counter) {
+      metrics.AddCounterCallback(series.name, series.help, {}, read);
+    } else {
+      metrics.AddGaugeCallback(series.name, series.help, {}, read);
+    }
+  }
 }
 
 namespace http = boost::beast::http;

@@ -101,12 +101,23 @@ Gauge& MetricsRegistry::GetGauge(const std::string& name, const std::string& hel
   return *s.gauge;
 }
 
-void MetricsRegistry::AddGaugeCallback(const std::string& name, const std::string& help,
-                                       const MetricLabels& labels, std::function<double()> read) {
+void MetricsRegistry::AddCallback(const std::string& name, const std::string& help, Type type,
+                                  const MetricLabels& labels, std::function<double()> read) {
   std::lock_guard<std::mutex> lock(mu_);
-  Series& s = FamilyFor(name, help, Type::kGauge).series[RenderLabels(labels)];
+  Series& s = FamilyFor(name, help, type).series[RenderLabels(labels)];
+  s.counter.reset();
   s.gauge.reset();
   s.callback = std::move(read);
+}
+
+void MetricsRegistry::AddGaugeCallback(const std::string& name, const std::string& help,
+                                       const MetricLabels& labels, std::function<double()> read) {
+  AddCallback(name, help, Type::kGauge, labels, std::move(read));
+}
+
+void MetricsRegistry::AddCounterCallback(const std::string& name, const std::string& help,
+                                         const MetricLabels& labels, std::function<double()> read) {
+  AddCallback(name, help, Type::kCounter, labels, std::move(read));
 }
 
 Histogram& MetricsRegistry::GetHistogram(const std::string& name, const std::string& help,

@@ -68,6 +68,10 @@ class MetricsRegistry {
   // callback must be thread-safe and outlive the registry's use.
   void AddGaugeCallback(const std::string& name, const std::string& help,
                         const MetricLabels& labels, std::function<double()> read);
+  // The same for a counter whose total is kept elsewhere (a component's own
+  // statistics): `read` must never go down.
+  void AddCounterCallback(const std::string& name, const std::string& help,
+                          const MetricLabels& labels, std::function<double()> read);
   Histogram& GetHistogram(const std::string& name, const std::string& help,
                           const std::vector<double>& bounds_seconds,
                           const MetricLabels& labels = {});
@@ -93,6 +97,8 @@ class MetricsRegistry {
     std::map<std::string, Series> series;  // rendered label set -> series
   };
   Family& FamilyFor(const std::string& name, const std::string& help, Type type);
+  void AddCallback(const std::string& name, const std::string& help, Type type,
+                   const MetricLabels& labels, std::function<double()> read);
 
   mutable std::mutex mu_;  // guards families_ (structure only; values are atomic)
   std::map<std::string, Family> families_;

@@ -11,12 +11,19 @@ TEST_CASE("counters, gauges and callbacks render in Prometheus text format") {
   m.GetCounter("kvcached_x_total", "X things", {{"op", "get"}}).Inc();
   m.GetGauge("kvcached_y_bytes", "Y").Set(42);
   m.AddGaugeCallback("kvcached_z", "Z", {}, [] { return 7.0; });
+  uint64_t total = 5;
+  m.AddCounterCallback("kvcached_w_total", "W", {{"k", "v"}},
+                       [&total] { return static_cast<double>(total); });
+  total = 9;
   std::string text = m.Render();
   CHECK(text.find("# HELP kvcached_x_total X things\n# TYPE kvcached_x_total counter\n") !=
         std::string::npos);
   CHECK(text.find("kvcached_x_total{op=\"get\"} 4\n") != std::string::npos);
   CHECK(text.find("kvcached_y_bytes 42\n") != std::string::npos);
   CHECK(text.find("kvcached_z 7\n") != std::string::npos);
+  // Read at render time, typed as a counter.
+  CHECK(text.find("# TYPE kvcached_w_total counter\nkvcached_w_total{k=\"v\"} 9\n") !=
+        std::string::npos);
 }
 
 TEST_CASE("histograms are cumulative with +Inf, _sum and _count") {
