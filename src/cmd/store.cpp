@@ -362,6 +362,16 @@ int RunStore(const CommandContext& ctx) {
     spdlog::error("--disk-path needs --disk-size (the size of the tier's file, e.g. 64GiB)");
     return kExitUsage;
   }
+  if (cfg.String("disk-path").empty()) {
+    for (const char* option : {"disk-size", "disk-staging", "disk-fsync"}) {
+      const ConfigValue& v = cfg.Get(option);
+      if (v.source == ConfigSource::kDefault) continue;
+      std::string flag = std::string("--") + option;
+      std::string what = v.origin == flag ? flag : v.origin + " (" + flag + ")";
+      spdlog::error("{} is for a disk tier, which needs --disk-path (the tier's directory)", what);
+      return kExitUsage;
+    }
+  }
   SegmentHostOptions host_opts = HostOptions(cfg, *token);
   if (*owner_file) host_opts.owner_proof = (*owner_file)->proof();
   host_opts.host_id = host_id;

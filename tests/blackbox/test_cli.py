@@ -59,6 +59,24 @@ def test_bad_flags_exit_2_with_one_line_naming_the_option():
         assert name in one_error_line(r), args
 
 
+
+def test_store_disk_options_without_their_partner_exit_2_naming_it():
+    """A disk tier needs both --disk-path and --disk-size; its other options
+    alone would be ignored, so the store refuses to start instead (before it
+    allocates or contacts anything: the master address is not listening)."""
+    store = ["store", "--master", "127.0.0.1:1", "--segment-size", "16MiB"]
+    cases = [
+        (store + ["--disk-size", "1GiB"], {}, "--disk-size is for a disk tier"),
+        (store + ["--disk-staging", "8MiB"], {}, "--disk-staging is for a disk tier"),
+        (store + ["--disk-fsync"], {}, "--disk-fsync is for a disk tier"),
+        (store, {"KVCACHED_DISK_SIZE": "1GiB"}, "KVCACHED_DISK_SIZE (--disk-size) is for a disk"),
+        (store + ["--disk-path", tempfile.gettempdir()], {}, "--disk-path needs --disk-size"),
+    ]
+    for args, env, message in cases:
+        r = run_cli(*args, env=env)
+        assert r.returncode == 2, (args, env, r.stderr)
+        assert message in one_error_line(r), (args, env)
+
 def test_bad_environment_or_file_exits_78():
     r = run_cli("meta", env={"KVCACHED_MAX_BODY_SIZE": "12 parsecs"})
     assert r.returncode == 78
