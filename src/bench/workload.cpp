@@ -543,45 +543,24 @@ class Runner {
       w.ops.assign(names.size(), OpStats{});
       for (size_t i = 0; i < names.size(); ++i) w.ops[i].name = names[i];
     }
-    stop_ = false;
     calls_left_ = static_cast<int64_t>(o_.ops);
     const bool by_count = measured && o_.ops > 0;
     progress_objects_ = 0;
     progress_bytes_ = 0;
-    std::atomic<unsigned> running{o_.threads};
-    std::mutex mu;
-    std::condition_variable cv;
-
-    auto start = Clock::now();
-    std::vector<std::thread> threads;
-    for (unsigned t = 0; t < o_.threads; ++t) {
-      threads.emplace_back([&, t] {
-        Worker& w = workers_[t];
-        while (!stop_.load(std::memory_order_relaxed)) {
-          if (by_count && calls_left_.fetch_sub(1) <= 0) break;
-          OneCall(w, measured);
-        }
-        if (running.fetch_sub(1) == 1) {
-          std::lock_guard<std::mutex> lock(mu);
-          cv.notify_all();
-        }
-      });
-    }
-    // The clock: stops the workers at the deadline (or waits for them to
-    // use up --ops), with the progress line meanwhile.
-    WatchProgress(
-        start,
-        by_count ? std::nullopt : std::optional(start + (measured ? o_.duration : o_.warmup)),
-        measured, running, mu, cv);
-    stop_ = true;
-    for (std::thread& t : threads) t.join();
-    auto end = Clock::now();
-    if (o_.progress && measured) {
-      std::fprintf(stderr, "\r\033[K");
-      std::fflush(stderr);
-    }
+    // The clock stops the workers at the deadline (or waits for them to use
+    // up --ops), with the progress line meanwhile.
+    std::optional<Clock::duration> limit;
+    if (!by_count) limit = measured ? o_.duration : o_.warmup;
+    double seconds = RunWorkers(
+        [&](Worker& w) {
+          while (!stop_.load(std::memory_order_relaxed)) {
+            if (by_count && calls_left_.fetch_sub(1) <= 0) break;
+            OneCall(w, measured);
+          }
+        },
+        limit, /*show=*/measured);
     if (!measured) return;
-    result.seconds = Seconds(end - start);
+    result.seconds = seconds;
     MergeWorkers(names, result);
   }
 
@@ -715,6 +694,25 @@ class Runner {
   template <typename Call>
   double OnePass(const std::vector<uint64_t>& order, Call call) {
     std::atomic<size_t> next{0};
+    return RunWorkers(
+        [&](Worker& w) {
+          for (size_t first; (first = next.fetch_add(o_.batch)) < order.size();) {
+            size_t end = std::min(first + o_.batch, order.size());
+            w.ids.assign(order.begin() + static_cast<std::ptrdiff_t>(first),
+                         order.begin() + static_cast<std::ptrdiff_t>(end));
+            call(w);
+          }
+        },
+        std::nullopt, /*show=*/true);
+  }
+
+  // Runs body(workers_[t]) on o_.threads threads, with the progress line
+  // (when `show`), until they all return or `limit` has passed, when stop_
+  // tells them to finish. Returns the seconds from the start to the last
+  // one's end.
+  template <typename Body>
+  double RunWorkers(const Body& body, std::optional<Clock::duration> limit, bool show) {
+    stop_ = false;
     std::atomic<unsigned> running{o_.threads};
     std::mutex mu;
     std::condition_variable cv;
@@ -722,23 +720,19 @@ class Runner {
     std::vector<std::thread> threads;
     for (unsigned t = 0; t < o_.threads; ++t) {
       threads.emplace_back([&, t] {
-        Worker& w = workers_[t];
-        for (size_t first; (first = next.fetch_add(o_.batch)) < order.size();) {
-          size_t end = std::min(first + o_.batch, order.size());
-          w.ids.assign(order.begin() + static_cast<std::ptrdiff_t>(first),
-                       order.begin() + static_cast<std::ptrdiff_t>(end));
-          call(w);
-        }
+        body(workers_[t]);
         if (running.fetch_sub(1) == 1) {
           std::lock_guard<std::mutex> lock(mu);
           cv.notify_all();
         }
       });
     }
-    WatchProgress(start, std::nullopt, /*show=*/true, running, mu, cv);
+    WatchProgress(start, limit ? std::optional(start + *limit) : std::nullopt, show, running, mu,
+                  cv);
+    stop_ = true;
     for (std::thread& t : threads) t.join();
     double seconds = Seconds(Clock::now() - start);
-    if (o_.progress) {
+    if (o_.progress && show) {
       std::fprintf(stderr, "\r\033[K");
       std::fflush(stderr);
     }
