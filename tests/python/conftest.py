@@ -15,6 +15,8 @@ import subprocess
 import sys
 import tempfile
 import time
+import json
+import urllib.request
 
 import pytest
 
@@ -102,6 +104,58 @@ def daemon_env():
     the daemons, and no client variable of the test leaks into them."""
     return {k: v for k, v in os.environ.items()
             if not k.startswith(("KVCACHED_", "MOONCAKE_", "SGLANG_", "LD_PRELOAD"))}
+
+
+def metrics(proc):
+    """`proc`'s admin /metrics: series (name with its labels) -> value."""
+    url = "http://" + proc.address("admin") + "/metrics"
+    with urllib.request.urlopen(url, timeout=10) as r:
+        text = r.read().decode()
+    out = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            series, value = line.rsplit(" ", 1)
+            out[series] = float(value)
+    return out
+
+
+def metric(proc, name, segment=None):
+    """One series of `proc`'s /metrics (of `segment`, when given); it must be there."""
+    m = metrics(proc)
+    series = name if segment is None else f'{name}{{segment="{segment}"}}'
+    assert series in m, f"no series {series} on {proc.address('admin')}/metrics"
+    return m[series]
+
+
+def segments(cluster):
+    """The master's /api/v1/segments: name -> segment record."""
+    url = "http://" + cluster.master.address("admin") + "/api/v1/segments"
+    with urllib.request.urlopen(url, timeout=10) as r:
+        return {s["name"]: s for s in json.loads(r.read())["segments"]}
+
+
+def tails(*procs, chars=4000):
+    """The ends of `procs`' logs, for a failure message."""
+    return "".join(f"\n--- {p.argv[1]} log (tail) ---\n{p.log()[-chars:]}" for p in procs)
+
+
+WAIT_S = 60  # wait_for's default: generous for a loaded 2-core machine
+
+
+def wait_for(what, predicate, timeout_s=WAIT_S, logs=(), state=None):
+    """Polls `predicate` until it returns something true, and returns that;
+    fails at the deadline naming `what`, the last thing it returned,
+    `state()` (what the reader needs to see) and the tails of the `logs`
+    processes' logs."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        got = predicate()
+        if got:
+            return got
+        if time.monotonic() > deadline:
+            shown = f"; {state()}" if state else ""
+            pytest.fail(f"not within {timeout_s} s: {what} (last: {got!r}{shown}){tails(*logs)}")
+        time.sleep(0.05)  # poll interval
 
 
 class Cluster:

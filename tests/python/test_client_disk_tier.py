@@ -23,24 +23,21 @@ tier's file uses O_DIRECT, which tmpfs refuses: DIR lives under /var/tmp."""
 
 import ctypes
 import hashlib
-import json
 import os
 import random
 import shutil
 import tempfile
 import time
-import urllib.request
 
 import pytest
 
-from conftest import Cluster, odirect_dir
+from conftest import Cluster, metrics, odirect_dir, segments, wait_for
 from kvcached import MooncakeDistributedStore, ReplicateConfig, errors
 
 MiB = 1 << 20
 OBJECT = MiB
 SEGMENT_BYTES = 16 * MiB
 OBJECTS = 4 * SEGMENT_BYTES // OBJECT  # four segments' worth
-DEADLINE_S = 60
 TIER_0 = "kvcached-client-0.kvtier"
 TIER_1 = "kvcached-client-1.kvtier"
 
@@ -93,43 +90,19 @@ def open_client(cluster, segment_bytes=SEGMENT_BYTES, **keywords):
     return s, s.setup(*cluster.setup_args(segment_bytes), **keywords)
 
 
-def metrics(cluster):
-    with urllib.request.urlopen(f"http://{cluster.master.address('admin')}/metrics",
-                                timeout=10) as r:
-        text = r.read().decode()
-    out = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            series, value = line.rsplit(" ", 1)
-            out[series] = float(value)
-    return out
 
 
 def master_count(cluster, name):
-    return int(metrics(cluster)[f"kvcached_master_{name}_total"])
+    return int(metrics(cluster.master)[f"kvcached_master_{name}_total"])
 
 
 def disk_objects(cluster, segment):
-    return int(metrics(cluster).get(
+    return int(metrics(cluster.master).get(
         f'kvcached_master_segment_disk_objects{{segment="{segment}"}}', 0))
 
 
-def segments(cluster):
-    with urllib.request.urlopen(
-            f"http://{cluster.master.address('admin')}/api/v1/segments", timeout=10) as r:
-        return {s["name"]: s for s in json.loads(r.read())["segments"]}
 
 
-def wait_for(what, predicate, cluster):
-    deadline = time.monotonic() + DEADLINE_S
-    while True:
-        got = predicate()
-        if got:
-            return got
-        if time.monotonic() > deadline:
-            pytest.fail(f"not within {DEADLINE_S} s: {what} (last: {got!r})\n"
-                        f"--- master log (tail) ---\n{cluster.master.log()[-4000:]}")
-        time.sleep(0.05)
 
 
 def show(title, **counts):
@@ -280,7 +253,8 @@ def test_clients_sharing_a_directory_and_a_restart(master, disk):
         assert not failed, f"puts failed: {failed}"
         on_disk = wait_for("two segments' worth on disk",
                            lambda: (lambda n: n if n >= len(keys) - SEGMENT_BYTES // OBJECT
-                                    else 0)(disk_objects(master, segment)), master)
+                                    else 0)(disk_objects(master, segment)),
+                           logs=(master.master,))
     finally:
         a.close()
 
@@ -290,9 +264,10 @@ def test_clients_sharing_a_directory_and_a_restart(master, disk):
     try:
         segment = c.get_hostname()
         found = wait_for("the reopened tier's objects at the master",
-                         lambda: disk_objects(master, segment), master)
+                         lambda: disk_objects(master, segment), logs=(master.master,))
         wait_for("the remounted segment's quarantine ends",
-                 lambda: not segments(master)[segment].get("quarantined", False), master)
+                 lambda: not segments(master)[segment].get("quarantined", False),
+                 logs=(master.master,))
         got = read_all(c, keys)
     finally:
         c.close()

@@ -27,25 +27,23 @@ The tier's file uses O_DIRECT, which tmpfs refuses: the files live under
 
 import ctypes
 import hashlib
-import json
 import os
 import random
 import re
 import signal
 import threading
 import time
-import urllib.request
 
 import pytest
 
-from conftest import HOST_ID, Cluster, Proc, odirect_dir
+from conftest import (HOST_ID, Cluster, Proc, metric, metrics, odirect_dir, segments, tails,
+                      wait_for)
 from kvcached import MooncakeDistributedStore, errors
 
 MiB = 1 << 20
 OBJECT = MiB  # every object of these tests
 SEGMENT = "16MiB"
 SEGMENT_BYTES = 16 * MiB
-DEADLINE_S = 60  # any condition awaited; generous for a loaded 2-core machine
 HIGH_WATERMARK = 0.90  # the master's default --eviction-high-watermark-ratio
 
 
@@ -167,46 +165,12 @@ def disk_dir(workdir):
 
 # ---- metrics and the master's view ------------------------------------------------------------
 
-def metrics(proc):
-    """`proc`'s admin /metrics: series (name with its labels) -> value."""
-    url = "http://" + proc.address("admin") + "/metrics"
-    with urllib.request.urlopen(url, timeout=10) as r:
-        text = r.read().decode()
-    out = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            series, value = line.rsplit(" ", 1)
-            out[series] = float(value)
-    return out
 
 
-def metric(proc, name, segment=None):
-    m = metrics(proc)
-    series = name if segment is None else f'{name}{{segment="{segment}"}}'
-    assert series in m, f"no series {series} on {proc.address('admin')}/metrics"
-    return m[series]
 
 
-def segments(cluster):
-    """The master's /api/v1/segments: name -> segment record."""
-    url = "http://" + cluster.master.address("admin") + "/api/v1/segments"
-    with urllib.request.urlopen(url, timeout=10) as r:
-        return {s["name"]: s for s in json.loads(r.read())["segments"]}
 
 
-def wait_for(what, predicate, timeout_s=DEADLINE_S, logs=(), state=None):
-    """Polls `predicate` until it returns something true; fails at the
-    deadline naming `what`, the last thing it returned, `state()` (what
-    the reader needs to see) and the tails of the `logs` processes' logs."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        got = predicate()
-        if got:
-            return got
-        if time.monotonic() > deadline:
-            shown = f"; {state()}" if state else ""
-            pytest.fail(f"not within {timeout_s} s: {what} (last: {got!r}{shown}){tails(*logs)}")
-        time.sleep(0.05)  # poll interval
 
 
 MASTER_TIER = ("demotions", "demoted", "demote_failures", "clean_drops", "promotions", "promoted",
@@ -256,9 +220,6 @@ def require_online(store):
         f"the disk tier is not online:\n{store.log()[-4000:]}"
 
 
-def tails(*procs, chars=4000):
-    """The ends of `procs`' logs, for a failure message."""
-    return "".join(f"\n--- {p.argv[1]} log (tail) ---\n{p.log()[-chars:]}" for p in procs)
 
 
 def logged_at(level, text):

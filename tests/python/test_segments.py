@@ -14,11 +14,10 @@ import json
 import logging
 import os
 import threading
-import time
-import urllib.request
 
 import pytest
 
+from conftest import segments, wait_for as wait_until
 from kvcached import MooncakeDistributedStore, ReplicateConfig, _lib, errors
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -29,23 +28,8 @@ OTHER_HOST = "pytest-other-host"  # a host id no store shares: everything over T
 
 # ---- helpers ----------------------------------------------------------------------------
 
-def segments(cluster):
-    """The master's /api/v1/segments: name -> segment record."""
-    url = "http://" + cluster.master.address("admin") + "/api/v1/segments"
-    with urllib.request.urlopen(url, timeout=10) as r:
-        return {s["name"]: s for s in json.loads(r.read())["segments"]}
-
-
-def wait_for(what, predicate, timeout_s=DEADLINE_S):
-    """Polls `predicate` until it is true; fails naming `what` at the deadline."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        got = predicate()
-        if got:
-            return got
-        if time.monotonic() > deadline:
-            pytest.fail(f"not within {timeout_s} s: {what}")
-        time.sleep(0.02)
+def wait_for(what, predicate):
+    return wait_until(what, predicate, timeout_s=DEADLINE_S)
 
 
 def value(key, size):

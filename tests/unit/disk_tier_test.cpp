@@ -165,6 +165,21 @@ std::unique_ptr<DiskTier> OpenOk(const DiskTierOptions& o,
   return std::move(t).value();
 }
 
+// A tier whose disk fails after `ios` operations (test builds' fault hook
+// KVCACHED_FAULT_DISK_EIO_AFTER, read at Open); null, with the skip said,
+// in a build without fault hooks.
+std::unique_ptr<DiskTier> OpenFailingAfter(const TierDir& dir, const char* ios) {
+  if (!GetBuildInfo().fault_hooks) {
+    MESSAGE("skipped: this build has no fault hooks (KVCACHED_FAULT_HOOKS)");
+    return nullptr;
+  }
+  ::setenv("KVCACHED_FAULT_DISK_EIO_AFTER", ios, 1);
+  Result<std::unique_ptr<DiskTier>> opened = DiskTier::Open(Options(dir), nullptr);
+  ::unsetenv("KVCACHED_FAULT_DISK_EIO_AFTER");
+  REQUIRE_MESSAGE(opened.ok(), opened.status().ToString());
+  return std::move(opened).value();
+}
+
 std::string ReadFile(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
@@ -774,16 +789,9 @@ TEST_CASE("disk tier agrees with a model over random operations and a restart") 
 }
 
 TEST_CASE("disk tier goes offline when its disk fails, and reports its records") {
-  if (!GetBuildInfo().fault_hooks) {
-    MESSAGE("skipped: this build has no fault hooks (KVCACHED_FAULT_HOOKS)");
-    return;
-  }
   TierDir dir;
-  ::setenv("KVCACHED_FAULT_DISK_EIO_AFTER", "2", 1);
-  Result<std::unique_ptr<DiskTier>> opened = DiskTier::Open(Options(dir), nullptr);
-  ::unsetenv("KVCACHED_FAULT_DISK_EIO_AFTER");
-  REQUIRE(opened.ok());
-  std::unique_ptr<DiskTier> tier = std::move(opened).value();
+  std::unique_ptr<DiskTier> tier = OpenFailingAfter(dir, "2");
+  if (!tier) return;
   DropLog dropped;
   dropped.Attach(*tier);
   WriteOk(*tier, Rec("a", 1, 5000), Pattern(5000, 1));
@@ -816,16 +824,9 @@ TEST_CASE("disk tier goes offline when its disk fails, and reports its records")
 }
 
 TEST_CASE("disk tier goes offline after three read errors in a row") {
-  if (!GetBuildInfo().fault_hooks) {
-    MESSAGE("skipped: this build has no fault hooks (KVCACHED_FAULT_HOOKS)");
-    return;
-  }
   TierDir dir;
-  ::setenv("KVCACHED_FAULT_DISK_EIO_AFTER", "1", 1);
-  Result<std::unique_ptr<DiskTier>> opened = DiskTier::Open(Options(dir), nullptr);
-  ::unsetenv("KVCACHED_FAULT_DISK_EIO_AFTER");
-  REQUIRE(opened.ok());
-  std::unique_ptr<DiskTier> tier = std::move(opened).value();
+  std::unique_ptr<DiskTier> tier = OpenFailingAfter(dir, "1");
+  if (!tier) return;
   DropLog dropped;
   dropped.Attach(*tier);
   WriteOk(*tier, Rec("a", 1, 5000), Pattern(5000, 1));

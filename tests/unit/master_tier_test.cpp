@@ -59,16 +59,23 @@ void Report(MasterIndex& m, TierEvent ev, const ObjectEntry& e, int64_t now) {
   REQUIRE(m.TierReport(kOwner, r, now).ok());
 }
 
-TEST_CASE("disk tier: a put that finds no room demotes, and the range is freed on the report") {
-  MasterIndex m(Opts());
+// A 2 MiB tiered segment full with a1 and a2; a put of a3 finds no room,
+// so a1 (the least recently used) is sent to disk. The owner's changes
+// queued by that put, taken.
+std::vector<TableChange> FillAndDemoteA1(MasterIndex& m) {
   REQUIRE(m.Mount(kOwner, TierSeg(2 * kMiB), 0).ok());
   REQUIRE(Put(m, "a1", 0) == kOk);
   REQUIRE(Put(m, "a2", 1) == kOk);
   (void)Changes(m);
-  // No room: the least recently used object is sent to disk, not dropped.
   CHECK(Put(m, "a3", 2) == Code(ErrorCode::NO_AVAILABLE_HANDLE));
+  return Changes(m);
+}
+
+TEST_CASE("disk tier: a put that finds no room demotes, and the range is freed on the report") {
+  MasterIndex m(Opts());
+  // No room: the least recently used object is sent to disk, not dropped.
+  std::vector<TableChange> cs = FillAndDemoteA1(m);
   CHECK(m.demoting_bytes() == kMiB);
-  std::vector<TableChange> cs = Changes(m);
   const TableChange* demote = Find(cs, TableOp::kDemote, "a1");
   REQUIRE(demote != nullptr);
   CHECK(Find(cs, TableOp::kRemove, "a1") == nullptr);
@@ -173,14 +180,8 @@ TEST_CASE("disk tier: a failed load removes the object; a dropped record removes
 
 TEST_CASE("disk tier: a range being copied is not reused before the owner reports") {
   MasterIndex m(Opts());
-  REQUIRE(m.Mount(kOwner, TierSeg(2 * kMiB), 0).ok());
-  REQUIRE(Put(m, "a1", 0) == kOk);
-  REQUIRE(Put(m, "a2", 1) == kOk);
-  (void)Changes(m);
-  CHECK(Put(m, "a3", 2) == Code(ErrorCode::NO_AVAILABLE_HANDLE));
-  const TableChange* demote = nullptr;
-  std::vector<TableChange> cs = Changes(m);
-  demote = Find(cs, TableOp::kDemote, "a1");
+  std::vector<TableChange> cs = FillAndDemoteA1(m);
+  const TableChange* demote = Find(cs, TableOp::kDemote, "a1");
   REQUIRE(demote != nullptr);
   // Removed while its owner copies it: the range stays taken.
   CHECK(m.Remove({"a1"}, false, 3).codes[0] == kOk);
@@ -249,12 +250,7 @@ TEST_CASE(
 
 TEST_CASE("disk tier: reports lost with a connection are settled by the owner's remount table") {
   MasterIndex m(Opts());
-  REQUIRE(m.Mount(kOwner, TierSeg(2 * kMiB), 0).ok());
-  REQUIRE(Put(m, "a1", 0) == kOk);
-  REQUIRE(Put(m, "a2", 1) == kOk);
-  (void)Changes(m);
-  CHECK(Put(m, "a3", 2) == Code(ErrorCode::NO_AVAILABLE_HANDLE));
-  std::vector<TableChange> cs = Changes(m);
+  std::vector<TableChange> cs = FillAndDemoteA1(m);
   const TableChange* demote = Find(cs, TableOp::kDemote, "a1");
   REQUIRE(demote != nullptr);
   // The owner wrote a1 (its table says so) but its report never came.
