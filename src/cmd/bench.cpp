@@ -171,11 +171,6 @@ std::vector<OptionSpec> BenchOptions() {
   return o;
 }
 
-bool Given(const Config& cfg, const std::string& name) {
-  const ConfigValue& v = cfg.Get(name);
-  return v.set && v.source != ConfigSource::kDefault;
-}
-
 std::vector<std::string> SplitCommas(const std::string& s) {
   std::vector<std::string> out;
   size_t start = 0;
@@ -253,7 +248,7 @@ struct Plan {
 Result<Plan> MakePlan(const Config& cfg) {
   auto bad = [](const std::string& m) { return Status(ErrorCode::INVALID_PARAMS, m); };
   Plan p;
-  p.embedded = !Given(cfg, "master") || cfg.String("master").empty();
+  p.embedded = !cfg.IsGiven("master") || cfg.String("master").empty();
   p.json = cfg.Bool("json");
   for (const std::string& name : SplitCommas(cfg.String("workload"))) {
     Result<WorkloadKind> k = ParseWorkload(name);
@@ -266,9 +261,10 @@ Result<Plan> MakePlan(const Config& cfg) {
   bool tiered = std::count(p.workloads.begin(), p.workloads.end(), WorkloadKind::kTiered) > 0;
 
   WorkloadOptions& w = p.base;
-  if (Given(cfg, "model")) {
+  if (cfg.IsGiven("model")) {
     if (!sglang) return bad("--model describes KV pages: it needs --workload sglang");
-    if (Given(cfg, "object-size")) return bad("--model and --object-size both set the object size");
+    if (cfg.IsGiven("object-size"))
+      return bad("--model and --object-size both set the object size");
     for (const ModelPreset& m : kModels) {
       if (cfg.String("model") == m.name) {
         w.object_sizes = {m.bytes_per_token * cfg.Number("page-size")};
@@ -277,7 +273,7 @@ Result<Plan> MakePlan(const Config& cfg) {
     }
     p.model = cfg.String("model");
   } else {
-    if (Given(cfg, "page-size")) return bad("--page-size sizes a --model's pages; give --model");
+    if (cfg.IsGiven("page-size")) return bad("--page-size sizes a --model's pages; give --model");
     w.object_sizes.clear();
     for (const std::string& s : SplitCommas(cfg.String("object-size"))) {
       Result<uint64_t> size = ParseSize(s);
@@ -289,40 +285,40 @@ Result<Plan> MakePlan(const Config& cfg) {
     }
     if (w.object_sizes.empty()) return bad("--object-size: give a size");
   }
-  if (Given(cfg, "pages") && !sglang) return bad("--pages is for --workload sglang");
-  if (Given(cfg, "read-ratio") && !mixed) return bad("--read-ratio is for --workload mixed");
-  if (Given(cfg, "ops") && Given(cfg, "duration")) {
+  if (cfg.IsGiven("pages") && !sglang) return bad("--pages is for --workload sglang");
+  if (cfg.IsGiven("read-ratio") && !mixed) return bad("--read-ratio is for --workload mixed");
+  if (cfg.IsGiven("ops") && cfg.IsGiven("duration")) {
     return bad("--ops and --duration both say when to stop: give one");
   }
   if (cfg.Bool("baseline") && cfg.Bool("no-baseline")) return bad("--baseline and --no-baseline");
   if (!p.embedded) {
     for (const char* o : {"segment-size", "store-threads", "disk-path", "disk-size"}) {
-      if (Given(cfg, o)) {
+      if (cfg.IsGiven(o)) {
         return bad(std::string("--") + o +
                    " sizes the embedded pool; it means nothing with --master");
       }
     }
   } else {
     for (const char* o : {"master-admin", "store-admin"}) {
-      if (Given(cfg, o)) {
+      if (cfg.IsGiven(o)) {
         return bad(std::string("--") + o +
                    " names a running pool's admin port: it needs --master (the embedded pool's "
                    "counters are read in-process)");
       }
     }
   }
-  if (Given(cfg, "disk-path") != Given(cfg, "disk-size")) {
+  if (cfg.IsGiven("disk-path") != cfg.IsGiven("disk-size")) {
     return bad(
         "--disk-path and --disk-size go together: the disk tier needs a directory and a "
         "size");
   }
-  if (Given(cfg, "disk-path")) {
+  if (cfg.IsGiven("disk-path")) {
     p.disk_path = cfg.String("disk-path");
     p.disk_bytes = cfg.Number("disk-size");
     if (p.disk_path.empty()) return bad("--disk-path: give a directory");
   }
-  if (Given(cfg, "working-set") && !tiered) return bad("--working-set is for --workload tiered");
-  if (Given(cfg, "working-set") && Given(cfg, "keys") && cfg.Number("keys") > 0) {
+  if (cfg.IsGiven("working-set") && !tiered) return bad("--working-set is for --workload tiered");
+  if (cfg.IsGiven("working-set") && cfg.IsGiven("keys") && cfg.Number("keys") > 0) {
     return bad("--working-set and --keys both size tiered's working set: give one");
   }
   p.master_admin = cfg.String("master-admin");
@@ -342,7 +338,8 @@ Result<Plan> MakePlan(const Config& cfg) {
   p.baseline = cfg.Bool("no-baseline") ? false : (cfg.Bool("baseline") || p.embedded);
   p.disk_probe = !p.disk_path.empty() && !cfg.Bool("no-baseline");
   p.store_threads = static_cast<unsigned>(cfg.Number("store-threads"));
-  p.segment_bytes = Given(cfg, "segment-size") ? cfg.Number("segment-size") : DefaultSegmentBytes();
+  p.segment_bytes =
+      cfg.IsGiven("segment-size") ? cfg.Number("segment-size") : DefaultSegmentBytes();
 
   uint64_t mean = 0;
   for (uint64_t s : w.object_sizes) mean += s / w.object_sizes.size();
@@ -351,7 +348,7 @@ Result<Plan> MakePlan(const Config& cfg) {
     return bad("objects of " + FormatSize(max_size) + " do not fit the embedded segment of " +
                FormatSize(p.segment_bytes) + " four times over: raise --segment-size");
   }
-  if (Given(cfg, "keys")) {
+  if (cfg.IsGiven("keys")) {
     w.keys = cfg.Number("keys");
   } else {
     uint64_t room = p.embedded ? p.segment_bytes / 2 : 256 * kMiB;
@@ -360,11 +357,11 @@ Result<Plan> MakePlan(const Config& cfg) {
     w.keys = std::max<uint64_t>(w.keys, w.batch);
   }
   if (tiered) {
-    uint64_t working_set = Given(cfg, "working-set") ? cfg.Number("working-set")
-                           : p.embedded              ? 4 * p.segment_bytes
-                                                     : kGiB;
+    uint64_t working_set = cfg.IsGiven("working-set") ? cfg.Number("working-set")
+                           : p.embedded               ? 4 * p.segment_bytes
+                                                      : kGiB;
     p.tiered_keys =
-        Given(cfg, "keys") && cfg.Number("keys") > 0
+        cfg.IsGiven("keys") && cfg.Number("keys") > 0
             ? cfg.Number("keys")
             : std::max<uint64_t>(1, (working_set + mean - 1) / std::max<uint64_t>(mean, 1));
     if (p.tiered_keys == 0) return bad("--keys: tiered needs at least one object");
@@ -398,7 +395,7 @@ Result<Plan> MakePlan(const Config& cfg) {
   c.checksums = !cfg.Bool("no-checksums");
   p.transport_name = cfg.String("transport");
   if (c.transport == TransportMode::kRdma) {
-    if (Given(cfg, "protocol") && c.protocol != "rdma") {
+    if (cfg.IsGiven("protocol") && c.protocol != "rdma") {
       return Status(ErrorCode::INVALID_PARAMS, "--transport rdma needs --protocol rdma");
     }
     c.protocol = "rdma";
@@ -1059,7 +1056,7 @@ int RunBench(const CommandContext& ctx) {
   const Config& cfg = ctx.config;
   // Our own lines are the output; the library's and the embedded
   // daemons' info lines would only interleave with the table.
-  if (!Given(cfg, "log-level")) spdlog::set_level(spdlog::level::warn);
+  if (!cfg.IsGiven("log-level")) spdlog::set_level(spdlog::level::warn);
   Result<Plan> planned = MakePlan(cfg);
   if (!planned.ok()) {
     std::fprintf(stderr, "kvcached bench: %s (see 'kvcached bench --help')\n",

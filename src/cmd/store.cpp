@@ -364,10 +364,10 @@ int RunStore(const CommandContext& ctx) {
   }
   if (cfg.String("disk-path").empty()) {
     for (const char* option : {"disk-size", "disk-staging", "disk-fsync"}) {
-      const ConfigValue& v = cfg.Get(option);
-      if (v.source == ConfigSource::kDefault) continue;
+      if (!cfg.IsGiven(option)) continue;
+      const std::string& origin = cfg.Get(option).origin;
       std::string flag = std::string("--") + option;
-      std::string what = v.origin == flag ? flag : v.origin + " (" + flag + ")";
+      std::string what = origin == flag ? flag : origin + " (" + flag + ")";
       spdlog::error("{} is for a disk tier, which needs --disk-path (the tier's directory)", what);
       return kExitUsage;
     }

@@ -67,6 +67,11 @@ class Config {
   // error, not a user error.
   const ConfigValue& Get(const std::string& name) const;
   bool IsSet(const std::string& name) const { return Get(name).set; }
+  // Given by a flag, the environment or a config file (not its default).
+  bool IsGiven(const std::string& name) const {
+    const ConfigValue& v = Get(name);
+    return v.set && v.source != ConfigSource::kDefault;
+  }
   const std::string& String(const std::string& name) const { return Get(name).raw; }
   uint64_t Number(const std::string& name) const { return Get(name).number; }
   std::chrono::milliseconds Duration(const std::string& name) const { return Get(name).duration; }
